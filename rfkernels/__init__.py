@@ -1,0 +1,28 @@
+"""rfkernels: fused kernels for few-view NeRF with diffusion priors.
+
+Every op takes ``backend="auto" | "torch" | "triton" | "cuda"`` (``None`` = the process default,
+see :func:`set_backend`). ``torch`` is the readable reference and ground truth of the tests.
+"""
+from ._checks import set_validation, validation_enabled
+from ._dispatch import BackendUnavailableError, available_backends, get_backend, set_backend
+from ._info import info
+from ._packing import offsets_to_ray_indices, ray_indices_to_offsets
+from .volrend import VolumeRenderOutput, distortion_loss, render_weights, volume_render
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError",
+    "VolumeRenderOutput",
+    "available_backends",
+    "distortion_loss",
+    "get_backend",
+    "info",
+    "offsets_to_ray_indices",
+    "ray_indices_to_offsets",
+    "render_weights",
+    "set_backend",
+    "set_validation",
+    "validation_enabled",
+    "volume_render",
+]

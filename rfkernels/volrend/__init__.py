@@ -1,0 +1,281 @@
+"""Volume rendering (op family 3): weights, fused compositing and the distortion loss.
+
+Layouts: padded ``[R, S]`` tensors, or packed (ragged) ``[N]`` tensors with per-ray ``offsets``
+``[R+1]`` (or sorted ``ray_indices`` ``[N]`` plus ``n_rays``). The ``torch`` backend is
+:mod:`.reference` differentiated by autograd; ``triton`` and ``cuda`` run fused kernels with a
+hand-written backward that recomputes transmittance from the saved outputs (instant-ngp style)
+instead of keeping per-sample intermediates.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .. import _checks, _packing
+from .._dispatch import resolve_backend
+from . import reference
+
+
+class VolumeRenderOutput(NamedTuple):
+    rgb: torch.Tensor  # [R, C] composited colours/features (+ background)
+    depth: torch.Tensor  # [R] sum_i w_i * t_mid_i (not divided by opacity)
+    opacity: torch.Tensor  # [R] sum_i w_i (accumulation)
+    weights: torch.Tensor  # [R, S] or [N], same layout as the input
+
+
+def _backend_module(name: str):
+    if name == "triton":
+        from . import triton as mod
+    else:
+        from . import cuda as mod
+    return mod
+
+
+# ----------------------------------------------------------------------------------- validation
+class _Layout(NamedTuple):
+    padded: bool
+    n_rays: int
+    offsets: torch.Tensor | None  # [R+1] int64 for packed inputs
+    shape: tuple  # the per-sample shape of the input ([R, S] or [N])
+
+
+def _layout(sigmas, offsets, ray_indices, n_rays, name="sigmas") -> _Layout:
+    _checks.check_tensor(name, sigmas, ndim=(1, 2))
+    validate = _checks.validation_enabled()
+    if sigmas.dim() == 2:
+        if offsets is not None or ray_indices is not None:
+            raise ValueError(f"`{name}` is padded [R, S]: do not pass `offsets`/`ray_indices` (they are for packed [N] inputs)")
+        return _Layout(True, sigmas.shape[0], None, tuple(sigmas.shape))
+    if offsets is None and ray_indices is None:
+        raise ValueError(f"`{name}` is packed [N]: pass `offsets` [R+1] or `ray_indices` [N] with `n_rays`")
+    if offsets is None:
+        _checks.check_tensor("ray_indices", ray_indices, shape=[sigmas.shape[0]], dtypes=_checks.INDEX_DTYPES,
+                             device=sigmas.device)
+        if n_rays is None:
+            raise ValueError("`n_rays` is required with `ray_indices`")
+        if validate and ray_indices.numel() > 1 and bool((ray_indices[1:] < ray_indices[:-1]).any()):
+            raise ValueError("`ray_indices` must be sorted (samples of one ray contiguous)")
+        offsets = _packing.ray_indices_to_offsets(ray_indices, n_rays)
+    else:
+        _checks.check_tensor("offsets", offsets, ndim=1, dtypes=_checks.INDEX_DTYPES, device=sigmas.device)
+        _checks.check_offsets("offsets", offsets, sigmas.shape[0], validate)
+    return _Layout(False, offsets.numel() - 1, offsets.long().contiguous(), tuple(sigmas.shape))
+
+
+def _check_like(name, t, layout: _Layout, device, extra_dims=0):
+    if t is None:
+        return None
+    _checks.check_tensor(name, t, device=device)
+    if tuple(t.shape[: len(layout.shape)]) != layout.shape or t.dim() != len(layout.shape) + extra_dims:
+        want = list(layout.shape) + ["C"] * extra_dims
+        raise ValueError(f"`{name}` must have shape {want} to match `sigmas`, got {list(t.shape)}")
+    return t
+
+
+def _intervals(t_starts, t_ends, deltas, layout, device):
+    """-> (deltas, tmids) in the input layout; checks ``t_ends >= t_starts``."""
+    if t_starts is not None or t_ends is not None:
+        if t_starts is None or t_ends is None:
+            raise ValueError("pass both `t_starts` and `t_ends` (or only `deltas`)")
+        if deltas is not None:
+            raise ValueError("pass either (`t_starts`, `t_ends`) or `deltas`, not both")
+        _check_like("t_starts", t_starts, layout, device)
+        _check_like("t_ends", t_ends, layout, device)
+        deltas = t_ends - t_starts
+        if _checks.validation_enabled() and deltas.numel() and bool((deltas < 0).any()):
+            raise ValueError("`t_ends` must be >= `t_starts` (negative interval lengths)")
+        return deltas, 0.5 * (t_starts + t_ends)
+    if deltas is None:
+        raise ValueError("pass interval lengths: (`t_starts`, `t_ends`) or `deltas`")
+    _check_like("deltas", deltas, layout, device)
+    _checks.check_nonnegative("deltas", deltas, _checks.validation_enabled())
+    return deltas, None
+
+
+def _flat(t, layout: _Layout, channels: bool = False):
+    """Input layout -> packed float32 contiguous [N] (or [N, C])."""
+    if t is None:
+        return None
+    if layout.padded:
+        t = t.reshape(-1, t.shape[-1]) if channels else t.reshape(-1)
+    return t.float().contiguous()
+
+
+def _offsets(layout: _Layout, device):
+    if layout.padded:
+        return _packing.padded_offsets(layout.n_rays, layout.shape[1], device)
+    return layout.offsets
+
+
+# -------------------------------------------------------------------------- autograd functions
+class _Composite(torch.autograd.Function):
+    """Packed fused compositing: (sigmas, deltas, tmids, colors) -> (rgb, depth, opacity, weights, trans)."""
+
+    @staticmethod
+    def forward(ctx, sigmas, deltas, tmids, colors, offsets, eps, backend):
+        mod = _backend_module(backend)
+        rgb, depth, opacity, weights, trans = mod.composite_forward(sigmas, deltas, tmids, colors, offsets, eps)
+        ctx.save_for_backward(sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity)
+        ctx.has_tmids, ctx.has_colors = tmids is not None, colors is not None
+        ctx.eps, ctx.backend = eps, backend
+        return rgb, depth, opacity, weights, trans
+
+    @staticmethod
+    def backward(ctx, g_rgb, g_depth, g_opacity, g_weights, g_trans):
+        sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity = ctx.saved_tensors
+        zeros_r = lambda g, like: torch.zeros_like(like) if g is None else g.contiguous()  # noqa: E731
+        g_rgb, g_depth, g_opacity = zeros_r(g_rgb, rgb), zeros_r(g_depth, depth), zeros_r(g_opacity, opacity)
+        g_weights = None if g_weights is None else g_weights.contiguous()
+        g_trans = None if g_trans is None else g_trans.contiguous()
+        mod = _backend_module(ctx.backend)
+        g_sigmas, g_deltas, g_tmids, g_colors = mod.composite_backward(
+            g_rgb, g_depth, g_opacity, g_weights, g_trans,
+            sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity, ctx.eps,
+        )
+        return (g_sigmas, g_deltas, g_tmids if ctx.has_tmids else None,
+                g_colors if ctx.has_colors else None, None, None, None)
+
+
+class _Distortion(torch.autograd.Function):
+    """Packed fused distortion loss: (weights, tmids, deltas) -> loss [R]."""
+
+    @staticmethod
+    def forward(ctx, weights, tmids, deltas, offsets, backend):
+        mod = _backend_module(backend)
+        ctx.save_for_backward(weights, tmids, deltas, offsets)
+        ctx.backend = backend
+        return mod.distortion_forward(weights, tmids, deltas, offsets)
+
+    @staticmethod
+    def backward(ctx, g_loss):
+        weights, tmids, deltas, offsets = ctx.saved_tensors
+        mod = _backend_module(ctx.backend)
+        g_w, g_m, g_d = mod.distortion_backward(g_loss.contiguous(), weights, tmids, deltas, offsets)
+        return g_w, g_m, g_d, None, None
+
+
+# ------------------------------------------------------------------------------ public functions
+def _composite(sigmas, deltas, tmids, colors, layout, eps, backend):
+    """Dispatch: returns rgb [R, C], depth [R], opacity [R], weights, trans (input layout)."""
+    device = sigmas.device
+    if backend == "torch":
+        if layout.padded:
+            return reference.composite_padded(sigmas, deltas, tmids, colors, None, eps)
+        offsets = layout.offsets
+        sig, mask = _packing.pad(sigmas, offsets)
+        dlt = _packing.pad(deltas, offsets)[0]
+        tm = _packing.pad(tmids, offsets)[0] if tmids is not None else None
+        col = _packing.pad(colors, offsets)[0] if colors is not None else None
+        rgb, depth, opacity, w, tr = reference.composite_padded(sig, dlt, tm, col, mask, eps)
+        return rgb, depth, opacity, _packing.unpad(w, mask), _packing.unpad(tr, mask)
+    dtype = sigmas.dtype
+    rgb, depth, opacity, w, tr = _Composite.apply(
+        _flat(sigmas, layout), _flat(deltas, layout), _flat(tmids, layout),
+        _flat(colors, layout, channels=True), _offsets(layout, device), float(eps), backend,
+    )
+    return rgb.to(dtype), depth.to(dtype), opacity.to(dtype), w.view(layout.shape).to(dtype), tr.view(layout.shape).to(dtype)
+
+
+def render_weights(
+    sigmas: torch.Tensor,
+    t_starts: torch.Tensor | None = None,
+    t_ends: torch.Tensor | None = None,
+    *,
+    deltas: torch.Tensor | None = None,
+    offsets: torch.Tensor | None = None,
+    ray_indices: torch.Tensor | None = None,
+    n_rays: int | None = None,
+    early_stop_eps: float = 0.0,
+    backend: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Volume-rendering weights from densities.
+
+    Args:
+        sigmas: densities, padded ``[R, S]`` or packed ``[N]``.
+        t_starts, t_ends: interval bounds, same shape as ``sigmas`` (or give ``deltas``).
+        offsets: ``[R+1]`` int per-ray offsets for packed inputs (or ``ray_indices`` + ``n_rays``).
+        early_stop_eps: if > 0, samples whose transmittance is below it get weight 0.
+    Returns:
+        ``(weights, transmittance, alphas)``, each shaped like ``sigmas``.
+    """
+    layout = _layout(sigmas, offsets, ray_indices, n_rays)
+    deltas, _ = _intervals(t_starts, t_ends, deltas, layout, sigmas.device)
+    be = resolve_backend(backend, sigmas)
+    _, _, _, weights, trans = _composite(sigmas, deltas, None, None, layout, early_stop_eps, be)
+    alphas = 1.0 - torch.exp(-reference.optical_depth(sigmas, deltas))
+    return weights, trans, alphas
+
+
+def volume_render(
+    sigmas: torch.Tensor,
+    colors: torch.Tensor,
+    t_starts: torch.Tensor,
+    t_ends: torch.Tensor,
+    *,
+    offsets: torch.Tensor | None = None,
+    ray_indices: torch.Tensor | None = None,
+    n_rays: int | None = None,
+    background: torch.Tensor | float | None = None,
+    early_stop_eps: float = 0.0,
+    backend: str | None = None,
+) -> VolumeRenderOutput:
+    """Fused alpha compositing of colours (or any C-channel features) along rays.
+
+    Args:
+        sigmas: ``[R, S]`` padded or ``[N]`` packed densities (>= 0).
+        colors: ``[R, S, C]`` or ``[N, C]``; any C.
+        t_starts, t_ends: ``[R, S]`` / ``[N]`` interval bounds along the ray (``t_ends >= t_starts``).
+        offsets / ray_indices + n_rays: packed layout (see :mod:`rfkernels._packing`).
+        background: ``[C]``, ``[R, C]`` or a scalar, added as ``(1 - opacity) * background``.
+        early_stop_eps: transmittance threshold below which samples are skipped (0 = off, exact).
+    Returns:
+        :class:`VolumeRenderOutput` ``(rgb [R, C], depth [R], opacity [R], weights)``.
+    """
+    layout = _layout(sigmas, offsets, ray_indices, n_rays)
+    device = sigmas.device
+    _check_like("colors", colors, layout, device, extra_dims=1)
+    deltas, tmids = _intervals(t_starts, t_ends, None, layout, device)
+    be = resolve_backend(backend, sigmas)
+    rgb, depth, opacity, weights, _ = _composite(sigmas, deltas, tmids, colors, layout, early_stop_eps, be)
+    if background is not None:
+        if isinstance(background, torch.Tensor):
+            _checks.check_tensor("background", background, ndim=(0, 1, 2), device=device)
+            if background.dim() >= 1 and background.shape[-1] != rgb.shape[-1]:
+                raise ValueError(f"`background` must have {rgb.shape[-1]} channels, got shape {list(background.shape)}")
+        rgb = rgb + (1.0 - opacity)[:, None] * background
+    return VolumeRenderOutput(rgb, depth, opacity, weights)
+
+
+def distortion_loss(
+    weights: torch.Tensor,
+    t_starts: torch.Tensor,
+    t_ends: torch.Tensor,
+    *,
+    offsets: torch.Tensor | None = None,
+    ray_indices: torch.Tensor | None = None,
+    n_rays: int | None = None,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """mip-NeRF 360 distortion loss per ray, in O(S): ``[R]`` (take ``.mean()`` for the scalar).
+
+    ``L = sum_{i,j} w_i w_j |m_i - m_j| + 1/3 sum_i w_i^2 (t_end_i - t_start_i)`` with midpoints m.
+    Intervals of a ray must be sorted and non-overlapping (as produced by any NeRF sampler); pass
+    normalized (s-space) distances to match the paper.
+    """
+    layout = _layout(weights, offsets, ray_indices, n_rays, name="weights")
+    device = weights.device
+    deltas, tmids = _intervals(t_starts, t_ends, None, layout, device)
+    be = resolve_backend(backend, weights)
+    if be == "torch":
+        if layout.padded:
+            return reference.distortion_padded(weights, tmids, deltas)
+        w, mask = _packing.pad(weights, layout.offsets)
+        return reference.distortion_padded(w, _packing.pad(tmids, layout.offsets)[0],
+                                           _packing.pad(deltas, layout.offsets)[0], mask)
+    loss = _Distortion.apply(_flat(weights, layout), _flat(tmids, layout), _flat(deltas, layout),
+                             _offsets(layout, device), be)
+    return loss.to(weights.dtype)
+
+
+__all__ = ["VolumeRenderOutput", "render_weights", "volume_render", "distortion_loss"]

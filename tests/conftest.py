@@ -1,0 +1,58 @@
+"""Shared test fixtures: the device, the fused backends available here, random-input helpers.
+
+On a machine without a GPU, Triton kernels run in the interpreter (``TRITON_INTERPRET=1`` is set
+here before any kernel module is imported); CUDA-backend tests are skipped.
+"""
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import rfkernels  # noqa: E402
+from rfkernels import _dispatch  # noqa: E402
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.fixture
+def device():
+    return DEVICE
+
+
+@pytest.fixture(params=["triton", "cuda"])
+def fused_backend(request):
+    """Each fused backend that can run here (triton: GPU or interpreter; cuda: GPU + extension)."""
+    name = request.param
+    reason = (_dispatch.triton_unavailable_reason if name == "triton" else _dispatch.cuda_unavailable_reason)(DEVICE)
+    if reason:
+        pytest.skip(f"{name} unavailable: {reason}")
+    return name
+
+
+@pytest.fixture
+def seed():
+    """A fresh seed per test run (printed on failure) so inputs differ between runs."""
+    s = int.from_bytes(os.urandom(4), "little")
+    torch.manual_seed(s)
+    return s
+
+
+def assert_close(actual, expected, atol=1e-5, rtol=1e-4, name=""):
+    """allclose in float64 with a message naming the tensor and the worst error."""
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    assert a.shape == e.shape, f"{name}: shape {tuple(a.shape)} != {tuple(e.shape)}"
+    err = (a - e).abs()
+    tol = atol + rtol * e.abs()
+    assert bool((err <= tol).all()), f"{name}: max abs err {err.max().item():.3g} (tol atol={atol} rtol={rtol})"
+
+
+def assert_close_scaled(actual, expected, rel=2e-4, name=""):
+    """Error bounded relative to the tensor's largest entry: the right check for float32 gradients
+    that are sums of cancelling terms (e.g. suffix sums computed as total - prefix), whose rounding
+    error scales with the magnitude of the whole ray, not of the entry."""
+    scale = expected.detach().abs().max().item() if expected.numel() else 0.0
+    assert_close(actual, expected, atol=rel * scale + 1e-6, rtol=rel, name=name)
