@@ -28,7 +28,9 @@ def info(build_cuda: bool = False) -> dict:
     elif cuda:
         cuda_reason = "not built yet (built on first CUDA use; `python -m rfkernels info --build`)"
     else:
-        cuda_reason = _dispatch.cuda_unavailable_reason(torch.device("cpu"))
+        from ._cuda_ext import _static_reason
+
+        cuda_reason = _static_reason()
     return {
         "rfkernels": "0.1.0",
         "python": platform.python_version(),

@@ -1,0 +1,1 @@
+"""Benchmark suite: ``python -m benchmarks [--quick] [--only volrend,...] [--out results/x.json]``."""

@@ -1,0 +1,109 @@
+"""Run the benchmark suite: every family's cases, side by side, in one process.
+
+Prints a table (op, size, mode, backend, ms, speedup vs the torch reference, throughput, achieved
+GB/s and % of the device-to-device copy bandwidth measured in the same run, peak memory on CUDA)
+and writes JSON with the device, versions and date.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from .common import copy_bandwidth_gbs, peak_memory_mb, time_fn
+
+FAMILIES = ["volrend", "hashgrid", "sampling", "gather", "prior"]
+
+
+def _env(device: torch.device) -> dict:
+    import rfkernels
+
+    info = rfkernels.info()
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu"),
+        "cpu_threads": torch.get_num_threads(),
+        "python": info["python"],
+        "torch": info["torch"],
+        "cuda": info["torch_cuda"],
+        "triton": info["triton"],
+        "xformers": info["xformers"],
+        "diffusers": info["diffusers"],
+        "triton_interpreter": os.environ.get("TRITON_INTERPRET") == "1",
+    }
+
+
+def run(families, quick: bool, device: torch.device) -> dict:
+    bandwidth = copy_bandwidth_gbs(device)
+    rows = []
+    for fam in families:
+        try:
+            mod = importlib.import_module(f"benchmarks.bench_{fam}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"benchmarks.bench_{fam}":
+                continue
+            raise
+        for case in mod.cases(device, quick):
+            ms = time_fn(case.fn, device)
+            row = {
+                "op": case.op, "size": case.size, "mode": case.mode, "backend": case.backend, "ms": ms,
+                "items_per_s": case.items / (ms * 1e-3) if case.items else None, "item_name": case.item_name,
+                "gb_per_s": case.bytes_moved / (ms * 1e-3) / 1e9 if case.bytes_moved else None,
+                "peak_mem_mb": peak_memory_mb(case.fn, device),
+                **case.extra,
+            }
+            row["pct_of_copy_bw"] = 100 * row["gb_per_s"] / bandwidth if row["gb_per_s"] else None
+            rows.append(row)
+            print(_fmt(row), flush=True)
+    ref = {(r["op"], r["size"], r["mode"]): r["ms"] for r in rows if r["backend"] == "torch"}
+    for r in rows:
+        base = ref.get((r["op"], r["size"], r["mode"]))
+        r["speedup_vs_torch"] = base / r["ms"] if base else None
+    return {"env": _env(device), "copy_bandwidth_gb_per_s": bandwidth, "quick": quick, "results": rows}
+
+
+def _fmt(r: dict) -> str:
+    tp = f"{r['items_per_s'] / 1e6:9.2f} M{r['item_name']}/s" if r["items_per_s"] else " " * 18
+    bw = f"{r['gb_per_s']:8.1f} GB/s ({r['pct_of_copy_bw']:5.1f}%)" if r["gb_per_s"] else ""
+    mem = f" peak {r['peak_mem_mb']:.0f} MB" if r.get("peak_mem_mb") is not None else ""
+    return f"{r['op']:<22} {r['size']:<30} {r['mode']:<8} {r['backend']:<8} {r['ms']:9.3f} ms {tp} {bw}{mem}"
+
+
+def print_table(report: dict) -> None:
+    print(f"\n# {report['env']['device']}  torch {report['env']['torch']}  triton {report['env']['triton']}  "
+          f"copy bandwidth {report['copy_bandwidth_gb_per_s']:.1f} GB/s  {report['env']['date']}")
+    print(f"{'op':<22} {'size':<30} {'mode':<8} {'backend':<8} {'ms':>9}    {'speedup':>8}  {'GB/s':>8} {'%bw':>6}")
+    for r in report["results"]:
+        sp = f"{r['speedup_vs_torch']:7.2f}x" if r["speedup_vs_torch"] else "       -"
+        bw = f"{r['gb_per_s']:8.1f} {r['pct_of_copy_bw']:5.1f}%" if r["gb_per_s"] else ""
+        print(f"{r['op']:<22} {r['size']:<30} {r['mode']:<8} {r['backend']:<8} {r['ms']:9.3f} ms {sp}  {bw}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small sizes (the default on CPU)")
+    p.add_argument("--only", default=",".join(FAMILIES), help="comma-separated families")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/<device>-<date>.json)")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    quick = args.quick or device.type == "cpu"
+    report = run([f for f in args.only.split(",") if f], quick, device)
+    print_table(report)
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
+        f"{report['env']['device'].replace(' ', '_')}-{report['env']['date'][:10]}{'-quick' if quick else ''}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

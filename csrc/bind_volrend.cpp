@@ -1,0 +1,132 @@
+// PyTorch binding of the volume-rendering launchers in volrend.cu. Inputs arrive validated and
+// contiguous float32 from rfkernels/volrend/__init__.py; this file only checks device/layout,
+// allocates outputs and passes raw pointers with the current stream.
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/extension.h>
+
+#include "volrend.h"
+
+namespace {
+
+void check_input(const torch::Tensor& t, const char* name) {
+    TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+    TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+    TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
+}
+
+const float* opt_ptr(const torch::Tensor& t) { return t.numel() ? t.data_ptr<float>() : nullptr; }
+float* opt_mut_ptr(torch::Tensor& t) { return t.numel() ? t.data_ptr<float>() : nullptr; }
+
+void check_cuda(cudaError_t err, const char* what) {
+    TORCH_CHECK(err == cudaSuccess, what, " failed: ", cudaGetErrorString(err));
+}
+
+rfk::CompositeArgs make_args(const torch::Tensor& sigmas, const torch::Tensor& deltas, const torch::Tensor& tmids,
+                             const torch::Tensor& colors, const torch::Tensor& offsets, int64_t channels,
+                             double eps, double tau_max) {
+    check_input(sigmas, "sigmas");
+    check_input(deltas, "deltas");
+    TORCH_CHECK(offsets.is_cuda() && offsets.scalar_type() == torch::kInt64 && offsets.is_contiguous(),
+                "offsets must be a contiguous int64 CUDA tensor");
+    if (tmids.numel()) check_input(tmids, "tmids");
+    if (colors.numel()) check_input(colors, "colors");
+    rfk::CompositeArgs a;
+    a.sigma = sigmas.data_ptr<float>();
+    a.delta = deltas.data_ptr<float>();
+    a.tmid = opt_ptr(tmids);
+    a.color = channels > 0 ? colors.data_ptr<float>() : nullptr;
+    a.offsets = offsets.data_ptr<int64_t>();
+    a.n_rays = offsets.numel() - 1;
+    a.channels = static_cast<int>(channels);
+    a.eps = static_cast<float>(eps);
+    a.tau_max = static_cast<float>(tau_max);
+    return a;
+}
+
+std::vector<torch::Tensor> composite_forward(torch::Tensor sigmas, torch::Tensor deltas, torch::Tensor tmids,
+                                             torch::Tensor colors, torch::Tensor offsets, int64_t channels,
+                                             double eps, double tau_max) {
+    const c10::cuda::CUDAGuard guard(sigmas.device());
+    const auto a = make_args(sigmas, deltas, tmids, colors, offsets, channels, eps, tau_max);
+    auto rgb = torch::empty({a.n_rays, channels}, sigmas.options());
+    auto depth = torch::empty({a.n_rays}, sigmas.options());
+    auto opacity = torch::empty({a.n_rays}, sigmas.options());
+    auto weights = torch::empty_like(sigmas);
+    auto trans = torch::empty_like(sigmas);
+    check_cuda(rfk::composite_forward(a, rgb.data_ptr<float>(), depth.data_ptr<float>(), opacity.data_ptr<float>(),
+                                      weights.data_ptr<float>(), trans.data_ptr<float>(),
+                                      c10::cuda::getCurrentCUDAStream()),
+               "volrend composite_forward");
+    return {rgb, depth, opacity, weights, trans};
+}
+
+std::vector<torch::Tensor> composite_backward(torch::Tensor g_rgb, torch::Tensor g_depth, torch::Tensor g_opacity,
+                                              torch::Tensor g_weights, torch::Tensor g_trans, torch::Tensor sigmas,
+                                              torch::Tensor deltas, torch::Tensor tmids, torch::Tensor colors,
+                                              torch::Tensor offsets, torch::Tensor rgb, torch::Tensor depth,
+                                              torch::Tensor opacity, int64_t channels, double eps, double tau_max) {
+    const c10::cuda::CUDAGuard guard(sigmas.device());
+    const auto a = make_args(sigmas, deltas, tmids, colors, offsets, channels, eps, tau_max);
+    check_input(g_depth, "g_depth");
+    check_input(g_opacity, "g_opacity");
+    if (channels > 0) {
+        check_input(g_rgb, "g_rgb");
+        check_input(rgb, "rgb");
+    }
+    if (g_weights.numel()) check_input(g_weights, "g_weights");
+    if (g_trans.numel()) check_input(g_trans, "g_trans");
+    auto g_sigmas = torch::empty_like(sigmas);
+    auto g_deltas = torch::empty_like(deltas);
+    auto g_tmids = torch::empty_like(tmids);
+    auto g_colors = torch::empty_like(colors);
+    check_cuda(rfk::composite_backward(a, channels > 0 ? g_rgb.data_ptr<float>() : nullptr, g_depth.data_ptr<float>(),
+                                       g_opacity.data_ptr<float>(), opt_ptr(g_weights), opt_ptr(g_trans),
+                                       channels > 0 ? rgb.data_ptr<float>() : nullptr, depth.data_ptr<float>(),
+                                       opacity.data_ptr<float>(), g_sigmas.data_ptr<float>(),
+                                       g_deltas.data_ptr<float>(), opt_mut_ptr(g_tmids),
+                                       channels > 0 ? g_colors.data_ptr<float>() : nullptr,
+                                       c10::cuda::getCurrentCUDAStream()),
+               "volrend composite_backward");
+    return {g_sigmas, g_deltas, g_tmids, g_colors};
+}
+
+torch::Tensor distortion_forward(torch::Tensor weights, torch::Tensor tmids, torch::Tensor deltas,
+                                 torch::Tensor offsets) {
+    const c10::cuda::CUDAGuard guard(weights.device());
+    check_input(weights, "weights");
+    check_input(tmids, "tmids");
+    check_input(deltas, "deltas");
+    const int64_t n_rays = offsets.numel() - 1;
+    auto loss = torch::empty({n_rays}, weights.options());
+    check_cuda(rfk::distortion_forward(weights.data_ptr<float>(), tmids.data_ptr<float>(), deltas.data_ptr<float>(),
+                                       offsets.data_ptr<int64_t>(), n_rays, loss.data_ptr<float>(),
+                                       c10::cuda::getCurrentCUDAStream()),
+               "volrend distortion_forward");
+    return loss;
+}
+
+std::vector<torch::Tensor> distortion_backward(torch::Tensor g_loss, torch::Tensor weights, torch::Tensor tmids,
+                                               torch::Tensor deltas, torch::Tensor offsets) {
+    const c10::cuda::CUDAGuard guard(weights.device());
+    check_input(g_loss, "g_loss");
+    const int64_t n_rays = offsets.numel() - 1;
+    auto g_w = torch::empty_like(weights);
+    auto g_m = torch::empty_like(tmids);
+    auto g_d = torch::empty_like(deltas);
+    check_cuda(rfk::distortion_backward(g_loss.data_ptr<float>(), weights.data_ptr<float>(), tmids.data_ptr<float>(),
+                                        deltas.data_ptr<float>(), offsets.data_ptr<int64_t>(), n_rays,
+                                        g_w.data_ptr<float>(), g_m.data_ptr<float>(), g_d.data_ptr<float>(),
+                                        c10::cuda::getCurrentCUDAStream()),
+               "volrend distortion_backward");
+    return {g_w, g_m, g_d};
+}
+
+}  // namespace
+
+void rfk_bind_volrend(pybind11::module_& m) {
+    m.def("volrend_composite_forward", &composite_forward, "packed volume rendering forward");
+    m.def("volrend_composite_backward", &composite_backward, "packed volume rendering backward");
+    m.def("volrend_distortion_forward", &distortion_forward, "packed distortion loss forward");
+    m.def("volrend_distortion_backward", &distortion_backward, "packed distortion loss backward");
+}
