@@ -240,3 +240,16 @@ def test_set_backend_default(monkeypatch):
         assert w.shape == x.shape
     finally:
         rfkernels.set_backend("auto")
+
+
+def test_negative_intervals_and_device_mismatch_are_rejected():
+    s, c = torch.rand(4, 5), torch.rand(4, 5, 3)
+    t0 = torch.rand(4, 5) + 1.0
+    with pytest.raises(ValueError, match="t_ends"):
+        rfkernels.volume_render(s, c, t0, t0 - 0.5)
+    with pytest.raises(ValueError, match="deltas"):
+        rfkernels.render_weights(s, deltas=-torch.ones(4, 5))
+    with pytest.raises(ValueError, match="colors"):
+        rfkernels.volume_render(s, c.to("meta"), t0, t0 + 1)
+    with pytest.raises(ValueError, match="background"):
+        rfkernels.volume_render(s, c, t0, t0 + 1, background=torch.ones(4))
