@@ -1,48 +1,56 @@
 // Volume rendering kernels: one thread per ray walking its packed samples front to back
 // (exact sequential prefix sums in float32). Torch-free; launched from bind_volrend.cpp.
+// The per-ray bodies are __host__ __device__ so tests/csrc/volrend_host.cu can run them on the CPU.
 #include "common.cuh"
 #include "volrend.h"
 
 namespace rfk {
-namespace {
 
-__global__ void composite_fwd_kernel(CompositeArgs a, float* __restrict__ rgb, float* __restrict__ depth,
-                                     float* __restrict__ opacity, float* __restrict__ weight,
-                                     float* __restrict__ trans_out) {
-    const int64_t ray = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-    if (ray >= a.n_rays) return;
+constexpr int kChannelChunk = 4;  // colour channels accumulated in registers per sweep
+
+// Sweeps the ray once per chunk of 4 channels (one sweep for C <= 4), keeping the colour sums in
+// registers; the per-sample outputs are written during the first sweep.
+RFK_HD void composite_forward_ray(const CompositeArgs& a, int64_t ray, float* __restrict__ rgb,
+                                  float* __restrict__ depth, float* __restrict__ opacity,
+                                  float* __restrict__ weight, float* __restrict__ trans_out) {
     const int64_t start = a.offsets[ray], end = a.offsets[ray + 1];
-    const int C = a.channels;
-    float* out_rgb = rgb + ray * C;
-    for (int c = 0; c < C; ++c) out_rgb[c] = 0.f;
-    float T = 1.f, acc_depth = 0.f, acc_opacity = 0.f, tau_sum = 0.f;
-    for (int64_t i = start; i < end; ++i) {
-        const float tau = fminf(a.sigma[i] * a.delta[i], a.tau_max);
-        T = __expf(-tau_sum);  // recomputed from the running sum, as the reference does
-        float w = T * (1.f - __expf(-tau));
-        if (T < a.eps) w = 0.f;
-        weight[i] = w;
-        trans_out[i] = T;
-        acc_opacity += w;
-        if (a.tmid) acc_depth += w * a.tmid[i];
-        if (a.color)
-            for (int c = 0; c < C; ++c) out_rgb[c] += w * a.color[i * C + c];
-        tau_sum += tau;
+    const int C = a.color ? a.channels : 0;
+    for (int c0 = 0; c0 == 0 || c0 < C; c0 += kChannelChunk) {
+        const bool first = c0 == 0;
+        const int nc = C - c0 < kChannelChunk ? C - c0 : kChannelChunk;
+        float acc[kChannelChunk] = {0.f, 0.f, 0.f, 0.f};
+        float acc_depth = 0.f, acc_opacity = 0.f, tau_sum = 0.f;
+        for (int64_t i = start; i < end; ++i) {
+            const float tau = fminf(a.sigma[i] * a.delta[i], a.tau_max);
+            const float T = expf(-tau_sum);  // from the running sum, as the reference does
+            const float w = T < a.eps ? 0.f : T * (1.f - expf(-tau));
+            tau_sum += tau;
+            if (first) {
+                weight[i] = w;
+                trans_out[i] = T;
+                acc_opacity += w;
+                if (a.tmid) acc_depth += w * a.tmid[i];
+            }
+#pragma unroll
+            for (int c = 0; c < kChannelChunk; ++c)
+                if (c < nc) acc[c] += w * a.color[i * C + c0 + c];
+        }
+        for (int c = 0; c < nc; ++c) rgb[ray * C + c0 + c] = acc[c];
+        if (first) {
+            depth[ray] = acc_depth;
+            opacity[ray] = acc_opacity;
+        }
     }
-    depth[ray] = acc_depth;
-    opacity[ray] = acc_opacity;
 }
 
 // dL/dtau_k = T_{k+1} v_k - sum_{i>k} (w_i v_i + T_i u_i); see rfkernels/volrend/triton.py.
-__global__ void composite_bwd_kernel(CompositeArgs a, const float* __restrict__ g_rgb,
-                                     const float* __restrict__ g_depth, const float* __restrict__ g_opacity,
-                                     const float* __restrict__ g_weight, const float* __restrict__ g_trans,
-                                     const float* __restrict__ rgb, const float* __restrict__ depth,
-                                     const float* __restrict__ opacity, float* __restrict__ g_sigma,
-                                     float* __restrict__ g_delta, float* __restrict__ g_tmid,
-                                     float* __restrict__ g_color) {
-    const int64_t ray = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-    if (ray >= a.n_rays) return;
+RFK_HD void composite_backward_ray(const CompositeArgs& a, int64_t ray, const float* __restrict__ g_rgb,
+                                   const float* __restrict__ g_depth, const float* __restrict__ g_opacity,
+                                   const float* __restrict__ g_weight, const float* __restrict__ g_trans,
+                                   const float* __restrict__ rgb, const float* __restrict__ depth,
+                                   const float* __restrict__ opacity, float* __restrict__ g_sigma,
+                                   float* __restrict__ g_delta, float* __restrict__ g_tmid,
+                                   float* __restrict__ g_color) {
     const int64_t start = a.offsets[ray], end = a.offsets[ray + 1];
     const int C = a.channels;
     const float gd = g_depth[ray], go = g_opacity[ray];
@@ -55,8 +63,8 @@ __global__ void composite_bwd_kernel(CompositeArgs a, const float* __restrict__ 
         float tau_sum = 0.f;
         for (int64_t i = start; i < end; ++i) {
             const float tau = fminf(a.sigma[i] * a.delta[i], a.tau_max);
-            const float T = __expf(-tau_sum);
-            if (g_weight && T >= a.eps) total += T * (1.f - __expf(-tau)) * g_weight[i];
+            const float T = expf(-tau_sum);
+            if (g_weight && T >= a.eps) total += T * (1.f - expf(-tau)) * g_weight[i];
             if (g_trans) total += T * g_trans[i];
             tau_sum += tau;
         }
@@ -66,10 +74,10 @@ __global__ void composite_bwd_kernel(CompositeArgs a, const float* __restrict__ 
         const float sigma = a.sigma[i], delta = a.delta[i];
         const float raw_tau = sigma * delta;
         const float tau = fminf(raw_tau, a.tau_max);
-        const float T = __expf(-tau_sum);
-        const float T_next = __expf(-(tau_sum + tau));
+        const float T = expf(-tau_sum);
+        const float T_next = expf(-(tau_sum + tau));
         const bool active = T >= a.eps;
-        const float w = active ? T * (1.f - __expf(-tau)) : 0.f;
+        const float w = active ? T * (1.f - expf(-tau)) : 0.f;
         float v = go;
         if (a.tmid) {
             v += gd * a.tmid[i];
@@ -94,12 +102,10 @@ __global__ void composite_bwd_kernel(CompositeArgs a, const float* __restrict__ 
 }
 
 template <bool kBackward>
-__global__ void distortion_kernel(const float* __restrict__ w, const float* __restrict__ m,
-                                  const float* __restrict__ d, const int64_t* __restrict__ offsets,
-                                  int64_t n_rays, float* __restrict__ loss, const float* __restrict__ g_loss,
-                                  float* __restrict__ g_w, float* __restrict__ g_m, float* __restrict__ g_d) {
-    const int64_t ray = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-    if (ray >= n_rays) return;
+RFK_HD void distortion_ray(const float* __restrict__ w, const float* __restrict__ m, const float* __restrict__ d,
+                           const int64_t* __restrict__ offsets, int64_t ray, float* __restrict__ loss,
+                           const float* __restrict__ g_loss, float* __restrict__ g_w, float* __restrict__ g_m,
+                           float* __restrict__ g_d) {
     const int64_t start = offsets[ray], end = offsets[ray + 1];
     float w_tot = 0.f, wm_tot = 0.f;
     if (kBackward)
@@ -124,6 +130,32 @@ __global__ void distortion_kernel(const float* __restrict__ w, const float* __re
         wm_before += wi * mi;
     }
     if (!kBackward) loss[ray] = acc;
+}
+
+namespace {  // kernels: one thread per ray
+
+__global__ void composite_fwd_kernel(CompositeArgs a, float* rgb, float* depth, float* opacity, float* weight,
+                                     float* trans) {
+    const int64_t ray = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    if (ray < a.n_rays) composite_forward_ray(a, ray, rgb, depth, opacity, weight, trans);
+}
+
+__global__ void composite_bwd_kernel(CompositeArgs a, const float* g_rgb, const float* g_depth,
+                                     const float* g_opacity, const float* g_weight, const float* g_trans,
+                                     const float* rgb, const float* depth, const float* opacity, float* g_sigma,
+                                     float* g_delta, float* g_tmid, float* g_color) {
+    const int64_t ray = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    if (ray < a.n_rays)
+        composite_backward_ray(a, ray, g_rgb, g_depth, g_opacity, g_weight, g_trans, rgb, depth, opacity, g_sigma,
+                               g_delta, g_tmid, g_color);
+}
+
+template <bool kBackward>
+__global__ void distortion_kernel(const float* w, const float* m, const float* d, const int64_t* offsets,
+                                  int64_t n_rays, float* loss, const float* g_loss, float* g_w, float* g_m,
+                                  float* g_d) {
+    const int64_t ray = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    if (ray < n_rays) distortion_ray<kBackward>(w, m, d, offsets, ray, loss, g_loss, g_w, g_m, g_d);
 }
 
 }  // namespace

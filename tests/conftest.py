@@ -23,14 +23,18 @@ def device():
     return DEVICE
 
 
+def backend_unavailable_reason(name: str):
+    """None if the fused backend ``name`` can run on DEVICE here, else why not."""
+    return (_dispatch.triton_unavailable_reason if name == "triton" else _dispatch.cuda_unavailable_reason)(DEVICE)
+
+
 @pytest.fixture(params=["triton", "cuda"])
 def fused_backend(request):
     """Each fused backend that can run here (triton: GPU or interpreter; cuda: GPU + extension)."""
-    name = request.param
-    reason = (_dispatch.triton_unavailable_reason if name == "triton" else _dispatch.cuda_unavailable_reason)(DEVICE)
+    reason = backend_unavailable_reason(request.param)
     if reason:
-        pytest.skip(f"{name} unavailable: {reason}")
-    return name
+        pytest.skip(f"{request.param} unavailable: {reason}")
+    return request.param
 
 
 @pytest.fixture
