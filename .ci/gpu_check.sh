@@ -14,7 +14,6 @@ fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -m rfkernels info --build 2>&1 | tee "$OUT/info.json"
-python3 -m pytest -q -x --timeout=0 "$@" 2>&1 | tail -40 | tee "$OUT/tests.log" \
-  || python3 -m pytest -q "$@" 2>&1 | tail -60 | tee "$OUT/tests.log"
+python3 -m pytest -q -rfE "$@" 2>&1 | tee "$OUT/tests.log" | tail -60
 python3 -m benchmarks --out "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"
 cp -r "${RFKERNELS_CACHE}"/build-*/build.log "$OUT/" 2>/dev/null || true
