@@ -1,0 +1,58 @@
+// Multiresolution hash-grid encoding launchers (torch-free). Layout and index formula: see
+// rfkernels/hashgrid/layout.py (tiny-cuda-nn's HashGrid). Points are float32 [N, D] (clamped to
+// [0, 1] in the kernels), the table is float32 or float16 [n_params], features are float32.
+#pragma once
+#include <cstdint>
+#include <cuda_runtime.h>
+
+namespace rfk {
+
+constexpr int kHashGridMaxLevels = 32;
+constexpr int kHashGridMaxDims = 4;
+
+// Per-level metadata, passed by value to the kernels (level = blockIdx.y).
+struct HashGridLevels {
+    int64_t offset[kHashGridMaxLevels];                     // first table entry (rows of F features)
+    uint32_t size[kHashGridMaxLevels];                      // entries in the level
+    float scale[kHashGridMaxLevels];                        // cells per unit length
+    uint32_t stride[kHashGridMaxLevels][kHashGridMaxDims];  // dense strides (uint32, tcnn's loop)
+    uint32_t hashed[kHashGridMaxLevels];                    // 1: spatial hash, 0: dense strides
+};
+
+struct HashGridArgs {
+    const float* points;   // [N, D]
+    const void* table;     // [n_params] float or __half (table_half)
+    const float* scales;   // [N] Zip-NeRF std per point, or null
+    int64_t n_points;      // N
+    int n_dims;            // D in 1..4
+    int n_levels;          // L <= kHashGridMaxLevels
+    int n_features;        // F in {1, 2, 4, 8}
+    bool table_half;
+    bool smoothstep;
+    float aa_z_max;        // anti-aliasing factor is exactly 1 where 1/(sqrt(8) s scale) >= aa_z_max
+    HashGridLevels levels;
+};
+
+// out: [N, L*F] float32 (level-major).
+cudaError_t hashgrid_forward(const HashGridArgs& a, float* out, cudaStream_t stream);
+
+// g_out: [N, L*F]. Optional outputs (null = not needed), all float32 and zero-initialised by the
+// caller, accumulated with atomics: g_table [n_params], g_points [N, D], g_scales [N].
+cudaError_t hashgrid_backward(const HashGridArgs& a, const float* g_out, float* g_table, float* g_points,
+                              float* g_scales, cudaStream_t stream);
+
+// Deterministic backward of levels [level_base, level_base + n_levels), no atomics. Per level slot
+// s = level - level_base: emit_rows/emit_w [n_levels, N, 2^D] get each corner's global table row and
+// weight (times the anti-aliasing factor), or are both null; g_points [n_levels, N, D] and g_scales
+// [n_levels, N] get per-level partial gradients (or are null). The caller reduces them in order.
+cudaError_t hashgrid_backward_levels(const HashGridArgs& a, const float* g_out, int level_base, int n_levels,
+                                     int64_t* emit_rows, float* emit_w, float* g_points, float* g_scales,
+                                     cudaStream_t stream);
+
+// Double backward (backward of the point gradient): g_out [N, L*F] and tangent [N, D] (the incoming
+// gradient of g_points) -> gg_out [N, L*F] (stored), g_table [n_params] float32, g_points [N, D],
+// g_scales [N] (zero-initialised, atomics); null outputs are skipped.
+cudaError_t hashgrid_double_backward(const HashGridArgs& a, const float* g_out, const float* tangent, float* gg_out,
+                                     float* g_table, float* g_points, float* g_scales, cudaStream_t stream);
+
+}  // namespace rfk

@@ -1,0 +1,197 @@
+"""Multiresolution hash-grid encoding (op family 1): Instant-NGP / tiny-cuda-nn ``HashGrid``
+with float32 or float16 tables, gradients w.r.t. the table, the points and the Zip-NeRF scales,
+and a fused Zip-NeRF anti-aliasing factor.
+
+Layout and index formula: :mod:`.layout`. Math: :mod:`.reference` (the ``torch`` backend, ground
+truth). ``triton`` and ``cuda`` run one fused kernel per pass; their backward scatters table
+gradients with float32 atomics (``deterministic=True``: without atomics, bitwise reproducible) and
+computes each gradient only when autograd needs it. The backward is itself differentiable
+(``create_graph=True``, e.g. eikonal losses on d features / d points), with a fused second-order
+kernel for the common case (see :class:`_EncodeBackward`).
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import _checks
+from .._dispatch import resolve_backend
+from . import deterministic as _det
+from . import reference
+from .layout import MAX_DIMS, HashGridLayout, make_layout
+
+OUT_OF_BOUNDS = ("clamp", "error")
+TABLE_DTYPES = (torch.float16, torch.float32)
+
+
+def _backend_module(name: str):
+    if name == "triton":
+        from . import triton as mod
+    else:
+        from . import cuda as mod
+    return mod
+
+
+class _Encode(torch.autograd.Function):
+    """(points f32 [N, D], params [P], scales f32 [N] | None) -> features f32 [N, L*F]."""
+
+    @staticmethod
+    def forward(ctx, points, params, scales, layout, backend, deterministic):
+        ctx.save_for_backward(points, params, scales)
+        ctx.layout, ctx.backend, ctx.deterministic = layout, backend, deterministic
+        return _backend_module(backend).forward(points, params, scales, layout)
+
+    @staticmethod
+    def backward(ctx, g_out):
+        points, params, scales = ctx.saved_tensors
+        args = (g_out.contiguous().float(), points, params, scales, ctx.layout, ctx.backend, ctx.deterministic,
+                *ctx.needs_input_grad[:3])
+        if torch.is_grad_enabled():  # create_graph=True: the backward itself is differentiable
+            g_x, g_p, g_s = _EncodeBackward.apply(*args)
+        else:
+            g_x, g_p, g_s = _fused_backward(*args)
+        return g_x, g_p, g_s, None, None, None
+
+
+def _fused_backward(g_out, points, params, scales, layout, backend, deterministic, need_x, need_p, need_s):
+    mod = _backend_module(backend)
+    args = (g_out, points, params, scales, layout, need_x, need_p, need_s)
+    return _det.backward(mod, *args) if deterministic else mod.backward(*args)
+
+
+class _EncodeBackward(torch.autograd.Function):
+    """The fused backward as a differentiable op: (g_out, points, params, scales) -> (g_points,
+    g_params, g_scales). Its own backward (second order, e.g. eikonal losses) is fused for the
+    common case where only ``g_points`` is used downstream; anything else (gradients flowing into
+    ``g_params``/``g_scales``, third order) differentiates the reference."""
+
+    @staticmethod
+    def forward(ctx, g_out, points, params, scales, layout, backend, deterministic, need_x, need_p, need_s):
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(g_out, points, params, scales)
+        ctx.layout, ctx.backend, ctx.first_needs = layout, backend, (need_x, need_p, need_s)
+        return _fused_backward(g_out, points, params, scales, layout, backend, deterministic, need_x, need_p, need_s)
+
+    @staticmethod
+    def backward(ctx, gg_x, gg_p, gg_s):
+        g_out, points, params, scales = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:4]
+        none6 = (None,) * 6
+        if gg_x is None and gg_p is None and gg_s is None:
+            return (None,) * 4 + none6
+        if gg_p is None and gg_s is None and not torch.is_grad_enabled():
+            grads = _backend_module(ctx.backend).double_backward(
+                gg_x.contiguous().float(), g_out, points, params, scales, ctx.layout, *needs)
+            return (*grads, *none6)
+        return (*_reference_double_vjp((gg_x, gg_p, gg_s), (g_out, points, params, scales), ctx.layout,
+                                       ctx.first_needs, needs), *none6)
+
+
+def _reference_vjp(g_out, points, params, scales, layout, needs):
+    """Gradients of <reference.encode(...), g_out> w.r.t. the needed inputs, with a graph."""
+    inputs = [t for t, n in zip((points, params, scales), needs) if n]
+    if not inputs:
+        return None, None, None
+    out = reference.encode(points, params, layout, scales)
+    grads = iter(torch.autograd.grad(out, inputs, g_out, create_graph=True, allow_unused=True))
+    return tuple(next(grads) if n else None for n in needs)
+
+
+def _reference_double_vjp(grads_in, saved, layout, first_needs, needs):
+    """Backward of the backward through the reference (detached: no third order)."""
+    with torch.enable_grad():
+        leaves = [None if t is None else t.detach().requires_grad_(bool(n or k > 0))
+                  for k, (t, n) in enumerate(zip(saved, needs))]
+        firsts = _reference_vjp(*leaves, layout, first_needs)
+        pairs = [(f, g) for f, g in zip(firsts, grads_in) if f is not None and g is not None]
+        inputs = [leaf for leaf, n in zip(leaves, needs) if n]
+        if not pairs or not inputs:
+            return (None,) * 4
+        res = iter(torch.autograd.grad([p[0] for p in pairs], inputs, [p[1] for p in pairs], allow_unused=True))
+    return tuple(next(res) if n else None for n in needs)
+
+
+def _validate(points, params, layout: HashGridLayout, scales, out_of_bounds):
+    _checks.check_tensor("points", points, ndim=2)
+    if points.shape[1] != layout.n_input_dims:
+        raise ValueError(f"`points` must have shape [N, {layout.n_input_dims}] (n_input_dims), got {list(points.shape)}")
+    device = points.device
+    _checks.check_tensor("params", params, ndim=1, dtypes=TABLE_DTYPES + (torch.float64,), device=device)
+    if params.numel() != layout.n_params:
+        raise ValueError(f"`params` must have {layout.n_params} entries for this configuration "
+                         f"(levels at entry offsets {list(layout.level_offsets)} x {layout.n_features_per_level} "
+                         f"features), got {params.numel()}")
+    if scales is not None:
+        _checks.check_tensor("scales", scales, shape=[points.shape[0]], device=device)
+    if out_of_bounds not in OUT_OF_BOUNDS:
+        raise ValueError(f"`out_of_bounds` must be one of {OUT_OF_BOUNDS}, got {out_of_bounds!r}")
+    if _checks.validation_enabled():
+        if out_of_bounds == "error" and points.numel():
+            bad = ~((points >= 0) & (points <= 1))  # also catches NaN
+            if bool(bad.any()):
+                raise ValueError(f"`points` has {int(bad.any(1).sum())} point(s) outside [0, 1]^D or NaN "
+                                 f"(first: {points[bad.any(1)][0].tolist()}); normalize them or pass "
+                                 "out_of_bounds='clamp'")
+        if scales is not None and scales.numel() and not bool((scales >= 0).all()):
+            raise ValueError("`scales` must be >= 0 and not NaN (Gaussian standard deviations)")
+
+
+def encode(points: torch.Tensor, params: torch.Tensor, layout: HashGridLayout, *,
+           scales: torch.Tensor | None = None, out_of_bounds: str = "clamp", backend: str | None = None,
+           deterministic: bool = False) -> torch.Tensor:
+    """:func:`hash_grid_encode` with a prebuilt :class:`~.layout.HashGridLayout` (used by the module)."""
+    _validate(points, params, layout, scales, out_of_bounds)
+    be = resolve_backend(backend, points)
+    if be == "torch":
+        return reference.encode(points, params, layout, scales)
+    if params.dtype == torch.float64:
+        raise ValueError("`params` is float64: only backend='torch' supports float64 tables "
+                         "(the fused backends take float16 or float32)")
+    return _Encode.apply(points.float().contiguous(), params.contiguous(),
+                         None if scales is None else scales.float().contiguous(), layout, be, bool(deterministic))
+
+
+def hash_grid_encode(
+    points: torch.Tensor,
+    params: torch.Tensor,
+    *,
+    n_levels: int = 16,
+    n_features_per_level: int = 2,
+    log2_hashmap_size: int = 19,
+    base_resolution: int = 16,
+    per_level_scale: float | None = None,
+    max_resolution: float | None = None,
+    interpolation: str = "linear",
+    out_of_bounds: str = "clamp",
+    scales: torch.Tensor | None = None,
+    backend: str | None = None,
+    deterministic: bool = False,
+) -> torch.Tensor:
+    """Multiresolution hash-grid encoding of ``points [N, D]`` in ``[0, 1]^D`` (D = 1..4).
+
+    Args:
+        params: the flat table ``[n_params]`` (float32 or float16; float64 with ``backend="torch"``)
+            in tiny-cuda-nn's layout (see :mod:`rfkernels.hashgrid.layout`).
+        n_levels .. interpolation: the grid configuration (tcnn's meaning and defaults;
+            ``per_level_scale`` defaults to 2.0, or is derived from ``max_resolution``).
+        out_of_bounds: ``"clamp"`` clamps coordinates to [0, 1] (zero point-gradient outside);
+            ``"error"`` raises ``ValueError`` for points outside [0, 1] or NaN (a value check,
+            skipped when validation is off, the kernels then clamp).
+        scales: optional ``[N]`` Zip-NeRF Gaussian std per point in [0, 1]-cube units; level ``l``'s
+            features are multiplied by ``erf(1 / sqrt(8 * scales**2 * level_scales[l]**2))``.
+        deterministic: fused backends only: a backward without float atomics whose gradients are
+            bitwise reproducible (slower, ``N * 2^D * (12 + 4F)`` bytes of temporaries per level).
+    Returns:
+        ``[N, n_levels * n_features_per_level]`` float32 (float64 for float64 tables), level-major.
+    """
+    _checks.check_tensor("points", points, ndim=2)
+    if not 1 <= points.shape[1] <= MAX_DIMS:
+        raise ValueError(f"`points` must be [N, D] with D in 1..{MAX_DIMS}, got shape {list(points.shape)}")
+    layout = make_layout(points.shape[1], n_levels, n_features_per_level, log2_hashmap_size, base_resolution,
+                         per_level_scale, max_resolution, interpolation)
+    return encode(points, params, layout, scales=scales, out_of_bounds=out_of_bounds, backend=backend,
+                  deterministic=deterministic)
+
+
+from .module import HashGridEncoding  # noqa: E402
+
+__all__ = ["HashGridEncoding", "HashGridLayout", "hash_grid_encode", "make_layout"]
