@@ -7,6 +7,7 @@ from ._checks import set_validation, validation_enabled
 from ._dispatch import BackendUnavailableError, available_backends, get_backend, set_backend
 from ._info import info
 from ._packing import offsets_to_ray_indices, ray_indices_to_offsets
+from .gather import GatherOutput, gather_features
 from .hashgrid import HashGridEncoding, hash_grid_encode
 from .volrend import VolumeRenderOutput, distortion_loss, render_weights, volume_render
 
@@ -15,9 +16,11 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError",
     "HashGridEncoding",
+    "GatherOutput",
     "VolumeRenderOutput",
     "available_backends",
     "distortion_loss",
+    "gather_features",
     "get_backend",
     "hash_grid_encode",
     "info",

@@ -1,0 +1,61 @@
+"""Feature gather: PixelNeRF conditioning of one 64x64 latent (B=1, V=3, C=64, 64x64 feature maps,
+N = 64*64 rays x 64 samples), per-view and mean/var outputs, fwd and fwd+bwd (w.r.t. the feature
+maps), every backend vs the grid_sample reference."""
+from __future__ import annotations
+
+import torch
+
+import rfkernels
+from rfkernels import _dispatch
+
+from .common import Case
+
+
+def _scene(N, V, C, H, W, image, device):
+    """Cameras on a circle looking at the origin; points in a ball they all see (mostly valid)."""
+    from tests.gather_scenes import look_at_w2c  # the test helper; no torch-free dependency
+
+    angle = torch.arange(V, device=device) * (2 * torch.pi / max(V, 1)) * 0.25
+    eye = torch.stack([3 * torch.cos(angle), 3 * torch.sin(angle), torch.full_like(angle, 0.5)], dim=-1)
+    E = look_at_w2c(eye, torch.zeros_like(eye))[None]
+    f = 1.2 * image[1]
+    K = torch.tensor([[f, 0.0, image[1] / 2], [0.0, f, image[0] / 2], [0.0, 0.0, 1.0]], device=device)
+    K = K.expand(1, V, 3, 3).contiguous()
+    points = (torch.rand(1, N, 3, device=device) * 2 - 1) * 0.8
+    features = torch.randn(1, V, C, H, W, device=device, requires_grad=True)
+    return points, features, K, E
+
+
+def cases(device: torch.device, quick: bool) -> list[Case]:
+    V, C, H, W = 3, 64, 64, 64
+    N = 16 * 16 * 16 if quick else 64 * 64 * 64
+    image = (512, 512)
+    points, features, K, E = _scene(N, V, C, H, W, image, device)
+    size = f"N={N} V={V} C={C} {H}x{W}"
+    feat_bytes = 4 * V * C * H * W
+    backends = [b for b in ("torch", "triton", "cuda") if b in _dispatch.available_backends(device)]
+    if device.type == "cpu":
+        backends = ["torch"]  # the Triton interpreter is a correctness tool, not a benchmark
+    rfkernels.set_validation(False)  # value checks sync the device; measure the kernels
+    out = []
+    for reduce, width in (("none", V * C), ("mean_var", 2 * C)):
+        # Physical minimum: read points + feature maps (+ cameras), write outputs + mask; the
+        # backward reads the output grads again and writes the feature-map grads.
+        fwd_bytes = 12 * N + feat_bytes + 4 * N * width + N * V
+        bwd_bytes = 12 * N + feat_bytes + 4 * N * width + N * V + feat_bytes
+        for be in backends:
+            def fwd(be=be, reduce=reduce):
+                with torch.no_grad():
+                    return rfkernels.gather_features(points, features, K, E, image_size=image, reduce=reduce,
+                                                     backend=be)
+
+            def fwd_bwd(be=be, reduce=reduce):
+                o = rfkernels.gather_features(points, features, K, E, image_size=image, reduce=reduce, backend=be)
+                torch.autograd.grad(o.features.sum(), features)
+
+            op = f"gather[{reduce}]"
+            out += [
+                Case(op, size, be, "fwd", fwd, fwd_bytes, N, "pts"),
+                Case(op, size, be, "fwd+bwd", fwd_bwd, fwd_bytes + bwd_bytes, N, "pts"),
+            ]
+    return out
