@@ -100,7 +100,7 @@ std::vector<torch::Tensor> hashgrid_backward(torch::Tensor g_out, torch::Tensor 
     check_float(g_out, "g_out", points.device());
     TORCH_CHECK(g_out.dim() == 2 && g_out.size(0) == a.n_points && g_out.size(1) == a.n_levels * n_features,
                 "g_out must be [N, n_levels * n_features]");
-    TORCH_CHECK(!need_scales || a.scales != nullptr, "need_scales requires scales");
+    TORCH_CHECK(!need_scales || a.scales != nullptr || a.n_points == 0, "need_scales requires scales");
     const auto opts = points.options();
     auto g_points = need_points ? torch::zeros_like(points) : torch::empty({0}, opts);
     auto g_table = need_params ? torch::zeros({params.numel()}, opts) : torch::empty({0}, opts);
@@ -129,7 +129,7 @@ std::vector<torch::Tensor> hashgrid_backward_levels(torch::Tensor g_out, torch::
     TORCH_CHECK(g_out.dim() == 2 && g_out.size(0) == a.n_points && g_out.size(1) == a.n_levels * n_features,
                 "g_out must be [N, n_levels * n_features]");
     TORCH_CHECK(level_base >= 0 && n_levels >= 0 && level_base + n_levels <= a.n_levels, "bad level range");
-    TORCH_CHECK(!need_scales || a.scales != nullptr, "need_scales requires scales");
+    TORCH_CHECK(!need_scales || a.scales != nullptr || a.n_points == 0, "need_scales requires scales");
     const int64_t C = int64_t{1} << a.n_dims;
     const auto opts = points.options();
     auto rows = need_params ? torch::empty({n_levels, a.n_points, C}, opts.dtype(torch::kInt64))
@@ -165,7 +165,7 @@ std::vector<torch::Tensor> hashgrid_double_backward(torch::Tensor tangent, torch
     TORCH_CHECK(g_out.dim() == 2 && g_out.size(0) == a.n_points && g_out.size(1) == a.n_levels * n_features,
                 "g_out must be [N, n_levels * n_features]");
     TORCH_CHECK(tangent.sizes() == points.sizes(), "tangent must be [N, D]");
-    TORCH_CHECK(!need_scales || a.scales != nullptr, "need_scales requires scales");
+    TORCH_CHECK(!need_scales || a.scales != nullptr || a.n_points == 0, "need_scales requires scales");
     const auto opts = points.options();
     auto gg_out = need_g_out ? torch::empty_like(g_out) : torch::empty({0}, opts);
     auto g_points = need_points ? torch::zeros_like(points) : torch::empty({0}, opts);

@@ -1,6 +1,8 @@
 // Hash-grid encoding kernels: one thread per (point, level), level = blockIdx.y so that the blocks
 // running together share one level's table in L2 (as tiny-cuda-nn). Templated on D, F and the
 // table type; features are read as one aligned vector per corner. Torch-free; see hashgrid.h.
+// The per-(point, level) bodies are __host__ __device__ (RFK_HD) so tests/csrc/hashgrid_host.cu
+// can run them on the CPU; the kernels only compute (point, level) and call them.
 #include <cuda_fp16.h>
 
 #include "common.cuh"
@@ -10,13 +12,13 @@ namespace rfk {
 namespace {
 
 // tcnn's "CoherentPrime" hash factors (a function: folds to constants in the unrolled loops).
-__device__ __forceinline__ constexpr uint32_t prime(int d) {
+RFK_HD constexpr uint32_t prime(int d) {
     return d == 0 ? 1u : d == 1 ? 2654435761u : d == 2 ? 805459861u : 3674653429u;
 }
 constexpr int kGridThreads = 128;
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+RFK_HD float to_float(float v) { return v; }
+RFK_HD float to_float(__half v) { return __half2float(v); }
 
 template <typename T, int F>
 struct alignas(sizeof(T) * F) FeatureVec {
@@ -24,8 +26,7 @@ struct alignas(sizeof(T) * F) FeatureVec {
 };
 
 // Clamp one coordinate, locate its cell and interpolation weight (upper corner) + d weight / dx.
-__device__ __forceinline__ void locate(float x, float scale, bool smooth, uint32_t& cell, float& w1, float& dw,
-                                       float& ddw) {
+RFK_HD void locate(float x, float scale, bool smooth, uint32_t& cell, float& w1, float& dw, float& ddw) {
     const bool inside = x >= 0.f && x <= 1.f;
     const float pos = fminf(fmaxf(x, 0.f), 1.f) * scale + 0.5f;
     const float cellf = floorf(pos);
@@ -37,7 +38,7 @@ __device__ __forceinline__ void locate(float x, float scale, bool smooth, uint32
 }
 
 template <int D>
-__device__ __forceinline__ uint32_t entry(const uint32_t (&v)[D], const HashGridLevels& lv, int level) {
+RFK_HD uint32_t entry(const uint32_t (&v)[D], const HashGridLevels& lv, int level) {
     uint32_t index = 0;
     if (lv.hashed[level]) {
 #pragma unroll
@@ -50,12 +51,12 @@ __device__ __forceinline__ uint32_t entry(const uint32_t (&v)[D], const HashGrid
 }
 
 // Zip-NeRF factor erf(z), z = 1 / (sqrt(8) s scale), and d factor / ds.
-__device__ __forceinline__ void aa_factor(float s, float scale, float z_max, float& factor, float& dfactor) {
+RFK_HD void aa_factor(float s, float scale, float z_max, float& factor, float& dfactor) {
     const float c = 0.35355339059327373f / scale;  // 1 / sqrt(8)
     if (s > c / z_max) {
         const float z = c / s;
         factor = erff(z);
-        dfactor = -1.1283791670955126f * __expf(-z * z) * z / s;  // 2 / sqrt(pi)
+        dfactor = -1.1283791670955126f * expf(-z * z) * z / s;  // 2 / sqrt(pi)
     } else {
         factor = 1.f;
         dfactor = 0.f;
@@ -66,13 +67,13 @@ template <int D>
 struct Cell {
     uint32_t cell[D];
     float w1[D], dw[D], ddw[D];
-    __device__ Cell(const HashGridArgs& a, int64_t i, float scale) {
+    RFK_HD Cell(const HashGridArgs& a, int64_t i, float scale) {
 #pragma unroll
         for (int d = 0; d < D; ++d)
             locate(a.points[i * D + d], scale, a.smoothstep, cell[d], w1[d], dw[d], ddw[d]);
     }
     // Corner c: its vertex, its weight, and the per-axis factors of the weight.
-    __device__ __forceinline__ float corner(int c, uint32_t (&v)[D], float (&f)[D]) const {
+    RFK_HD float corner(int c, uint32_t (&v)[D], float (&f)[D]) const {
         float w = 1.f;
 #pragma unroll
         for (int d = 0; d < D; ++d) {
@@ -85,11 +86,9 @@ struct Cell {
     }
 };
 
+// Forward of point i at one level: out[i, level*F : (level+1)*F].
 template <int D, int F, typename T>
-__global__ void __launch_bounds__(kGridThreads) hashgrid_fwd_kernel(const HashGridArgs a, float* __restrict__ out) {
-    const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-    const int level = blockIdx.y;
-    if (i >= a.n_points) return;
+RFK_HD void hashgrid_fwd_point(const HashGridArgs& a, int64_t i, int level, float* __restrict__ out) {
     const float scale = a.levels.scale[level];
     const Cell<D> cell(a, i, scale);
     const auto* table = reinterpret_cast<const FeatureVec<T, F>*>(a.table) + a.levels.offset[level];
@@ -110,6 +109,12 @@ __global__ void __launch_bounds__(kGridThreads) hashgrid_fwd_kernel(const HashGr
     for (int k = 0; k < F; ++k) o[k] = acc[k] * factor;
 }
 
+template <int D, int F, typename T>
+__global__ void __launch_bounds__(kGridThreads) hashgrid_fwd_kernel(const HashGridArgs a, float* __restrict__ out) {
+    const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    if (i < a.n_points) hashgrid_fwd_point<D, F, T>(a, i, blockIdx.y, out);
+}
+
 // Backward outputs. Atomic mode: g_table [n_params], g_points [N, D], g_scales [N] accumulated
 // with atomics. Deterministic mode (det): levels [level_base, level_base + gridDim.y) write, per
 // level slot, emit_rows/emit_w [n, N, 2^D] (global table row, weight * factor) and partial
@@ -125,19 +130,18 @@ struct Grads {
     bool det;
 };
 
-__device__ __forceinline__ void accumulate(float* p, float v, bool det) {
+RFK_HD void accumulate(float* p, float v, bool det) {
     if (det)
         *p = v;
     else
-        atomicAdd(p, v);
+        atomic_add(p, v);
 }
 
+// Backward of point i at level slot (level = gr.level_base + slot).
 template <int D, int F, typename T>
-__global__ void __launch_bounds__(kGridThreads) hashgrid_bwd_kernel(const HashGridArgs a, const Grads gr) {
-    const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-    const int level = blockIdx.y + gr.level_base;
-    if (i >= a.n_points) return;
-    const int64_t prow = gr.det ? i + blockIdx.y * a.n_points : i;  // row of the point in the outputs
+RFK_HD void hashgrid_bwd_point(const HashGridArgs& a, const Grads& gr, int64_t i, int slot) {
+    const int level = slot + gr.level_base;
+    const int64_t prow = gr.det ? i + slot * a.n_points : i;  // row of the point in the outputs
     const float scale = a.levels.scale[level];
     const Cell<D> cell(a, i, scale);
     const int64_t offset = a.levels.offset[level];
@@ -166,7 +170,7 @@ __global__ void __launch_bounds__(kGridThreads) hashgrid_bwd_kernel(const HashGr
         } else if (gr.g_table) {
             float* gt = gr.g_table + (offset + e) * F;
 #pragma unroll
-            for (int k = 0; k < F; ++k) atomicAdd(gt + k, w * gf[k]);
+            for (int k = 0; k < F; ++k) atomic_add(gt + k, w * gf[k]);
         }
         if (need_values) {
             const FeatureVec<T, F> val = table[e];
@@ -198,6 +202,12 @@ __global__ void __launch_bounds__(kGridThreads) hashgrid_bwd_kernel(const HashGr
     }
 }
 
+template <int D, int F, typename T>
+__global__ void __launch_bounds__(kGridThreads) hashgrid_bwd_kernel(const HashGridArgs a, const Grads gr) {
+    const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    if (i < a.n_points) hashgrid_bwd_point<D, F, T>(a, gr, i, blockIdx.y);
+}
+
 // Double backward: inputs g_out and the incoming gradient (tangent) t [N, D] of the backward's point
 // gradient g_x = sum_c (val_c . g factor) dW_c/dx. With G_d = t_d dW_c/dx_d (signed per corner):
 // W'_c = sum_d G_d prod_{k != d} f_k; outputs (null = not needed): gg_out [N, L*F] = factor sum_c W'_c
@@ -212,11 +222,9 @@ struct DoubleGrads {
     float* g_scales;
 };
 
+// Double backward of point i at one level.
 template <int D, int F, typename T>
-__global__ void __launch_bounds__(kGridThreads) hashgrid_dbl_kernel(const HashGridArgs a, const DoubleGrads gr) {
-    const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-    const int level = blockIdx.y;
-    if (i >= a.n_points) return;
+RFK_HD void hashgrid_dbl_point(const HashGridArgs& a, const DoubleGrads& gr, int64_t i, int level) {
     const float scale = a.levels.scale[level];
     const Cell<D> cell(a, i, scale);
     const int64_t offset = a.levels.offset[level];
@@ -258,7 +266,7 @@ __global__ void __launch_bounds__(kGridThreads) hashgrid_dbl_kernel(const HashGr
         if (gr.g_table) {
             float* gt = gr.g_table + (offset + e) * F;
 #pragma unroll
-            for (int k = 0; k < F; ++k) atomicAdd(gt + k, wt * gf[k]);
+            for (int k = 0; k < F; ++k) atomic_add(gt + k, wt * gf[k]);
         }
         if (need_values) {
             const FeatureVec<T, F> val = table[e];
@@ -296,13 +304,19 @@ __global__ void __launch_bounds__(kGridThreads) hashgrid_dbl_kernel(const HashGr
         for (int k = 0; k < F; ++k) gr.gg_out[out_at + k] = acc[k] * factor;
     if (gr.g_points)
 #pragma unroll
-        for (int d = 0; d < D; ++d) atomicAdd(gr.g_points + i * D + d, hx[d]);
+        for (int d = 0; d < D; ++d) atomic_add(gr.g_points + i * D + d, hx[d]);
     if (gr.g_scales) {
         float dot = 0.f;
 #pragma unroll
         for (int k = 0; k < F; ++k) dot += g[k] * acc[k];
-        atomicAdd(gr.g_scales + i, dot * dfactor);
+        atomic_add(gr.g_scales + i, dot * dfactor);
     }
+}
+
+template <int D, int F, typename T>
+__global__ void __launch_bounds__(kGridThreads) hashgrid_dbl_kernel(const HashGridArgs a, const DoubleGrads gr) {
+    const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    if (i < a.n_points) hashgrid_dbl_point<D, F, T>(a, gr, i, blockIdx.y);
 }
 
 template <int D, int F, typename T>

@@ -9,6 +9,7 @@ from ._info import info
 from ._packing import offsets_to_ray_indices, ray_indices_to_offsets
 from .gather import GatherOutput, gather_features
 from .hashgrid import HashGridEncoding, hash_grid_encode
+from .sampling import SpaceMap, interlevel_loss, s_to_t, sample_pdf, t_to_s
 from .volrend import VolumeRenderOutput, distortion_loss, render_weights, volume_render
 
 __version__ = "0.1.0"
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError",
     "HashGridEncoding",
+    "SpaceMap",
     "GatherOutput",
     "VolumeRenderOutput",
     "available_backends",
@@ -24,11 +26,15 @@ __all__ = [
     "get_backend",
     "hash_grid_encode",
     "info",
+    "interlevel_loss",
     "offsets_to_ray_indices",
     "ray_indices_to_offsets",
     "render_weights",
+    "s_to_t",
+    "sample_pdf",
     "set_backend",
     "set_validation",
+    "t_to_s",
     "validation_enabled",
     "volume_render",
 ]

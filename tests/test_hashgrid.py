@@ -10,7 +10,30 @@ import rfkernels
 from rfkernels import hashgrid as hg
 from rfkernels.hashgrid import layout as hl
 from rfkernels.hashgrid import reference
-from tests.conftest import assert_close, assert_close_scaled
+from tests import cuda_host
+from tests.conftest import DEVICE, assert_close, assert_close_scaled
+
+
+@pytest.fixture(params=["triton", "cuda", "cuda-host"])
+def fused_backend(request, monkeypatch):
+    """triton / cuda where they run, plus "cuda-host": csrc/hashgrid.cu's per-(point, level) code
+    compiled with nvcc for the CPU and plugged in as the cuda backend (tests the CUDA arithmetic
+    without a GPU)."""
+    from tests.conftest import backend_unavailable_reason
+
+    if request.param != "cuda-host":
+        reason = backend_unavailable_reason(request.param)
+        if reason:
+            pytest.skip(f"{request.param} unavailable: {reason}")
+        return request.param
+    if DEVICE.type != "cpu" or cuda_host.nvcc_missing_reason():
+        pytest.skip("host emulation runs on CPU tensors with nvcc present")
+    from tests import hashgrid_cuda_host
+
+    real = hg._backend_module
+    monkeypatch.setattr(hg, "_backend_module", lambda n: hashgrid_cuda_host if n == "cuda" else real(n))
+    monkeypatch.setattr(hg, "resolve_backend", lambda b, *t: "torch" if b == "torch" else "cuda")
+    return "cuda"
 
 
 def make_encoding(D, L=4, F=2, T=10, base=4, pls=1.7, interp="linear", dtype=torch.float32, device="cpu", **kw):
@@ -252,6 +275,10 @@ def test_empty_and_noncontiguous(fused_backend, device, seed):
     assert out.shape == (0, enc.output_dim)
     out.sum().backward()
     assert empty.grad.shape == (0, 3)
+    empty_s = torch.zeros(0, device=device, requires_grad=True)  # empty batch with scales
+    (gx, gs) = torch.autograd.grad(enc(empty, empty_s).sum(), (empty, empty_s), create_graph=True)
+    assert gx.shape == (0, 3) and gs.shape == (0,)
+    torch.autograd.grad(gx.sum(), (empty, empty_s), allow_unused=True)  # fused double backward
     xt = torch.rand(3, 100, device=device).t().requires_grad_()  # non-contiguous view
     s = (torch.rand(200, device=device)[::2] * 0.1).requires_grad_()  # strided
     compare(enc, xt, s, fused_backend)
@@ -299,15 +326,18 @@ def test_gradcheck_reference(seed):
     assert torch.autograd.gradcheck(fn, (x, enc.params, s), eps=1e-7, atol=1e-6)
 
 
-@pytest.mark.parametrize("D, interp, with_scales", [(3, "linear", False), (2, "smoothstep", True), (4, "linear", True)])
-def test_double_backward(fused_backend, device, seed, monkeypatch, D, interp, with_scales):
+@pytest.mark.parametrize("D, interp, with_scales, F, dtype", [
+    (3, "linear", False, 2, torch.float32), (2, "smoothstep", True, 2, torch.float32),
+    (4, "linear", True, 2, torch.float32), (3, "smoothstep", True, 4, torch.float16)],
+    ids=lambda v: str(v)[6:] if isinstance(v, torch.dtype) else None)
+def test_double_backward(fused_backend, device, seed, monkeypatch, D, interp, with_scales, F, dtype):
     """Eikonal-style loss L = |d(out . w)/dx|^2: its gradients w.r.t. the table, the points (second
     derivatives), the head w (through g_out) and the scales match the reference (fused 2nd order)."""
     def no_fallback(*args):
         raise AssertionError("the fused double backward fell back to the reference")
 
     monkeypatch.setattr(hg, "_reference_double_vjp", no_fallback)
-    enc = make_encoding(D, interp=interp, device=device)
+    enc = make_encoding(D, F=F, interp=interp, dtype=dtype, device=device)
     x = torch.rand(64, D, device=device).requires_grad_()
     s = (torch.rand(64, device=device) * 0.2).requires_grad_() if with_scales else None
     w = torch.randn(enc.output_dim, device=device, requires_grad=True)
@@ -343,19 +373,26 @@ def test_fp16_table_precision(fused_backend, device, seed):
         enc32.params.copy_(enc16.params.float())
     x = torch.rand(100, 3, device=device)
     enc16.backend = enc32.backend = fused_backend
-    assert_close(enc16(x), enc32(x), atol=1e-6, name="fp16 table")
+    assert_close(enc16(x), enc32(x), atol=1e-6, rtol=1e-6, name="fp16 table")
 
 
 @pytest.mark.parametrize("D, F, dtype", [(3, 2, torch.float32), (2, 4, torch.float16)])
 def test_deterministic_mode(fused_backend, device, seed, monkeypatch, D, F, dtype):
-    """deterministic=True (no atomics; levels in several chunks here) matches the reference and
-    gives bitwise identical gradients run to run."""
-    monkeypatch.setattr(hg._det, "CHUNK_BYTES", 1)  # one level per chunk
+    """deterministic=True (no atomics; 4 levels in chunks of 3 + 1 here, so both a chunk starting
+    past level 0 and level slots > 0 in one chunk are exercised) matches the reference and gives
+    bitwise identical gradients run to run."""
+    N = 150
+    per_level = N * ((1 << D) * (12 + 4 * F) + 4 * D + 4)  # hg._det's temporary bytes per level
+    monkeypatch.setattr(hg._det, "CHUNK_BYTES", 3 * per_level)
     enc = make_encoding(D, F=F, dtype=dtype, device=device, deterministic=True)
-    points = torch.rand(150, D, device=device).requires_grad_()
-    scales = (torch.rand(150, device=device) * 0.2).requires_grad_()
+    mod = hg._backend_module(fused_backend)
+    chunks, real = [], mod.backward_levels
+    monkeypatch.setattr(mod, "backward_levels", lambda *a: chunks.append(a[5:7]) or real(*a))
+    points = torch.rand(N, D, device=device).requires_grad_()
+    scales = (torch.rand(N, device=device) * 0.2).requires_grad_()
     _, fus = compare(enc, points, scales, fused_backend)
-    again = run(enc, points, scales, fused_backend, torch.ones(150, enc.output_dim, device=device))
-    again2 = run(enc, points, scales, fused_backend, torch.ones(150, enc.output_dim, device=device))
+    assert chunks == [(0, 3), (3, 1)]
+    again = run(enc, points, scales, fused_backend, torch.ones(N, enc.output_dim, device=device))
+    again2 = run(enc, points, scales, fused_backend, torch.ones(N, enc.output_dim, device=device))
     for a, b in zip(again[1:], again2[1:]):
         assert torch.equal(a, b)
