@@ -1,0 +1,79 @@
+"""LLFF forward-facing scenes: ``poses_bounds.npy`` + ``images_<factor>/`` (or ``images/`` resized).
+
+Processing follows NeRF's ``load_llff_data``: rotation columns [down, right, back] -> OpenGL,
+bounds rescaled so the nearest bound is 1/0.75 (``bd_factor``), poses recentred on their average,
+rays in NDC with the near plane at 1. Test views follow the few-view protocol (every 8th image).
+"""
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import torch
+
+from ..cameras import llff_to_opengl, recenter_poses, rescale_poses
+from .scene import DataError, Scene, downscale_size, read_image, resize_image, stack_images
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
+
+
+def _list_images(folder: str) -> list[str]:
+    return sorted(f for f in glob.glob(os.path.join(folder, "*")) if f.endswith(IMAGE_EXTS))
+
+
+def load_llff(path: str, factor: int = 8, downscale: float = 1.0, bd_factor: float = 0.75,
+              test_every: int = 8) -> Scene:
+    """Load an LLFF scene folder.
+
+    Args:
+        factor: use ``images_<factor>/`` if present, else resize ``images/`` by ``factor``.
+        downscale: an extra resize factor applied after loading (e.g. 4 for a quick CPU run).
+    """
+    pb_path = os.path.join(path, "poses_bounds.npy")
+    if not os.path.isfile(pb_path):
+        raise DataError(f"not an LLFF scene: {pb_path} not found")
+    try:
+        pb = np.load(pb_path)
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"cannot read {pb_path}: {exc}") from exc
+    if pb.ndim != 2 or pb.shape[1] != 17:
+        raise DataError(f"{pb_path} must be [N, 17] (3x5 pose + near/far per image), got {list(pb.shape)}")
+    folder = os.path.join(path, f"images_{factor}")
+    resize_from_full = not os.path.isdir(folder)
+    if resize_from_full:
+        folder = os.path.join(path, "images")
+        if not os.path.isdir(folder):
+            raise DataError(f"no images_{factor}/ or images/ folder in {path}")
+    files = _list_images(folder)
+    if len(files) != pb.shape[0]:
+        raise DataError(f"{folder} has {len(files)} images but poses_bounds.npy has {pb.shape[0]} poses")
+    imgs = [read_image(f)[..., :3] for f in files]
+    names = [os.path.basename(f) for f in files]
+    if resize_from_full and factor != 1:
+        imgs = [resize_image(im, *downscale_size(im.shape[1], im.shape[0], factor)) for im in imgs]
+    if downscale != 1:
+        imgs = [resize_image(im, *downscale_size(im.shape[1], im.shape[0], downscale)) for im in imgs]
+    images = stack_images(imgs, names)
+    H, W = images.shape[1:3]
+
+    poses = torch.from_numpy(pb[:, :15].reshape(-1, 3, 5)).double()
+    bounds = torch.from_numpy(pb[:, 15:17]).double()
+    if bool((bounds <= 0).any()):
+        raise DataError(f"{pb_path}: near/far bounds must be positive")
+    h0, w0, focal = poses[0, :, 4].tolist()
+    c2w = llff_to_opengl(poses[:, :, :4])
+    scale = 1.0 / (bounds.min().item() * bd_factor) if bd_factor else 1.0
+    c2w = rescale_poses(c2w, scale)
+    bounds = bounds * scale
+    c2w, _ = recenter_poses(c2w)
+    fx, fy = focal * W / w0, focal * H / h0
+    intr = torch.tensor([[fx, fy, W / 2.0, H / 2.0]]).repeat(len(files), 1)
+    # NeRF's spiral focus: a disparity-weighted mix of the closest and farthest content.
+    close, inf = bounds.min().item() * 0.9, bounds.max().item() * 5.0
+    focus = 1.0 / (0.25 / close + 0.75 / inf)
+    return Scene(
+        images=images, c2w=c2w.float(), intrinsics=intr.float(), near=1.0, far=float(bounds.max()),
+        space="ndc", background="learned", test_ids=list(range(0, len(files), test_every)),
+        focus_depth=focus, name=os.path.basename(os.path.normpath(path)), image_names=names,
+    )

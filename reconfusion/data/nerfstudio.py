@@ -1,0 +1,67 @@
+"""nerfstudio ``transforms.json`` scenes (OpenGL camera-to-world per frame).
+
+Intrinsics ``fl_x, fl_y, cx, cy, w, h`` may be global or per frame (per-frame wins). Lens
+distortion coefficients are not modelled: a non-zero ``k1..k4, p1, p2`` is an error. Poses are
+recentred and scaled so the farthest camera is at radius 1, and the scene is treated as unbounded
+(mip-NeRF 360 contraction) unless ``space`` says otherwise.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from ..cameras import normalize_poses
+from .blender import _read_json
+from .scene import DataError, Scene, downscale_size, read_image, resize_image, stack_images, composite
+
+_DIST_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
+
+
+def _get(frame: dict, meta: dict, key: str):
+    val = frame.get(key, meta.get(key))
+    if val is None:
+        raise DataError(f"transforms.json: missing intrinsic '{key}' (global or per frame)")
+    return float(val)
+
+
+def load_nerfstudio(path: str, downscale: float = 1.0, space: str = "contract", background: str = "learned") -> Scene:
+    jpath = os.path.join(path, "transforms.json")
+    if not os.path.isfile(jpath):
+        raise DataError(f"not a nerfstudio scene: {jpath} not found")
+    meta = _read_json(jpath)
+    frames = meta.get("frames")
+    if not frames:
+        raise DataError(f"{jpath} has no frames")
+    imgs, names, poses, intr = [], [], [], []
+    for fr in frames:
+        if any(abs(float(fr.get(k, meta.get(k, 0.0)) or 0.0)) > 0 for k in _DIST_KEYS):
+            raise DataError(f"{jpath}: lens distortion is not supported (undistort the images first)")
+        p = os.path.join(path, fr["file_path"])
+        img = composite(read_image(p), "white" if background == "white" else "black")
+        sx = sy = 1.0
+        if downscale != 1:
+            w, h = downscale_size(img.shape[1], img.shape[0], downscale)
+            sx, sy = w / img.shape[1], h / img.shape[0]
+            img = resize_image(img, w, h)
+        w_meta = fr.get("w", meta.get("w"))
+        if w_meta is not None and int(w_meta) != round(img.shape[1] / sx):
+            raise DataError(f"{p}: width {round(img.shape[1] / sx)} does not match w={w_meta} in transforms.json")
+        imgs.append(img)
+        names.append(fr["file_path"])
+        m = np.asarray(fr["transform_matrix"], dtype=np.float64)
+        if m.shape not in ((4, 4), (3, 4)):
+            raise DataError(f"{p}: transform_matrix must be 4x4 or 3x4")
+        poses.append(m[:3, :4])
+        intr.append([_get(fr, meta, "fl_x") * sx, _get(fr, meta, "fl_y") * sy,
+                     _get(fr, meta, "cx") * sx, _get(fr, meta, "cy") * sy])
+    images = stack_images(imgs, names)
+    c2w = torch.from_numpy(np.stack(poses))
+    c2w, _, _ = normalize_poses(c2w, target_radius=1.0)
+    bbox = torch.tensor([[-1.0] * 3, [1.0] * 3]) if space == "box" else None
+    return Scene(
+        images=images, c2w=c2w.float(), intrinsics=torch.tensor(intr).float(), near=0.05, far=1000.0 if space == "contract" else 4.0,
+        space=space, background=background, bbox=bbox, focus_depth=1.0,
+        name=os.path.basename(os.path.normpath(path)), image_names=names,
+    )

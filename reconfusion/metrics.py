@@ -1,0 +1,83 @@
+"""Image metrics: PSNR, SSIM (Gaussian window, Wang et al. 2004) and LPIPS from local weights only.
+
+Images are ``[H, W, 3]`` float tensors in [0, 1].
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+
+LPIPS_ABSENT = "LPIPS not computed: no local weights given (pass --lpips-weights PATH; nothing is downloaded)"
+
+
+def psnr(pred: torch.Tensor, gt: torch.Tensor) -> float:
+    mse = (pred.float() - gt.float()).square().mean().item()
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+
+
+def _gaussian_window(size: int, sigma: float, channels: int, device) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2.0
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+
+
+def ssim(pred: torch.Tensor, gt: torch.Tensor, window: int = 11, sigma: float = 1.5,
+         k1: float = 0.01, k2: float = 0.03) -> float:
+    """Mean SSIM over channels and 'valid' window positions (11x11 Gaussian, sigma 1.5, L = 1),
+    as in the reference implementation and mip-NeRF's ``compute_ssim``."""
+    x = pred.double().permute(2, 0, 1)[None]
+    y = gt.double().permute(2, 0, 1)[None]
+    C = x.shape[1]
+    if min(x.shape[-2:]) < window:
+        raise ValueError(f"SSIM needs images of at least {window}x{window}, got {list(pred.shape[:2])}")
+    w = _gaussian_window(window, sigma, C, x.device)
+    blur = lambda z: F.conv2d(z, w, groups=C)  # noqa: E731
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx * mx
+    syy = blur(y * y) - my * my
+    sxy = blur(x * y) - mx * my
+    c1, c2 = k1**2, k2**2
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(s.mean())
+
+
+class LPIPS:
+    """LPIPS from a local file: a TorchScript module ``f(x, y)`` on NCHW images in [-1, 1], or a
+    full state dict of ``lpips.LPIPS(net=...)`` (needs the ``lpips`` package; its backbone is built
+    without pretrained weights and everything is loaded from the file)."""
+
+    def __init__(self, path: str, net: str = "alex", device="cpu"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"LPIPS weights not found: {path}")
+        self.device = device
+        try:
+            self.model = torch.jit.load(path, map_location=device)
+            return
+        except (RuntimeError, ValueError):
+            pass
+        try:
+            import lpips  # noqa: PLC0415
+        except ImportError as exc:
+            raise ValueError(f"{path} is not a TorchScript module and the `lpips` package is not installed") from exc
+        model = lpips.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
+        model.load_state_dict(torch.load(path, map_location="cpu"))
+        self.model = model.to(device).eval()
+
+    @torch.no_grad()
+    def __call__(self, pred: torch.Tensor, gt: torch.Tensor) -> float:
+        to = lambda z: (z.float().permute(2, 0, 1)[None].to(self.device) * 2.0 - 1.0)  # noqa: E731
+        return float(self.model(to(pred), to(gt)).mean())
+
+
+def image_metrics(pred: torch.Tensor, gt: torch.Tensor, lpips_fn: LPIPS | None = None) -> dict:
+    out = {"psnr": psnr(pred, gt), "ssim": ssim(pred, gt)}
+    if lpips_fn is not None:
+        out["lpips"] = lpips_fn(pred, gt)
+    return out
+
+
+__all__ = ["LPIPS", "LPIPS_ABSENT", "image_metrics", "psnr", "ssim"]

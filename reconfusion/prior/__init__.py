@@ -1,0 +1,13 @@
+"""The ReconFusion diffusion prior: model, fast sampler, training and the sample loss.
+
+See ``.notes/prior_README.md`` (merged into the project README) for the API at a glance.
+"""
+from .attention import FastAttnProcessor, set_attention_backend
+from .model import Cameras, Conditioning, PriorConfig, ReconFusionPrior, ViewEncoding
+from .pixelnerf import PixelNeRF, PixelNeRFConfig
+from .sample_loss import SampleLoss, prior_extra_loss, sample_novel_pose
+from .sampler import DDIMSampler
+
+__all__ = ["Cameras", "Conditioning", "DDIMSampler", "FastAttnProcessor", "PixelNeRF", "PixelNeRFConfig",
+           "PriorConfig", "ReconFusionPrior", "SampleLoss", "ViewEncoding", "prior_extra_loss",
+           "sample_novel_pose", "set_attention_backend"]

@@ -1,0 +1,67 @@
+"""Losses and few-view regularizers that need no learned prior.
+
+- ``charbonnier``: Zip-NeRF's data loss ``sqrt((x - y)^2 + eps^2)``.
+- ``opacity_entropy``: binary entropy of the rendered opacity, pushing rays to be fully empty or
+  fully opaque (a per-ray form of InfoNeRF's entropy idea; cheap, no extra rays).
+- ``frequency_mask``: FreeNeRF's frequency regularization (Yang et al., CVPR 2023) carried over to
+  a hash grid: fine grid levels are masked at the start and unmasked linearly over a fraction of
+  the run, so early optimization fits a smooth field.
+- ``occlusion_loss``: FreeNeRF's occlusion regularization: density right in front of the cameras
+  (normalized distance ``s < s_max``) is penalized, removing near-camera floaters.
+- ``distortion`` / ``interlevel``: mip-NeRF 360 / Zip-NeRF losses, computed by ``rfkernels``.
+"""
+from __future__ import annotations
+
+import torch
+
+import rfkernels
+
+
+def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    return torch.sqrt((pred - target).square() + eps * eps).mean()
+
+
+def data_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "charbonnier", eps: float = 1e-3) -> torch.Tensor:
+    """``"charbonnier"`` (Zip-NeRF) or ``"mse"``."""
+    if kind == "charbonnier":
+        return charbonnier(pred, target, eps)
+    if kind == "mse":
+        return (pred - target).square().mean()
+    raise ValueError(f"unknown data loss {kind!r}; use charbonnier or mse")
+
+
+def opacity_entropy(opacity: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``[R]`` -> scalar mean binary entropy (in nats)."""
+    o = opacity.clamp(eps, 1.0 - eps)
+    return -(o * torch.log(o) + (1.0 - o) * torch.log(1.0 - o)).mean()
+
+
+def frequency_mask(n_levels: int, n_features: int, progress: float, device=None) -> torch.Tensor:
+    """Mask ``[n_levels * n_features]`` for grid features at training ``progress`` in [0, 1].
+
+    Level ``l`` ramps from 0 to 1 while ``progress * n_levels`` goes from ``l - 1`` to ``l``; the
+    coarsest level is always on and all levels are on at ``progress >= 1``.
+    """
+    levels = torch.arange(n_levels, dtype=torch.float32, device=device)
+    m = (max(progress, 0.0) * n_levels - levels + 1.0).clamp(0.0, 1.0)
+    return m.repeat_interleave(n_features)
+
+
+def occlusion_loss(sigmas: torch.Tensor, s_mids: torch.Tensor, s_max: float) -> torch.Tensor:
+    """Mean density of samples ``[R, S]`` whose normalized distance is below ``s_max``."""
+    mask = (s_mids < s_max).to(sigmas.dtype)
+    return (sigmas * mask).sum() / sigmas.shape[0] / max(sigmas.shape[1], 1)
+
+
+def distortion(weights: torch.Tensor, s_edges: torch.Tensor) -> torch.Tensor:
+    """``weights [R, S]``, s-space edges ``[R, S+1]`` -> scalar."""
+    return rfkernels.distortion_loss(weights, s_edges[:, :-1].contiguous(), s_edges[:, 1:].contiguous()).mean()
+
+
+def interlevel(fine_edges, fine_weights, prop_edges, prop_weights, blur_halfwidth=None) -> torch.Tensor:
+    """Proposal loss (fine histogram detached): scalar."""
+    return rfkernels.interlevel_loss(fine_edges.detach(), fine_weights.detach(), prop_edges, prop_weights,
+                                     blur_halfwidth=blur_halfwidth).mean()
+
+
+__all__ = ["charbonnier", "data_loss", "distortion", "frequency_mask", "interlevel", "occlusion_loss", "opacity_entropy"]

@@ -1,0 +1,85 @@
+"""Image/video output: side-by-side comparisons, depth visualization, camera-path videos."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from .cameras import orbit_path, spiral_path
+
+
+def to_uint8(img: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(img, torch.Tensor):
+        img = img.detach().float().cpu().numpy()
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def heat(x: np.ndarray) -> np.ndarray:
+    """Scalar map in [0, 1] ``[H, W]`` -> RGB ``[H, W, 3]`` (black -> red -> yellow -> white)."""
+    x = np.clip(x, 0.0, 1.0)[..., None]
+    return np.clip(np.concatenate([3 * x, 3 * x - 1, 3 * x - 2], axis=-1), 0.0, 1.0)
+
+
+def depth_image(depth: torch.Tensor) -> np.ndarray:
+    """Normalized-distance map ``[H, W]`` -> RGB float, near = bright."""
+    d = depth.detach().float().cpu().numpy()
+    lo, hi = np.percentile(d, 1), np.percentile(d, 99)
+    return heat(1.0 - (d - lo) / max(hi - lo, 1e-8))
+
+
+def side_by_side(render: torch.Tensor, gt: torch.Tensor, error_gain: float = 4.0) -> np.ndarray:
+    """``render | ground truth | error`` (mean absolute error x ``error_gain``) as uint8 ``[H, 3W, 3]``."""
+    r, g = render.detach().float().cpu().numpy(), gt.detach().float().cpu().numpy()
+    err = heat(np.abs(r - g).mean(-1) * error_gain)
+    return to_uint8(np.concatenate([r, g, err], axis=1))
+
+
+def save_image(path: str, img: np.ndarray) -> None:
+    import imageio.v3 as iio
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    iio.imwrite(path, img)
+
+
+def write_video(frames: list[np.ndarray], path: str, fps: int = 24) -> str:
+    """Write uint8 frames as mp4 (imageio-ffmpeg) or, if that fails, a gif beside it. -> the path written."""
+    import imageio.v2 as imageio
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if path.endswith(".mp4"):
+        try:
+            # macro_block_size=1 keeps odd frame sizes (e.g. 126x94) without resizing.
+            imageio.mimwrite(path, frames, fps=fps, macro_block_size=1, quality=8)
+            return path
+        except Exception:  # noqa: BLE001 - no ffmpeg backend: fall back to gif
+            path = os.path.splitext(path)[0] + ".gif"
+    imageio.mimwrite(path, frames, duration=1.0 / fps, loop=0)
+    return path
+
+
+def video_path(scene, n_frames: int = 60) -> torch.Tensor:
+    """Spiral for forward-facing scenes, turntable otherwise: ``[n, 4, 4]``."""
+    if scene.space == "ndc":
+        return spiral_path(scene.c2w, scene.focus_depth or 1.0, n_frames)
+    return orbit_path(scene.c2w, n_frames)
+
+
+@torch.no_grad()
+def render_video(model, scene, path: str, n_frames: int = 60, fps: int = 24, chunk: int = 8192,
+                 device="cpu", with_depth: bool = True) -> str:
+    """Render ``video_path(scene)`` (rgb | depth) with ``scene``'s first intrinsics and image size."""
+    model.eval()
+    frames = []
+    intr = scene.intrinsics[0]
+    for c2w in video_path(scene, n_frames):
+        rays = scene.camera_rays(c2w, intr).to(device)
+        out = model.render_chunked(rays, chunk)
+        rgb = out["rgb"].view(scene.height, scene.width, 3).cpu().numpy()
+        if with_depth:
+            rgb = np.concatenate([rgb, depth_image(out["depth"].view(scene.height, scene.width))], axis=1)
+        frames.append(to_uint8(rgb))
+    return write_video(frames, path, fps)
+
+
+__all__ = ["depth_image", "heat", "render_video", "save_image", "side_by_side", "to_uint8", "video_path", "write_video"]
