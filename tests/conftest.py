@@ -3,6 +3,7 @@
 On a machine without a GPU, Triton kernels run in the interpreter (``TRITON_INTERPRET=1`` is set
 here before any kernel module is imported); CUDA-backend tests are skipped.
 """
+import importlib
 import os
 
 import pytest
@@ -28,13 +29,40 @@ def backend_unavailable_reason(name: str):
     return (_dispatch.triton_unavailable_reason if name == "triton" else _dispatch.cuda_unavailable_reason)(DEVICE)
 
 
-@pytest.fixture(params=["triton", "cuda"])
-def fused_backend(request):
-    """Each fused backend that can run here (triton: GPU or interpreter; cuda: GPU + extension)."""
-    reason = backend_unavailable_reason(request.param)
-    if reason:
-        pytest.skip(f"{request.param} unavailable: {reason}")
-    return request.param
+@pytest.fixture(params=["triton", "cuda", "cuda-host"])
+def fused_backend(request, monkeypatch):
+    """Each fused backend that can run here (triton: GPU or interpreter; cuda: GPU + extension),
+    plus "cuda-host": the family's csrc/<family>.cu per-item code compiled with nvcc for the CPU and
+    plugged in as its cuda backend (tests the CUDA arithmetic without a GPU). The test module names
+    its op family in ``FAMILY`` (e.g. ``"volrend"``); emulation lives in tests/<family>_cuda_host.py."""
+    if request.param != "cuda-host":
+        reason = backend_unavailable_reason(request.param)
+        if reason:
+            pytest.skip(f"{request.param} unavailable: {reason}")
+        return request.param
+    from tests import cuda_host
+
+    family = getattr(request.module, "FAMILY", None)
+    if family is None:
+        pytest.skip("no host emulation for this module")
+    if DEVICE.type != "cpu" or cuda_host.nvcc_missing_reason():
+        pytest.skip("host emulation runs on CPU tensors with nvcc present")
+    ops = importlib.import_module(f"rfkernels.{family}")
+    host = importlib.import_module(f"tests.{family}_cuda_host")
+    real = ops._backend_module
+    monkeypatch.setattr(ops, "_backend_module", lambda n: host if n == "cuda" else real(n))
+    monkeypatch.setattr(ops, "resolve_backend", lambda b, *t: "torch" if b == "torch" else "cuda")
+    return "cuda"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for the module: on a shared 2-core machine, OpenMP barriers of tiny ops
+    make 2 threads much slower than 1. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture

@@ -5,20 +5,13 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from reconfusion.cli import main
 from tests.recon_scenes import boxes_scene, save_npz
 from tests.test_data import write_llff
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, thread barriers of tiny ops dominate."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,8 +9,7 @@ import torch
 import rfkernels
 from rfkernels import gather_features
 from rfkernels.gather import reference
-from tests import cuda_host
-from tests.conftest import DEVICE, assert_close, assert_close_scaled
+from tests.conftest import assert_close, assert_close_scaled
 from tests.gather_scenes import random_scene
 
 REDUCTIONS = ["none", "mean", "mean_var", "max"]
@@ -18,26 +17,7 @@ IMAGE = (24, 30)  # the intrinsics' image; feature maps are smaller and of anoth
 FEAT_HW = (6, 9)
 
 
-@pytest.fixture(params=["triton", "cuda", "cuda-host"])
-def fused_backend(request, monkeypatch):
-    """triton / cuda where they run, plus "cuda-host": csrc/gather.cu's per-lane code compiled with
-    nvcc for the CPU and plugged in as the cuda backend (tests the CUDA arithmetic without a GPU)."""
-    from tests.conftest import backend_unavailable_reason
-
-    if request.param != "cuda-host":
-        reason = backend_unavailable_reason(request.param)
-        if reason:
-            pytest.skip(f"{request.param} unavailable: {reason}")
-        return request.param
-    if DEVICE.type != "cpu" or cuda_host.nvcc_missing_reason():
-        pytest.skip("host emulation runs on CPU tensors with nvcc present")
-    import rfkernels.gather as gather
-    from tests import gather_cuda_host
-
-    real = gather._backend_module
-    monkeypatch.setattr(gather, "_backend_module", lambda n: gather_cuda_host if n == "cuda" else real(n))
-    monkeypatch.setattr(gather, "resolve_backend", lambda b, *t: "torch" if b == "torch" else "cuda")
-    return "cuda"
+FAMILY = "gather"  # fused_backend (conftest) also runs csrc/gather.cu on the host
 
 
 def _run(backend, points, features, K, E, upstream=None, **kw):

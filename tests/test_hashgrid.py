@@ -10,30 +10,10 @@ import rfkernels
 from rfkernels import hashgrid as hg
 from rfkernels.hashgrid import layout as hl
 from rfkernels.hashgrid import reference
-from tests import cuda_host
-from tests.conftest import DEVICE, assert_close, assert_close_scaled
+from tests.conftest import assert_close, assert_close_scaled
 
 
-@pytest.fixture(params=["triton", "cuda", "cuda-host"])
-def fused_backend(request, monkeypatch):
-    """triton / cuda where they run, plus "cuda-host": csrc/hashgrid.cu's per-(point, level) code
-    compiled with nvcc for the CPU and plugged in as the cuda backend (tests the CUDA arithmetic
-    without a GPU)."""
-    from tests.conftest import backend_unavailable_reason
-
-    if request.param != "cuda-host":
-        reason = backend_unavailable_reason(request.param)
-        if reason:
-            pytest.skip(f"{request.param} unavailable: {reason}")
-        return request.param
-    if DEVICE.type != "cpu" or cuda_host.nvcc_missing_reason():
-        pytest.skip("host emulation runs on CPU tensors with nvcc present")
-    from tests import hashgrid_cuda_host
-
-    real = hg._backend_module
-    monkeypatch.setattr(hg, "_backend_module", lambda n: hashgrid_cuda_host if n == "cuda" else real(n))
-    monkeypatch.setattr(hg, "resolve_backend", lambda b, *t: "torch" if b == "torch" else "cuda")
-    return "cuda"
+FAMILY = "hashgrid"  # fused_backend (conftest) also runs csrc/hashgrid.cu on the host
 
 
 def make_encoding(D, L=4, F=2, T=10, base=4, pls=1.7, interp="linear", dtype=torch.float32, device="cpu", **kw):

@@ -8,13 +8,7 @@ from reconfusion.prior import attention as A
 from tests.conftest import assert_close
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The shared CI box is oversubscribed: OpenMP spin-waits make 2 threads ~10x slower than 1."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("L,S", [(1, 1), (17, 5), (64, 64)])

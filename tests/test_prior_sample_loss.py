@@ -11,13 +11,7 @@ from reconfusion.prior.synthetic import synthetic_scene
 S = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The shared CI box is oversubscribed: OpenMP spin-waits make 2 threads ~10x slower than 1."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,7 @@ from reconfusion.video import side_by_side, write_video
 from tests.recon_scenes import boxes_scene
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, thread barriers of tiny ops dominate."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ITERS = 200
 

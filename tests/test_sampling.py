@@ -8,32 +8,12 @@ import torch
 
 import rfkernels
 from rfkernels.sampling import reference
-from tests import cuda_host
-from tests.conftest import DEVICE, assert_close, assert_close_scaled
+from tests.conftest import assert_close, assert_close_scaled
 
 MODES = ("stratified", "single_jitter", "midpoint")
 
 
-@pytest.fixture(params=["triton", "cuda", "cuda-host"])
-def fused_backend(request, monkeypatch):
-    """triton / cuda where they run, plus "cuda-host": csrc/sampling.cu's per-ray code compiled with
-    nvcc for the CPU and plugged in as the cuda backend (tests the CUDA arithmetic without a GPU)."""
-    from tests.conftest import backend_unavailable_reason
-
-    if request.param != "cuda-host":
-        reason = backend_unavailable_reason(request.param)
-        if reason:
-            pytest.skip(f"{request.param} unavailable: {reason}")
-        return request.param
-    if DEVICE.type != "cpu" or cuda_host.nvcc_missing_reason():
-        pytest.skip("host emulation runs on CPU tensors with nvcc present")
-    import rfkernels.sampling as sampling
-    from tests import sampling_cuda_host
-
-    real = sampling._backend_module
-    monkeypatch.setattr(sampling, "_backend_module", lambda n: sampling_cuda_host if n == "cuda" else real(n))
-    monkeypatch.setattr(sampling, "resolve_backend", lambda b, *t: "torch" if b == "torch" else "cuda")
-    return "cuda"
+FAMILY = "sampling"  # fused_backend (conftest) also runs csrc/sampling.cu on the host
 
 
 def random_hist(R, S, device, dtype=torch.float32, lo=0.5, span=4.0, zero_ray=True):

@@ -6,30 +6,10 @@ import torch
 import rfkernels
 from rfkernels import _packing
 from rfkernels.volrend import reference
-from tests import cuda_host
-from tests.conftest import DEVICE, assert_close, assert_close_scaled
+from tests.conftest import assert_close, assert_close_scaled
 
 
-@pytest.fixture(params=["triton", "cuda", "cuda-host"])
-def fused_backend(request, monkeypatch):
-    """triton / cuda where they run, plus "cuda-host": csrc/volrend.cu's per-ray code compiled with
-    nvcc for the CPU and plugged in as the cuda backend (tests the CUDA arithmetic without a GPU)."""
-    from tests.conftest import backend_unavailable_reason
-
-    if request.param != "cuda-host":
-        reason = backend_unavailable_reason(request.param)
-        if reason:
-            pytest.skip(f"{request.param} unavailable: {reason}")
-        return request.param
-    if DEVICE.type != "cpu" or cuda_host.nvcc_missing_reason():
-        pytest.skip("host emulation runs on CPU tensors with nvcc present")
-    import rfkernels.volrend as volrend
-    from tests import volrend_cuda_host
-
-    real = volrend._backend_module
-    monkeypatch.setattr(volrend, "_backend_module", lambda n: volrend_cuda_host if n == "cuda" else real(n))
-    monkeypatch.setattr(volrend, "resolve_backend", lambda b, *t: "torch" if b == "torch" else "cuda")
-    return "cuda"
+FAMILY = "volrend"  # fused_backend (conftest) also runs csrc/volrend.cu on the host
 
 
 def random_rays(R, S, C, device, dtype=torch.float32):
