@@ -28,8 +28,10 @@ setup(
     name="rfkernels",
     version="0.1.0",
     description="Fused kernels for few-view NeRF with diffusion priors, and the ReconFusion library",
-    packages=find_packages(include=["rfkernels*", "reconfusion*"]),
-    package_data={"reconfusion": ["demo/*", "demo/**/*"]},
+    # csrc/ also ships inside the wheel as rfkernels/_csrc so that a non-editable install can JIT-build
+    packages=find_packages(include=["rfkernels*", "reconfusion*"]) + ["rfkernels._csrc"],
+    package_dir={"rfkernels._csrc": "csrc"},
+    package_data={"reconfusion": ["demo/*", "demo/**/*"], "rfkernels._csrc": ["*.cu", "*.cuh", "*.h", "*.cpp"]},
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy", "imageio", "pillow", "tqdm", "safetensors"],

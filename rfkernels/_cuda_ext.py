@@ -17,7 +17,18 @@ from pathlib import Path
 
 import torch
 
-CSRC = Path(__file__).resolve().parent.parent / "csrc"
+
+
+def _find_csrc() -> Path:
+    """``csrc/`` of a source checkout (editable install), else the copy a wheel ships as ``_csrc``."""
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "csrc", here / "_csrc"):
+        if (cand / "bindings.cpp").is_file():
+            return cand
+    return here.parent / "csrc"
+
+
+CSRC = _find_csrc()
 _lock = threading.Lock()
 _module = None
 _error: str | None = None
