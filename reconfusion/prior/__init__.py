@@ -1,6 +1,6 @@
 """The ReconFusion diffusion prior: model, fast sampler, training and the sample loss.
 
-See ``.notes/prior_README.md`` (merged into the project README) for the API at a glance.
+See the README section "reconfusion.prior" for the API at a glance.
 """
 from .attention import FastAttnProcessor, set_attention_backend
 from .model import Cameras, Conditioning, PriorConfig, ReconFusionPrior, ViewEncoding
