@@ -31,6 +31,13 @@ def n_iter(max_len: int) -> int:
 
 # ------------------------------------------------------------------------------------ helpers
 @triton.jit
+def _ray_span(off_ptr, ray):
+    """Packed ray ``ray``: (first weight, weight count, first edge); its edges sit at weight index + ray."""
+    start = tl.load(off_ptr + ray)
+    return start, tl.load(off_ptr + ray + 1) - start, start + ray
+
+
+@triton.jit
 def _count_le(base, n, v, lane_mask, N_ITER):
     """#{j in [0, n): base[j] <= v} per lane (base sorted; the comparison in v's precision)."""
     lo = tl.zeros_like(v).to(tl.int32)
@@ -80,9 +87,7 @@ def _eval_step_cdf(t_base, c_base, S, y, m, N_ITER):
 def _cdf_kernel(t_ptr, w_ptr, off_ptr, cdf_ptr, padding, BLOCK: tl.constexpr):
     """Normalized step CDF at the edges (padding, zero-width mask, uniform fallbacks)."""
     ray = tl.program_id(0)
-    start = tl.load(off_ptr + ray)
-    S = tl.load(off_ptr + ray + 1) - start
-    eb = start + ray
+    start, S, eb = _ray_span(off_ptr, ray)
     tot = tl.zeros((), dtype=tl.float32)
     tot_width = tl.zeros((), dtype=tl.float32)
     for block in range(0, S, BLOCK):
@@ -214,9 +219,7 @@ def _invert_kernel(t_ptr, cdf_ptr, kx_ptr, kf_ptr, kp_ptr, off_ptr, jit_ptr, out
     ray = tl.program_id(0)
     k = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     m = k < n_out
-    start = tl.load(off_ptr + ray)
-    S = tl.load(off_ptr + ray + 1) - start
-    eb = start + ray
+    start, S, eb = _ray_span(off_ptr, ray)
     t_base, c_base = t_ptr + eb, cdf_ptr + eb
     kx_base, kf_base, kp_base = kx_ptr + 2 * eb, kf_ptr + 2 * eb, kp_ptr + 2 * eb
     if EDGES:  # edges between centers c_{k-1}, c_k (Zip-NeRF sample_intervals)
@@ -272,9 +275,7 @@ def _hist_prefix_kernel(t_ptr, w_ptr, off_ptr, cy_ptr, g_ptr, BLUR: tl.constexpr
     """cy = [0, cumsum(w)] (float64; masked to positive-width bins when BLUR) and, when BLUR,
     G = [0, cumsum(width * (cy_excl + w / 2))], the integral of the histogram's CDF at the edges."""
     ray = tl.program_id(0)
-    start = tl.load(off_ptr + ray)
-    S = tl.load(off_ptr + ray + 1) - start
-    eb = start + ray
+    start, S, eb = _ray_span(off_ptr, ray)
     zero = tl.zeros((), dtype=tl.float64)
     tl.store(cy_ptr + eb, zero)
     if BLUR:
@@ -335,11 +336,8 @@ def _outer_fwd_kernel(t_ptr, w_ptr, off_ptr, tp_ptr, offp_ptr, cy_ptr, loss_ptr,
                       BLOCK: tl.constexpr):
     """loss = sum_j max(0, w_j - W_j)^2 / (w_j + eps), W_j = proposal mass overlapping interval j."""
     ray = tl.program_id(0)
-    start = tl.load(off_ptr + ray)
-    S = tl.load(off_ptr + ray + 1) - start
-    pstart = tl.load(offp_ptr + ray)
-    P = tl.load(offp_ptr + ray + 1) - pstart
-    eb, pb = start + ray, pstart + ray
+    start, S, eb = _ray_span(off_ptr, ray)
+    pstart, P, pb = _ray_span(offp_ptr, ray)
     loss = tl.zeros((), dtype=tl.float64)
     for block in range(0, S, BLOCK):
         idx = block + tl.arange(0, BLOCK)
@@ -357,11 +355,8 @@ def _outer_scatter_kernel(g_loss_ptr, t_ptr, w_ptr, off_ptr, tp_ptr, offp_ptr, c
     """d loss / d cy[hi] = g_j and d / d cy[lo] = -g_j, accumulated at slots hi - 1, lo - 1 (the
     proposal bins below that prefix entry; suffix-summed by _suffix_kernel)."""
     ray = tl.program_id(0)
-    start = tl.load(off_ptr + ray)
-    S = tl.load(off_ptr + ray + 1) - start
-    pstart = tl.load(offp_ptr + ray)
-    P = tl.load(offp_ptr + ray + 1) - pstart
-    eb, pb = start + ray, pstart + ray
+    start, S, eb = _ray_span(off_ptr, ray)
+    pstart, P, pb = _ray_span(offp_ptr, ray)
     gl = tl.load(g_loss_ptr + ray).to(tl.float64)
     for block in range(0, S, BLOCK):
         idx = block + tl.arange(0, BLOCK)
@@ -394,11 +389,8 @@ def _blurred_fwd_kernel(t_ptr, w_ptr, off_ptr, tp_ptr, wp_ptr, offp_ptr, cy_ptr,
     """Per proposal bin k: Wb_k = blurred fine mass on [tp_k, tp_{k+1}] (>= 0), loss += max(0, Wb_k -
     wp_k)^2 / (wp_k + eps); also writes d loss / d wp_k (Wb does not depend on wp)."""
     ray = tl.program_id(0)
-    start = tl.load(off_ptr + ray)
-    S = tl.load(off_ptr + ray + 1) - start
-    pstart = tl.load(offp_ptr + ray)
-    P = tl.load(offp_ptr + ray + 1) - pstart
-    eb, pb = start + ray, pstart + ray
+    start, S, eb = _ray_span(off_ptr, ray)
+    pstart, P, pb = _ray_span(offp_ptr, ray)
     r = tl.load(blur_ptr + ray).to(tl.float64)
     loss = tl.zeros((), dtype=tl.float64)
     for block in range(0, P, BLOCK):
