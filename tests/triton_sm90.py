@@ -9,7 +9,8 @@ dtypes or masks; the real compiler does. So:
    compile each variant with ``triton.compile`` for sm_90 and assemble its PTX with ``ptxas -v``
    for the register / spill report.
 
-Usage: ``python -m tests.triton_sm90 [--max-spill BYTES] [--json OUT] [-- pytest args]``.
+Usage: ``python -m tests.triton_sm90 [--max-spill BYTES] [--json OUT] [--also-triton DIR] [pytest args]``
+(``--also-triton``: compile the same variants with another triton, e.g. the GPU machines' 3.6).
 Exit 0: all variants compiled (spills within ``--max-spill`` when given); 1: a compile failed or a
 kernel spilled more; 2: cannot check here (no offline compile API).
 """
@@ -153,10 +154,25 @@ def compile_all(specs: list[dict], max_spill: int | None) -> int:
     return 1 if failed else 0
 
 
+def _compile_in_fresh_process(specs: list[dict], max_spill: int | None, triton_dir: str | None) -> int:
+    """Compile without TRITON_INTERPRET (kernels are real JITFunctions), optionally with another
+    triton installed in ``triton_dir`` (e.g. ``pip install --target DIR triton==3.6.0``)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    if triton_dir:
+        rest = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
+        env["PYTHONPATH"] = os.pathsep.join([triton_dir, os.getcwd(), *rest])
+    code = ("import sys, json, triton; from tests.triton_sm90 import compile_all; "
+            "print('== triton', triton.__version__, flush=True); "
+            f"sys.exit(compile_all(json.loads(sys.stdin.read()), {max_spill!r}))")
+    return subprocess.run([sys.executable, "-c", code], input=json.dumps(specs), text=True, env=env).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--max-spill", type=int, default=None, help="fail a variant spilling more bytes")
     p.add_argument("--json", default=None, help="keep the recorded variants here")
+    p.add_argument("--also-triton", action="append", default=[], metavar="DIR",
+                   help="compile again with the triton installed in DIR (repeatable)")
     p.add_argument("pytest_args", nargs="*", help="tests to record (default: the four op families)")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
@@ -166,12 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"recording run failed (pytest exit {rc})")
             return 1
         specs = json.loads(Path(path).read_text())
-    # compile in a fresh process without TRITON_INTERPRET, where the kernels are real JITFunctions
-    proc = subprocess.run([sys.executable, "-c", f"import sys, json; from tests.triton_sm90 import compile_all; "
-                           f"sys.exit(compile_all(json.loads(sys.stdin.read()), {a.max_spill!r}))"],
-                          input=json.dumps(specs), text=True, env={k: v for k, v in os.environ.items()
-                                                                    if k != "TRITON_INTERPRET"})
-    return proc.returncode
+    codes = [_compile_in_fresh_process(specs, a.max_spill, t) for t in [None, *a.also_triton]]
+    return 1 if 1 in codes else max(codes)
 
 
 if __name__ == "__main__":
