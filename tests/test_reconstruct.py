@@ -214,3 +214,13 @@ def test_forward_in_every_space(space, scene, tmp_path):
     assert model.field.grid.params.grad.abs().sum() > 0
     if space == "ndc":
         assert model.bg_logit.grad is not None
+
+
+def test_base_preset_trains_a_step_on_cpu(scene):
+    """The `base` preset (Zip-NeRF sizes: 2^21-entry tables, 64/64/32 samples) builds and takes
+    optimizer steps: catches config/shape mistakes that only the large preset would hit."""
+    cfg = get_preset("base").replace(iterations=2, batch_rays=64, warmup_steps=1, eval_every=0, checkpoint_every=0)
+    result = train(scene, cfg, None, progress_bar=False)
+    out = result.model(scene.view_rays(4)[:32], progress=None)
+    assert out.weights.shape == (32, 32) and bool(torch.isfinite(out.rgb).all())
+    assert len(out.proposals) == 2 and out.proposals[0][0].shape == (32, 65)
