@@ -10,8 +10,9 @@
 
 namespace {
 
-void check_float(const torch::Tensor& t, const char* name) {
-    TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+// All tensors must live on the guarded device (points'): the kernels get raw pointers.
+void check_float(const torch::Tensor& t, const char* name, const torch::Device& device) {
+    TORCH_CHECK(t.is_cuda() && t.device() == device, name, " must be a CUDA tensor on ", device);
     TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
     TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
 }
@@ -22,9 +23,10 @@ void check_cuda(cudaError_t err, const char* what) {
 
 rfk::GatherArgs make_args(const torch::Tensor& points, const torch::Tensor& feats, const torch::Tensor& cams,
                           double near_eps, int64_t reduce) {
-    check_float(points, "points");
-    check_float(feats, "feats");
-    check_float(cams, "cams");
+    const auto device = points.device();
+    check_float(points, "points", device);
+    check_float(feats, "feats", device);
+    check_float(cams, "cams", device);
     TORCH_CHECK(points.dim() == 3 && points.size(2) == 3, "points must be [B, N, 3]");
     TORCH_CHECK(feats.dim() == 5 && feats.size(0) == points.size(0), "feats must be [B, V, H, W, C]");
     TORCH_CHECK(cams.dim() == 3 && cams.size(0) == feats.size(0) && cams.size(1) == feats.size(1) &&
@@ -79,27 +81,28 @@ std::vector<torch::Tensor> gather_backward(torch::Tensor g_out, torch::Tensor g_
                                            int64_t reduce, bool need_points, torch::Tensor fixed_scale) {
     const c10::cuda::CUDAGuard guard(points.device());
     const auto a = make_args(points, feats, cams, near_eps, reduce);
-    check_float(g_out, "g_out");
+    const auto device = points.device();
+    check_float(g_out, "g_out", device);
     TORCH_CHECK(g_out.sizes() == torch::IntArrayRef(out_shape(a)), "g_out has the wrong shape");
-    TORCH_CHECK(mask.is_cuda() && mask.is_contiguous() && mask.scalar_type() == torch::kUInt8 &&
-                    mask.numel() == a.batch * a.n_points * a.views,
+    TORCH_CHECK(mask.is_cuda() && mask.device() == device && mask.is_contiguous() &&
+                    mask.scalar_type() == torch::kUInt8 && mask.numel() == a.batch * a.n_points * a.views,
                 "mask must be a contiguous uint8 [B, N, V] CUDA tensor");
     if (g_cam.numel()) {
-        check_float(g_cam, "g_cam");
+        check_float(g_cam, "g_cam", device);
         TORCH_CHECK(g_cam.numel() == a.batch * a.n_points * a.views * 3, "g_cam must be [B, N, V, 3]");
     }
     if (reduce == rfk::kGatherMeanVar) {
-        check_float(out, "out");
+        check_float(out, "out", device);
         TORCH_CHECK(out.sizes() == g_out.sizes(), "out must be shaped like g_out");
     }
     if (reduce == rfk::kGatherMax) {
-        TORCH_CHECK(argmax.is_cuda() && argmax.is_contiguous() && argmax.scalar_type() == torch::kInt32 &&
-                        argmax.numel() == a.batch * a.n_points * a.channels,
+        TORCH_CHECK(argmax.is_cuda() && argmax.device() == device && argmax.is_contiguous() &&
+                        argmax.scalar_type() == torch::kInt32 && argmax.numel() == a.batch * a.n_points * a.channels,
                     "argmax must be a contiguous int32 [B, N, C] CUDA tensor");
     }
     const bool fixed = fixed_scale.numel() > 0;
     if (fixed) {
-        check_float(fixed_scale, "fixed_scale");
+        check_float(fixed_scale, "fixed_scale", device);
         TORCH_CHECK(fixed_scale.numel() == 1, "fixed_scale must have one element");
     }
     auto g_feats = fixed ? torch::zeros_like(feats, feats.options().dtype(torch::kInt64)) : torch::zeros_like(feats);

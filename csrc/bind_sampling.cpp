@@ -9,15 +9,17 @@
 
 namespace {
 
-void check_f32(const torch::Tensor& t, const char* name) {
-    TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+// All tensors must live on the guarded device: the kernels get raw pointers.
+void check_f32(const torch::Tensor& t, const char* name, const torch::Device& device) {
+    TORCH_CHECK(t.is_cuda() && t.device() == device, name, " must be a CUDA tensor on ", device);
     TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
     TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
 }
 
-void check_offsets(const torch::Tensor& t, const char* name) {
-    TORCH_CHECK(t.is_cuda() && t.is_contiguous() && t.scalar_type() == torch::kInt64, name,
-                " must be a contiguous int64 CUDA tensor");
+void check_offsets(const torch::Tensor& t, const char* name, const torch::Device& device) {
+    TORCH_CHECK(t.is_cuda() && t.device() == device && t.is_contiguous() && t.scalar_type() == torch::kInt64 &&
+                    t.dim() == 1 && t.numel() >= 1,
+                name, " must be a contiguous 1-D int64 CUDA tensor [R + 1] on ", device);
 }
 
 const float* opt_ptr(const torch::Tensor& t) { return t.numel() ? t.data_ptr<float>() : nullptr; }
@@ -30,9 +32,10 @@ void check_cuda(cudaError_t err, const char* what) {
 torch::Tensor sample_pdf(torch::Tensor bins, torch::Tensor weights, torch::Tensor offsets, torch::Tensor jitter,
                          int64_t n_samples, double padding, torch::Tensor blur, bool return_edges) {
     const c10::cuda::CUDAGuard guard(bins.device());
-    check_f32(bins, "bins");
-    check_f32(weights, "weights");
-    check_offsets(offsets, "offsets");
+    const auto device = bins.device();
+    check_f32(bins, "bins", device);
+    check_f32(weights, "weights", device);
+    check_offsets(offsets, "offsets", device);
     const int64_t n_rays = offsets.numel() - 1;
     TORCH_CHECK(bins.numel() == weights.numel() + n_rays, "bins must have N + R entries");
     TORCH_CHECK(n_samples >= 1, "n_samples must be >= 1");
@@ -44,7 +47,7 @@ torch::Tensor sample_pdf(torch::Tensor bins, torch::Tensor weights, torch::Tenso
     a.jitter_mode = 0;
     a.jitter = nullptr;
     if (jitter.numel()) {
-        check_f32(jitter, "jitter");
+        check_f32(jitter, "jitter", device);
         TORCH_CHECK(jitter.dim() == 2 && jitter.size(0) == n_rays &&
                         (jitter.size(1) == 1 || jitter.size(1) == n_samples),
                     "jitter must be [R, 1] or [R, n_samples]");
@@ -56,7 +59,7 @@ torch::Tensor sample_pdf(torch::Tensor bins, torch::Tensor weights, torch::Tenso
     a.padding = static_cast<float>(padding);
     a.blur = nullptr;
     if (blur.numel()) {
-        check_f32(blur, "blur");
+        check_f32(blur, "blur", device);
         TORCH_CHECK(blur.numel() == n_rays, "blur must have one entry per ray");
         a.blur = blur.data_ptr<float>();
     }
@@ -76,12 +79,13 @@ torch::Tensor sample_pdf(torch::Tensor bins, torch::Tensor weights, torch::Tenso
 rfk::InterlevelArgs interlevel_args(const torch::Tensor& t, const torch::Tensor& w, const torch::Tensor& off,
                                     const torch::Tensor& tp, const torch::Tensor& wp, const torch::Tensor& offp,
                                     const torch::Tensor& blur, double eps) {
-    check_f32(t, "fine_bins");
-    check_f32(w, "fine_weights");
-    check_f32(tp, "prop_bins");
-    check_f32(wp, "prop_weights");
-    check_offsets(off, "fine offsets");
-    check_offsets(offp, "prop offsets");
+    const auto device = t.device();
+    check_f32(t, "fine_bins", device);
+    check_f32(w, "fine_weights", device);
+    check_f32(tp, "prop_bins", device);
+    check_f32(wp, "prop_weights", device);
+    check_offsets(off, "fine offsets", device);
+    check_offsets(offp, "prop offsets", device);
     const int64_t n_rays = off.numel() - 1;
     TORCH_CHECK(offp.numel() - 1 == n_rays, "fine and proposal offsets must describe the same rays");
     TORCH_CHECK(t.numel() == w.numel() + n_rays && tp.numel() == wp.numel() + n_rays, "bins must have N + R entries");
@@ -95,7 +99,7 @@ rfk::InterlevelArgs interlevel_args(const torch::Tensor& t, const torch::Tensor&
     a.n_rays = n_rays;
     a.blur = nullptr;
     if (blur.defined() && blur.numel()) {
-        check_f32(blur, "blur");
+        check_f32(blur, "blur", device);
         TORCH_CHECK(blur.numel() == n_rays, "blur must have one entry per ray");
         a.blur = blur.data_ptr<float>();
     }
@@ -125,7 +129,7 @@ torch::Tensor interlevel_outer_backward(torch::Tensor g_loss, torch::Tensor t, t
                                         torch::Tensor tp, torch::Tensor wp, torch::Tensor offp, double eps) {
     const c10::cuda::CUDAGuard guard(t.device());
     const auto a = interlevel_args(t, w, off, tp, wp, offp, torch::Tensor(), eps);
-    check_f32(g_loss, "g_loss");
+    check_f32(g_loss, "g_loss", t.device());
     TORCH_CHECK(g_loss.numel() == a.n_rays, "g_loss must have one entry per ray");
     auto g_wp = torch::zeros_like(wp);
     if (wp.numel() == 0) return g_wp;

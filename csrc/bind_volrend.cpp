@@ -9,10 +9,21 @@
 
 namespace {
 
-void check_input(const torch::Tensor& t, const char* name) {
-    TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+// Every tensor must live on the device of the guard (the kernels get raw pointers) and have numel
+// entries (-1: any), so that the kernels' indexing stays inside the allocations.
+void check_input(const torch::Tensor& t, const char* name, const torch::Device& device, int64_t numel = -1) {
+    TORCH_CHECK(t.is_cuda() && t.device() == device, name, " must be a CUDA tensor on ", device);
     TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
     TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
+    TORCH_CHECK(numel < 0 || t.numel() == numel, name, " must have ", numel, " elements, got ", t.numel());
+}
+
+// -> n_rays (R) of offsets [R + 1].
+int64_t check_offsets(const torch::Tensor& offsets, const torch::Device& device) {
+    TORCH_CHECK(offsets.is_cuda() && offsets.device() == device && offsets.scalar_type() == torch::kInt64 &&
+                    offsets.is_contiguous() && offsets.dim() == 1 && offsets.numel() >= 1,
+                "offsets must be a contiguous 1-D int64 CUDA tensor [R + 1] on ", device);
+    return offsets.numel() - 1;
 }
 
 const float* opt_ptr(const torch::Tensor& t) { return t.numel() ? t.data_ptr<float>() : nullptr; }
@@ -25,17 +36,23 @@ void check_cuda(cudaError_t err, const char* what) {
 rfk::CompositeArgs make_args(const torch::Tensor& sigmas, const torch::Tensor& deltas, const torch::Tensor& tmids,
                              const torch::Tensor& colors, const torch::Tensor& offsets, int64_t channels,
                              double eps, double tau_max) {
-    check_input(sigmas, "sigmas");
-    check_input(deltas, "deltas");
-    TORCH_CHECK(offsets.is_cuda() && offsets.scalar_type() == torch::kInt64 && offsets.is_contiguous(),
-                "offsets must be a contiguous int64 CUDA tensor");
-    if (tmids.numel()) check_input(tmids, "tmids");
-    if (colors.numel()) check_input(colors, "colors");
+    const auto device = sigmas.device();
+    check_input(sigmas, "sigmas", device);
+    const int64_t N = sigmas.numel();
+    check_input(deltas, "deltas", device, N);
+    check_offsets(offsets, device);
+    if (tmids.numel()) check_input(tmids, "tmids", device, N);
+    TORCH_CHECK(channels >= 0, "channels must be >= 0");
+    if (channels > 0) {  // colors [N, C] (a null pointer when N = 0)
+        check_input(colors, "colors", device);
+        TORCH_CHECK(colors.dim() == 2 && colors.size(0) == N && colors.size(1) == channels, "colors must be [N, ",
+                    channels, "]");
+    }
     rfk::CompositeArgs a;
     a.sigma = sigmas.data_ptr<float>();
     a.delta = deltas.data_ptr<float>();
     a.tmid = opt_ptr(tmids);
-    a.color = channels > 0 ? colors.data_ptr<float>() : nullptr;
+    a.color = channels > 0 ? opt_ptr(colors) : nullptr;
     a.offsets = offsets.data_ptr<int64_t>();
     a.n_rays = offsets.numel() - 1;
     a.channels = static_cast<int>(channels);
@@ -68,14 +85,18 @@ std::vector<torch::Tensor> composite_backward(torch::Tensor g_rgb, torch::Tensor
                                               torch::Tensor opacity, int64_t channels, double eps, double tau_max) {
     const c10::cuda::CUDAGuard guard(sigmas.device());
     const auto a = make_args(sigmas, deltas, tmids, colors, offsets, channels, eps, tau_max);
-    check_input(g_depth, "g_depth");
-    check_input(g_opacity, "g_opacity");
+    const auto device = sigmas.device();
+    const int64_t R = a.n_rays, N = sigmas.numel();
+    check_input(g_depth, "g_depth", device, R);
+    check_input(g_opacity, "g_opacity", device, R);
+    check_input(depth, "depth", device, R);
+    check_input(opacity, "opacity", device, R);
     if (channels > 0) {
-        check_input(g_rgb, "g_rgb");
-        check_input(rgb, "rgb");
+        check_input(g_rgb, "g_rgb", device, R * channels);
+        check_input(rgb, "rgb", device, R * channels);
     }
-    if (g_weights.numel()) check_input(g_weights, "g_weights");
-    if (g_trans.numel()) check_input(g_trans, "g_trans");
+    if (g_weights.numel()) check_input(g_weights, "g_weights", device, N);
+    if (g_trans.numel()) check_input(g_trans, "g_trans", device, N);
     auto g_sigmas = torch::empty_like(sigmas);
     auto g_deltas = torch::empty_like(deltas);
     auto g_tmids = torch::empty_like(tmids);
@@ -94,10 +115,11 @@ std::vector<torch::Tensor> composite_backward(torch::Tensor g_rgb, torch::Tensor
 torch::Tensor distortion_forward(torch::Tensor weights, torch::Tensor tmids, torch::Tensor deltas,
                                  torch::Tensor offsets) {
     const c10::cuda::CUDAGuard guard(weights.device());
-    check_input(weights, "weights");
-    check_input(tmids, "tmids");
-    check_input(deltas, "deltas");
-    const int64_t n_rays = offsets.numel() - 1;
+    const auto device = weights.device();
+    check_input(weights, "weights", device);
+    check_input(tmids, "tmids", device, weights.numel());
+    check_input(deltas, "deltas", device, weights.numel());
+    const int64_t n_rays = check_offsets(offsets, device);
     auto loss = torch::empty({n_rays}, weights.options());
     check_cuda(rfk::distortion_forward(weights.data_ptr<float>(), tmids.data_ptr<float>(), deltas.data_ptr<float>(),
                                        offsets.data_ptr<int64_t>(), n_rays, loss.data_ptr<float>(),
@@ -109,8 +131,12 @@ torch::Tensor distortion_forward(torch::Tensor weights, torch::Tensor tmids, tor
 std::vector<torch::Tensor> distortion_backward(torch::Tensor g_loss, torch::Tensor weights, torch::Tensor tmids,
                                                torch::Tensor deltas, torch::Tensor offsets) {
     const c10::cuda::CUDAGuard guard(weights.device());
-    check_input(g_loss, "g_loss");
-    const int64_t n_rays = offsets.numel() - 1;
+    const auto device = weights.device();
+    check_input(weights, "weights", device);
+    check_input(tmids, "tmids", device, weights.numel());
+    check_input(deltas, "deltas", device, weights.numel());
+    const int64_t n_rays = check_offsets(offsets, device);
+    check_input(g_loss, "g_loss", device, n_rays);
     auto g_w = torch::empty_like(weights);
     auto g_m = torch::empty_like(tmids);
     auto g_d = torch::empty_like(deltas);

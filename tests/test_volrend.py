@@ -191,6 +191,10 @@ def test_one_sample_and_zero_rays(fused_backend, device):
                                     torch.zeros(0, 5, device=device), torch.zeros(0, 5, device=device),
                                     backend=fused_backend)
     assert empty.rgb.shape == (0, 3)
+    # rays but no samples at all (N = 0: empty colors reach the CUDA kernel as a null pointer): rgb is 0
+    none = rfkernels.volume_render(*(torch.zeros(0, *s, device=device) for s in ((), (3,), (), ())),
+                                   offsets=torch.zeros(65, dtype=torch.int64, device=device), backend=fused_backend)
+    assert none.rgb.shape == (64, 3) and bool((none.rgb == 0).all())
 
 
 @pytest.mark.parametrize(
