@@ -64,12 +64,8 @@ rfk::HashGridArgs make_args(const torch::Tensor& points, const torch::Tensor& pa
     for (int64_t l = 0; l < L; ++l) {
         TORCH_CHECK(sizes[l] >= 1 && offsets[l] >= 0 && offsets[l] + sizes[l] <= n_rows,
                     "level ", l, " lies outside params");
-        a.levels.offset[l] = offsets[l];
-        a.levels.size[l] = static_cast<uint32_t>(sizes[l]);
-        a.levels.scale[l] = static_cast<float>(level_scales[l]);
-        a.levels.hashed[l] = hashed[l] ? 1u : 0u;
-        for (int d = 0; d < rfk::kHashGridMaxDims; ++d)
-            a.levels.stride[l][d] = static_cast<uint32_t>(strides[l * rfk::kHashGridMaxDims + d]);
+        rfk::set_level(a.levels, static_cast<int>(l), offsets[l], sizes[l], level_scales[l], hashed[l],
+                       strides.data() + l * rfk::kHashGridMaxDims);
     }
     return a;
 }

@@ -19,6 +19,16 @@ struct HashGridLevels {
     uint32_t hashed[kHashGridMaxLevels];                    // 1: spatial hash, 0: dense strides
 };
 
+// Level `l`'s metadata from the per-level lists the Python layout computes (strides: L x kHashGridMaxDims).
+inline void set_level(HashGridLevels& levels, int l, int64_t offset, int64_t size, double scale, int64_t hashed,
+                      const int64_t* strides) {
+    levels.offset[l] = offset;
+    levels.size[l] = static_cast<uint32_t>(size);
+    levels.scale[l] = static_cast<float>(scale);
+    levels.hashed[l] = hashed ? 1u : 0u;
+    for (int d = 0; d < kHashGridMaxDims; ++d) levels.stride[l][d] = static_cast<uint32_t>(strides[d]);
+}
+
 struct HashGridArgs {
     const float* points;   // [N, D]
     const void* table;     // [n_params] float or __half (table_half)

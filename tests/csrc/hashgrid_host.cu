@@ -22,12 +22,8 @@ rfk::HashGridArgs args(const float* points, const void* table, const float* scal
     a.smoothstep = smoothstep != 0;
     a.aa_z_max = static_cast<float>(aa_z_max);
     for (int l = 0; l < n_levels; ++l) {
-        a.levels.offset[l] = offsets[l];
-        a.levels.size[l] = static_cast<uint32_t>(sizes[l]);
-        a.levels.scale[l] = static_cast<float>(level_scales[l]);
-        a.levels.hashed[l] = hashed[l] ? 1u : 0u;
-        for (int d = 0; d < rfk::kHashGridMaxDims; ++d)
-            a.levels.stride[l][d] = static_cast<uint32_t>(strides[l * rfk::kHashGridMaxDims + d]);
+        rfk::set_level(a.levels, l, offsets[l], sizes[l], level_scales[l], hashed[l],
+                       strides + l * rfk::kHashGridMaxDims);
     }
     return a;
 }
