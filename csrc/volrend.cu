@@ -14,8 +14,8 @@ RFK_HD void composite_forward_ray(const CompositeArgs& a, int64_t ray, float* __
                                   float* __restrict__ depth, float* __restrict__ opacity,
                                   float* __restrict__ weight, float* __restrict__ trans_out) {
     const int64_t start = a.offsets[ray], end = a.offsets[ray + 1];
-    // All C columns of rgb are written (zeros for empty rays), also when color is null because there
-    // are no samples at all (N = 0: empty colors map to a null pointer) but C > 0.
+    // All C columns of rgb are written (zeros for empty rays). color may be null with C > 0 only when
+    // there are no samples at all (N = 0: empty colors map to a null pointer), so it is never read then.
     const int C = a.channels;
     for (int c0 = 0; c0 == 0 || c0 < C; c0 += kChannelChunk) {
         const bool first = c0 == 0;
@@ -35,7 +35,7 @@ RFK_HD void composite_forward_ray(const CompositeArgs& a, int64_t ray, float* __
             }
 #pragma unroll
             for (int c = 0; c < kChannelChunk; ++c)
-                if (c < nc && a.color) acc[c] += w * a.color[i * C + c0 + c];
+                if (c < nc) acc[c] += w * a.color[i * C + c0 + c];
         }
         for (int c = 0; c < nc; ++c) rgb[ray * C + c0 + c] = acc[c];
         if (first) {

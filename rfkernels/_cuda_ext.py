@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 
-
 def _find_csrc() -> Path:
     """``csrc/`` of a source checkout (editable install), else the copy a wheel ships as ``_csrc``."""
     here = Path(__file__).resolve().parent

@@ -67,12 +67,12 @@ def install_recorder(path: str) -> None:
 
     def recording_run(self, *args, grid, warmup, **kwargs):
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in LAUNCH_OPTIONS}
-        bound = inspect.signature(self.fn).bind(*args, **kwargs)
+        sig = inspect.signature(self.fn)
+        bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
-        params = inspect.signature(self.fn).parameters
         signature, constexprs = {}, {}
         for name, value in bound.arguments.items():
-            if _is_constexpr(params[name]):
+            if _is_constexpr(sig.parameters[name]):
                 signature[name], constexprs[name] = "constexpr", value
             else:
                 signature[name], const = _arg_type(value)
@@ -125,9 +125,9 @@ def compile_spec(spec: dict, ptxas: str | None) -> tuple[str, int | None]:
                               text=True)
     if proc.returncode:
         raise RuntimeError(f"ptxas failed: {proc.stderr.strip()[-300:]}")
-    spills = [int(x) for x in re.findall(r"(\d+) bytes spill stores", proc.stderr)]
-    regs = re.findall(r"Used (\d+) registers", proc.stderr)
-    return f"{max(map(int, regs), default=0)} registers, {max(spills, default=0)} B spill stores", max(spills, default=0)
+    spill = max(map(int, re.findall(r"(\d+) bytes spill stores", proc.stderr)), default=0)
+    regs = max(map(int, re.findall(r"Used (\d+) registers", proc.stderr)), default=0)
+    return f"{regs} registers, {spill} B spill stores", spill
 
 
 def compile_all(specs: list[dict], max_spill: int | None) -> int:

@@ -20,6 +20,8 @@ from .layout import HashGridLayout
 from .reference import AA_Z_MAX
 
 BLOCK = 128
+INV_SQRT8 = 1.0 / math.sqrt(8.0)
+TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
 def _num_warps(F: int) -> int:
@@ -27,8 +29,6 @@ def _num_warps(F: int) -> int:
     D=3, smoothstep and every gradient: F=8 takes 169 registers and no spills with 8 warps, 255
     registers + 376 B of spills with 4; F=4 80 vs 167 registers; F <= 2 is the same either way)."""
     return 8 if F >= 4 else 4
-INV_SQRT8 = 1.0 / math.sqrt(8.0)
-TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
 @triton.jit
