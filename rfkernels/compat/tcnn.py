@@ -67,6 +67,11 @@ def _activation(config: dict, key: str):
     return ACTIVATIONS[name.lower()]
 
 
+def _as_input(x: torch.Tensor) -> torch.Tensor:
+    """tcnn takes float32 inputs; float64 passes through (double-precision checks)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def _check_config(name: str, config) -> dict:
     if not isinstance(config, dict):
         raise ValueError(f"`{name}` must be a dict, got {type(config).__name__}")
@@ -109,7 +114,7 @@ class Encoding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.n_input_dims:
             raise ValueError(f"input must have shape [B, {self.n_input_dims}], got {list(x.shape)}")
-        return self.grid(x.float()).to(self.dtype)
+        return self.grid(_as_input(x)).to(self.params.dtype)
 
     def extra_repr(self) -> str:
         return f"n_input_dims={self.n_input_dims}, n_output_dims={self.n_output_dims}, seed={self.seed}, dtype={self.dtype}"
@@ -212,7 +217,7 @@ class NetworkWithInputEncoding(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.n_input_dims:
             raise ValueError(f"input must have shape [B, {self.n_input_dims}], got {list(x.shape)}")
         n_net = self.mlp.n_params
-        feats = rfkernels.hash_grid_encode(x.float(), self.params[n_net:], **self._grid_kwargs)
+        feats = rfkernels.hash_grid_encode(_as_input(x), self.params[n_net:], **self._grid_kwargs)
         return self.mlp.forward(feats, self.params[:n_net])
 
     def extra_repr(self) -> str:
