@@ -79,13 +79,14 @@ def _grads(out, inputs, seed=1):
 # ----------------------------------------------------------------------------- padded vs nerfacc
 def test_weight_from_density_padded(nf, backend, seed):
     t0, t1, sig, *_ = _rays(seed=seed)
-    a = _leaf(sig)
-    b = _leaf(sig)
-    ours_out = ours.render_weight_from_density(t0, t1, a[0])
-    ref_out = nf.render_weight_from_density(t0, t1, b[0])
+    a = _leaf(t0, t1, sig)
+    b = _leaf(t0, t1, sig)
+    ours_out = ours.render_weight_from_density(*a)
+    ref_out = nf.render_weight_from_density(*b)
     for o, r, n in zip(ours_out, ref_out, ("weights", "trans", "alphas")):
         assert_close(o, r, atol=1e-6, name=n)
-    assert_close(_grads(ours_out, a)[0], _grads(ref_out, b)[0], atol=1e-5, name="d sigmas")
+    for go, gr, n in zip(_grads(ours_out, a), _grads(ref_out, b), ("d t_starts", "d t_ends", "d sigmas")):
+        assert_close(go, gr, atol=1e-5, name=n)
 
 
 def test_transmittance_and_visibility_from_density(nf, backend, seed):

@@ -84,7 +84,7 @@ def test_encoding_values_dtype_seed(seed):
     (32, 16, MLP, 64 * 32 + 16 * 64),  # instant-ngp density MLP: 3072
     (32, 3, {**MLP, "n_hidden_layers": 2}, 64 * 32 + 64 * 64 + 16 * 64),  # colour MLP: 7168
     (5, 1, {"otype": "CutlassMLP", "n_neurons": 100, "n_hidden_layers": 3}, 100 * 16 + 2 * 100 * 100 + 16 * 100),
-    (20, 20, {"otype": "FullyFusedMLP", "n_neurons": 16, "n_hidden_layers": 0}, 32 * 32),
+    (20, 20, {"otype": "FullyFusedMLP", "n_neurons": 16, "n_hidden_layers": 1}, 16 * 32 + 32 * 16),
 ])
 def test_network_param_count(n_in, n_out, cfg, expected):
     net = tcnn.Network(n_in, n_out, cfg)
@@ -122,9 +122,11 @@ def test_network_layout_init_and_forward(seed):
     ("Squareplus", lambda x: 0.5 * (10 * x + torch.sqrt(100 * x * x + 4)) / 10),
 ])
 def test_output_activations(name, fn):
-    net = tcnn.Network(16, 16, {"otype": "CutlassMLP", "n_hidden_layers": 0, "output_activation": name})
-    x = torch.randn(6, 16) * 0.2
-    assert_close(net(x), fn(x @ net.params.detach().view(16, 16).t()), atol=1e-5, name=name)
+    net = tcnn.Network(16, 16, {"otype": "CutlassMLP", "n_neurons": 16, "n_hidden_layers": 1,
+                                "activation": name, "output_activation": name})
+    x = torch.randn(6, 16) * 0.5
+    w0, w1 = net.params.detach().view(2, 16, 16)
+    assert_close(net(x), fn(fn(x @ w0.t()) @ w1.t()), atol=1e-5, name=name)
 
 
 def test_network_with_input_encoding_layout(seed):
@@ -195,6 +197,7 @@ def test_second_derivatives_through_whole_model(seed):
     ("net", {"otype": "FullyFusedMLP", "activation": "Gelu"}, "activation"),
     ("net", {"otype": "FullyFusedMLP", "output_activation": "Softmax"}, "output_activation"),
     ("net", {"otype": "FullyFusedMLP", "bias": True}, "bias"),
+    ("net", {"otype": "CutlassMLP", "n_hidden_layers": 0}, "n_hidden_layers"),
 ])
 def test_unsupported_configs_name_the_key(kind, cfg, key):
     with pytest.raises(ValueError, match=key):

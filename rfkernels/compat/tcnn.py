@@ -138,8 +138,10 @@ class _MLP:
         if otype == "fullyfusedmlp" and width not in _FULLY_FUSED_WIDTHS:
             raise ValueError(f"network_config['n_neurons'] = {width} is not supported by FullyFusedMLP; "
                              f"use one of {_FULLY_FUSED_WIDTHS} (or CutlassMLP)")
-        if width < 1 or n_hidden < 0:
-            raise ValueError("network_config['n_neurons'] must be >= 1 and ['n_hidden_layers'] >= 0")
+        if width < 1:
+            raise ValueError(f"network_config['n_neurons'] must be >= 1, got {width}")
+        if n_hidden < 1:  # tcnn's MLPs always have an input and an output layer
+            raise ValueError(f"network_config['n_hidden_layers'] must be >= 1, got {n_hidden}")
         self.act = _activation(cfg, "activation")
         self.out_act = _activation(cfg, "output_activation")
         self.n_input_dims, self.n_output_dims = n_input_dims, n_output_dims
