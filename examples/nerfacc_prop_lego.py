@@ -2,7 +2,7 @@
 
 Written the way nerfacc's ``examples/train_ngp_nerf_prop.py`` users write it: ``PropNetEstimator``
 samples along rays, ``nerfacc.rendering`` composites, tiny-cuda-nn modules are the fields. The
-backend is chosen by ONE import line (the first statement below the docstring imports):
+backend is chosen by ONE import line (marked ``<- the backend switch`` below):
 
     import nerfacc; import tinycudann as tcnn           # the originals (CUDA)
     from rfkernels.compat import nerfacc, tcnn          # rfkernels: any device, CPU included
@@ -10,7 +10,8 @@ backend is chosen by ONE import line (the first statement below the docstring im
 (or keep the original line and call ``rfkernels.compat.install()`` / set ``RFKERNELS_COMPAT=1``).
 Differences from nerfacc's example: the view direction goes to the colour MLP as raw
 ``(d + 1) / 2`` (the compat layer has no spherical-harmonics encoding), and the scene is read at
-a reduced resolution. Run: ``python examples/nerfacc_prop_lego.py --steps 2000 --device cuda``.
+a reduced resolution. Run: ``python examples/nerfacc_prop_lego.py --steps 2000 --device cuda``
+(on the CPU, ``--steps 101 --size 50 --rays 256`` reaches a loss of about 0.01, PSNR ~20).
 """
 from __future__ import annotations
 

@@ -20,9 +20,11 @@ from tests.conftest import DEVICE
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
 example = importlib.import_module("nerfacc_prop_lego")
 
-if not os.environ.get("RECONFUSION_DATA") and example.default_data() is None and os.path.isdir("/work/shared/data"):
-    os.environ["RECONFUSION_DATA"] = "/work/shared/data"  # this machine's shared data folder
-LEGO = example.default_data()
+# $RECONFUSION_DATA/lego or ../shared/data/lego beside the checkout; git worktrees of this machine
+# live one level deeper, so also look two levels up
+_TWO_UP = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
+                       "shared", "data", "lego")
+LEGO = example.default_data() or (_TWO_UP if os.path.isfile(os.path.join(_TWO_UP, "transforms_train.json")) else None)
 
 
 @pytest.mark.skipif(LEGO is None, reason="Blender lego not found (set RECONFUSION_DATA)")

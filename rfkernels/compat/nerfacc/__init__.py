@@ -5,7 +5,7 @@
 rfkernels kernel or is composed from torch. Not provided: the occupancy grid
 (``OccGridEstimator``, ``traverse_grids``, ``ray_aabb_intersect``) and the camera utilities.
 """
-from . import data_specs, estimators, losses, pack, pdf, scan, volrend
+from . import data_specs, estimators, losses, pack, pdf, scan, volrend  # noqa: F401 (nerfacc.<submodule>)
 from .data_specs import RayIntervals, RaySamples
 from .estimators.prop_net import PropNetEstimator
 from .losses import distortion
