@@ -216,14 +216,16 @@ def test_packed_matches_padded(nf, backend, seed):
         assert_close(go, gr[mask], atol=1e-5, name=f"d packed {fn}")
 
 
-def test_rendering_packed_matches_padded(nf, backend, seed):
-    t0, t1, sig, rgb, _, mask = _rays(seed=seed)
+@pytest.mark.parametrize("mode", ["sigma", "alpha"])
+def test_rendering_packed_matches_padded(nf, backend, mode, seed):
+    t0, t1, sig, rgb, alphas, mask = _rays(seed=seed)
     R = sig.shape[0]
-    sig = sig * mask  # padded samples carry no density: padded render == packed render
+    sig = (sig if mode == "sigma" else alphas) * mask  # padded samples are empty: padded == packed render
     ray_ids, (p0, p1, ps, pc) = _packed(mask, t0, t1, sig, rgb)
     a, b = _leaf(ps, pc), _leaf(sig, rgb)
-    o = ours.rendering(p0, p1, ray_ids, R, rgb_sigma_fn=lambda s, e, ri: (a[1], a[0]))
-    r = nf.rendering(t0, t1, rgb_sigma_fn=lambda s, e, ri: (b[1], b[0]))
+    key = "rgb_sigma_fn" if mode == "sigma" else "rgb_alpha_fn"
+    o = ours.rendering(p0, p1, ray_ids, R, **{key: lambda s, e, ri: (a[1], a[0])})
+    r = nf.rendering(t0, t1, **{key: lambda s, e, ri: (b[1], b[0])})
     for x, y, n in zip(o[:3], r[:3], ("colors", "opacities", "depths")):
         assert_close(x, y, atol=1e-5, name=n)
     assert_close(o[3]["trans"], r[3]["trans"][mask], atol=1e-6, name="trans")

@@ -150,9 +150,8 @@ class _MLP:
         self.shapes = [(o, i) for i, o in zip(dims[:-1], dims[1:])]  # [out, in] per matrix
         self.n_params = sum(o * i for o, i in self.shapes)
 
-    def init_params(self, seed: int) -> torch.Tensor:
+    def init_params(self, gen: torch.Generator) -> torch.Tensor:
         """Xavier-uniform per matrix (padded sizes), float32 ``[n_params]``."""
-        gen = torch.Generator().manual_seed(seed)
         return torch.cat([torch.empty(o * i).uniform_(-1.0, 1.0, generator=gen) * math.sqrt(6.0 / (o + i))
                           for o, i in self.shapes])
 
@@ -186,7 +185,7 @@ class Network(nn.Module):
         self.network_config = network_config
         self.dtype = _dtype(dtype)
         self.mlp = _MLP(n_input_dims, n_output_dims, network_config)
-        self.params = nn.Parameter(self.mlp.init_params(seed).to(self.dtype))
+        self.params = nn.Parameter(self.mlp.init_params(torch.Generator().manual_seed(seed)).to(self.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp.forward(x, self.params)
@@ -206,14 +205,16 @@ class NetworkWithInputEncoding(nn.Module):
         self.encoding_config, self.network_config = encoding_config, network_config
         self.dtype = _dtype(dtype)
         grid = _make_grid(n_input_dims, encoding_config, self.dtype)  # parses the config; table unused
-        grid_cfg, n_table = grid.tcnn_config(), grid.level_offsets[-1] * grid.layout.n_features_per_level
+        grid_cfg = grid.tcnn_config()
+        n_table = grid.params.numel()
         del grid
         self._grid_kwargs = {k: v for k, v in grid_cfg.items() if k != "otype"}
         self._grid_kwargs["interpolation"] = self._grid_kwargs["interpolation"].lower()
         self.mlp = _MLP(grid_cfg["n_levels"] * grid_cfg["n_features_per_level"], n_output_dims, network_config)
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)  # one stream: network, then table (tcnn's order)
+        net = self.mlp.init_params(gen)
         table = torch.empty(n_table).uniform_(-1e-4, 1e-4, generator=gen)
-        self.params = nn.Parameter(torch.cat([self.mlp.init_params(seed), table]).to(self.dtype))
+        self.params = nn.Parameter(torch.cat([net, table]).to(self.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.n_input_dims:
