@@ -6,7 +6,7 @@ import torch
 
 from reconfusion.prior import PriorConfig, ReconFusionPrior
 from reconfusion.prior.pixelnerf import PixelNeRF, PixelNeRFConfig, positional_encoding
-from reconfusion.prior.synthetic import camera_batch
+from tests.prior_scenes import camera_batch
 from reconfusion.prior.unet import tiny_unet_config, widen_conv_in
 from tests.conftest import assert_close
 
