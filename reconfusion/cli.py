@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("reconstruct", help="optimize a NeRF from N posed views, evaluate on held-out views")
     r.add_argument("--data", required=True, help="scene folder (LLFF, Blender, nerfstudio) or .npz bundle")
-    r.add_argument("--format", default="auto", help="auto | llff | blender | nerfstudio | npz")
+    r.add_argument("--format", default="auto", help="auto | llff | blender | nerfstudio | npz | colmap")
     r.add_argument("--views", type=int, default=None, help="number of training views")
     r.add_argument("--train-ids", default=None, help="explicit training view ids, e.g. 1,10,19")
     r.add_argument("--test-ids", default=None, help="explicit held-out view ids")
