@@ -116,7 +116,7 @@ def test_cli_train_prior_then_reconstruct_with_prior(tmp_path, capsys):
     data = tmp_path / "scene.npz"
     np.savez(data, images=sc.images.numpy(), poses=sc.c2w.numpy(), focal=32.0, near=1.0, far=5.0)
     assert main(["train-prior", str(data), "--tiny", "--out", str(tmp_path / "prior"), "--steps", "2",
-                 "--batch-size", "1", "--device", "cpu"]) == 0
+                 "--batch-size", "1", "--device", "cpu", "--num-workers", "0", "--no-progress"]) == 0
     assert (tmp_path / "prior" / "ema" / "model.safetensors").is_file()
     rc = main(["reconstruct", "--data", str(data), "--views", "3", "--iterations", "2", "--batch-rays", "32",
                "--prior", str(tmp_path / "prior" / "ema"), "--prior-every", "1", "--prior-steps", "1",

@@ -174,9 +174,11 @@ class PriorExamples(torch.utils.data.IterableDataset):
 
 
 def loader(dataset: PriorExamples, num_workers: int = 0, pin_memory: bool = False) -> torch.utils.data.DataLoader:
-    """The ``DataLoader`` for :class:`PriorExamples` (batches already built; workers decode)."""
+    """The ``DataLoader`` for :class:`PriorExamples` (batches already built; workers decode). It has
+    its own generator, so creating an iterator leaves the global RNG (training noise) untouched."""
     return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
-                                       persistent_workers=False, prefetch_factor=2 if num_workers else None)
+                                       persistent_workers=False, prefetch_factor=2 if num_workers else None,
+                                       generator=torch.Generator().manual_seed(dataset.seed))
 
 
 __all__ = ["KEYS", "PriorExamples", "Source", "crop_view", "loader"]
