@@ -142,3 +142,13 @@ def test_zero123(tmp_path):
     (tmp_path / "006.png").symlink_to(tmp_path / "000.png")
     with pytest.raises(DataError, match="006.png has no camera file"):
         index_zero123(str(tmp_path))
+
+
+def test_reconstruct_accepts_a_colmap_folder(tmp_path):
+    from reconfusion.cli import main
+
+    write_colmap(tmp_path / "scene", n=6)
+    rc = main(["reconstruct", "--data", str(tmp_path / "scene"), "--downscale", "4", "--views", "3",
+               "--iterations", "2", "--batch-rays", "32", "--no-video", "--quiet", "--device", "cpu",
+               "--out", str(tmp_path / "run")])
+    assert rc == 0 and (tmp_path / "run" / "history.json").is_file()
