@@ -53,7 +53,8 @@ def index_zero123(path: str, lens_mm: float = 35.0, sensor_mm: float = 32.0) -> 
     dist = c2w[:, :3, 3].norm(dim=-1)
     half_diag = math.sqrt(3) / 2
     return SceneIndex(c2w=c2w, intrinsics=intr, sizes=torch.tensor(sizes),
-                      near=max(float(dist.min()) - half_diag, 0.01), far=float(dist.max()) + half_diag, space="box", background="white", image_paths=paths,
+                      near=max(float(dist.min()) - half_diag, 0.01), far=float(dist.max()) + half_diag,
+                      space="box", background="white", image_paths=paths,
                       bbox=torch.tensor([[-0.5] * 3, [0.5] * 3]), focus_depth=float(dist.mean()),
                       name=os.path.basename(os.path.normpath(path)))
 

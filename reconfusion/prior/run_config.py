@@ -140,7 +140,8 @@ _FLAGS = {  # flag -> (config key, type, help)
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = p or argparse.ArgumentParser(prog="reconfusion train-prior", description="train the multiview diffusion prior")
     p.add_argument("scenes", nargs="*", help="scene directories / .npz bundles (any reconfusion loader format)")
-    p.add_argument("--out", required=True, help="run directory: state-*/ (resume), ema/, last/, run.json, metrics.jsonl")
+    p.add_argument("--out", required=True,
+                   help="run directory: state-*/ (resume), ema/, last/, run.json, metrics.jsonl")
     p.add_argument("--config", default=None, help="a JSON run config (flags override it)")
     p.add_argument("--data", action="append", default=[], metavar="FORMAT:PATH[:WEIGHT]",
                    help="a data source (co3d, realestate, colmap, zero123, scene); repeatable")

@@ -190,7 +190,8 @@ def train_prior(prior: ReconFusionPrior, dataset, cfg: TrainConfig, out_dir: str
     prior.to(device).train()
     module = _TrainModule(prior)
     if world > 1:
-        module = nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+        ids = [device.index] if device.type == "cuda" else None
+        module = nn.parallel.DistributedDataParallel(module, device_ids=ids)
     params = trainable_parameters(prior)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMA(prior, cfg.ema)
