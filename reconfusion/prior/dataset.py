@@ -17,6 +17,7 @@ from ``(seed, epoch, position)``: the same example on any machine, any number of
 """
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,20 @@ class Source:
     scenes: list[SceneIndex]
     weight: float = 1.0
     name: str = ""
+
+
+def _pairs(lengths: list[int], offset: int) -> np.ndarray:
+    """``[sum(lengths), 2]`` rows ``(offset + scene, view)`` for every view of every scene."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    scene = np.repeat(np.arange(len(lengths)) + offset, lengths)
+    view = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.stack([scene, view], -1)
+
+
+def _worker_init(_: int) -> None:
+    """Workers ignore SIGTERM: a job's SIGTERM reaches the whole process group, and the main process
+    needs its workers until it has saved its state (it shuts them down itself)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def crop_view(index: SceneIndex, i: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,9 +97,8 @@ class PriorExamples(torch.utils.data.IterableDataset):
                 raise ValueError(f"scene {sc.name!r} has {len(sc)} view(s); need >= 2 for (inputs, target)")
         self.bounds = [depth_bounds(sc.c2w, sc.near, sc.far, sc.space, sc.focus_depth) for sc in self.scenes]
         first = np.cumsum([0] + [len(s.scenes) for s in sources])
-        # all (global scene id, view) pairs of each source
-        self.items = [np.array([(g, v) for g in range(first[k], first[k + 1]) for v in range(len(self.scenes[g]))],
-                               dtype=np.int64) for k in range(len(sources))]
+        self.items = [_pairs([len(sc) for sc in self.scenes[first[k]: first[k + 1]]], first[k])
+                      for k in range(len(sources))]  # all (global scene id, view) pairs of each source
         self.epoch_size = epoch_size or sum(len(it) for it in self.items)
         self.batches_per_epoch = self.epoch_size // (self.world_size * batch_size)
         if self.batches_per_epoch < 1:
@@ -178,7 +192,8 @@ def loader(dataset: PriorExamples, num_workers: int = 0, pin_memory: bool = Fals
     its own generator, so creating an iterator leaves the global RNG (training noise) untouched."""
     return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
                                        persistent_workers=False, prefetch_factor=2 if num_workers else None,
-                                       generator=torch.Generator().manual_seed(dataset.seed))
+                                       generator=torch.Generator().manual_seed(dataset.seed),
+                                       worker_init_fn=_worker_init if num_workers else None)
 
 
 __all__ = ["KEYS", "PriorExamples", "Source", "crop_view", "loader"]
