@@ -152,3 +152,32 @@ def test_reconstruct_accepts_a_colmap_folder(tmp_path):
                "--iterations", "2", "--batch-rays", "32", "--no-video", "--quiet", "--device", "cpu",
                "--out", str(tmp_path / "run")])
     assert rc == 0 and (tmp_path / "run" / "history.json").is_file()
+
+
+def test_training_sources_from_config_entries(tmp_path):
+    """Run-config data entries -> indexed scenes: folders of COLMAP scenes / Zero-1-to-3 objects,
+    one CO3D category, in-memory scenes; bad entries name the problem."""
+    from reconfusion.prior.sources import build_sources, index_source
+
+    for k in range(2):
+        write_colmap(tmp_path / "mvimgnet" / f"scene{k}", n=3, binary=bool(k))
+        (tmp_path / "objs" / f"obj{k}").mkdir(parents=True)
+        write_zero123(tmp_path / "objs" / f"obj{k}", n=4)
+    write_co3d(tmp_path / "co3d", n=3, sequences=2)
+    assert [s.name for s in index_source({"format": "colmap", "path": str(tmp_path / "mvimgnet")})] == \
+        ["scene0", "scene1"]
+    assert len(index_source({"format": "colmap", "path": str(tmp_path / "mvimgnet" / "scene1")})) == 1
+    assert [len(s) for s in index_source({"format": "zero123", "path": str(tmp_path / "objs")})] == [4, 4]
+    assert len(index_source({"format": "zero123", "path": str(tmp_path / "objs" / "obj0")})) == 1
+    one = index_source({"format": "co3d", "path": str(tmp_path / "co3d" / "lego_cat"), "sequences": ["100_seq"]})
+    assert [s.name for s in one] == ["lego_cat/100_seq"]
+    scene = index_source({"format": "scene", "path": str(LEGO), "downscale": 8})
+    assert scene[0].images.shape == (100, 25, 25, 3)
+    srcs = build_sources([{"format": "colmap", "path": str(tmp_path / "mvimgnet"), "weight": 2}])
+    assert srcs[0].weight == 2.0 and len(srcs[0].scenes) == 2
+    with pytest.raises(ValueError, match="data format"):
+        index_source({"format": "mvimgnet", "path": str(tmp_path)})
+    with pytest.raises(ValueError, match="not found"):
+        index_source({"format": "colmap", "path": str(tmp_path / "nope")})
+    with pytest.raises(ValueError, match="no COLMAP scene"):
+        index_source({"format": "colmap", "path": str(tmp_path / "objs")})

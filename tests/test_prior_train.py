@@ -137,8 +137,8 @@ def test_finetuning_an_epsilon_base_converges(prediction_type, tmp_path):
     """SD-1.5 is an epsilon model and the prior defaults to v: fine-tuning a (tiny) epsilon-trained base
     in either parameterization lowers the loss of the new target."""
     torch.manual_seed(0)
-    base = ReconFusionPrior.tiny(prediction_type="epsilon")
-    ds = _data()
+    base = ReconFusionPrior.tiny(latent_size=8, prediction_type="epsilon")
+    ds = _data(32)
     train_prior(base, ds, _cfg(steps=10, ema=0.0))
     base.save(str(tmp_path / "base"))
     prior = ReconFusionPrior.load(str(tmp_path / "base"), prediction_type=prediction_type).train()

@@ -17,7 +17,9 @@ Conversion (PyTorch3D's convention, which CO3D uses):
   ``s_x = W / 2``, ``s_y = H / 2`` for ``"ndc_norm_image_bounds"`` (CO3D v1's).
 
 Each sequence becomes one :class:`~reconfusion.data.index.SceneIndex` in CO3D's world frame and
-scale (object-centric, unbounded: bounds from the camera rig, see ``rig_bounds``).
+scale (object-centric, unbounded: bounds from the camera rig, see ``rig_bounds``). The prior trains
+on full frames: masks and depth maps are not read, and ``sequence_annotations.jgz`` is not needed
+(sequence names come with every frame).
 """
 from __future__ import annotations
 
