@@ -185,3 +185,13 @@ def test_ndc_cone_radius_follows_the_rendering_camera(prior):
     assert float(step) == pytest.approx(2.0 / scene.width * 48 / 64, rel=1e-3)  # not 2 / W
     own = scene.view_rays(0)  # the scene's own cameras keep 2 / W
     assert torch.allclose(own.radii, torch.full_like(own.radii, PIXEL_RADIUS * 2.0 / scene.width))
+
+
+def test_sample_loss_depths_cover_contracted_scenes(prior):
+    """A nerfstudio-style unbounded scene (far = 1000): the prior's conditioning uses a finite
+    linear range (twice the camera distance from the focus: ring radius 3, height 0.5), not [near, 1000]."""
+    scene = _scene("360").replace(far=1000.0)
+    fn = SampleLoss(prior, scene, steps=1)
+    near, mid, far = fn.depths
+    assert (near, far) == (scene.near, 1000.0) and mid == pytest.approx(2 * (3.0**2 + 0.5**2) ** 0.5, rel=1e-4)
+    assert SampleLoss(prior, _scene("forward"), steps=1).depths[1:] == (6.0, 6.0)  # NDC: linear, as given
