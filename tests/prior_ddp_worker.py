@@ -30,7 +30,7 @@ def main(out: str, report: str, steps: int) -> None:
     torch.manual_seed(1000 * (rank + 1))  # different noise streams per rank
     scenes = [SceneIndex.from_scene(synthetic_scene(6, 32, seed=i)) for i in range(3)]
     ds = PriorExamples(scenes, 32, batch_size=2, views=(1, 2), seed=0)  # 18 examples: 4 global batches/epoch
-    cfg = TrainConfig(steps=steps, batch_size=2, grad_accum=1, lr=2e-3, ema=0.9, checkpoint_every=2,
+    cfg = TrainConfig(steps=steps, batch_size=2, grad_accum=2, lr=2e-3, ema=0.9, checkpoint_every=2,
                       log_every=1000, num_workers=0)
     seen = []
     res = train_prior(prior, ds, cfg, out, device,

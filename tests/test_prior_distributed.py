@@ -34,11 +34,13 @@ def _equal(a, b):
 
 
 def test_two_processes_stay_in_sync_on_disjoint_examples(tmp_path):
-    (r0, r1), (p0, p1) = _torchrun(tmp_path / "out", tmp_path / "rep", 4)
-    assert r0["step"] == r1["step"] == 4
-    assert _equal(p0, p1)  # DDP: identical parameters on both ranks after every step
+    (r0, r1), (p0, p1) = _torchrun(tmp_path / "out", tmp_path / "rep", 3)
+    assert r0["step"] == r1["step"] == 3
+    assert _equal(p0, p1)  # DDP: identical parameters on both ranks (gradient accumulation 2: no_sync path)
     e0, e1 = {tuple(e) for e in r0["examples"]}, {tuple(e) for e in r1["examples"]}
-    assert len(e0) == len(e1) == 8 and not e0 & e1  # 4 steps x 2 examples each, no overlap
+    # 3 steps x 2 micro-batches x 2 examples per rank, (epoch, position) pairs: no overlap
+    assert len(e0) == len(e1) == 12 and not e0 & e1
+    assert {e for e, _ in e0} == {0, 1}  # 4 global batches per epoch: the run crossed into epoch 1
     assert r0["losses"] != r1["losses"]  # each rank computed its own shard
     assert (tmp_path / "out" / "ema" / "model.safetensors").is_file()
 

@@ -188,3 +188,32 @@ def test_run_json_reproduces_the_run(tmp_path):
                  "--no-progress"]) == 0
     a, b = (load_file(str(tmp_path / d / "last" / "model.safetensors")) for d in "ab")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_tensorboard_logging(tmp_path, monkeypatch):
+    """--tensorboard: scalars go to a SummaryWriter (a stand-in here: the package is not installed);
+    without the package the error says what to install."""
+    import sys
+    import types
+
+    written = []
+
+    class Writer:
+        def __init__(self, logdir):
+            written.append(("dir", logdir))
+
+        def add_scalar(self, k, v, step):
+            written.append((k, step))
+
+        def close(self):
+            written.append(("closed",))
+
+    prior = ReconFusionPrior.tiny(latent_size=8)
+    ds = _data(32, batch_size=2, views=(1, 1))
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    train_prior(prior, ds, _cfg(steps=2, batch_size=2, log_every=1, tensorboard=True), str(tmp_path))
+    assert written[0] == ("dir", str(tmp_path / "tensorboard")) and written[-1] == ("closed",)
+    assert {("examples_per_s", 2), ("loss", 1), ("data_wait", 2)} <= set(written)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    with pytest.raises(ValueError, match="pip install tensorboard"):
+        train_prior(prior, ds, _cfg(steps=3, batch_size=2, tensorboard=True), str(tmp_path / "x"))

@@ -210,8 +210,8 @@ def train_prior(prior: ReconFusionPrior, dataset, cfg: TrainConfig, out_dir: str
     dataset.set_position(0, 0)
     dataset.set_position(*dataset.position_after(batches))
     data = iter(loader(dataset, cfg.num_workers, pin_memory=device.type == "cuda"))
-    stop = StopFlag()
     metrics, tb = _metrics_writer(out_dir, cfg.tensorboard)
+    stop = StopFlag()
     meter = Throughput()
     bar = tqdm(total=cfg.steps, initial=res.step, disable=not progress_bar or rank != 0, dynamic_ncols=True,
                desc="train-prior")
