@@ -158,13 +158,15 @@ class ReconFusionPrior(nn.Module):
                 raise ValueError(f"not a saved prior: {p} is missing")
         with open(cfg_path) as f:
             cfg = PriorConfig(**json.load(f))
-        if prediction_type is not None:
-            cfg = PriorConfig(**{**cfg.to_dict(), "prediction_type": prediction_type})
         model = cls(cfg)
         load_model(model, w_path, strict=True)
         model.to(device)
         if dtype is not None:
             model.to(dtype)
+        if prediction_type is not None:  # read at every use (target / split_prediction): no rebuild needed
+            from dataclasses import replace
+
+            model.cfg = replace(model.cfg, prediction_type=prediction_type)  # validated in __post_init__
         return model.eval()
 
     def train(self, mode: bool = True):
