@@ -274,8 +274,8 @@ def _log(step, cfg, loss, parts, meter, metrics, tb, bar) -> None:
     rec = {"step": step, "loss": loss, "diffusion": float(parts["diffusion"]),
            "photometric": float(parts["photometric"]), **meter.summary()}
     msg = (f"step {step}/{cfg.steps} loss {loss:.4f} (diffusion {rec['diffusion']:.4f} photometric "
-           f"{rec['photometric']:.4f}) | {rec['examples_per_s']:.2f} examples/s, {rec['s_per_step']:.3f} s/step, "
-           f"data wait {100 * rec['data_wait']:.0f}%")
+           f"{rec['photometric']:.4f}) | {rec['examples_per_s']:.2f} examples/s (all ranks), "
+           f"{rec['s_per_step']:.3f} s/step, data wait {100 * rec['data_wait']:.0f}%")
     log.info(msg)
     bar.set_postfix(loss=f"{loss:.4f}", ex_s=f"{rec['examples_per_s']:.1f}")
     if metrics is not None:
