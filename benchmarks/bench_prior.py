@@ -45,7 +45,7 @@ def cases(device: torch.device, quick: bool) -> list[Case]:
 
     from reconfusion.prior.attention import set_attention_backend, xformers_available
     from reconfusion.prior.sampler import DDIMSampler, make_step_fn
-    from reconfusion.prior.synthetic import camera_batch
+    from tests.prior_scenes import camera_batch
 
     prior, dtype = _build(device, quick)
     S, V = prior.cfg.image_size, 3

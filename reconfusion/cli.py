@@ -124,7 +124,8 @@ def cmd_reconstruct(a) -> int:
         from .prior.sample_loss import prior_extra_loss
 
         extra = (prior_extra_loss(a.prior, scene, every=a.prior_every, weight=a.prior_weight, device=device,
-                                  steps=a.prior_steps, guidance=a.prior_guidance, lpips=a.lpips_weights),)
+                                  steps=a.prior_steps, guidance=a.prior_guidance, lpips=a.lpips_weights,
+                                  lpips_weight=a.prior_lpips_weight),)
         print(f"diffusion prior {a.prior}: sample loss every {a.prior_every} iterations")
     _run_reconstruction(scene, info, cfg, a.out, device, a.resume, a.lpips_weights,
                         not a.no_video, a.frames, a.quiet, extra)
@@ -211,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("reconstruct", help="optimize a NeRF from N posed views, evaluate on held-out views")
     r.add_argument("--data", required=True, help="scene folder (LLFF, Blender, nerfstudio) or .npz bundle")
-    r.add_argument("--format", default="auto", help="auto | llff | blender | nerfstudio | npz")
+    r.add_argument("--format", default="auto", help="auto | llff | blender | nerfstudio | npz | colmap")
     r.add_argument("--views", type=int, default=None, help="number of training views")
     r.add_argument("--train-ids", default=None, help="explicit training view ids, e.g. 1,10,19")
     r.add_argument("--test-ids", default=None, help="explicit held-out view ids")
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--prior-weight", type=float, default=1.0, help="sample loss weight (x 1 / number of views)")
     r.add_argument("--prior-steps", type=int, default=10, help="DDIM steps per sample")
     r.add_argument("--prior-guidance", type=float, default=3.0, help="classifier-free guidance scale")
+    r.add_argument("--prior-lpips-weight", type=float, default=None,
+                   help="LPIPS weight in the sample loss (default 0.25 on NDC scenes, 0 otherwise; needs --lpips-weights)")
     r.set_defaults(fn=cmd_reconstruct)
 
     e = sub.add_parser("evaluate", help="metrics + side-by-side images of a checkpoint on its held-out views")

@@ -6,7 +6,7 @@ import torch
 
 from reconfusion.prior import PriorConfig, ReconFusionPrior
 from reconfusion.prior.pixelnerf import PixelNeRF, PixelNeRFConfig, positional_encoding
-from reconfusion.prior.synthetic import camera_batch
+from tests.prior_scenes import camera_batch
 from reconfusion.prior.unet import tiny_unet_config, widen_conv_in
 from tests.conftest import assert_close
 
@@ -44,9 +44,12 @@ def test_shapes_and_ranges(prior):
     assert torch.isfinite(cond.features).all() and torch.isfinite(out).all()
 
 
-def test_pixelnerf_pose_invariant(prior, seed):
-    """Moving, rotating and scaling the whole world (cameras + near/far) leaves the render unchanged."""
+@pytest.mark.parametrize("mid", [None, 2.0])
+def test_pixelnerf_pose_invariant(prior, seed, mid):
+    """Moving, rotating and scaling the whole world (cameras + near/mid/far) leaves the render unchanged."""
     imgs, cams = _inputs(1, 2)
+    if mid is not None:  # contracted spacing: linear to mid, disparity beyond (far = 5)
+        cams = cams._replace(mid=torch.full_like(cams.far, mid))
     q, _ = torch.linalg.qr(torch.randn(3, 3))
     q = q * torch.sign(torch.linalg.det(q))
     T = torch.eye(4)
@@ -59,7 +62,7 @@ def test_pixelnerf_pose_invariant(prior, seed):
         return out
 
     moved = cams._replace(input_c2w=move(cams.input_c2w), target_c2w=move(cams.target_c2w), near=cams.near * s,
-                          far=cams.far * s)
+                          far=cams.far * s, mid=None if mid is None else cams.mid * s)
     with torch.no_grad():
         views = prior.encode_views(imgs)
         a = prior.condition(views, cams, (S, S))

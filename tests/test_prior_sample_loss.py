@@ -6,7 +6,7 @@ from reconfusion.data.scene import select_views
 from reconfusion.prior import ReconFusionPrior
 from reconfusion.prior.sample_loss import (SampleLoss, annealed_t_range, focus_point, nearest_views,
                                            sample_novel_pose)
-from reconfusion.prior.synthetic import synthetic_scene
+from tests.prior_scenes import synthetic_scene
 
 S = 64
 
@@ -116,7 +116,7 @@ def test_cli_train_prior_then_reconstruct_with_prior(tmp_path, capsys):
     data = tmp_path / "scene.npz"
     np.savez(data, images=sc.images.numpy(), poses=sc.c2w.numpy(), focal=32.0, near=1.0, far=5.0)
     assert main(["train-prior", str(data), "--tiny", "--out", str(tmp_path / "prior"), "--steps", "2",
-                 "--batch-size", "1", "--device", "cpu"]) == 0
+                 "--batch-size", "1", "--device", "cpu", "--num-workers", "0", "--no-progress"]) == 0
     assert (tmp_path / "prior" / "ema" / "model.safetensors").is_file()
     rc = main(["reconstruct", "--data", str(data), "--views", "3", "--iterations", "2", "--batch-rays", "32",
                "--prior", str(tmp_path / "prior" / "ema"), "--prior-every", "1", "--prior-steps", "1",
@@ -146,3 +146,52 @@ def test_lpips_from_local_weights(prior, tmp_path):
     loss = fn(_ctx(scene))
     l1 = (fn.last["render"] - fn.last["sample"]).abs().mean()
     assert float(loss.detach()) == pytest.approx(float(l1 * (1 + 0.25 * 2)) / 3, rel=1e-4)  # stand-in = 2 x L1
+
+
+def test_lpips_off_is_said_loudly_once(prior, caplog):
+    """No LPIPS weights on an NDC scene: one WARNING per process, not a silent INFO line."""
+    import logging
+
+    from reconfusion.prior import sample_loss as SL
+
+    SL._LPIPS_WARNED.clear()
+    scene = _scene("forward")
+    with caplog.at_level(logging.WARNING, logger=SL.__name__):
+        a = SampleLoss(prior, scene, steps=1)
+        SampleLoss(prior, scene, steps=1)
+    warned = [r for r in caplog.records if "LPIPS term OFF" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+    assert a.lpips is None and a.lpips_weight == SL.LPIPS_WEIGHT_NDC
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=SL.__name__):  # weights given, default weight 0 on 360
+        b = SampleLoss(prior, _scene("360"), steps=1, lpips=lambda x, y: (x - y).abs().mean())
+    assert b.lpips_weight == 0.0 and any("LPIPS weight is 0" in r.getMessage() for r in caplog.records)
+
+
+def test_ndc_cone_radius_follows_the_rendering_camera(prior):
+    """Sample-loss renders in NDC: the cone radius is the NDC footprint of one pixel of the camera
+    that renders (focal f * S / min(H, W)), not of the scene's own cameras."""
+    from reconfusion.rays import PIXEL_RADIUS
+
+    scene = select_views(synthetic_scene(10, 48, "forward"), n_views=3)  # S / min(H, W) = 64 / 48
+    fn = SampleLoss(prior, scene, steps=1)
+    c2w, K = fn.novel_camera()
+    intr = torch.stack([K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
+    rays = scene.camera_rays(c2w, intr, height=S, width=S)
+    # NDC x of each ray at t = 1 (depth infinity): the footprint of one pixel is the step between neighbours
+    x_far = (rays.origins + rays.directions)[:, 0].view(S, S)
+    step = (x_far[:, 1:] - x_far[:, :-1]).abs().mean()
+    assert torch.allclose(rays.radii, torch.full_like(rays.radii, PIXEL_RADIUS * float(step)), rtol=1e-3)
+    assert float(step) == pytest.approx(2.0 / scene.width * 48 / 64, rel=1e-3)  # not 2 / W
+    own = scene.view_rays(0)  # the scene's own cameras keep 2 / W
+    assert torch.allclose(own.radii, torch.full_like(own.radii, PIXEL_RADIUS * 2.0 / scene.width))
+
+
+def test_sample_loss_depths_cover_contracted_scenes(prior):
+    """A nerfstudio-style unbounded scene (far = 1000): the prior's conditioning uses a finite
+    linear range (twice the camera distance from the focus: ring radius 3, height 0.5), not [near, 1000]."""
+    scene = _scene("360").replace(far=1000.0)
+    fn = SampleLoss(prior, scene, steps=1)
+    near, mid, far = fn.depths
+    assert (near, far) == (scene.near, 1000.0) and mid == pytest.approx(2 * (3.0**2 + 0.5**2) ** 0.5, rel=1e-4)
+    assert SampleLoss(prior, _scene("forward"), steps=1).depths[1:] == (6.0, 6.0)  # NDC: linear, as given

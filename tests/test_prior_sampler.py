@@ -6,7 +6,7 @@ import torch
 
 from reconfusion.prior import ReconFusionPrior
 from reconfusion.prior import sampler as SM
-from reconfusion.prior.synthetic import camera_batch
+from tests.prior_scenes import camera_batch
 from tests.conftest import assert_close
 
 
@@ -29,8 +29,22 @@ def setup():
 
 def test_ddim_timesteps():
     assert SM.ddim_timesteps(999, 10)[0] == (999, 899) and SM.ddim_timesteps(999, 10)[-1] == (100, -1)
-    assert SM.ddim_timesteps(0, 3) == [(0, 0), (0, 0), (0, -1)]
-    assert len(SM.ddim_timesteps(5, 10)) == 10
+    assert SM.ddim_timesteps(0, 3) == [(0, -1)]
+    assert SM.ddim_timesteps(5, 10) == [(5, 4), (4, 3), (3, 2), (2, 1), (1, -1)]
+
+
+@pytest.mark.parametrize("t_start", [0, 1, 2, 5, 9, 10, 11, 37, 998, 999])
+@pytest.mark.parametrize("steps", [1, 2, 3, 10, 50])
+def test_ddim_timesteps_strictly_decrease(t_start, steps):
+    """No (t, t) pairs when t * 999 < K: every pair is a real step, ending at the clean image."""
+    pairs = SM.ddim_timesteps(t_start, steps)
+    ts = [t for t, _ in pairs] + [-1]
+    assert [p for _, p in pairs] == ts[1:]
+    assert ts[0] == t_start and all(a > b for a, b in zip(ts, ts[1:]))
+    assert len(pairs) == max(1, min(steps, t_start))
+
+
+def test_ddim_timesteps_errors():
     with pytest.raises(ValueError, match="steps"):
         SM.ddim_timesteps(10, 0)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 import os
 
 from .blender import load_blender
+from .colmap import is_colmap, load_colmap
 from .llff import load_llff
 from .nerfstudio import load_nerfstudio
 from .npz import load_npz
 from .scene import DataError, Scene, llff_protocol_ids, select_views
 
-FORMATS = ("auto", "llff", "blender", "nerfstudio", "npz")
+FORMATS = ("auto", "llff", "blender", "nerfstudio", "npz", "colmap")
 
 
 def detect_format(path: str) -> str:
@@ -24,8 +25,10 @@ def detect_format(path: str) -> str:
             return "blender"
         if os.path.isfile(os.path.join(path, "transforms.json")):
             return "nerfstudio"
+        if is_colmap(path):
+            return "colmap"
     raise DataError(f"unrecognized scene format at {path} (expected poses_bounds.npy, "
-                    "transforms_train.json, transforms.json or a .npz bundle)")
+                    "transforms_train.json, transforms.json, a COLMAP sparse model or a .npz bundle)")
 
 
 def load_scene(path: str, format: str = "auto", downscale: float = 1.0, **kwargs) -> Scene:
@@ -39,10 +42,12 @@ def load_scene(path: str, format: str = "auto", downscale: float = 1.0, **kwargs
         return load_blender(path, downscale=downscale, **kwargs)
     if fmt == "nerfstudio":
         return load_nerfstudio(path, downscale=downscale, **kwargs)
+    if fmt == "colmap":
+        return load_colmap(path, downscale=downscale, **kwargs)
     if downscale != 1:
         raise DataError("downscale is not supported for .npz bundles")
     return load_npz(path, **kwargs)
 
 
-__all__ = ["DataError", "FORMATS", "Scene", "detect_format", "llff_protocol_ids", "load_blender", "load_llff",
-           "load_nerfstudio", "load_npz", "load_scene", "select_views"]
+__all__ = ["DataError", "FORMATS", "Scene", "detect_format", "llff_protocol_ids", "load_blender", "load_colmap",
+           "load_llff", "load_nerfstudio", "load_npz", "load_scene", "select_views"]

@@ -100,8 +100,9 @@ class Scene:
         if self.space == "ndc":
             ref = self.intrinsics[0].to(o.device)
             o, d = rays_mod.ndc_rays(o, d, ref, self.width, self.height, near=self.near)
-            # NDC removes perspective: a pixel covers 2/W of NDC x at every depth.
-            radii = torch.full((R,), rays_mod.PIXEL_RADIUS * 2.0 / self.width, device=o.device)
+            # NDC removes perspective: a pixel of this camera covers (2 fx_ref / W) / fx of NDC x at
+            # every depth (2 / W for the scene's own cameras; novel cameras may have another focal).
+            radii = rays_mod.PIXEL_RADIUS * 2.0 * ref[0] / (self.width * intr[:, 0].to(o.device))
             near, far = torch.zeros(R, device=o.device), torch.ones(R, device=o.device)
         else:
             d = viewdirs

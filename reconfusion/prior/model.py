@@ -29,6 +29,9 @@ class PriorConfig:
     vae: dict
     clip: dict
     pixelnerf: dict = field(default_factory=lambda: PixelNeRFConfig().to_dict())
+    # v-prediction by default although SD-1.5 (the usual base) was trained for epsilon: the switch is
+    # learned in fine-tuning (v stays well-posed at high noise, where the sample loss starts); tests
+    # check that fine-tuning an epsilon base converges in either parameterization.
     prediction_type: str = "v_prediction"
     num_train_timesteps: int = 1000
     beta_start: float = 0.00085  # scaled-linear schedule of Stable Diffusion
@@ -68,6 +71,7 @@ class Cameras(NamedTuple):
     target_K: torch.Tensor  # [B, 3, 3]
     near: torch.Tensor  # [B]
     far: torch.Tensor  # [B]
+    mid: torch.Tensor | None = None  # [B] end of PixelNeRF's linear depth range (None: far); see prior.depths
 
 
 def _json_safe(cfg) -> dict:
@@ -142,7 +146,10 @@ class ReconFusionPrior(nn.Module):
         save_model(self, os.path.join(path, WEIGHTS_NAME))
 
     @classmethod
-    def load(cls, path: str, device="cpu", dtype: torch.dtype | None = None) -> "ReconFusionPrior":
+    def load(cls, path: str, device="cpu", dtype: torch.dtype | None = None,
+             prediction_type: str | None = None) -> "ReconFusionPrior":
+        """Rebuild a saved prior; ``prediction_type`` switches the parameterization (e.g. fine-tune an
+        epsilon-trained base as v-prediction): same weights, new training target."""
         from safetensors.torch import load_model
 
         cfg_path, w_path = os.path.join(path, CONFIG_NAME), os.path.join(path, WEIGHTS_NAME)
@@ -156,6 +163,10 @@ class ReconFusionPrior(nn.Module):
         model.to(device)
         if dtype is not None:
             model.to(dtype)
+        if prediction_type is not None:  # read at every use (target / split_prediction): no rebuild needed
+            from dataclasses import replace
+
+            model.cfg = replace(model.cfg, prediction_type=prediction_type)  # validated in __post_init__
         return model.eval()
 
     def train(self, mode: bool = True):
@@ -193,7 +204,7 @@ class ReconFusionPrior(nn.Module):
                   stratified: bool = False) -> Conditioning:
         """Render the PixelNeRF feature map of the target camera; pair it with the CLIP tokens."""
         out = self.pixelnerf(views.features, cams.input_c2w, cams.input_K, cams.target_c2w, cams.target_K,
-                             image_size, cams.near, cams.far, stratified=stratified)
+                             image_size, cams.near, cams.far, cams.mid, stratified=stratified)
         return Conditioning(out.features, views.tokens, out)
 
     def null_views(self, like: torch.Tensor) -> ViewEncoding:

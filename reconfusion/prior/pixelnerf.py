@@ -8,8 +8,10 @@
    camera), averages over the views that see the point, maps the result to density, features and
    RGB, and composites with :func:`rfkernels.volume_render`.
 
-All cameras are expressed relative to the target camera and scaled by ``1 / far``, so the output
-does not depend on the world frame or scale.
+All cameras are expressed relative to the target camera and scaled by ``1 / mid``, so the output
+does not depend on the world frame or scale. Samples are spaced uniformly in contracted distance
+(linear in depth over ``[near, mid]``, in disparity over ``[mid, far]``; see
+:mod:`reconfusion.prior.depths`), so unbounded scenes with ``far = 1000`` keep their geometry.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ class PixelNeRFConfig:
 class PixelNeRFOutput(NamedTuple):
     features: torch.Tensor  # [B, out_channels, h, w]
     rgb: torch.Tensor  # [B, 3, h, w] in [0, 1] (auxiliary photometric loss)
-    depth: torch.Tensor  # [B, 1, h, w] (scaled depth, 1 = far)
+    depth: torch.Tensor  # [B, 1, h, w] contracted distance s (= depth / far when mid = far)
     opacity: torch.Tensor  # [B, 1, h, w]
 
 
@@ -90,6 +92,29 @@ def positional_encoding(x: torch.Tensor, n_freqs: int) -> torch.Tensor:
     return torch.cat([x, xf.sin(), xf.cos()], dim=-1)
 
 
+def contract_distance(t: torch.Tensor) -> torch.Tensor:
+    """mip-NeRF 360's 1D contraction of a depth in units of ``mid``: ``t`` for ``t <= 1``, else ``2 - 1/t``."""
+    return torch.where(t <= 1, t, 2.0 - 1.0 / t.clamp_min(1.0))
+
+
+def uncontract_distance(s: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`contract_distance` on ``[0, 2)``."""
+    return torch.where(s <= 1, s, 1.0 / (2.0 - s.clamp(1.0, 2.0 - 1e-6)))
+
+
+def sample_bins(near: torch.Tensor, mid: torch.Tensor, far: torch.Tensor, u: torch.Tensor):
+    """Bins uniform in contracted distance ``s = g(t / mid)`` between ``near`` and ``far`` ``[B]``;
+    ``u`` ``[B, R, S]`` in [0, 1) places one sample per bin. -> ``(s_starts, s_ends, t)`` ``[B, R, S]``,
+    ``t`` the samples' depths in units of ``mid`` (multiply by ``mid`` for world units)."""
+    B, R, S = u.shape
+    edges = torch.linspace(0, 1, S + 1, device=u.device, dtype=u.dtype)
+    lo = contract_distance(near / mid)[:, None, None]
+    hi = contract_distance(far / mid)[:, None, None]
+    s_starts = (lo + (hi - lo) * edges[:-1]).expand(B, R, S)
+    s_ends = (lo + (hi - lo) * edges[1:]).expand(B, R, S)
+    return s_starts, s_ends, uncontract_distance(s_starts + (s_ends - s_starts) * u)
+
+
 def relative_cameras(input_c2w: torch.Tensor, target_c2w: torch.Tensor, scale: torch.Tensor):
     """Express cameras in the target camera's frame, translations times ``scale`` ``[B]``.
 
@@ -118,7 +143,7 @@ class PixelNeRF(nn.Module):
         f = self.encoder(images.flatten(0, 1))
         return f.view(B, V, *f.shape[1:])
 
-    def forward(self, view_features, input_c2w, input_K, target_c2w, target_K, image_size, near, far,
+    def forward(self, view_features, input_c2w, input_K, target_c2w, target_K, image_size, near, far, mid=None,
                 stratified: bool = False) -> PixelNeRFOutput:
         """Render the target camera at latent resolution.
 
@@ -128,6 +153,8 @@ class PixelNeRF(nn.Module):
             input_K: ``[B, V, 3, 3]``; target_K: ``[B, 3, 3]`` pinhole K in pixels of ``image_size``.
             image_size: ``(H, W)`` of the images the intrinsics refer to.
             near, far: ``[B]`` depth range of the samples (world units).
+            mid: ``[B]`` end of the linear part (see :mod:`reconfusion.prior.depths`); default ``far``
+                (all linear). Coordinates are scaled by ``1 / mid``.
         """
         cfg = self.cfg
         B, V, C, h, w = view_features.shape
@@ -135,7 +162,10 @@ class PixelNeRF(nn.Module):
         dev, dt = view_features.device, torch.float32
         near = torch.as_tensor(near, device=dev, dtype=dt).expand(B)
         far = torch.as_tensor(far, device=dev, dtype=dt).expand(B)
-        scale = 1.0 / far
+        mid = far if mid is None else torch.as_tensor(mid, device=dev, dtype=dt).expand(B)
+        if bool(((mid <= near) | (mid > far)).any()):
+            raise ValueError("PixelNeRF needs near < mid <= far for every example")
+        scale = 1.0 / mid
         rel = relative_cameras(input_c2w.to(dt), target_c2w.to(dt), scale)  # target = identity
         w2c = torch.linalg.inv(rel)
         # one ray per latent pixel centre, in the target camera (= world) frame, unit depth
@@ -145,12 +175,7 @@ class PixelNeRF(nn.Module):
         dirs = camera_directions(xs[None], ys[None], intr[:, None, None], cfg.convention).reshape(B, h * w, 3)
         S = cfg.n_samples
         u = torch.rand(B, h * w, S, device=dev) if stratified else torch.full((B, h * w, S), 0.5, device=dev)
-        edges = torch.linspace(0, 1, S + 1, device=dev)
-        lo, hi = (near * scale)[:, None, None], torch.ones(B, 1, 1, device=dev)
-        t_starts = lo + (hi - lo) * edges[:-1]
-        t_ends = lo + (hi - lo) * edges[1:]
-        t_starts, t_ends = t_starts.expand(B, h * w, S), t_ends.expand(B, h * w, S)
-        t_mid = t_starts + (t_ends - t_starts) * u
+        s_starts, s_ends, t_mid = sample_bins(near, mid, far, u)
         points = (dirs[:, :, None, :] * t_mid[..., None]).reshape(B, h * w * S, 3)
         g = rfkernels.gather_features(points, view_features.float(), input_K.float(), w2c[:, :, :3, :4],
                                       image_size=(H, W), convention=cfg.convention, reduce="none",
@@ -165,11 +190,11 @@ class PixelNeRF(nn.Module):
         mean = (hid * m).sum(2) / cnt.clamp_min(1.0)
         var = ((hid - mean[:, :, None]) ** 2 * m).sum(2) / cnt.clamp_min(1.0)
         out = self.head(torch.cat([mean, var, cnt / V], dim=-1))  # [B, N, 1 + F + 3]
-        sigma = F.softplus(out[..., 0] - 1.0).reshape(B * h * w, S) * S  # density per unit scaled depth
+        sigma = F.softplus(out[..., 0] - 1.0).reshape(B * h * w, S) * S  # density per unit s
         colors = torch.cat([out[..., 1: 1 + cfg.out_channels], torch.sigmoid(out[..., 1 + cfg.out_channels:])], -1)
         r = rfkernels.volume_render(sigma.float(), colors.reshape(B * h * w, S, -1).float().contiguous(),
-                                    t_starts.reshape(B * h * w, S).contiguous(),
-                                    t_ends.reshape(B * h * w, S).contiguous())
+                                    s_starts.reshape(B * h * w, S).contiguous(),
+                                    s_ends.reshape(B * h * w, S).contiguous())
 
         def img(x):
             return x.reshape(B, h, w, -1).permute(0, 3, 1, 2)
@@ -179,5 +204,5 @@ class PixelNeRF(nn.Module):
                                img(r.opacity[:, None]))
 
 
-__all__ = ["PixelNeRF", "PixelNeRFConfig", "PixelNeRFOutput", "ViewEncoder", "positional_encoding",
-           "relative_cameras"]
+__all__ = ["PixelNeRF", "PixelNeRFConfig", "PixelNeRFOutput", "ViewEncoder", "contract_distance",
+           "positional_encoding", "relative_cameras", "sample_bins", "uncontract_distance"]

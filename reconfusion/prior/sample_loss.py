@@ -19,32 +19,15 @@ from reconfusion.cameras import look_at
 
 from .model import Cameras, ReconFusionPrior
 from .sampler import DDIMSampler
-from .train import square_resize
+from .depths import depth_bounds, focus_point  # noqa: F401 (focus_point re-exported)
+from .examples import square_resize
 
 log = logging.getLogger(__name__)
+LPIPS_WEIGHT_NDC = 0.25  # default LPIPS weight of the sample loss on forward-facing (NDC) scenes; 0 otherwise
+_LPIPS_WARNED: set[str] = set()  # cases already warned about (once per process)
 
 
 # ------------------------------------------------------------------------------- novel poses
-def focus_point(c2w: torch.Tensor, fallback_depth: float | None = None) -> torch.Tensor:
-    """The point nearest (least squares) to every camera's optical axis (OpenGL ``c2w`` ``[N, 4, 4]``).
-
-    Nearly parallel axes (forward-facing captures) make that ill-posed: then the point
-    ``fallback_depth`` (default: 3x the camera spread, at least 1) ahead of the mean camera.
-    """
-    centers, fwd = c2w[:, :3, 3].double(), -F.normalize(c2w[:, :3, 2].double(), dim=-1)
-    proj = torch.eye(3, dtype=torch.float64) - fwd[:, :, None] * fwd[:, None, :]  # [N, 3, 3]
-    A, b = proj.sum(0), (proj @ centers[:, :, None]).sum(0)[:, 0]
-    eig = torch.linalg.eigvalsh(A)
-    mean_c, mean_f = centers.mean(0), F.normalize(fwd.mean(0), dim=0)
-    if c2w.shape[0] > 1 and eig[0] > 0.05 * eig[-1]:
-        p = torch.linalg.solve(A, b)
-        if float((p - mean_c) @ mean_f) > 0:  # in front of the cameras
-            return p.float()
-    spread = float((centers - mean_c).norm(dim=-1).max())
-    depth = fallback_depth if fallback_depth is not None else max(3.0 * spread, 1.0)
-    return (mean_c + depth * mean_f).float()
-
-
 def orbit_up(c2w: torch.Tensor) -> torch.Tensor:
     """Axis of the orbit: the normal of the plane through >= 3 camera centres (oriented like the
     cameras' mean up vector), else the mean up vector."""
@@ -121,7 +104,8 @@ class SampleLoss:
         guidance: classifier-free guidance scale.
         lpips: ``None``, a path to LPIPS weights (see :class:`reconfusion.metrics.LPIPS`) or a
             differentiable callable ``f(x, y)`` on NCHW images in [-1, 1].
-        lpips_weight: default 0.25 for forward-facing (NDC) scenes, 0 otherwise; unused without LPIPS.
+        lpips_weight: default ``LPIPS_WEIGHT_NDC`` = 0.25 for forward-facing (NDC) scenes, 0 otherwise.
+            Without LPIPS weights the term is off: a warning says so once per process (not silently).
     """
 
     def __init__(self, prior: ReconFusionPrior, scene, steps: int = 10, guidance: float = 3.0,
@@ -136,16 +120,34 @@ class SampleLoss:
         self.sampler = DDIMSampler(self.prior, guidance, cuda_graph=cuda_graph)
         self.gen = torch.Generator().manual_seed(seed)
         self.lpips = self._lpips(lpips)
-        self.lpips_weight = (0.25 if self.forward_facing else 0.0) if lpips_weight is None else lpips_weight
-        if self.lpips is None and self.lpips_weight > 0:
-            log.info("sample loss: no LPIPS weights given, using L1 only")
+        self.lpips_weight = (LPIPS_WEIGHT_NDC if self.forward_facing else 0.0) if lpips_weight is None else lpips_weight
+        self._say_lpips_once(scene.space)
         S = prior.cfg.image_size
         ids = list(scene.train_ids)
         self.train_c2w = scene.c2w[ids].float()
+        self.depths = depth_bounds(self.train_c2w, scene.near, scene.far, scene.space, scene.focus_depth)
         self.images, self.K = square_resize(scene.images[ids], scene.intrinsics[ids], S)
         self.weight = 1.0 / len(ids)
         self._views: dict = {}
         self.last = {}  # the latest render / sample / t (for logging and tests)
+
+    def _say_lpips_once(self, space: str) -> None:
+        """A loud warning (once per process and case) whenever the LPIPS term is off."""
+        if self.lpips is not None and self.lpips_weight > 0:
+            return
+        if self.lpips is None and self.lpips_weight > 0:
+            key, msg = "no-weights", ("sample loss: LPIPS term OFF, no LPIPS weights given (--lpips-weights): "
+                                      "the prior's sample is matched with L1 only (LPIPS weight would be "
+                                      f"{self.lpips_weight:g})")
+        elif self.lpips is not None:
+            key, msg = f"zero-weight-{space}", (f"sample loss: LPIPS weights given but the LPIPS weight is 0 on "
+                                                f"this {space!r} scene (default: {LPIPS_WEIGHT_NDC:g} for NDC "
+                                                "scenes, 0 otherwise): L1 only; pass lpips_weight to use it")
+        else:
+            return  # no weights and weight 0: nothing would be used, nothing lost
+        if key not in _LPIPS_WARNED:
+            _LPIPS_WARNED.add(key)
+            log.warning(msg)
 
     @staticmethod
     def _lpips(lpips):
@@ -187,9 +189,9 @@ class SampleLoss:
         t_min, t_max = annealed_t_range(ctx.progress, self.t_max)
         t = t_min + float(torch.rand(1, generator=self.gen)) * (t_max - t_min)
         views, null_views = self._encodings(ids, device)
+        near, mid, far = (torch.tensor([v], device=device) for v in self.depths)
         cams = Cameras(self.train_c2w[ids][None].to(device), self.K[ids][None].to(device), c2w[None].to(device),
-                       K[None].to(device), torch.tensor([self.scene.near], device=device),
-                       torch.tensor([self.scene.far], device=device))
+                       K[None].to(device), near, far, mid)
         with torch.no_grad():
             cond = prior.condition(views, cams, (S, S)) if self.sampler.guidance != 0 else None
             null = prior.condition(null_views, cams, (S, S)) if self.sampler.guidance != 1 else None

@@ -25,13 +25,19 @@ log = logging.getLogger(__name__)
 
 
 def ddim_timesteps(t_start: int, steps: int) -> list[tuple[int, int]]:
-    """``steps`` pairs ``(t, t_prev)`` from ``t_start`` down to 0; the last ``t_prev`` is -1 (= clean)."""
+    """Pairs ``(t, t_prev)`` from ``t_start`` down to 0; the last ``t_prev`` is -1 (= clean).
+
+    ``max(1, min(steps, t_start))`` pairs with strictly decreasing ``t``: a low ``t_start`` gets fewer
+    steps instead of repeated ``(t, t)`` pairs (each a wasted UNet call that changes nothing).
+    """
     if steps < 1:
         raise ValueError(f"`steps` must be >= 1, got {steps}")
     if t_start < 0:
         raise ValueError(f"`t_start` must be >= 0, got {t_start}")
-    ts = torch.linspace(float(t_start), 0.0, steps + 1).round().long().tolist()
-    return [(ts[i], ts[i + 1] if i < steps - 1 else -1) for i in range(steps)]
+    n = max(1, min(steps, t_start))  # spacing t_start / n >= 1: rounded timesteps stay distinct
+    ts = torch.floor(torch.linspace(float(t_start), 0.0, n + 1, dtype=torch.float64) + 0.5).long().tolist()
+    ts[-1] = -1  # the last step goes to the clean image
+    return list(zip(ts[:-1], ts[1:]))
 
 
 def guidance_mode(guidance: float) -> str:

@@ -1,87 +1,40 @@
-"""Training the prior on multiview scenes: examples, the loss, EMA, the loop (DDP-aware).
+"""Training the prior: the loss, EMA, the resumable (DDP-aware) loop and ``reconfusion train-prior``.
 
-One example = a target view + 1..``max_views`` input views of one scene, square-cropped and resized to
-the prior's image size. The loss is the diffusion loss (epsilon or v) on VAE latents of the target
-plus ``photometric_weight`` x MSE between PixelNeRF's RGB and the target downsampled to latent size.
-Input images are zeroed with probability ``cond_drop_prob`` (classifier-free guidance); the VAE and
-CLIP are frozen.
+One example = a target view + 1..``max_views`` input views of one scene (:mod:`.dataset`). The loss
+is the diffusion loss (epsilon or v) on VAE latents of the target plus ``photometric_weight`` x MSE
+between PixelNeRF's RGB and the target downsampled to latent size. Input images are zeroed with
+probability ``cond_drop_prob`` (classifier-free guidance); the VAE and CLIP are frozen.
 
-Multi-GPU: ``torchrun --nproc_per_node N -m reconfusion train-prior ...`` (one process per GPU,
-NCCL; gradients all-reduced by DDP; only rank 0 writes checkpoints).
+The run is one JSON config (:class:`~reconfusion.prior.run_config.TrainConfig`, written to
+``OUT/run.json``). Every ``checkpoint_every`` steps and on SIGTERM the full state is saved
+(:mod:`.checkpoint`); the same command restarted continues from it, bit-for-bit on the CPU.
+
+Multi-process: ``torchrun --nproc_per_node N [--nnodes ...] -m reconfusion train-prior ...`` (one
+process per GPU, NCCL; gloo on CPUs). Each rank reads its own shard of every epoch; gradients are
+all-reduced by DDP (once per optimizer step with gradient accumulation).
 """
 from __future__ import annotations
 
-import argparse
+import contextlib
 import copy
 import json
 import logging
 import os
-import random
+import signal
 import sys
 import time
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import Cameras, ReconFusionPrior
+from . import checkpoint as ckpt
+from .examples import batch_cameras, square_resize  # noqa: F401 (re-exported)
+from .model import ReconFusionPrior
+from .run_config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------------ examples
-def square_resize(images: torch.Tensor, intrinsics: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centre-crop ``[N, H, W, 3]`` to a square and resize to ``size``: -> (``[N, 3, size, size]``,
-    K ``[N, 3, 3]`` adjusted)."""
-    N, H, W, _ = images.shape
-    s = min(H, W)
-    y0, x0 = (H - s) // 2, (W - s) // 2
-    x = images[:, y0: y0 + s, x0: x0 + s].permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-    r = size / s
-    fx, fy, cx, cy = intrinsics.float().unbind(-1)
-    K = torch.zeros(N, 3, 3)
-    K[:, 0, 0], K[:, 1, 1] = fx * r, fy * r
-    K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = (cx - x0) * r, (cy - y0) * r, 1.0
-    return x, K
-
-
-class ExampleSampler:
-    """Random (target, inputs) examples from a list of :class:`~reconfusion.data.scene.Scene`.
-
-    Each scene is resized once. ``sample(batch_size, n_views)`` -> dict with ``target [B,3,S,S]``,
-    ``inputs [B,V,3,S,S]`` and :class:`Cameras` fields.
-    """
-
-    def __init__(self, scenes, image_size: int, seed: int = 0):
-        if not scenes:
-            raise ValueError("`scenes` is empty")
-        self.data = []
-        for sc in scenes:
-            if sc.n_images < 2:
-                raise ValueError(f"scene {sc.name!r} has {sc.n_images} image(s); need >= 2 for (inputs, target)")
-            imgs, K = square_resize(sc.images, sc.intrinsics, image_size)
-            self.data.append((imgs, K, sc.c2w.float(), float(sc.near), float(sc.far)))
-        self.rng = random.Random(seed)
-
-    def sample(self, batch_size: int, n_views: int) -> dict:
-        out = {k: [] for k in ("target", "inputs", "input_c2w", "input_K", "target_c2w", "target_K", "near", "far")}
-        for _ in range(batch_size):
-            imgs, K, c2w, near, far = self.data[self.rng.randrange(len(self.data))]
-            ids = self.rng.sample(range(imgs.shape[0]), min(n_views + 1, imgs.shape[0]))
-            while len(ids) < n_views + 1:  # tiny scenes: repeat input views
-                ids.append(ids[1 + len(ids) % max(1, len(ids) - 1)])
-            tgt, inp = ids[0], ids[1:]
-            for k, v in (("target", imgs[tgt]), ("inputs", imgs[inp]), ("input_c2w", c2w[inp]), ("input_K", K[inp]),
-                         ("target_c2w", c2w[tgt]), ("target_K", K[tgt]), ("near", torch.tensor(near)),
-                         ("far", torch.tensor(far))):
-                out[k].append(v)
-        return {k: torch.stack(v) for k, v in out.items()}
-
-
-def batch_cameras(batch: dict) -> Cameras:
-    return Cameras(batch["input_c2w"], batch["input_K"], batch["target_c2w"], batch["target_K"], batch["near"],
-                   batch["far"])
 
 
 # ---------------------------------------------------------------------------------------- loss
@@ -120,7 +73,7 @@ class _TrainModule(nn.Module):
 
 # ----------------------------------------------------------------------------------------- EMA
 class EMA:
-    """Exponential moving average of the trainable parameters."""
+    """Exponential moving average of the trainable parameters (float32 shadow)."""
 
     def __init__(self, model: nn.Module, decay: float = 0.999):
         self.decay = decay
@@ -139,114 +92,258 @@ class EMA:
                 p.copy_(self.shadow[n].to(p.dtype))
 
 
-# ---------------------------------------------------------------------------------------- loop
 def trainable_parameters(prior: ReconFusionPrior) -> list[nn.Parameter]:
     return [p for p in prior.parameters() if p.requires_grad]
 
 
-def train_prior(prior: ReconFusionPrior, sampler: ExampleSampler, steps: int, batch_size: int = 4,
-                lr: float = 1e-4, out_dir: str | None = None, checkpoint_every: int = 1000,
-                ema_decay: float = 0.999, mixed_precision: str = "no", device="cpu", log_every: int = 50,
-                views=(1, 3)) -> list[float]:
-    """Train in place; returns the loss of every step. Saves ``out_dir/ema`` and ``out_dir/last``
-    (prior directories, see :meth:`ReconFusionPrior.save`) every ``checkpoint_every`` steps and at the end."""
-    if mixed_precision not in ("no", "bf16", "fp16"):
-        raise ValueError(f"`mixed_precision` must be no, bf16 or fp16, got {mixed_precision!r}")
+# ------------------------------------------------------------------------------ stop on SIGTERM
+class StopFlag:
+    """Set by SIGTERM (and SIGINT if asked); ranks agree on it each step (any rank stops all)."""
+
+    def __init__(self, signals=(signal.SIGTERM,)):
+        self.flag, self._old = False, {}
+        if hasattr(signal, "SIGTERM"):
+            for s in signals:
+                try:
+                    self._old[s] = signal.signal(s, self._set)
+                except ValueError:  # not the main thread: no handler, never set
+                    pass
+
+    def _set(self, signum, frame):
+        self.flag = True
+
+    def agreed(self, device) -> bool:
+        if _world() > 1:
+            t = torch.tensor([float(self.flag)], device=device)
+            torch.distributed.all_reduce(t)
+            return bool(t.item() > 0)
+        return self.flag
+
+    def restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _world() -> int:
+    d = torch.distributed
+    return d.get_world_size() if d.is_available() and d.is_initialized() else 1
+
+
+def _rank() -> int:
+    d = torch.distributed
+    return d.get_rank() if d.is_available() and d.is_initialized() else 0
+
+
+# ---------------------------------------------------------------------------------------- loop
+@dataclass
+class TrainResult:
+    losses: list[float] = field(default_factory=list)  # this invocation's steps
+    step: int = 0  # the last completed step
+    interrupted: bool = False  # stopped by SIGTERM (state saved)
+    resumed_from: int | None = None
+
+
+class Throughput:
+    """examples/s, s/step and the fraction of time spent waiting for data, over a logging window."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.t0, self.wait, self.steps, self.examples = time.perf_counter(), 0.0, 0, 0
+
+    def summary(self) -> dict:
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        return {"examples_per_s": self.examples / dt, "s_per_step": dt / max(self.steps, 1),
+                "data_wait": self.wait / dt}
+
+
+def _metrics_writer(out_dir: str | None, tensorboard: bool):
+    if not out_dir or _rank() != 0:
+        return None, None
+    tb = None
+    if tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise ValueError("tensorboard logging needs the `tensorboard` package (pip install tensorboard)") from exc
+        tb = SummaryWriter(os.path.join(out_dir, "tensorboard"))
+    return open(os.path.join(out_dir, "metrics.jsonl"), "a"), tb
+
+
+def train_prior(prior: ReconFusionPrior, dataset, cfg: TrainConfig, out_dir: str | None = None, device="cpu",
+                on_step=None, progress_bar: bool = False) -> TrainResult:
+    """Train ``prior`` in place on ``dataset`` (:class:`~reconfusion.prior.dataset.PriorExamples`)
+    up to ``cfg.steps`` optimizer steps; resumes from ``out_dir``'s saved state when there is one.
+
+    ``on_step(step, batches, loss)`` is called on every rank after every optimizer step with the
+    micro-batches it consumed. Checkpoints: ``out_dir/state-*`` (resume), ``out_dir/ema`` and
+    ``out_dir/last`` (saved priors) at every checkpoint and at the end.
+    """
+    from tqdm import tqdm
+
+    from .dataset import loader
+
+    cfg.validate()
     device = torch.device(device)
-    dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-    rank = torch.distributed.get_rank() if dist else 0
+    rank, world = _rank(), _world()
     prior.to(device).train()
     module = _TrainModule(prior)
-    if dist:
+    if world > 1:
         ids = [device.index] if device.type == "cuda" else None
         module = nn.parallel.DistributedDataParallel(module, device_ids=ids)
     params = trainable_parameters(prior)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    ema = EMA(prior, ema_decay)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
-    scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision == "fp16")
-    history, t0 = [], time.time()
-    for step in range(1, steps + 1):
-        n_views = sampler.rng.randint(views[0], views[1])
-        batch = {k: v.to(device) for k, v in sampler.sample(batch_size, n_views).items()}
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            loss, parts = module(batch)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        scaler.step(opt)
-        scaler.update()
-        ema.update(prior)
-        history.append(float(loss.detach()))
-        if rank == 0 and (step % log_every == 0 or step == 1):
-            log.info("step %d loss %.4f (diffusion %.4f photometric %.4f) %.2f s/step", step, history[-1],
-                     float(parts["diffusion"]), float(parts["photometric"]), (time.time() - t0) / step)
-        if rank == 0 and out_dir and (step % checkpoint_every == 0 or step == steps):
-            save_checkpoint(prior, ema, out_dir, step)
-    return history
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = EMA(prior, cfg.ema)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.mixed_precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.mixed_precision == "fp16")
+    res = TrainResult()
+    batches = 0
+    if out_dir and rank == 0:
+        os.makedirs(out_dir, exist_ok=True)
+    if out_dir and ckpt.latest(out_dir) is not None:
+        train = ckpt.load_state(out_dir, prior, ema, opt, scaler)
+        res.step = res.resumed_from = train["step"]
+        batches = train["batches"]
+        if rank == 0:
+            log.info("resumed from %s at step %d", out_dir, res.step)
+    dataset.set_position(0, 0)
+    dataset.set_position(*dataset.position_after(batches))
+    data = iter(loader(dataset, cfg.num_workers, pin_memory=device.type == "cuda"))
+    metrics, tb = _metrics_writer(out_dir, cfg.tensorboard)
+    stop = StopFlag()
+    meter = Throughput()
+    bar = tqdm(total=cfg.steps, initial=res.step, disable=not progress_bar or rank != 0, dynamic_ncols=True,
+               desc="train-prior")
+    try:
+        while res.step < cfg.steps:
+            step = res.step + 1
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * min(1.0, step / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+            total, used = 0.0, []
+            for micro in range(cfg.grad_accum):
+                t_wait = time.perf_counter()
+                batch = next(data)
+                meter.wait += time.perf_counter() - t_wait
+                used.append(batch)
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                sync = world == 1 or micro == cfg.grad_accum - 1
+                with (contextlib.nullcontext() if sync else module.no_sync()), \
+                        torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    loss, parts = module(batch)
+                scaler.scale(loss / cfg.grad_accum).backward()
+                total += float(loss.detach()) / cfg.grad_accum
+            scaler.unscale_(opt)
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+            ema.update(prior)
+            batches += cfg.grad_accum
+            res.step = step
+            res.losses.append(total)
+            meter.steps += 1
+            meter.examples += cfg.grad_accum * cfg.batch_size * world
+            bar.update(1)
+            if on_step is not None:
+                on_step(step, used, total)
+            if step % cfg.log_every == 0 or step == 1 or step == cfg.steps:
+                _log(step, cfg, total, parts, meter, metrics, tb, bar)
+            interrupted = stop.agreed(device)
+            if out_dir and (step % cfg.checkpoint_every == 0 or step == cfg.steps or interrupted):
+                _checkpoint(out_dir, step, batches, prior, ema, opt, scaler, cfg, dataset)
+            if interrupted:
+                res.interrupted = True
+                if rank == 0:
+                    log.warning("SIGTERM: state saved at step %d; run the same command to continue", step)
+                break
+    finally:
+        stop.restore()
+        bar.close()
+        if metrics is not None:
+            metrics.close()
+        if tb is not None:
+            tb.close()
+    return res
 
 
-def save_checkpoint(prior: ReconFusionPrior, ema: EMA, out_dir: str, step: int) -> None:
-    prior.save(os.path.join(out_dir, "last"))
-    ema_prior = copy.deepcopy(prior)
-    ema.copy_to(ema_prior)
-    ema_prior.save(os.path.join(out_dir, "ema"))
-    with open(os.path.join(out_dir, "state.json"), "w") as f:
-        json.dump({"step": step}, f)
+def _log(step, cfg, loss, parts, meter, metrics, tb, bar) -> None:
+    if _rank() != 0:
+        return
+    rec = {"step": step, "loss": loss, "diffusion": float(parts["diffusion"]),
+           "photometric": float(parts["photometric"]), **meter.summary()}
+    msg = (f"step {step}/{cfg.steps} loss {loss:.4f} (diffusion {rec['diffusion']:.4f} photometric "
+           f"{rec['photometric']:.4f}) | {rec['examples_per_s']:.2f} examples/s (all ranks), "
+           f"{rec['s_per_step']:.3f} s/step, data wait {100 * rec['data_wait']:.0f}%")
+    log.info(msg)
+    bar.set_postfix(loss=f"{loss:.4f}", ex_s=f"{rec['examples_per_s']:.1f}")
+    if metrics is not None:
+        metrics.write(json.dumps(rec) + "\n")
+        metrics.flush()
+    if tb is not None:
+        for k, v in rec.items():
+            if k != "step":
+                tb.add_scalar(k, v, step)
+    meter.reset()
+
+
+def _checkpoint(out_dir, step, batches, prior, ema, opt, scaler, cfg, dataset) -> None:
+    ckpt.save_state(out_dir, step, prior, ema, opt, scaler,
+                    {"batches": batches, "data_position": list(dataset.position_after(0)), "config": cfg.to_dict()})
+    if _rank() == 0:  # plain saved priors for use (reconstruct --prior OUT/ema)
+        prior.save(os.path.join(out_dir, "last"))
+        ema_prior = copy.deepcopy(prior)
+        ema.copy_to(ema_prior)
+        ema_prior.save(os.path.join(out_dir, "ema"))
 
 
 # ----------------------------------------------------------------------------------------- CLI
-def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = p or argparse.ArgumentParser(prog="reconfusion train-prior", description=__doc__.split("\n")[0])
-    p.add_argument("scenes", nargs="+", help="scene directories / .npz bundles (any reconfusion loader format)")
-    p.add_argument("--out", required=True, help="output directory (checkpoints: OUT/ema, OUT/last)")
-    p.add_argument("--init", default=None, help="a saved prior to continue from")
-    p.add_argument("--base-unet", default=None, help="local diffusers UNet directory (e.g. SD-1.5/unet)")
-    p.add_argument("--base-vae", default=None, help="local diffusers VAE directory")
-    p.add_argument("--base-clip", default=None, help="local transformers CLIPVisionModelWithProjection directory")
-    p.add_argument("--tiny", action="store_true", help="tiny random prior (smoke tests)")
-    p.add_argument("--prediction", default="v_prediction", choices=("epsilon", "v_prediction"))
-    p.add_argument("--steps", type=int, default=250_000)
-    p.add_argument("--batch-size", type=int, default=8, help="per process")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--ema", type=float, default=0.9999)
-    p.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"))
-    p.add_argument("--checkpoint-every", type=int, default=5000)
-    p.add_argument("--downscale", type=float, default=1.0)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
-    p.add_argument("--seed", type=int, default=0)
-    return p
+def build_parser(p=None):
+    from .run_config import build_parser as _build
+
+    return _build(p)
 
 
-def run(args) -> int:
-    from reconfusion.data import load_scene
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+def init_distributed(device_arg: str) -> torch.device:
+    """Process group from torchrun's environment (NCCL on CUDA, gloo on CPU) -> this rank's device."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device_arg == "auto" else device_arg)
     if "LOCAL_RANK" in os.environ and not torch.distributed.is_initialized():  # launched by torchrun
         local = int(os.environ["LOCAL_RANK"])
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
             torch.cuda.set_device(local)
             device = torch.device("cuda", local)
-    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-    torch.manual_seed(args.seed + rank)
-    if args.init:
-        prior = ReconFusionPrior.load(args.init)
-    elif args.tiny:
-        prior = ReconFusionPrior.tiny(prediction_type=args.prediction)
-    elif args.base_unet and args.base_vae and args.base_clip:
-        prior = ReconFusionPrior.from_components(args.base_unet, args.base_vae, args.base_clip,
-                                                 prediction_type=args.prediction)
-    else:
-        raise ValueError("train-prior: pass --init, --tiny, or all of --base-unet/--base-vae/--base-clip")
-    scenes = [load_scene(s, downscale=args.downscale) for s in args.scenes]
-    sampler = ExampleSampler(scenes, prior.cfg.image_size, seed=args.seed + rank)
-    train_prior(prior, sampler, args.steps, args.batch_size, args.lr, args.out, args.checkpoint_every, args.ema,
-                args.mixed_precision, device, views=(1, prior.cfg.max_views))
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def run(args) -> int:
+    from .run_config import build_prior, config_from_args, resolve_resume
+    from .dataset import PriorExamples
+    from .sources import build_sources
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = config_from_args(args)
+    device = init_distributed(cfg.device)
+    try:
+        rank = _rank()
+        os.makedirs(args.out, exist_ok=True)
+        cfg, saved_model = resolve_resume(cfg, args.out)
+        if rank == 0:
+            cfg.save(os.path.join(args.out, "run.json"))
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        prior = ReconFusionPrior.load(saved_model) if saved_model else build_prior(cfg.model)
+        torch.manual_seed(cfg.seed + 1000 * rank)  # per-rank noise / dropout streams
+        views = tuple(cfg.views) if cfg.views else (1, prior.cfg.max_views)
+        dataset = PriorExamples(build_sources(cfg.data), prior.cfg.image_size, cfg.batch_size, views, cfg.seed,
+                                epoch_size=cfg.epoch_size)
+        res = train_prior(prior, dataset, cfg, args.out, device, progress_bar=not args.no_progress)
+        if rank == 0:
+            print(f"train-prior: step {res.step}/{cfg.steps}" + (" (interrupted, state saved)" if res.interrupted
+                                                                 else ""))
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Synthetic posed scenes and camera batches for tests, smoke runs and benchmarks (no data needed)."""
+"""Synthetic posed scenes and camera batches for the prior tests and benchmark (test scaffolding, not installed)."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from reconfusion.cameras import look_at
 
-from .model import Cameras
+from reconfusion.prior.model import Cameras
 
 
 def ring_cameras(n: int, radius: float = 3.0, height: float = 0.5, arc: float = 2 * math.pi) -> torch.Tensor:
@@ -55,7 +55,7 @@ def camera_batch(B: int, V: int, size: int, device="cpu") -> Cameras:
     K = torch.tensor([[size * 1.0, 0.0, size / 2], [0.0, size * 1.0, size / 2], [0.0, 0.0, 1.0]])
     cams = Cameras(c2w[1:].expand(B, V, 4, 4), K.expand(B, V, 3, 3), c2w[0].expand(B, 4, 4), K.expand(B, 3, 3),
                    torch.full((B,), 1.0), torch.full((B,), 5.0))
-    return Cameras(*(x.contiguous().to(device) for x in cams))
+    return Cameras(*(x.contiguous().to(device) for x in cams[:6]))
 
 
 __all__ = ["camera_batch", "forward_cameras", "ring_cameras", "smooth_images", "synthetic_scene"]
