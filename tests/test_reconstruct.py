@@ -233,6 +233,9 @@ def test_lpips_from_local_torchscript_only(tmp_path):
     assert math.isclose(fn(torch.zeros(4, 4, 3), torch.ones(4, 4, 3)), 2.0)
     with pytest.raises(FileNotFoundError, match="LPIPS weights not found"):
         LPIPS(str(tmp_path / "missing.pt"))
+    torch.save({"w": torch.zeros(2)}, str(tmp_path / "sd.pth"))  # a pickled state dict is never unpickled
+    with pytest.raises(ValueError, match="not a TorchScript module"):
+        LPIPS(str(tmp_path / "sd.pth"))
 
 
 @pytest.mark.parametrize("space", ["ndc", "contract", "box"])
