@@ -11,10 +11,11 @@ import os
 import sys
 import time
 
+from .config import BACKENDS
+
 DEMO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo", "fern")
 DEMO_FACTOR = 32  # the embedded copy: images_32/ (126x94), i.e. the protocol's 8x images resized by 4
 DEMO_VIEWS = 3
-BACKENDS = ("auto", "torch", "triton", "cuda")
 
 
 class CLIError(Exception):
