@@ -5,7 +5,8 @@
 - ``config.json``: ``{"config": <resolved Config>, "scene": <scene meta>, "step": int}``
 - ``model.safetensors``: the model's state dict (float32)
 - ``optimizer.safetensors``: optimizer state tensors ``state.<param>.<name>``, the torch RNG
-  state ``rng.torch``, and in its JSON metadata the step and the optimizer's param groups
+  state ``rng.torch`` (and the ray sampler's ``rng.rays``), and in its JSON metadata the step and
+  the optimizer's param groups
 
 Nothing read here is unpickled: a pickle found where a checkpoint file is expected (e.g. the
 ``optimizer.pt`` older versions wrote) is refused with :class:`CheckpointError`, since loading it
@@ -77,7 +78,7 @@ def checkpoint_dir(path: str) -> str:
 
 
 def save_checkpoint(out_dir: str, model: ZipNeRF, cfg: Config, meta: dict, step: int,
-                    optimizer: torch.optim.Optimizer | None = None) -> str:
+                    optimizer: torch.optim.Optimizer | None = None, generator: torch.Generator | None = None) -> str:
     """Write ``out_dir/checkpoint/`` (see the module docstring) -> its path."""
     from safetensors.torch import save_file
 
@@ -88,7 +89,7 @@ def save_checkpoint(out_dir: str, model: ZipNeRF, cfg: Config, meta: dict, step:
     with open(os.path.join(d, CONFIG_FILE), "w") as f:
         json.dump({"config": json.loads(cfg.to_json()), "scene": meta, "step": step}, f, indent=2)
     if optimizer is not None:
-        save_trainer_state(os.path.join(d, STATE_FILE), optimizer, step)
+        save_trainer_state(os.path.join(d, STATE_FILE), optimizer, step, generator)
     return d
 
 
@@ -116,12 +117,15 @@ def load_checkpoint(path: str, device="cpu", backend: str | None = None) -> tupl
 
 
 # ------------------------------------------------------------------------------- trainer state
-def save_trainer_state(path: str, optimizer: torch.optim.Optimizer, step: int) -> None:
-    """Optimizer state + torch RNG state + step as one safetensors file (see the module docstring)."""
+def save_trainer_state(path: str, optimizer: torch.optim.Optimizer, step: int,
+                       generator: torch.Generator | None = None) -> None:
+    """Optimizer state + torch RNG state (+ ``generator``'s) + step as one safetensors file."""
     from safetensors.torch import save_file
 
     sd = optimizer.state_dict()
     tensors, scalars = {"rng.torch": torch.get_rng_state()}, {}
+    if generator is not None:
+        tensors["rng.rays"] = generator.get_state()
     for pid, st in sd["state"].items():
         for name, v in st.items():
             if torch.is_tensor(v):
@@ -142,8 +146,9 @@ def has_trainer_state(ckpt_dir: str) -> bool:
     return os.path.isfile(os.path.join(ckpt_dir, STATE_FILE))
 
 
-def load_trainer_state(path: str, optimizer: torch.optim.Optimizer) -> int:
-    """Restore ``optimizer`` and the torch RNG from :func:`save_trainer_state`'s file -> the step."""
+def load_trainer_state(path: str, optimizer: torch.optim.Optimizer, generator: torch.Generator | None = None) -> int:
+    """Restore ``optimizer``, the torch RNG and ``generator`` (if saved) from
+    :func:`save_trainer_state`'s file -> the step."""
     tensors, meta = _load_safetensors(path)
     try:
         step = int(meta["step"])
@@ -160,6 +165,8 @@ def load_trainer_state(path: str, optimizer: torch.optim.Optimizer) -> int:
         groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()} for g in groups]
         optimizer.load_state_dict({"state": state, "param_groups": groups})
         torch.set_rng_state(tensors["rng.torch"])
+        if generator is not None and "rng.rays" in tensors:
+            generator.set_state(tensors["rng.rays"])
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{path} is not a reconfusion optimizer state ({exc})") from exc
     return step

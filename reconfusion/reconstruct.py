@@ -166,7 +166,8 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
     ``cfg`` is resolved for the scene first (:func:`reconfusion.config.resolve`: spacing, warm-up
     capped at a tenth of the run); ``cfg.backend`` must be able to run on ``device``.
     With ``out_dir``: checkpoints every ``cfg.checkpoint_every`` steps and at the end. ``resume``
-    continues from ``out_dir``'s checkpoint (model, optimizer, RNG, step) with the *saved* config:
+    continues from ``out_dir``'s checkpoint (model, optimizer, RNG states, step) with the *saved* config,
+    as if never interrupted:
     keys where ``cfg`` differs are logged once and ignored (except ``backend``, a choice of this
     process).
     """
@@ -189,8 +190,7 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
         cfg = saved
         model.train()
         opt = make_optimizer(model, cfg)
-        start = load_trainer_state(os.path.join(ckpt, STATE_FILE), opt)
-        gen.manual_seed(cfg.seed + start)
+        start = load_trainer_state(os.path.join(ckpt, STATE_FILE), opt, gen)
         log(f"resumed from {out_dir} at step {start}")
     else:
         model = build_model(cfg, scene).to(device)
@@ -233,11 +233,11 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
             log(f"step {done}: held-out PSNR {m['mean']['psnr']:.2f} SSIM {m['mean']['ssim']:.3f}")
             model.train()
         if out_dir and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
-            save_checkpoint(out_dir, model, cfg, meta, done, opt)
+            save_checkpoint(out_dir, model, cfg, meta, done, opt, gen)
     bar.close()
     seconds = time.time() - t0
     if out_dir:
-        save_checkpoint(out_dir, model, cfg, meta, cfg.iterations, opt)
+        save_checkpoint(out_dir, model, cfg, meta, cfg.iterations, opt, gen)
         with open(os.path.join(out_dir, "history.json"), "w") as f:
             json.dump(history, f)
     model.eval()

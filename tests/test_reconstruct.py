@@ -138,6 +138,10 @@ def test_resume_continues_with_the_saved_config(scene, tmp_path):
     assert res.config == resolve(cfg, "box") and res.model.cfg.n_samples == (24, 16)
     assert [h["step"] for h in res.history] == [5]  # steps 3..5 ran (logged every 10 and at the end)
     assert load_checkpoint(out)[2]["step"] == 6
+    # the same run, never interrupted, ends with the same weights: optimizer and both RNGs restored
+    whole = train(scene, cfg, str(tmp_path / "whole"), progress_bar=False)
+    a, b = res.model.state_dict(), whole.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_resume_restores_optimizer_state(scene, tmp_path):
