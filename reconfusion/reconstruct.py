@@ -176,7 +176,10 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
     if not scene.train_ids:
         raise ValueError("scene has no training views: call select_views first")
     device = torch.device(device)
-    cfg = resolve(cfg, scene.space)
+    resolved = resolve(cfg, scene.space)
+    if resolved.warmup_steps != cfg.warmup_steps:
+        log(f"warmup_steps {cfg.warmup_steps} -> {resolved.warmup_steps} (capped at a tenth of {cfg.iterations} iterations)")
+    cfg = resolved
     check_backend(cfg.backend, device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -154,8 +154,9 @@ def test_spacing_resolved_in_config_not_in_the_model(scene):
 def test_warmup_capped_for_library_callers(scene):
     assert resolve(tiny().replace(iterations=50), "box").warmup_steps == 5
     assert resolve(tiny(), "box").warmup_steps == 100 and resolve(base(), "box") == base().replace(spacing="power")
-    res = train(scene, small_config(iterations=4, warmup_steps=100), None, progress_bar=False)
-    assert res.config.warmup_steps == 1
+    logs = []
+    res = train(scene, small_config(iterations=4, warmup_steps=100), None, progress_bar=False, log=logs.append)
+    assert res.config.warmup_steps == 1 and logs == ["warmup_steps 100 -> 1 (capped at a tenth of 4 iterations)"]
 
 
 def test_config_rejects_bad_values_and_unknown_keys():

@@ -133,8 +133,9 @@ def test_resume_continues_with_the_saved_config(scene, tmp_path):
     logs = []
     res = train(scene, cfg.replace(eval_chunk=1000, n_samples=(8, 8)), out, resume=True, progress_bar=False,
                 log=logs.append)
-    assert len(logs) == 2 and "eval_chunk (saved 2048, yours 1000)" in logs[0] and "n_samples" in logs[0]
-    assert "step 3" in logs[1]
+    assert logs[0] == "warmup_steps 10 -> 1 (capped at a tenth of 6 iterations)"
+    assert len(logs) == 3 and "eval_chunk (saved 2048, yours 1000)" in logs[1] and "n_samples" in logs[1]
+    assert "step 3" in logs[2]
     assert res.config == resolve(cfg, "box") and res.model.cfg.n_samples == (24, 16)
     assert [h["step"] for h in res.history] == [5]  # steps 3..5 ran (logged every 10 and at the end)
     assert load_checkpoint(out)[2]["step"] == 6
