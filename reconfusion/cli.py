@@ -11,6 +11,8 @@ import os
 import sys
 import time
 
+from .config import BACKENDS
+
 DEMO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo", "fern")
 DEMO_FACTOR = 32  # the embedded copy: images_32/ (126x94), i.e. the protocol's 8x images resized by 4
 DEMO_VIEWS = 3
@@ -30,13 +32,39 @@ def _ids(text: str | None) -> list[int] | None:
 
 
 def _device(name: str):
+    """``auto | cpu | cuda | cuda:<i>`` -> a usable ``torch.device`` (rfkernels runs on CPU and CUDA)."""
     import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CLIError("--device cuda asked for but no CUDA GPU is available")
-    return torch.device(name)
+    kind, _, index = name.partition(":")
+    if name == "cpu" or (kind == "cuda" and (not index or index.isdigit())):
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise CLIError(f"--device {name} asked for but no CUDA GPU is available (use --device cpu)")
+        if index and int(index) >= torch.cuda.device_count():
+            raise CLIError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+        return torch.device(name)
+    raise CLIError(f"--device must be auto, cpu, cuda or cuda:<index>, got {name!r}")
+
+
+def _at_least(flag: str, value, lo: int):
+    if value is not None and value < lo:
+        raise CLIError(f"{flag} must be >= {lo}, got {value}")
+    return value
+
+
+def _check_out_dir(out: str | None, flag: str = "--out") -> None:
+    if out and os.path.exists(out) and not os.path.isdir(out):
+        raise CLIError(f"{flag} {out} is an existing file; give a folder for the results")
+
+
+def _check_common(a) -> None:
+    """Validate the common options before any data is read or a model trained."""
+    _at_least("--threads", getattr(a, "threads", 0), 0)
+    _device(a.device)
+    if hasattr(a, "frames") and not getattr(a, "no_video", False):
+        _at_least("--frames", a.frames, 1)
+    _at_least("--fps", getattr(a, "fps", None), 1)
 
 
 def shared_fern() -> str | None:
@@ -52,10 +80,14 @@ def shared_fern() -> str | None:
 def _load(data: str, fmt: str, downscale: float, factor: int | None, views: int | None,
           train_ids, test_ids, strategy: str):
     from .data import detect_format, load_scene, select_views
+    from .data.llff import default_factor
 
-    kw = {"factor": factor} if factor is not None else {}
-    if factor is not None and (fmt if fmt != "auto" else detect_format(data)) != "llff":
+    llff = (fmt if fmt != "auto" else detect_format(data)) == "llff"
+    if factor is not None and not llff:
         raise CLIError("--factor applies to LLFF scenes only (use --downscale)")
+    if llff and factor is None:
+        factor = default_factor(data)  # images_8/, else the images_<k>/ folder there is
+    kw = {"factor": factor} if factor is not None else {}
     scene = load_scene(data, format=fmt, downscale=downscale, **kw)
     if views is None and train_ids is None:
         raise CLIError("pass --views N or --train-ids")
@@ -64,17 +96,14 @@ def _load(data: str, fmt: str, downscale: float, factor: int | None, views: int 
     return scene, info
 
 
-def _config(preset: str, iterations: int | None, batch: int | None):
+def _config(preset: str, iterations: int | None, batch: int | None, backend: str | None):
+    """The preset with the command line's overrides (derived settings are resolved by ``train``)."""
     from .config import get_preset
 
     cfg = get_preset(preset)
-    if iterations is not None:
-        if iterations < 1:
-            raise CLIError(f"--iterations must be >= 1, got {iterations}")
-        cfg = cfg.replace(iterations=iterations, warmup_steps=min(cfg.warmup_steps, max(iterations // 10, 1)))
-    if batch is not None:
-        cfg = cfg.replace(batch_rays=batch)
-    return cfg
+    kw = {"iterations": _at_least("--iterations", iterations, 1), "batch_rays": _at_least("--batch-rays", batch, 1),
+          "backend": backend}
+    return cfg.replace(**{k: v for k, v in kw.items() if v is not None})
 
 
 def _print_results(res: dict, out_dir: str | None) -> None:
@@ -88,9 +117,10 @@ def _print_results(res: dict, out_dir: str | None) -> None:
 
 def _run_reconstruction(scene, info, cfg, out: str, device, resume: bool, lpips: str | None,
                         video: bool, frames: int, quiet: bool, extra_losses=()) -> dict:
-    from .reconstruct import evaluate, train
+    from .reconstruct import check_backend, evaluate, train
     from .video import render_video
 
+    check_backend(cfg.backend, device)
     os.makedirs(out, exist_ok=True)
     print(f"scene {scene.name}: {scene.n_images} images {scene.width}x{scene.height}, space {scene.space}, "
           f"train views {scene.train_ids}, test views {scene.test_ids}")
@@ -99,11 +129,11 @@ def _run_reconstruction(scene, info, cfg, out: str, device, resume: bool, lpips:
     result = train(scene, cfg, out, device=device, resume=resume, progress_bar=not quiet, data_info=info,
                    extra_losses=extra_losses)
     t_train = time.time() - t0
-    res = evaluate(result.model, scene, out, chunk=cfg.eval_chunk, device=device, lpips_path=lpips)
+    res = evaluate(result.model, scene, out, device=device, lpips_path=lpips)
     res["train_seconds"] = t_train
     if video:
         res["video"] = render_video(result.model, scene, os.path.join(out, "video.mp4"), n_frames=frames,
-                                    chunk=cfg.eval_chunk, device=device)
+                                    device=device)
     res["total_seconds"] = time.time() - t0
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=2)
@@ -115,7 +145,9 @@ def _run_reconstruction(scene, info, cfg, out: str, device, resume: bool, lpips:
 
 # ----------------------------------------------------------------------------------- commands
 def cmd_reconstruct(a) -> int:
-    cfg = _config(a.preset, a.iterations, a.batch_rays)
+    _check_common(a)
+    _check_out_dir(a.out)
+    cfg = _config(a.preset, a.iterations, a.batch_rays, a.backend)
     scene, info = _load(a.data, a.format, a.downscale, a.factor, a.views, _ids(a.train_ids), _ids(a.test_ids),
                         a.strategy)
     device = _device(a.device)
@@ -143,8 +175,9 @@ def _checkpoint_scene(a):
     from .data import load_scene
     from .reconstruct import load_checkpoint
 
+    _check_common(a)
     device = _device(a.device)
-    model, cfg, info = load_checkpoint(a.checkpoint, device)
+    model, cfg, info = load_checkpoint(a.checkpoint, device, backend=a.backend)
     meta, data = info["scene"], info["scene"].get("data", {})
     path = a.data or data.get("path")
     if not path:
@@ -156,25 +189,25 @@ def _checkpoint_scene(a):
 
 
 def cmd_evaluate(a) -> int:
-    from .reconstruct import evaluate
+    from .reconstruct import checkpoint_dir, evaluate
 
-    from .reconstruct import checkpoint_dir
-
+    _check_out_dir(a.out)
     model, cfg, scene, device = _checkpoint_scene(a)
     out = a.out or os.path.join(os.path.dirname(os.path.abspath(checkpoint_dir(a.checkpoint))), "eval")
-    res = evaluate(model, scene, out, chunk=cfg.eval_chunk, device=device, lpips_path=a.lpips_weights)
+    res = evaluate(model, scene, out, device=device, lpips_path=a.lpips_weights)
     _print_results(res, out)
     return 0
 
 
 def cmd_render_video(a) -> int:
+    from .reconstruct import checkpoint_dir
     from .video import render_video
 
-    from .reconstruct import checkpoint_dir
-
+    if a.out and os.path.isdir(a.out):
+        raise CLIError(f"--out {a.out} is a folder; give a video file path (.mp4 or .gif)")
     model, cfg, scene, device = _checkpoint_scene(a)
     out = a.out or os.path.join(os.path.dirname(os.path.abspath(checkpoint_dir(a.checkpoint))), "video.mp4")
-    path = render_video(model, scene, out, n_frames=a.frames, fps=a.fps, chunk=cfg.eval_chunk, device=device)
+    path = render_video(model, scene, out, n_frames=a.frames, fps=a.fps, device=device)
     print(f"video: {path}")
     return 0
 
@@ -182,7 +215,9 @@ def cmd_render_video(a) -> int:
 def cmd_demo(a) -> int:
     """3-view fern with the tiny preset: shared data if present (images_8 resized by 4), else the
     embedded copy (the same images, already resized)."""
-    cfg = _config("tiny", a.iterations, None)
+    _check_common(a)
+    _check_out_dir(a.out)
+    cfg = _config("tiny", a.iterations, None, a.backend)
     if a.data:
         data, factor, downscale = a.data, 8, 4.0
     elif shared_fern() and not a.embedded:
@@ -200,10 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reconfusion", description="Few-view NeRF reconstruction on rfkernels.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(q, video=True):
+    def runtime(q):
         q.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+        q.add_argument("--backend", default=None, choices=BACKENDS,
+                       help="rfkernels backend of every op (default: auto, or $RFKERNELS_BACKEND)")
         q.add_argument("--threads", type=int, default=0,
                        help="CPU threads for torch (0 = torch's default; 1 is faster on a busy machine)")
+
+    def common(q, video=True):
+        runtime(q)
         q.add_argument("--lpips-weights", default=None, help="local LPIPS weights (never downloaded)")
         if video:
             q.add_argument("--no-video", action="store_true", help="skip the path video")
@@ -220,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--preset", default="tiny", help="tiny | base")
     r.add_argument("--iterations", type=int, default=None)
     r.add_argument("--batch-rays", type=int, default=None)
-    r.add_argument("--factor", type=int, default=None, help="LLFF images_<factor> (default 8)")
+    r.add_argument("--factor", type=int, default=None,
+                   help="LLFF images_<factor> (default 8, or the images_<k>/ folder the scene has)")
     r.add_argument("--downscale", type=float, default=1.0, help="extra image downscale")
     r.add_argument("--out", required=True)
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
@@ -247,12 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default=None, help="video path (.mp4, or .gif)")
     v.add_argument("--frames", type=int, default=60)
     v.add_argument("--fps", type=int, default=24)
-    v.add_argument("--device", default="auto")
-    v.add_argument("--threads", type=int, default=0)
+    runtime(v)
     v.set_defaults(fn=cmd_render_video)
 
     d = sub.add_parser("demo", help="3-view fern, tiny preset, CPU-friendly (a few minutes)")
-    d.add_argument("--out", default="reconfusion_demo")
+    d.add_argument("--out", default="reconfusion_demo", help="results folder (default ./reconfusion_demo)")
     d.add_argument("--data", default=None, help="another LLFF scene folder (images_8 resized by 4)")
     d.add_argument("--embedded", action="store_true", help="use the embedded copy even if shared data exists")
     d.add_argument("--iterations", type=int, default=None)
@@ -277,12 +317,13 @@ def main(argv: list[str] | None = None) -> int:
         from rfkernels import BackendUnavailableError
 
         try:
+            _at_least("--threads", getattr(args, "threads", 0), 0)
             if getattr(args, "threads", 0):
                 import torch
 
                 torch.set_num_threads(args.threads)
             return args.fn(args)
-        except (CLIError, DataError, ValueError, FileNotFoundError, BackendUnavailableError, json.JSONDecodeError) as exc:
+        except (CLIError, DataError, ValueError, OSError, BackendUnavailableError, json.JSONDecodeError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             print(f"reconfusion: error: {msg}", file=sys.stderr)
             return 2

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import asdict, dataclass
 from dataclasses import field as dc_field
+
+BACKENDS = ("auto", "torch", "triton", "cuda")  # rfkernels' names; None = rfkernels' process default
+SPACINGS = ("auto", "linear", "inverse", "power")  # "auto": linear in NDC, power elsewhere
 
 
 @dataclass
@@ -49,13 +53,15 @@ class Config:
     proposals: list = dc_field(default_factory=lambda: [
         ProposalConfig(GridConfig(10, 1, 21, 16, 512)), ProposalConfig(GridConfig(10, 1, 21, 16, 2048))])
     n_samples: tuple = (64, 64, 32)  # per proposal round, then the NeRF round
-    spacing: str = "power"  # s-space curve for metric scenes ("linear" in NDC, always)
+    sampler: str = "proposal"  # reconfusion.field.samplers: "proposal" (Zip-NeRF) or "uniform" (proposals=[])
+    spacing: str = "auto"  # s-space curve; "auto" = "linear" in NDC, "power" elsewhere (see resolve)
     histogram_padding: float = 0.01
+    backend: str | None = None  # rfkernels backend for every op; None = rfkernels' default (RFKERNELS_BACKEND)
     # losses
     data_loss: str = "charbonnier"  # or "mse" (tiny: short runs on dark backgrounds collapse under L1-like losses)
     charbonnier_eps: float = 1e-3
     interlevel_weight: float = 0.01
-    interlevel_blurs: tuple = (0.03, 0.003)
+    interlevel_blurs: tuple = (0.03, 0.003)  # one blur half-width per proposal level
     distortion_weight: float = 0.01
     # few-view regularizers (no learned prior)
     entropy_weight: float = 0.0  # binary entropy of the rendered opacity
@@ -67,7 +73,7 @@ class Config:
     batch_rays: int = 16384  # departs: Zip-NeRF uses 65536 rays per step (on 8 accelerators)
     lr_init: float = 1e-2
     lr_final: float = 1e-3
-    warmup_steps: int = 2500
+    warmup_steps: int = 2500  # capped at a tenth of `iterations` (at least 1) by resolve()
     beta1: float = 0.9
     beta2: float = 0.99
     adam_eps: float = 1e-15
@@ -79,26 +85,88 @@ class Config:
     eval_chunk: int = 8192
     seed: int = 0
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field with a value the model or loop cannot use."""
+        def need(ok: bool, name: str, what: str):
+            if not ok:
+                raise ValueError(f"config `{name}` must be {what}, got {getattr(self, name)!r}")
+
+        for name in ("iterations", "batch_rays", "eval_chunk"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "an integer >= 1")
+        for name in ("warmup_steps", "eval_every", "checkpoint_every", "seed"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, name, "an integer >= 0")
+        for name in ("lr_init", "lr_final"):
+            need(isinstance(getattr(self, name), (int, float)) and math.isfinite(getattr(self, name))
+                 and getattr(self, name) > 0, name, "a finite number > 0")
+        need(self.backend is None or self.backend in BACKENDS, "backend", f"None or one of {BACKENDS}")
+        need(self.spacing in SPACINGS, "spacing", f"one of {SPACINGS}")
+        need(self.data_loss in ("charbonnier", "mse"), "data_loss", "'charbonnier' or 'mse'")
+        need(len(self.n_samples) == len(self.proposals) + 1 and all(
+            isinstance(n, int) and n >= 1 for n in self.n_samples), "n_samples",
+            f"{len(self.proposals) + 1} integers >= 1 (one per proposal round, then the NeRF round)")
+        # Each proposal level gets its own blur: a level without one would silently get an unblurred loss.
+        need(len(self.interlevel_blurs) == len(self.proposals), "interlevel_blurs",
+             f"{len(self.proposals)} half-width(s), one per proposal level")
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
+        """Inverse of ``json.loads(cfg.to_json())``; an unknown key (at any level) is a ``ValueError``."""
         d = dict(d)
         f = d.pop("field", None)
         p = d.pop("proposals", None)
-        cfg = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in _known(cls, d, "config").items()}
         if f is not None:
-            cfg.field = FieldConfig(**{**f, "grid": GridConfig(**f["grid"])})
+            kw["field"] = FieldConfig(**{**_known(FieldConfig, f, "config.field"),
+                                         "grid": GridConfig(**_known(GridConfig, f.get("grid", {}), "config.field.grid"))})
         if p is not None:
-            cfg.proposals = [ProposalConfig(**{**q, "grid": GridConfig(**q["grid"])}) for q in p]
-        return cfg
+            kw["proposals"] = [ProposalConfig(**{**_known(ProposalConfig, q, f"config.proposals[{i}]"),
+                                                 "grid": GridConfig(**_known(GridConfig, q.get("grid", {}),
+                                                                             f"config.proposals[{i}].grid"))})
+                               for i, q in enumerate(p)]
+        return cls(**kw)
 
     def replace(self, **kw) -> "Config":
         unknown = [k for k in kw if k not in {f.name for f in dataclasses.fields(self)}]
         if unknown:
             raise ValueError(f"unknown config field(s): {unknown}")
         return dataclasses.replace(self, **kw)
+
+
+def _known(cls, d: dict, where: str) -> dict:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must be a JSON object, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where}; known: {sorted(names)}")
+    return d
+
+
+def resolve(cfg: Config, space: str) -> Config:
+    """The concrete config a model is built and trained with (every derived setting decided here):
+
+    - ``spacing="auto"``: ``"linear"`` for NDC scenes (NDC depth is already disparity-like),
+      ``"power"`` (Zip-NeRF's ladder) for metric ones; any other curve in NDC is an error.
+    - ``warmup_steps`` is capped at a tenth of ``iterations`` (at least 1), so a short run is not
+      all warm-up.
+    """
+    spacing = cfg.spacing
+    if spacing == "auto":
+        spacing = "linear" if space == "ndc" else "power"
+    elif space == "ndc" and spacing != "linear":
+        raise ValueError(f"config `spacing` {spacing!r} does not apply to NDC scenes: use 'auto' or 'linear'")
+    warmup = min(cfg.warmup_steps, max(cfg.iterations // 10, 1))
+    if (spacing, warmup) == (cfg.spacing, cfg.warmup_steps):
+        return cfg
+    return cfg.replace(spacing=spacing, warmup_steps=warmup)
 
 
 def base() -> Config:
@@ -112,7 +180,7 @@ def tiny() -> Config:
         field=FieldConfig(GridConfig(8, 2, 16, 16, 512), density_width=32, density_depth=1, bottleneck=15,
                           color_width=32, color_depth=1, dir_degree=2),
         proposals=[ProposalConfig(GridConfig(5, 1, 14, 16, 128), width=16, depth=1)],
-        n_samples=(32, 24),
+        n_samples=(32, 24), interlevel_blurs=(0.03,),
         data_loss="mse", iterations=1500, batch_rays=1024, warmup_steps=100, lr_init=1e-2, lr_final=1e-3,
         # The few-view regularizers are off: on 3-view fern at 126x94 each one lowered held-out
         # PSNR in this preset (README, "Few-view regularizers"); turn them on with .replace().
@@ -130,4 +198,5 @@ def get_preset(name: str) -> Config:
     return PRESETS[name]()
 
 
-__all__ = ["Config", "FieldConfig", "GridConfig", "PRESETS", "ProposalConfig", "base", "get_preset", "tiny"]
+__all__ = ["BACKENDS", "Config", "FieldConfig", "GridConfig", "PRESETS", "ProposalConfig", "SPACINGS",
+           "base", "get_preset", "resolve", "tiny"]

@@ -47,24 +47,29 @@ def ssim(pred: torch.Tensor, gt: torch.Tensor, window: int = 11, sigma: float = 
 
 class LPIPS:
     """LPIPS from a local file: a TorchScript module ``f(x, y)`` on NCHW images in [-1, 1], or a
-    full state dict of ``lpips.LPIPS(net=...)`` (needs the ``lpips`` package; its backbone is built
-    without pretrained weights and everything is loaded from the file)."""
+    full state dict of ``lpips.LPIPS(net=...)`` as ``.safetensors`` (needs the ``lpips`` package; its
+    backbone is built without pretrained weights and everything is loaded from the file). A pickled
+    state dict (``.pth``) is not loaded: convert it once with ``safetensors.torch.save_file``."""
 
     def __init__(self, path: str, net: str = "alex", device="cpu"):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"LPIPS weights not found: {path}")
         self.device = device
-        try:
-            self.model = torch.jit.load(path, map_location=device)
-            return
-        except (RuntimeError, ValueError):
-            pass
+        if not path.endswith(".safetensors"):
+            try:
+                self.model = torch.jit.load(path, map_location=device)
+                return
+            except (RuntimeError, ValueError) as exc:
+                raise ValueError(f"{path} is not a TorchScript module; give LPIPS weights as a TorchScript "
+                                 "module or an lpips.LPIPS state dict in .safetensors") from exc
         try:
             import lpips  # noqa: PLC0415
         except ImportError as exc:
-            raise ValueError(f"{path} is not a TorchScript module and the `lpips` package is not installed") from exc
+            raise ValueError(f"{path}: loading an LPIPS state dict needs the `lpips` package") from exc
+        from safetensors.torch import load_file
+
         model = lpips.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
-        model.load_state_dict(torch.load(path, map_location="cpu"))
+        model.load_state_dict(load_file(path))
         self.model = model.to(device).eval()
 
     @torch.no_grad()

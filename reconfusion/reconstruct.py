@@ -1,5 +1,5 @@
 """The optimization loop: data loss + few-view regularizers + pluggable extra losses, evaluation,
-checkpoints (safetensors + JSON config) and resume.
+checkpoints (:mod:`.checkpoint`: safetensors + JSON) and resume.
 
 The hook for the diffusion prior (a later issue) is :class:`ExtraLoss`: a callable invoked every
 ``every`` iterations with a :class:`LossContext` (model, scene, iteration, a render function, ...)
@@ -22,16 +22,17 @@ from typing import Callable
 
 import torch
 
+import rfkernels
+
 from . import regularizers as reg
-from .config import Config
+from .checkpoint import (CKPT_DIR, STATE_FILE, checkpoint_dir, has_trainer_state, load_checkpoint,
+                         load_trainer_state, save_checkpoint)
+from .config import Config, resolve
 from .data.scene import Scene
 from .field.zipnerf import RenderOutput, ZipNeRF
 from .metrics import LPIPS_ABSENT, image_metrics, psnr
 from .rays import RayBundle
 from .video import depth_image, save_image, side_by_side, to_uint8
-
-CKPT_DIR = "checkpoint"
-MODEL_FILE, CONFIG_FILE, STATE_FILE = "model.safetensors", "config.json", "optimizer.pt"
 
 
 # ------------------------------------------------------------------------------- extra losses
@@ -70,7 +71,8 @@ def learning_rate(step: int, cfg: Config) -> float:
 
 
 def build_model(cfg: Config, scene: Scene) -> ZipNeRF:
-    return ZipNeRF(cfg, scene.space, scene.bbox, scene.background)
+    """The model for ``scene`` with ``cfg`` resolved for its space (:func:`reconfusion.config.resolve`)."""
+    return ZipNeRF(resolve(cfg, scene.space), scene.space, scene.bbox, scene.background)
 
 
 def scene_meta(scene: Scene, data: dict | None = None) -> dict:
@@ -82,49 +84,32 @@ def scene_meta(scene: Scene, data: dict | None = None) -> dict:
     }
 
 
-# ------------------------------------------------------------------------------- checkpoints
-def save_checkpoint(out_dir: str, model: ZipNeRF, cfg: Config, meta: dict, step: int,
-                    optimizer: torch.optim.Optimizer | None = None) -> str:
-    from safetensors.torch import save_file
-
-    d = os.path.join(out_dir, CKPT_DIR)
-    os.makedirs(d, exist_ok=True)
-    tensors = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, os.path.join(d, MODEL_FILE))
-    with open(os.path.join(d, CONFIG_FILE), "w") as f:
-        json.dump({"config": json.loads(cfg.to_json()), "scene": meta, "step": step}, f, indent=2)
-    if optimizer is not None:
-        torch.save({"optimizer": optimizer.state_dict(), "step": step,
-                    "rng": torch.get_rng_state()}, os.path.join(d, STATE_FILE))
-    return d
-
-
-def checkpoint_dir(path: str) -> str:
-    """Accept the run folder or its ``checkpoint/`` subfolder."""
-    if os.path.isfile(os.path.join(path, CONFIG_FILE)):
-        return path
-    d = os.path.join(path, CKPT_DIR)
-    if os.path.isfile(os.path.join(d, CONFIG_FILE)):
-        return d
-    raise FileNotFoundError(f"no checkpoint in {path} (expected {CKPT_DIR}/{CONFIG_FILE})")
-
-
-def load_checkpoint(path: str, device="cpu") -> tuple[ZipNeRF, Config, dict]:
-    """-> (model in eval mode, config, {"scene": meta, "step": step})."""
-    from safetensors.torch import load_file
-
-    d = checkpoint_dir(path)
-    with open(os.path.join(d, CONFIG_FILE)) as f:
-        info = json.load(f)
-    cfg = Config.from_dict(info["config"])
-    meta = info["scene"]
-    bbox = torch.tensor(meta["bbox"]) if meta.get("bbox") is not None else None
-    model = ZipNeRF(cfg, meta["space"], bbox, meta["background"])
-    model.load_state_dict(load_file(os.path.join(d, MODEL_FILE)))
-    return model.to(device).eval(), cfg, info
-
-
 # ------------------------------------------------------------------------------- training
+def make_optimizer(model: ZipNeRF, cfg: Config) -> torch.optim.Adam:
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr_init, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
+
+
+def check_backend(backend: str | None, device) -> None:
+    """Raise ``rfkernels.BackendUnavailableError`` if an explicitly chosen backend cannot run on ``device``."""
+    if backend in (None, "auto"):
+        return
+    available = rfkernels.available_backends(device)
+    if backend not in available:
+        raise rfkernels.BackendUnavailableError(
+            f"backend {backend!r} cannot run on {torch.device(device)} here (available: {', '.join(available)})")
+
+
+def config_differences(saved: Config, mine: Config) -> list[str]:
+    """Top-level keys where ``mine`` differs from ``saved`` (``backend`` excluded), with values."""
+    a, b = json.loads(saved.to_json()), json.loads(mine.to_json())
+    out = []
+    for k in a:
+        if k != "backend" and a[k] != b.get(k):
+            scalar = not isinstance(a[k], (dict, list))
+            out.append(f"{k} (saved {a[k]!r}, yours {b.get(k)!r})" if scalar else k)
+    return out
+
+
 @dataclass
 class TrainResult:
     model: ZipNeRF
@@ -157,11 +142,14 @@ def compute_losses(out: RenderOutput, target: torch.Tensor, cfg: Config) -> dict
     """The per-iteration loss terms (already weighted) from one render."""
     losses = {"data": reg.data_loss(out.rgb, target, cfg.data_loss, cfg.charbonnier_eps)}
     if cfg.interlevel_weight > 0 and out.proposals:
-        blurs = list(cfg.interlevel_blurs) + [None] * len(out.proposals)
+        if len(out.proposals) != len(cfg.interlevel_blurs):  # a level must never fall back to an unblurred loss
+            raise ValueError(f"config `interlevel_blurs` has {len(cfg.interlevel_blurs)} half-width(s) but the "
+                             f"sampler returned {len(out.proposals)} histogram(s): give one per level")
         losses["interlevel"] = cfg.interlevel_weight * sum(
-            reg.interlevel(out.s_edges, out.weights, e, w, blurs[k]) for k, (e, w) in enumerate(out.proposals))
+            reg.interlevel(out.s_edges, out.weights, e, w, blur, backend=cfg.backend)
+            for (e, w), blur in zip(out.proposals, cfg.interlevel_blurs))
     if cfg.distortion_weight > 0:
-        losses["distortion"] = cfg.distortion_weight * reg.distortion(out.weights, out.s_edges)
+        losses["distortion"] = cfg.distortion_weight * reg.distortion(out.weights, out.s_edges, backend=cfg.backend)
     if cfg.entropy_weight > 0:
         losses["entropy"] = cfg.entropy_weight * reg.opacity_entropy(out.opacity)
     if cfg.occlusion_weight > 0:
@@ -175,28 +163,41 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
           log: Callable[[str], None] = print) -> TrainResult:
     """Optimize a :class:`ZipNeRF` on ``scene.train_ids`` for ``cfg.iterations`` steps.
 
-    With ``out_dir``: checkpoints every ``cfg.checkpoint_every`` steps and at the end; ``resume``
-    continues from ``out_dir``'s checkpoint (model, optimizer, step).
+    ``cfg`` is resolved for the scene first (:func:`reconfusion.config.resolve`: spacing, warm-up
+    capped at a tenth of the run); ``cfg.backend`` must be able to run on ``device``.
+    With ``out_dir``: checkpoints every ``cfg.checkpoint_every`` steps and at the end. ``resume``
+    continues from ``out_dir``'s checkpoint (model, optimizer, RNG states, step) with the *saved* config,
+    as if never interrupted:
+    keys where ``cfg`` differs are logged once and ignored (except ``backend``, a choice of this
+    process).
     """
     from tqdm import tqdm
 
     if not scene.train_ids:
         raise ValueError("scene has no training views: call select_views first")
     device = torch.device(device)
+    resolved = resolve(cfg, scene.space)
+    if resolved.warmup_steps != cfg.warmup_steps:
+        log(f"warmup_steps {cfg.warmup_steps} -> {resolved.warmup_steps} (capped at a tenth of {cfg.iterations} iterations)")
+    cfg = resolved
+    check_backend(cfg.backend, device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = build_model(cfg, scene).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr_init, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
     meta = scene_meta(scene, data_info)
-    start = 0
-    if resume and out_dir and os.path.isfile(os.path.join(out_dir, CKPT_DIR, STATE_FILE)):
-        loaded, _, info = load_checkpoint(out_dir, device)
-        model.load_state_dict(loaded.state_dict())
-        state = torch.load(os.path.join(out_dir, CKPT_DIR, STATE_FILE), map_location=device, weights_only=False)
-        opt.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-        gen.manual_seed(cfg.seed + start)
+    start, ckpt = 0, os.path.join(out_dir, CKPT_DIR) if out_dir else None
+    if resume and ckpt and has_trainer_state(ckpt):
+        model, saved, _ = load_checkpoint(ckpt, device, backend=cfg.backend)
+        differ = config_differences(saved, cfg)
+        if differ:
+            log(f"resuming with the config saved in {ckpt}; ignoring your differing key(s): {', '.join(differ)}")
+        cfg = saved
+        model.train()
+        opt = make_optimizer(model, cfg)
+        start = load_trainer_state(os.path.join(ckpt, STATE_FILE), opt, gen)
         log(f"resumed from {out_dir} at step {start}")
+    else:
+        model = build_model(cfg, scene).to(device)
+        opt = make_optimizer(model, cfg)
     pool = _RayPool(scene, device)
     history, t0 = [], time.time()
     model.train()
@@ -231,15 +232,15 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
             bar.set_postfix(loss=f"{float(total.detach()):.4f}", psnr=f"{batch_psnr:.2f}")
         done = step + 1
         if cfg.eval_every and done % cfg.eval_every == 0 and scene.test_ids and done < cfg.iterations:
-            m = evaluate(model, scene, None, chunk=cfg.eval_chunk, device=device, log=lambda s: None)
+            m = evaluate(model, scene, None, device=device, log=lambda s: None)
             log(f"step {done}: held-out PSNR {m['mean']['psnr']:.2f} SSIM {m['mean']['ssim']:.3f}")
             model.train()
         if out_dir and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
-            save_checkpoint(out_dir, model, cfg, meta, done, opt)
+            save_checkpoint(out_dir, model, cfg, meta, done, opt, gen)
     bar.close()
     seconds = time.time() - t0
     if out_dir:
-        save_checkpoint(out_dir, model, cfg, meta, cfg.iterations, opt)
+        save_checkpoint(out_dir, model, cfg, meta, cfg.iterations, opt, gen)
         with open(os.path.join(out_dir, "history.json"), "w") as f:
             json.dump(history, f)
     model.eval()
@@ -248,8 +249,9 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
 
 # ------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def render_view(model: ZipNeRF, scene: Scene, idx: int, chunk: int = 8192, device="cpu") -> dict:
-    """Render training/test view ``idx`` -> ``{"rgb": [H, W, 3], "depth": [H, W], "opacity": [H, W]}``."""
+def render_view(model: ZipNeRF, scene: Scene, idx: int, chunk: int | None = None, device="cpu") -> dict:
+    """Render training/test view ``idx`` (``chunk`` rays at a time, default the model's
+    ``cfg.eval_chunk``) -> ``{"rgb": [H, W, 3], "depth": [H, W], "opacity": [H, W]}``."""
     model.eval()
     out = model.render_chunked(scene.view_rays(idx).to(device), chunk)
     H, W = scene.height, scene.width
@@ -257,7 +259,7 @@ def render_view(model: ZipNeRF, scene: Scene, idx: int, chunk: int = 8192, devic
 
 
 @torch.no_grad()
-def evaluate(model: ZipNeRF, scene: Scene, out_dir: str | None, *, chunk: int = 8192, device="cpu",
+def evaluate(model: ZipNeRF, scene: Scene, out_dir: str | None, *, chunk: int | None = None, device="cpu",
              lpips_path: str | None = None, log: Callable[[str], None] = print) -> dict:
     """Metrics on ``scene.test_ids``; with ``out_dir``, writes ``results.json`` and per view
     ``test_<id>.png`` (render | ground truth | error) and ``depth_<id>.png``."""
@@ -294,6 +296,7 @@ def evaluate(model: ZipNeRF, scene: Scene, out_dir: str | None, *, chunk: int = 
 
 
 __all__ = [
-    "ExtraLoss", "LossContext", "TrainResult", "build_model", "checkpoint_dir", "compute_losses", "evaluate",
-    "learning_rate", "load_checkpoint", "render_view", "save_checkpoint", "scene_meta", "train",
+    "ExtraLoss", "LossContext", "TrainResult", "build_model", "check_backend", "checkpoint_dir", "compute_losses",
+    "config_differences", "evaluate", "learning_rate", "load_checkpoint", "make_optimizer", "render_view",
+    "save_checkpoint", "scene_meta", "train",
 ]

@@ -3,9 +3,8 @@
 - ``charbonnier``: Zip-NeRF's data loss ``sqrt((x - y)^2 + eps^2)``.
 - ``opacity_entropy``: binary entropy of the rendered opacity, pushing rays to be fully empty or
   fully opaque (a per-ray form of InfoNeRF's entropy idea; cheap, no extra rays).
-- ``frequency_mask``: FreeNeRF's frequency regularization (Yang et al., CVPR 2023) carried over to
-  a hash grid: fine grid levels are masked at the start and unmasked linearly over a fraction of
-  the run, so early optimization fits a smooth field.
+- FreeNeRF's frequency regularization is a schedule of the encoding, not a loss: see
+  :func:`reconfusion.field.encoding.frequency_mask` (``Config.freq_reg_fraction``).
 - ``occlusion_loss``: FreeNeRF's occlusion regularization: density right in front of the cameras
   (normalized distance ``s < s_max``) is penalized, removing near-camera floaters.
 - ``distortion`` / ``interlevel``: mip-NeRF 360 / Zip-NeRF losses, computed by ``rfkernels``.
@@ -36,32 +35,23 @@ def opacity_entropy(opacity: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return -(o * torch.log(o) + (1.0 - o) * torch.log(1.0 - o)).mean()
 
 
-def frequency_mask(n_levels: int, n_features: int, progress: float, device=None) -> torch.Tensor:
-    """Mask ``[n_levels * n_features]`` for grid features at training ``progress`` in [0, 1].
-
-    Level ``l`` ramps from 0 to 1 while ``progress * n_levels`` goes from ``l - 1`` to ``l``; the
-    coarsest level is always on and all levels are on at ``progress >= 1``.
-    """
-    levels = torch.arange(n_levels, dtype=torch.float32, device=device)
-    m = (max(progress, 0.0) * n_levels - levels + 1.0).clamp(0.0, 1.0)
-    return m.repeat_interleave(n_features)
-
-
 def occlusion_loss(sigmas: torch.Tensor, s_mids: torch.Tensor, s_max: float) -> torch.Tensor:
     """Mean density of samples ``[R, S]`` whose normalized distance is below ``s_max``."""
     mask = (s_mids < s_max).to(sigmas.dtype)
     return (sigmas * mask).sum() / sigmas.shape[0] / max(sigmas.shape[1], 1)
 
 
-def distortion(weights: torch.Tensor, s_edges: torch.Tensor) -> torch.Tensor:
+def distortion(weights: torch.Tensor, s_edges: torch.Tensor, backend: str | None = None) -> torch.Tensor:
     """``weights [R, S]``, s-space edges ``[R, S+1]`` -> scalar."""
-    return rfkernels.distortion_loss(weights, s_edges[:, :-1].contiguous(), s_edges[:, 1:].contiguous()).mean()
+    return rfkernels.distortion_loss(weights, s_edges[:, :-1].contiguous(), s_edges[:, 1:].contiguous(),
+                                     backend=backend).mean()
 
 
-def interlevel(fine_edges, fine_weights, prop_edges, prop_weights, blur_halfwidth=None) -> torch.Tensor:
+def interlevel(fine_edges, fine_weights, prop_edges, prop_weights, blur_halfwidth=None,
+               backend: str | None = None) -> torch.Tensor:
     """Proposal loss (fine histogram detached): scalar."""
     return rfkernels.interlevel_loss(fine_edges.detach(), fine_weights.detach(), prop_edges, prop_weights,
-                                     blur_halfwidth=blur_halfwidth).mean()
+                                     blur_halfwidth=blur_halfwidth, backend=backend).mean()
 
 
-__all__ = ["charbonnier", "data_loss", "distortion", "frequency_mask", "interlevel", "occlusion_loss", "opacity_entropy"]
+__all__ = ["charbonnier", "data_loss", "distortion", "interlevel", "occlusion_loss", "opacity_entropy"]

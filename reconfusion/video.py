@@ -65,10 +65,19 @@ def video_path(scene, n_frames: int = 60) -> torch.Tensor:
     return orbit_path(scene.c2w, n_frames)
 
 
+def check_video_args(n_frames: int, fps: int) -> None:
+    """``ValueError`` naming the argument unless both are integers >= 1."""
+    for name, v in (("n_frames", n_frames), ("fps", fps)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"`{name}` must be an integer >= 1, got {v!r}")
+
+
 @torch.no_grad()
-def render_video(model, scene, path: str, n_frames: int = 60, fps: int = 24, chunk: int = 8192,
+def render_video(model, scene, path: str, n_frames: int = 60, fps: int = 24, chunk: int | None = None,
                  device="cpu", with_depth: bool = True) -> str:
-    """Render ``video_path(scene)`` (rgb | depth) with ``scene``'s first intrinsics and image size."""
+    """Render ``video_path(scene)`` (rgb | depth) with ``scene``'s first intrinsics and image size
+    (``chunk`` rays at a time, default the model's ``cfg.eval_chunk``)."""
+    check_video_args(n_frames, fps)
     model.eval()
     frames = []
     intr = scene.intrinsics[0]
@@ -82,4 +91,4 @@ def render_video(model, scene, path: str, n_frames: int = 60, fps: int = 24, chu
     return write_video(frames, path, fps)
 
 
-__all__ = ["depth_image", "heat", "render_video", "save_image", "side_by_side", "to_uint8", "video_path", "write_video"]
+__all__ = ["check_video_args", "depth_image", "heat", "render_video", "save_image", "side_by_side", "to_uint8", "video_path", "write_video"]

@@ -201,3 +201,83 @@ def test_shared_scenes():
         tiny = load_scene(os.path.join(SHARED, "tiny_lego_100.npz"))
         assert tiny.images.shape == (100, 100, 100, 3)
         assert math.isclose(tiny.intrinsics[0, 0].item(), 138.889, rel_tol=1e-4)
+
+
+def test_llff_factor_detected_from_the_available_folder(tmp_path):
+    from reconfusion.data.llff import default_factor
+
+    root = write_llff(str(tmp_path / "a"), n=3, folder="images_32")
+    assert default_factor(root) == 32 and load_llff(root).images.shape == (3, 12, 16, 3)
+    for k in (4, 16):
+        os.makedirs(os.path.join(root, f"images_{k}"))
+    assert default_factor(root) == 16  # ratio 2 either way: the smaller images
+    os.makedirs(os.path.join(root, "images_8"))
+    assert default_factor(root) == 8
+    with pytest.raises(DataError, match=r"images_32/"):
+        load_llff(write_llff(str(tmp_path / "b"), n=3, folder="images_32"), factor=8)
+    with pytest.raises(DataError, match="factor"):
+        load_llff(root, factor=0)
+
+
+def test_loaders_reject_bad_metadata(tmp_path):
+    # NaN in an LLFF pose
+    root = write_llff(str(tmp_path / "llff"), n=3)
+    pb = np.load(os.path.join(root, "poses_bounds.npy"))
+    pb[1, 3] = np.nan
+    np.save(os.path.join(root, "poses_bounds.npy"), pb)
+    with pytest.raises(DataError, match="row 1 has a non-finite"):
+        load_llff(root)
+    # Blender: camera_angle_x <= 0 or >= pi, a frame without transform_matrix / file_path
+    b = write_blender(str(tmp_path / "lego"))
+    jpath = os.path.join(b, "transforms_train.json")
+    good = json.load(open(jpath))
+    for angle in (0, -0.5, math.pi, "wide", None):
+        json.dump({**good, "camera_angle_x": angle}, open(jpath, "w"))
+        with pytest.raises(DataError, match="camera_angle_x"):
+            load_blender(b)
+    for key in ("transform_matrix", "file_path"):
+        frames = [dict(f) for f in good["frames"]]
+        del frames[1][key]
+        json.dump({**good, "frames": frames}, open(jpath, "w"))
+        with pytest.raises(DataError, match=f"frame 1 lacks '{key}'"):
+            load_blender(b)
+    frames = [dict(f) for f in good["frames"]]
+    frames[2]["transform_matrix"] = [[1, 0], [0, 1]]
+    json.dump({**good, "frames": frames}, open(jpath, "w"))
+    with pytest.raises(DataError, match="4x4"):
+        load_blender(b)
+
+
+def test_nerfstudio_checks_height(tmp_path):
+    root = str(tmp_path / "ns")
+    os.makedirs(os.path.join(root, "images"))
+    iio.imwrite(os.path.join(root, "images", "0.png"), _img(6, 10))
+    frame = {"file_path": "images/0.png", "transform_matrix": np.eye(4).tolist()}
+    meta = {"fl_x": 9.0, "fl_y": 9.0, "cx": 5.0, "cy": 3.0, "w": 10, "h": 7, "frames": [frame]}
+    json.dump(meta, open(os.path.join(root, "transforms.json"), "w"))
+    with pytest.raises(DataError, match="height 6 does not match h=7"):
+        load_nerfstudio(root)
+    json.dump({**meta, "h": 6, "frames": [{"file_path": "images/0.png"}]}, open(os.path.join(root, "transforms.json"), "w"))
+    with pytest.raises(DataError, match="lacks 'transform_matrix'"):
+        load_nerfstudio(root)
+
+
+def test_npz_rejects_bad_values(tmp_path):
+    poses = np.tile(np.eye(4, dtype=np.float32), (3, 1, 1))
+    poses[:, 2, 3] = 4.0
+    imgs = np.random.rand(3, 5, 6, 3).astype(np.float32)
+
+    def save(**kw):
+        p = str(tmp_path / "x.npz")
+        np.savez(p, **{"images": imgs, "poses": poses, "focal": np.float32(8.0), **kw})
+        return p
+
+    nan = imgs.copy()
+    nan[2, 1, 1, 0] = np.nan
+    cases = [({"images": nan}, "image 2 .*non-finite.*pixel"), ({"focal": np.zeros(0)}, "'focal' must be one number"),
+             ({"focal": np.float32(-1)}, "focal must be > 0"), ({"near": np.array([1.0, 2.0])}, "'near' must be one"),
+             ({"far": np.float32(np.inf)}, "'far' must be finite")]
+    for kw, match in cases:
+        with pytest.raises(DataError, match=match):
+            load_npz(save(**kw))
+    assert load_npz(save(near=np.array([1.5]), far=np.float64(7.0))).near == 1.5

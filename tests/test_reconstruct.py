@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from reconfusion.config import Config, FieldConfig, GridConfig, ProposalConfig, get_preset, tiny
+from reconfusion.config import Config, FieldConfig, GridConfig, ProposalConfig, get_preset, resolve, tiny
 from reconfusion.data.scene import select_views
 from reconfusion.metrics import psnr, ssim
 from reconfusion.reconstruct import (ExtraLoss, build_model, evaluate, learning_rate, load_checkpoint, render_view,
@@ -75,7 +75,7 @@ def test_model_forward_shapes(scene):
     assert len(out.proposals) == 1 and out.proposals[0][0].shape == (50, 25)
     assert bool((out.s_edges[:, 1:] >= out.s_edges[:, :-1]).all())
     out.rgb.sum().backward()
-    assert model.field.grid.params.grad is not None
+    assert model.field.encoding.grid.params.grad is not None
 
 
 def test_training_reaches_psnr(scene, trained):
@@ -111,15 +111,60 @@ def test_checkpoint_round_trip_identical_renders(scene, trained, tmp_path):
     assert os.path.isfile(os.path.join(out, "checkpoint", "model.safetensors"))
 
 
-def test_resume_continues(scene, tmp_path):
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_at(step):
+    def fn(ctx):
+        if ctx.iteration == step:
+            raise _Interrupt
+    return ExtraLoss(fn, name="interrupt")
+
+
+def test_resume_continues_with_the_saved_config(scene, tmp_path):
+    """A run interrupted after its step-3 checkpoint resumes there with the saved config; the
+    caller's differing keys are reported once, by name, and ignored; the model is built once."""
     out = str(tmp_path)
     cfg = small_config(iterations=6, checkpoint_every=3)
-    train(scene, cfg.replace(iterations=3), out, progress_bar=False)
+    with pytest.raises(_Interrupt):
+        train(scene, cfg, out, progress_bar=False, extra_losses=[_interrupt_at(4)])
+    assert load_checkpoint(out)[2]["step"] == 3
     logs = []
-    res = train(scene, cfg, out, resume=True, progress_bar=False, log=logs.append)
-    assert logs and "step 3" in logs[0]
+    res = train(scene, cfg.replace(eval_chunk=1000, n_samples=(8, 8)), out, resume=True, progress_bar=False,
+                log=logs.append)
+    assert logs[0] == "warmup_steps 10 -> 1 (capped at a tenth of 6 iterations)"
+    assert len(logs) == 3 and "eval_chunk (saved 2048, yours 1000)" in logs[1] and "n_samples" in logs[1]
+    assert "step 3" in logs[2]
+    assert res.config == resolve(cfg, "box") and res.model.cfg.n_samples == (24, 16)
     assert [h["step"] for h in res.history] == [5]  # steps 3..5 ran (logged every 10 and at the end)
     assert load_checkpoint(out)[2]["step"] == 6
+    # the same run, never interrupted, ends with the same weights: optimizer and both RNGs restored
+    whole = train(scene, cfg, str(tmp_path / "whole"), progress_bar=False)
+    a, b = res.model.state_dict(), whole.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_restores_optimizer_state(scene, tmp_path):
+    from reconfusion.checkpoint import load_trainer_state, save_trainer_state
+    from reconfusion.reconstruct import make_optimizer
+
+    model = build_model(small_config(), scene)
+    opt = make_optimizer(model, small_config())
+    model(scene.view_rays(0)[:32], progress=0.1).rgb.sum().backward()
+    opt.step()
+    path = str(tmp_path / "opt.safetensors")
+    save_trainer_state(path, opt, 7)
+    rng = torch.get_rng_state()
+    torch.rand(3)
+    opt2 = make_optimizer(model, small_config())
+    assert load_trainer_state(path, opt2) == 7
+    assert torch.equal(torch.get_rng_state(), rng)
+    a, b = opt.state_dict(), opt2.state_dict()
+    assert a["param_groups"] == b["param_groups"]
+    for pid, st in a["state"].items():
+        for k, v in st.items():
+            assert torch.equal(v, b["state"][pid][k]), k
 
 
 def test_extra_loss_hook(scene):
@@ -193,6 +238,9 @@ def test_lpips_from_local_torchscript_only(tmp_path):
     assert math.isclose(fn(torch.zeros(4, 4, 3), torch.ones(4, 4, 3)), 2.0)
     with pytest.raises(FileNotFoundError, match="LPIPS weights not found"):
         LPIPS(str(tmp_path / "missing.pt"))
+    torch.save({"w": torch.zeros(2)}, str(tmp_path / "sd.pth"))  # a pickled state dict is never unpickled
+    with pytest.raises(ValueError, match="not a TorchScript module"):
+        LPIPS(str(tmp_path / "sd.pth"))
 
 
 @pytest.mark.parametrize("space", ["ndc", "contract", "box"])
@@ -211,7 +259,7 @@ def test_forward_in_every_space(space, scene, tmp_path):
     out = model(sc.view_rays(0)[:64], progress=0.3)
     assert bool(torch.isfinite(out.rgb).all()) and bool(((out.depth >= 0) & (out.depth <= 1 + 1e-5)).all())
     out.rgb.sum().backward()
-    assert model.field.grid.params.grad.abs().sum() > 0
+    assert model.field.encoding.grid.params.grad.abs().sum() > 0
     if space == "ndc":
         assert model.bg_logit.grad is not None
 

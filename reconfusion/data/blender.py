@@ -32,6 +32,40 @@ def _frame_path(root: str, file_path: str) -> str:
     return p
 
 
+def camera_angle(value, where: str) -> float:
+    """``camera_angle_x`` in radians, which must be a number in (0, pi)."""
+    try:
+        angle = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: camera_angle_x must be a number (radians), got {value!r}") from None
+    if not 0.0 < angle < math.pi:
+        raise DataError(f"{where}: camera_angle_x must be in (0, pi) radians, got {value!r}")
+    return angle
+
+
+def check_frame(fr, where: str) -> None:
+    """A frame needs a string ``file_path`` and a ``transform_matrix``."""
+    if not isinstance(fr, dict):
+        raise DataError(f"{where} must be a JSON object, got {type(fr).__name__}")
+    missing = [k for k in ("file_path", "transform_matrix") if k not in fr]
+    if missing:
+        raise DataError(f"{where} lacks {' and '.join(repr(k) for k in missing)}")
+    if not isinstance(fr["file_path"], str):
+        raise DataError(f"{where}: file_path must be a string, got {fr['file_path']!r}")
+
+
+def pose_matrix(value, where: str, shapes=((4, 4),)) -> np.ndarray:
+    """``transform_matrix`` as float64, with one of ``shapes``."""
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: transform_matrix must be a matrix of numbers") from None
+    if m.shape not in shapes:
+        raise DataError(f"{where}: transform_matrix must be {' or '.join('x'.join(map(str, s)) for s in shapes)}, "
+                        f"got {list(m.shape)}")
+    return m
+
+
 def load_blender(path: str, splits: tuple[str, ...] | None = None, white_background: bool = True,
                  downscale: float = 1.0) -> Scene:
     """Load the given splits (default: all present); the ``test`` split, if loaded, is the test set."""
@@ -46,20 +80,18 @@ def load_blender(path: str, splits: tuple[str, ...] | None = None, white_backgro
     imgs, names, poses, split_of, angle = [], [], [], [], None
     for split in splits:
         meta = _read_json(os.path.join(path, f"transforms_{split}.json"))
-        if "camera_angle_x" not in meta or "frames" not in meta:
+        if not isinstance(meta, dict) or "camera_angle_x" not in meta or "frames" not in meta:
             raise DataError(f"transforms_{split}.json needs 'camera_angle_x' and 'frames'")
-        angle = float(meta["camera_angle_x"])
-        for fr in meta["frames"]:
+        angle = camera_angle(meta["camera_angle_x"], f"transforms_{split}.json")
+        for k, fr in enumerate(meta["frames"]):
+            check_frame(fr, f"transforms_{split}.json frame {k}")
             p = _frame_path(path, fr["file_path"])
             img = composite(read_image(p), bg)
             if downscale != 1:
                 img = resize_image(img, *downscale_size(img.shape[1], img.shape[0], downscale))
             imgs.append(img)
             names.append(os.path.relpath(p, path))
-            m = np.asarray(fr["transform_matrix"], dtype=np.float64)
-            if m.shape != (4, 4):
-                raise DataError(f"{p}: transform_matrix must be 4x4, got {list(m.shape)}")
-            poses.append(m)
+            poses.append(pose_matrix(fr["transform_matrix"], p))
             split_of.append(split)
     if not imgs:
         raise DataError(f"no frames in {path}")

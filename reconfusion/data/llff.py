@@ -22,29 +22,63 @@ def _list_images(folder: str) -> list[str]:
     return sorted(f for f in glob.glob(os.path.join(folder, "*")) if f.endswith(IMAGE_EXTS))
 
 
-def load_llff(path: str, factor: int = 8, downscale: float = 1.0, bd_factor: float = 0.75,
+DEFAULT_FACTOR = 8  # the few-view protocol's resolution (1/8 of the full images)
+
+
+def available_factors(path: str) -> list[int]:
+    """The ``k`` of every ``images_<k>/`` folder in ``path``, sorted."""
+    out = []
+    for d in glob.glob(os.path.join(path, "images_*")):
+        k = os.path.basename(d)[len("images_"):]
+        if os.path.isdir(d) and k.isdigit() and int(k) > 0:
+            out.append(int(k))
+    return sorted(out)
+
+
+def default_factor(path: str) -> int:
+    """The factor ``load_llff`` uses when none is given: 8 if ``images_8/`` or ``images/`` (then
+    resized by 8) exists, else the available ``images_<k>/`` with ``k`` closest to 8 in ratio (the
+    larger on a tie), e.g. 32 for the embedded demo copy (only ``images_32/``)."""
+    ks = available_factors(path)
+    if not ks or DEFAULT_FACTOR in ks or os.path.isdir(os.path.join(path, "images")):
+        return DEFAULT_FACTOR
+    return min(ks, key=lambda k: (abs(np.log(k / DEFAULT_FACTOR)), -k))
+
+
+def load_llff(path: str, factor: int | None = None, downscale: float = 1.0, bd_factor: float = 0.75,
               test_every: int = 8) -> Scene:
     """Load an LLFF scene folder.
 
     Args:
-        factor: use ``images_<factor>/`` if present, else resize ``images/`` by ``factor``.
+        factor: use ``images_<factor>/`` if present, else resize ``images/`` by ``factor``;
+            ``None``: :func:`default_factor` (8 unless only other ``images_<k>/`` exist).
         downscale: an extra resize factor applied after loading (e.g. 4 for a quick CPU run).
     """
+    if factor is None:
+        factor = default_factor(path)
+    elif isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise DataError(f"LLFF factor must be an integer >= 1, got {factor!r}")
     pb_path = os.path.join(path, "poses_bounds.npy")
     if not os.path.isfile(pb_path):
         raise DataError(f"not an LLFF scene: {pb_path} not found")
     try:
-        pb = np.load(pb_path)
+        pb = np.load(pb_path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"cannot read {pb_path}: {exc}") from exc
     if pb.ndim != 2 or pb.shape[1] != 17:
         raise DataError(f"{pb_path} must be [N, 17] (3x5 pose + near/far per image), got {list(pb.shape)}")
+    if pb.dtype.kind not in "biuf":
+        raise DataError(f"{pb_path} must hold numbers, got dtype {pb.dtype}")
+    bad = ~np.isfinite(pb).all(axis=1)
+    if bad.any():
+        raise DataError(f"{pb_path}: row {int(np.argmax(bad))} has a non-finite (NaN/inf) pose or bound")
     folder = os.path.join(path, f"images_{factor}")
     resize_from_full = not os.path.isdir(folder)
     if resize_from_full:
         folder = os.path.join(path, "images")
         if not os.path.isdir(folder):
-            raise DataError(f"no images_{factor}/ or images/ folder in {path}")
+            have = ", ".join(f"images_{k}/" for k in available_factors(path)) or "none"
+            raise DataError(f"no images_{factor}/ or images/ folder in {path} (images_<k>/ folders: {have})")
     files = _list_images(folder)
     if len(files) != pb.shape[0]:
         raise DataError(f"{folder} has {len(files)} images but poses_bounds.npy has {pb.shape[0]} poses")

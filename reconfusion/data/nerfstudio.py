@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..cameras import normalize_poses
-from .blender import _read_json
+from .blender import _read_json, check_frame, pose_matrix
 from .scene import DataError, Scene, downscale_size, read_image, resize_image, stack_images, composite
 
 _DIST_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
@@ -26,6 +26,13 @@ def _get(frame: dict, meta: dict, key: str):
     return float(val)
 
 
+def _int(value, key: str, where: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: '{key}' must be an integer, got {value!r}") from None
+
+
 def load_nerfstudio(path: str, downscale: float = 1.0, space: str = "contract", background: str = "learned") -> Scene:
     jpath = os.path.join(path, "transforms.json")
     if not os.path.isfile(jpath):
@@ -35,7 +42,8 @@ def load_nerfstudio(path: str, downscale: float = 1.0, space: str = "contract", 
     if not frames:
         raise DataError(f"{jpath} has no frames")
     imgs, names, poses, intr = [], [], [], []
-    for fr in frames:
+    for k, fr in enumerate(frames):
+        check_frame(fr, f"{jpath} frame {k}")
         if any(abs(float(fr.get(k, meta.get(k, 0.0)) or 0.0)) > 0 for k in _DIST_KEYS):
             raise DataError(f"{jpath}: lens distortion is not supported (undistort the images first)")
         p = os.path.join(path, fr["file_path"])
@@ -45,15 +53,13 @@ def load_nerfstudio(path: str, downscale: float = 1.0, space: str = "contract", 
             w, h = downscale_size(img.shape[1], img.shape[0], downscale)
             sx, sy = w / img.shape[1], h / img.shape[0]
             img = resize_image(img, w, h)
-        w_meta = fr.get("w", meta.get("w"))
-        if w_meta is not None and int(w_meta) != round(img.shape[1] / sx):
-            raise DataError(f"{p}: width {round(img.shape[1] / sx)} does not match w={w_meta} in transforms.json")
+        for key, size, scale, what in (("w", img.shape[1], sx, "width"), ("h", img.shape[0], sy, "height")):
+            value = fr.get(key, meta.get(key))
+            if value is not None and _int(value, key, jpath) != round(size / scale):
+                raise DataError(f"{p}: {what} {round(size / scale)} does not match {key}={value} in transforms.json")
         imgs.append(img)
         names.append(fr["file_path"])
-        m = np.asarray(fr["transform_matrix"], dtype=np.float64)
-        if m.shape not in ((4, 4), (3, 4)):
-            raise DataError(f"{p}: transform_matrix must be 4x4 or 3x4")
-        poses.append(m[:3, :4])
+        poses.append(pose_matrix(fr["transform_matrix"], p, ((4, 4), (3, 4)))[:3, :4])
         intr.append([_get(fr, meta, "fl_x") * sx, _get(fr, meta, "fl_y") * sy,
                      _get(fr, meta, "cx") * sx, _get(fr, meta, "cy") * sy])
     images = stack_images(imgs, names)

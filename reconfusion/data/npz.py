@@ -16,6 +16,17 @@ import torch
 from .scene import DataError, Scene
 
 
+def _scalar(data, key: str, path: str) -> float:
+    """One finite number stored under ``key`` (a 0-d or 1-element array)."""
+    a = np.asarray(data[key])
+    if a.size != 1 or a.dtype.kind not in "biuf":
+        raise DataError(f"{path}: '{key}' must be one number, got an array of shape {list(a.shape)} ({a.dtype})")
+    v = float(a.reshape(-1)[0])
+    if not np.isfinite(v):
+        raise DataError(f"{path}: '{key}' must be finite, got {v}")
+    return v
+
+
 def load_npz(path: str, background: str = "black") -> Scene:
     if not os.path.isfile(path):
         raise DataError(f"npz bundle not found: {path}")
@@ -37,10 +48,12 @@ def load_npz(path: str, background: str = "black") -> Scene:
     if poses.shape[1] == 3:
         poses = np.concatenate([poses, np.tile([[[0, 0, 0, 1.0]]], (len(poses), 1, 1))], axis=1)
     N, H, W = images.shape[:3]
-    focal = float(np.asarray(data["focal"]).reshape(-1)[0])
+    focal = _scalar(data, "focal", path)
+    if not focal > 0:
+        raise DataError(f"{path}: focal must be > 0 (pixels), got {focal}")
     r = float(np.linalg.norm(poses[:, :3, 3], axis=-1).mean())
-    near = float(data["near"]) if "near" in data.files else 0.5 * r
-    far = float(data["far"]) if "far" in data.files else 1.5 * r
+    near = _scalar(data, "near", path) if "near" in data.files else 0.5 * r
+    far = _scalar(data, "far", path) if "far" in data.files else 1.5 * r
     half = 0.375 * r
     intr = torch.tensor([[focal, focal, W / 2.0, H / 2.0]]).repeat(N, 1)
     return Scene(

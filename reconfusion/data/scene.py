@@ -65,6 +65,14 @@ class Scene:
             raise DataError(f"scene space must be one of {SPACES}, got {self.space!r}")
         if self.background not in BACKGROUNDS:
             raise DataError(f"scene background must be one of {BACKGROUNDS}, got {self.background!r}")
+        for what, t in (("pixel", self.images), ("pose", self.c2w), ("intrinsics", self.intrinsics)):
+            bad = ~torch.isfinite(t.reshape(n, -1)).all(-1)
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0])
+                name = f" ({self.image_names[i]})" if i < len(self.image_names) else ""
+                raise DataError(f"scene image {i}{name} has a non-finite (NaN/inf) {what} value")
+        if not bool((self.intrinsics[:, :2] > 0).all()):
+            raise DataError(f"scene focal lengths must be > 0, got {self.intrinsics[:, :2].min().item()}")
         if not (0 <= self.near < self.far):
             raise DataError(f"scene needs 0 <= near < far, got near={self.near}, far={self.far}")
         if self.space == "box" and self.bbox is None:

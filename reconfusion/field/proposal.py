@@ -5,18 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import rfkernels
-
-from ..config import GridConfig, ProposalConfig
-
-
-def make_grid(cfg: GridConfig) -> nn.Module:
-    """``rfkernels.HashGridEncoding`` from a :class:`GridConfig` (float32 table, auto backend)."""
-    return rfkernels.HashGridEncoding(
-        n_input_dims=3, n_levels=cfg.n_levels, n_features_per_level=cfg.n_features_per_level,
-        log2_hashmap_size=cfg.log2_hashmap_size, base_resolution=cfg.base_resolution,
-        max_resolution=cfg.max_resolution, dtype=torch.float32, backend=None,
-    )
+from ..config import ProposalConfig
+from .encoding import Encoding, HashGridEncoder
 
 
 def mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:
@@ -34,21 +24,22 @@ def density_activation(raw: torch.Tensor) -> torch.Tensor:
     return F.softplus(raw.float() - 1.0)
 
 
-def masked(features: torch.Tensor, level_mask: torch.Tensor | None) -> torch.Tensor:
-    return features if level_mask is None else features * level_mask.to(features)
-
-
 class ProposalField(nn.Module):
-    """Hash grid (1 feature per level in Zip-NeRF) -> small MLP -> density."""
+    """Encoding (a hash grid with 1 feature per level in Zip-NeRF) -> small MLP -> density."""
 
-    def __init__(self, cfg: ProposalConfig):
+    def __init__(self, cfg: ProposalConfig, encoding: Encoding | None = None, freq_reg_fraction: float = 0.0,
+                 backend: str | None = None):
         super().__init__()
         self.cfg = cfg
-        self.grid = make_grid(cfg.grid)
-        self.mlp = mlp(self.grid.output_dim, cfg.width, cfg.depth, 1)
+        self.encoding = encoding if encoding is not None else HashGridEncoder(cfg.grid, freq_reg_fraction, backend)
+        self.mlp = mlp(self.encoding.output_dim, cfg.width, cfg.depth, 1)
 
     def forward(self, u: torch.Tensor, scales: torch.Tensor | None = None,
-                level_mask: torch.Tensor | None = None) -> torch.Tensor:
+                progress: float | None = None) -> torch.Tensor:
         """``u [N, 3]`` in [0, 1], ``scales [N]`` (unit-cube std) -> density ``[N]``."""
-        feats = masked(self.grid(u, scales), level_mask)
-        return density_activation(self.mlp(feats)[:, 0])
+        return density_activation(self.mlp(self.encoding(u, scales, progress))[:, 0])
+
+
+def mlp_autocast(cfg, on_cuda: bool):
+    """bf16 autocast of the MLPs (``cfg.mixed_precision``), on CUDA only; a no-op context elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(cfg.mixed_precision) and on_cuda)

@@ -1,10 +1,11 @@
-"""A Zip-NeRF-style model on rfkernels: proposal resampling in s-space, a hash-grid NeRF field with
-anti-aliased level weighting, scene contraction, and compositing with a background.
+"""A Zip-NeRF-style model on rfkernels: a sampler in s-space (proposal resampling by default), a
+NeRF field on an encoding (an anti-aliased hash grid by default), scene contraction, and
+compositing with a background.
 
-Per ray (``R`` rays): the unit interval of normalized distance ``s`` is resampled by each proposal
-round (``rfkernels.sample_pdf`` on the previous round's weights), ``t = SpaceMap.s_to_t(s)``
-gives metric distances, sample points ``o + t d`` are mapped into the grid's unit cube
-(:mod:`.contraction`), and the NeRF round is composited by ``rfkernels.volume_render``.
+Per ray (``R`` rays): the sampler (:mod:`.samplers`) places intervals in normalized distance
+``s``, ``t = SpaceMap.s_to_t(s)`` gives metric distances, sample points ``o + t d`` are mapped into
+the unit cube (:mod:`.contraction`), the field (:class:`NeRFField` on an :mod:`.encoding`) gives
+density and colour, and ``rfkernels.volume_render`` composites them.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import rfkernels
 from ..config import Config, FieldConfig
 from ..rays import RayBundle
 from .contraction import to_unit_cube
-from .proposal import ProposalField, density_activation, make_grid, masked, mlp
+from .encoding import Encoding, HashGridEncoder
+from .proposal import density_activation, mlp, mlp_autocast
+from .samplers import Sampler, make_sampler
 
 STD_SCALE = 0.5
 
@@ -33,18 +36,20 @@ def posenc(x: torch.Tensor, degree: int) -> torch.Tensor:
 
 
 class NeRFField(nn.Module):
-    """Hash grid -> density MLP -> (density, bottleneck) -> colour MLP(bottleneck, dir enc) -> RGB."""
+    """Encoding (hash grid by default) -> density MLP -> (density, bottleneck) -> colour
+    MLP(bottleneck, dir enc) -> RGB."""
 
-    def __init__(self, cfg: FieldConfig):
+    def __init__(self, cfg: FieldConfig, encoding: Encoding | None = None, freq_reg_fraction: float = 0.0,
+                 backend: str | None = None):
         super().__init__()
         self.cfg = cfg
-        self.grid = make_grid(cfg.grid)
-        self.density_mlp = mlp(self.grid.output_dim, cfg.density_width, cfg.density_depth, 1 + cfg.bottleneck)
+        self.encoding = encoding if encoding is not None else HashGridEncoder(cfg.grid, freq_reg_fraction, backend)
+        self.density_mlp = mlp(self.encoding.output_dim, cfg.density_width, cfg.density_depth, 1 + cfg.bottleneck)
         self.color_mlp = mlp(cfg.bottleneck + 3 + 6 * cfg.dir_degree, cfg.color_width, cfg.color_depth, 3)
 
-    def forward(self, u, viewdirs, scales=None, level_mask=None):
+    def forward(self, u, viewdirs, scales=None, progress=None):
         """``u [N, 3]``, ``viewdirs [N, 3]``, ``scales [N]`` -> (density ``[N]``, rgb ``[N, 3]``)."""
-        h = self.density_mlp(masked(self.grid(u, scales), level_mask))
+        h = self.density_mlp(self.encoding(u, scales, progress))
         sigma = density_activation(h[:, 0])
         rgb = torch.sigmoid(self.color_mlp(torch.cat([h[:, 1:], posenc(viewdirs, self.cfg.dir_degree)], -1)).float())
         return sigma, rgb
@@ -58,20 +63,26 @@ class RenderOutput:
     weights: torch.Tensor  # [R, S] of the NeRF round
     s_edges: torch.Tensor  # [R, S+1]
     sigmas: torch.Tensor  # [R, S]
-    proposals: list = field(default_factory=list)  # [(s_edges [R, n+1], weights [R, n])] per round
+    proposals: list = field(default_factory=list)  # the sampler's histograms [(s_edges [R, n+1], weights [R, n])]
 
 
 class ZipNeRF(nn.Module):
-    """The full model. ``space``/``bbox``/``background`` come from the :class:`~reconfusion.data.Scene`."""
+    """The full model. ``space``/``bbox``/``background`` come from the :class:`~reconfusion.data.Scene`;
+    ``cfg`` must be resolved for that space (:func:`reconfusion.config.resolve`; ``build_model``
+    does it). ``sampler``/``field`` replace the ones the config describes (see :mod:`.samplers`,
+    :mod:`.encoding`)."""
 
-    def __init__(self, cfg: Config, space: str, bbox: torch.Tensor | None = None, background: str = "black"):
+    def __init__(self, cfg: Config, space: str, bbox: torch.Tensor | None = None, background: str = "black",
+                 sampler: Sampler | None = None, field: nn.Module | None = None):
         super().__init__()
-        if len(cfg.n_samples) != len(cfg.proposals) + 1:
-            raise ValueError(f"n_samples {cfg.n_samples} needs one entry per proposal round plus the NeRF round")
+        if cfg.spacing == "auto":
+            raise ValueError("config `spacing` is 'auto': resolve it for the scene first "
+                             "(reconfusion.config.resolve(cfg, space), as build_model does)")
         self.cfg, self.space, self.background = cfg, space, background
         self.register_buffer("bbox", bbox.float() if bbox is not None else torch.zeros(2, 3), persistent=False)
-        self.field = NeRFField(cfg.field)
-        self.proposals = nn.ModuleList(ProposalField(p) for p in cfg.proposals)
+        self.field = field if field is not None else NeRFField(cfg.field, freq_reg_fraction=cfg.freq_reg_fraction,
+                                                               backend=cfg.backend)
+        self.sampler = sampler if sampler is not None else make_sampler(cfg)
         self.bg_logit = nn.Parameter(torch.zeros(3)) if background == "learned" else None
 
     # ------------------------------------------------------------------------------ helpers
@@ -79,10 +90,6 @@ class ZipNeRF(nn.Module):
         if self.bg_logit is not None:
             return torch.sigmoid(self.bg_logit)
         return torch.full((3,), 1.0 if self.background == "white" else 0.0, device=device)
-
-    def space_map(self, rays: RayBundle):
-        kind = "linear" if self.space == "ndc" else self.cfg.spacing
-        return rfkernels.SpaceMap(kind, rays.near, rays.far)
 
     def _points(self, rays: RayBundle, smap, s_edges):
         """s-space edges [R, n+1] -> (t_starts, t_ends [R, n], unit-cube points [R*n, 3], scales [R*n])."""
@@ -96,56 +103,31 @@ class ZipNeRF(nn.Module):
         scales = (STD_SCALE * radius).expand_as(tm).reshape(-1) * unit_scale
         return t0, t1, u, scales
 
-    def _level_masks(self, progress: float | None):
-        from ..regularizers import frequency_mask
-
-        if progress is None or self.cfg.freq_reg_fraction <= 0:
-            return None, [None] * len(self.proposals)
-        frac = progress / self.cfg.freq_reg_fraction
-        dev = self.bbox.device
-        g = self.cfg.field.grid
-        return (frequency_mask(g.n_levels, g.n_features_per_level, frac, dev),
-                [frequency_mask(p.grid.n_levels, p.grid.n_features_per_level, frac, dev) for p in self.cfg.proposals])
-
     # ------------------------------------------------------------------------------ forward
     def forward(self, rays: RayBundle, progress: float | None = None) -> RenderOutput:
         """Render ``rays``. ``progress`` in [0, 1] (training) enables jittered sampling and the
-        frequency mask; ``None`` (evaluation) samples deterministically at bin midpoints."""
+        encodings' coarse-to-fine schedule; ``None`` (evaluation) samples deterministically."""
         R, dev = len(rays), rays.origins.device
-        training = progress is not None
-        mode = "single_jitter" if training else "midpoint"
-        smap = self.space_map(rays)
-        nerf_mask, prop_masks = self._level_masks(progress)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16,
-                                  enabled=self.cfg.mixed_precision and rays.origins.is_cuda)
-        s_edges = torch.tensor([0.0, 1.0], device=dev).expand(R, 2).contiguous()
-        weights = torch.ones(R, 1, device=dev)
-        proposals = []
-        for k, prop in enumerate(self.proposals):
-            s_edges = rfkernels.sample_pdf(s_edges, weights, self.cfg.n_samples[k], mode=mode,
-                                           histogram_padding=self.cfg.histogram_padding, return_edges=True).detach()
-            t0, t1, u, scales = self._points(rays, smap, s_edges)
-            with autocast:
-                sigma = prop(u, scales, prop_masks[k]).view(R, -1)
-            weights = rfkernels.render_weights(sigma, t0, t1)[0]
-            proposals.append((s_edges, weights))
-            weights = weights.detach()
-        s_edges = rfkernels.sample_pdf(s_edges, weights, self.cfg.n_samples[-1], mode=mode,
-                                       histogram_padding=self.cfg.histogram_padding, return_edges=True).detach()
-        t0, t1, u, scales = self._points(rays, smap, s_edges)
+        smap = rfkernels.SpaceMap(self.cfg.spacing, rays.near, rays.far)
+        points = lambda s_edges: self._points(rays, smap, s_edges)  # noqa: E731
+        s_edges, histograms = self.sampler(rays, points, progress)
+        t0, t1, u, scales = points(s_edges)
         S = t0.shape[1]
         dirs = rays.viewdirs[:, None, :].expand(R, S, 3).reshape(-1, 3)
-        with autocast:
-            sigma, rgb = self.field(u, dirs, scales, nerf_mask)
+        with mlp_autocast(self.cfg, rays.origins.is_cuda):
+            sigma, rgb = self.field(u, dirs, scales, progress)
         sigma, rgb = sigma.view(R, S), rgb.view(R, S, 3)
-        out = rfkernels.volume_render(sigma, rgb, t0, t1, background=self.background_color(dev))
+        out = rfkernels.volume_render(sigma, rgb, t0, t1, background=self.background_color(dev),
+                                      backend=self.cfg.backend)
         s_mid = 0.5 * (s_edges[:, :-1] + s_edges[:, 1:])
         depth = (out.weights * s_mid).sum(-1)
-        return RenderOutput(out.rgb, depth, out.opacity, out.weights, s_edges, sigma, proposals)
+        return RenderOutput(out.rgb, depth, out.opacity, out.weights, s_edges, sigma, histograms)
 
     @torch.no_grad()
-    def render_chunked(self, rays: RayBundle, chunk: int = 8192) -> dict:
-        """Evaluation render of many rays -> ``{"rgb": [R, 3], "depth": [R], "opacity": [R]}``."""
+    def render_chunked(self, rays: RayBundle, chunk: int | None = None) -> dict:
+        """Evaluation render of many rays, ``chunk`` at a time (default ``cfg.eval_chunk``)
+        -> ``{"rgb": [R, 3], "depth": [R], "opacity": [R]}``."""
+        chunk = chunk or self.cfg.eval_chunk
         outs = {"rgb": [], "depth": [], "opacity": []}
         for i in range(0, len(rays), chunk):
             o = self(rays[i:i + chunk])

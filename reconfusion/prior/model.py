@@ -48,6 +48,22 @@ class PriorConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "prior config") -> "PriorConfig":
+        """Inverse of :meth:`to_dict`; an unknown or missing key is a ``ValueError`` naming it."""
+        from dataclasses import fields
+
+        if not isinstance(d, dict):
+            raise ValueError(f"{where} must be a JSON object, got {type(d).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in {where}; known: {sorted(names)}")
+        missing = sorted(k for k in ("unet", "vae", "clip") if k not in d)
+        if missing:
+            raise ValueError(f"{where} lacks key(s) {missing}")
+        return cls(**d)
+
 
 class ViewEncoding(NamedTuple):
     """Per-scene conditioning computed once from the input images (reusable across steps)."""
@@ -157,7 +173,7 @@ class ReconFusionPrior(nn.Module):
             if not os.path.isfile(p):
                 raise ValueError(f"not a saved prior: {p} is missing")
         with open(cfg_path) as f:
-            cfg = PriorConfig(**json.load(f))
+            cfg = PriorConfig.from_dict(json.load(f), cfg_path)
         model = cls(cfg)
         load_model(model, w_path, strict=True)
         model.to(device)
