@@ -16,55 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 
 import torch
 
 from .config import Config, resolve
 from .field.zipnerf import ZipNeRF
+from .safe_io import CheckpointError, is_pickle, load_safetensors, optimizer_from_flat, optimizer_to_flat, read_json
 
 CKPT_DIR = "checkpoint"
 MODEL_FILE, CONFIG_FILE, STATE_FILE = "model.safetensors", "config.json", "optimizer.safetensors"
 LEGACY_STATE_FILE = "optimizer.pt"  # pickled by versions before 0.2: refused, never loaded
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated, not safetensors/JSON, or a (refused) pickle."""
-
-
-def is_pickle(path: str) -> bool:
-    """True for a raw pickle (protocol >= 2) or a ``torch.save`` zip archive (holds ``*.pkl``)."""
-    with open(path, "rb") as f:
-        head = f.read(2)
-    if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return True
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            return any(n.endswith(".pkl") for n in z.namelist())
-    return False
-
-
-def _load_safetensors(path: str) -> tuple[dict, dict]:
-    """-> (tensors on CPU, metadata); a clear :class:`CheckpointError` for anything else."""
-    from safetensors import safe_open
-
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint file missing: {path}")
-    if is_pickle(path):
-        raise CheckpointError(f"{path} is a pickle, not safetensors: refused (unpickling can run arbitrary code)")
-    try:
-        with safe_open(path, framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except Exception as exc:  # noqa: BLE001 - SafetensorError and I/O errors: the file is unusable
-        raise CheckpointError(f"{path} is truncated or not a safetensors file ({exc})") from exc
-
-
-def _read_json(path: str) -> dict:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is truncated or not JSON ({exc})") from exc
 
 
 def checkpoint_dir(path: str) -> str:
@@ -100,14 +61,14 @@ def load_checkpoint(path: str, device="cpu", backend: str | None = None) -> tupl
     the saved run: it replaces the saved config's.
     """
     d = checkpoint_dir(path)
-    info = _read_json(os.path.join(d, CONFIG_FILE))
+    info = read_json(os.path.join(d, CONFIG_FILE))
     if not isinstance(info, dict) or "config" not in info or "scene" not in info:
         raise CheckpointError(f"{os.path.join(d, CONFIG_FILE)} lacks 'config' or 'scene'")
     meta = info["scene"]
     cfg = resolve(Config.from_dict(info["config"]), meta["space"]).replace(backend=backend)
     bbox = torch.tensor(meta["bbox"]) if meta.get("bbox") is not None else None
     model = ZipNeRF(cfg, meta["space"], bbox, meta["background"])
-    tensors, _ = _load_safetensors(os.path.join(d, MODEL_FILE))
+    tensors, _ = load_safetensors(os.path.join(d, MODEL_FILE))
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:
@@ -122,18 +83,11 @@ def save_trainer_state(path: str, optimizer: torch.optim.Optimizer, step: int,
     """Optimizer state + torch RNG state (+ ``generator``'s) + step as one safetensors file."""
     from safetensors.torch import save_file
 
-    sd = optimizer.state_dict()
-    tensors, scalars = {"rng.torch": torch.get_rng_state()}, {}
+    tensors, flat = optimizer_to_flat(optimizer)
+    tensors["rng.torch"] = torch.get_rng_state()
     if generator is not None:
         tensors["rng.rays"] = generator.get_state()
-    for pid, st in sd["state"].items():
-        for name, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"state.{pid}.{name}"] = v.detach().cpu().contiguous()
-            else:
-                scalars[f"{pid}.{name}"] = v
-    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in sd["param_groups"]]
-    meta = {"step": str(int(step)), "param_groups": json.dumps(groups), "scalars": json.dumps(scalars)}
+    meta = {"step": str(int(step)), "param_groups": json.dumps(flat["param_groups"]), "scalars": json.dumps(flat["scalars"])}
     save_file(tensors, path, metadata=meta)
 
 
@@ -149,21 +103,11 @@ def has_trainer_state(ckpt_dir: str) -> bool:
 def load_trainer_state(path: str, optimizer: torch.optim.Optimizer, generator: torch.Generator | None = None) -> int:
     """Restore ``optimizer``, the torch RNG and ``generator`` (if saved) from
     :func:`save_trainer_state`'s file -> the step."""
-    tensors, meta = _load_safetensors(path)
+    tensors, meta = load_safetensors(path)
     try:
         step = int(meta["step"])
-        groups = json.loads(meta["param_groups"])
-        scalars = json.loads(meta["scalars"])
-        state: dict = {}
-        for key, v in tensors.items():
-            if key.startswith("state."):
-                _, pid, name = key.split(".", 2)
-                state.setdefault(int(pid), {})[name] = v
-        for key, v in scalars.items():
-            pid, name = key.split(".", 1)
-            state.setdefault(int(pid), {})[name] = v
-        groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()} for g in groups]
-        optimizer.load_state_dict({"state": state, "param_groups": groups})
+        optimizer_from_flat(optimizer, tensors, {"param_groups": json.loads(meta["param_groups"]),
+                                                 "scalars": json.loads(meta["scalars"])})
         torch.set_rng_state(tensors["rng.torch"])
         if generator is not None and "rng.rays" in tensors:
             generator.set_state(tensors["rng.rays"])

@@ -16,7 +16,6 @@ deleted once the new one is named.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -24,46 +23,9 @@ import shutil
 import numpy as np
 import torch
 
+from ..safe_io import load_safetensors, optimizer_from_flat, optimizer_to_flat, read_json, write_json
+
 LATEST = "latest.json"
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _read_json(path: str):
-    with open(path) as f:
-        return json.load(f)
-
-
-# ------------------------------------------------------------------------------ flat tensors
-def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """``opt.state_dict()`` -> (tensors ``{"state.<param>.<key>": t}``, JSON-able rest)."""
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"state.{pid}.{k}"] = v.detach().cpu().contiguous()
-            else:
-                scalars[f"{pid}.{k}"] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict] = {}
-    for name, t in tensors.items():
-        _, pid, k = name.split(".", 2)
-        state.setdefault(int(pid), {})[k] = t
-    for name, v in meta["scalars"].items():
-        pid, k = name.split(".", 1)
-        state.setdefault(int(pid), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
@@ -116,19 +78,19 @@ def save_state(out_dir: str, step: int, prior, ema, opt, scaler, train: dict) ->
     _barrier()
     t, meta = rng_state()
     save_file(t, os.path.join(path, f"rng-rank{rank}.safetensors"))
-    _write_json(os.path.join(path, f"rng-rank{rank}.json"), meta)
+    write_json(os.path.join(path, f"rng-rank{rank}.json"), meta)
     if rank == 0:
         prior.save(os.path.join(path, "model"))
         save_file({k: v.contiguous() for k, v in ema.shadow.items()}, os.path.join(path, "ema.safetensors"))
         ot, ometa = optimizer_to_flat(opt)
         save_file(ot, os.path.join(path, "optimizer.safetensors"))
-        _write_json(os.path.join(path, "optimizer.json"), ometa)
-        _write_json(os.path.join(path, "train.json"), {**train, "step": step, "world_size": world,
+        write_json(os.path.join(path, "optimizer.json"), ometa)
+        write_json(os.path.join(path, "train.json"), {**train, "step": step, "world_size": world,
                                                         "scaler": scaler.state_dict()})
     _barrier()
     if rank == 0:
         old = latest(out_dir)
-        _write_json(os.path.join(out_dir, LATEST), {"dir": name, "step": step})
+        write_json(os.path.join(out_dir, LATEST), {"dir": name, "step": step})
         if old is not None and old["dir"] != name:
             shutil.rmtree(os.path.join(out_dir, old["dir"]), ignore_errors=True)
     _barrier()
@@ -138,40 +100,39 @@ def save_state(out_dir: str, step: int, prior, ema, opt, scaler, train: dict) ->
 def latest(out_dir: str) -> dict | None:
     """``{"dir", "step"}`` of the newest complete state, or None."""
     p = os.path.join(out_dir, LATEST)
-    return _read_json(p) if os.path.isfile(p) else None
+    return read_json(p) if os.path.isfile(p) else None
 
 
 def load_train_json(out_dir: str) -> dict:
     info = latest(out_dir)
     if info is None:
         raise ValueError(f"no saved training state in {out_dir}")
-    return _read_json(os.path.join(out_dir, info["dir"], "train.json"))
+    return read_json(os.path.join(out_dir, info["dir"], "train.json"))
 
 
 def load_state(out_dir: str, prior, ema, opt, scaler) -> dict:
     """Restore everything saved by :func:`save_state` into the given objects (the prior's weights in
     place; it must have been built from ``state/model/config.json``); -> the ``train`` dict."""
-    from safetensors.torch import load_file, load_model
+    from safetensors.torch import load_model
 
     rank, world = _dist()
     info = latest(out_dir)
     path = os.path.join(out_dir, info["dir"])
-    train = _read_json(os.path.join(path, "train.json"))
+    train = read_json(os.path.join(path, "train.json"))
     if train["world_size"] != world:
         raise ValueError(f"{path} was saved by {train['world_size']} processes, this run has {world}: the data "
                          "shards and RNG states would not match (resume with the same number of processes)")
     load_model(prior, os.path.join(path, "model", "model.safetensors"), strict=True)
-    for k, v in load_file(os.path.join(path, "ema.safetensors")).items():
+    for k, v in load_safetensors(os.path.join(path, "ema.safetensors"))[0].items():
         if k not in ema.shadow:
             raise ValueError(f"{path}: EMA entry {k!r} is not a trainable parameter of this prior")
         ema.shadow[k].copy_(v)
-    optimizer_from_flat(opt, load_file(os.path.join(path, "optimizer.safetensors")),
-                        _read_json(os.path.join(path, "optimizer.json")))
+    optimizer_from_flat(opt, load_safetensors(os.path.join(path, "optimizer.safetensors"))[0],
+                        read_json(os.path.join(path, "optimizer.json")))
     scaler.load_state_dict(train["scaler"])
-    set_rng_state(load_file(os.path.join(path, f"rng-rank{rank}.safetensors")),
-                  _read_json(os.path.join(path, f"rng-rank{rank}.json")))
+    set_rng_state(load_safetensors(os.path.join(path, f"rng-rank{rank}.safetensors"))[0],
+                  read_json(os.path.join(path, f"rng-rank{rank}.json")))
     return train
 
 
-__all__ = ["LATEST", "latest", "load_state", "load_train_json", "optimizer_from_flat", "optimizer_to_flat",
-           "rng_state", "save_state", "set_rng_state"]
+__all__ = ["LATEST", "latest", "load_state", "load_train_json", "rng_state", "save_state", "set_rng_state"]

@@ -1,0 +1,101 @@
+"""Reading and writing run state without pickles: safetensors + JSON, atomic JSON writes, and the
+optimizer state flattened into tensors + JSON. Shared by the reconstruction checkpoints
+(:mod:`reconfusion.checkpoint`) and the prior's training state (:mod:`reconfusion.prior.checkpoint`).
+
+Nothing read here is unpickled: a pickle found where a safetensors file is expected is refused with
+:class:`CheckpointError`, since loading it could run arbitrary code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated, not safetensors/JSON, or a (refused) pickle."""
+
+
+def is_pickle(path: str) -> bool:
+    """True for a raw pickle (protocol >= 2) or a ``torch.save`` zip archive (holds ``*.pkl``)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith(".pkl") for n in z.namelist())
+    return False
+
+
+def load_safetensors(path: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """-> (tensors on CPU, metadata); a clear :class:`CheckpointError` for anything else."""
+    from safetensors import safe_open
+
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint file missing: {path}")
+    if is_pickle(path):
+        raise CheckpointError(f"{path} is a pickle, not safetensors: refused (unpickling can run arbitrary code)")
+    try:
+        with safe_open(path, framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except Exception as exc:  # noqa: BLE001 - SafetensorError and I/O errors: the file is unusable
+        raise CheckpointError(f"{path} is truncated or not a safetensors file ({exc})") from exc
+
+
+def read_json(path: str):
+    """JSON from ``path``; :class:`CheckpointError` if it is missing, truncated or not JSON."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint file missing: {path}")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is truncated or not JSON ({exc})") from exc
+
+
+def write_json(path: str, obj) -> None:
+    """Write ``obj`` to ``path`` atomically (temp file, fsync, rename)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """``opt.state_dict()`` -> (tensors ``{"state.<param>.<key>": t}``, JSON-able rest:
+    ``{"param_groups": [...], "scalars": {"<param>.<key>": value}}``)."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"state.{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Inverse of :func:`optimizer_to_flat` (other keys in ``tensors`` are ignored); tuples such as
+    Adam's ``betas`` come back as tuples so a resumed run is bit-identical."""
+    state: dict[int, dict] = {}
+    for name, t in tensors.items():
+        if name.startswith("state."):
+            _, pid, k = name.split(".", 2)
+            state.setdefault(int(pid), {})[k] = t
+    for name, v in meta["scalars"].items():
+        pid, k = name.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
+              for g in meta["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+__all__ = ["CheckpointError", "is_pickle", "load_safetensors", "optimizer_from_flat", "optimizer_to_flat",
+           "read_json", "write_json"]
