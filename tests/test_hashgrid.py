@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import rfkernels
+from rfkernels import _dispatch
 from rfkernels import hashgrid as hg
 from rfkernels.hashgrid import layout as hl
 from rfkernels.hashgrid import reference
@@ -267,7 +268,7 @@ def test_empty_and_noncontiguous(fused_backend, device, seed):
 def test_grads_only_when_needed(fused_backend, device, monkeypatch):
     enc = make_encoding(2, device=device)
     enc.backend = fused_backend
-    mod = hg._backend_module(fused_backend)
+    mod = _dispatch.implementation("hashgrid", fused_backend, torch.zeros(1, device=device)).kernels
     calls = []
     real = mod.backward
 
@@ -365,7 +366,7 @@ def test_deterministic_mode(fused_backend, device, seed, monkeypatch, D, F, dtyp
     per_level = N * ((1 << D) * (12 + 4 * F) + 4 * D + 4)  # hg._det's temporary bytes per level
     monkeypatch.setattr(hg._det, "CHUNK_BYTES", 3 * per_level)
     enc = make_encoding(D, F=F, dtype=dtype, device=device, deterministic=True)
-    mod = hg._backend_module(fused_backend)
+    mod = _dispatch.implementation("hashgrid", fused_backend, torch.zeros(1, device=device)).kernels
     chunks, real = [], mod.backward_levels
     monkeypatch.setattr(mod, "backward_levels", lambda *a: chunks.append(a[5:7]) or real(*a))
     points = torch.rand(N, D, device=device).requires_grad_()
