@@ -19,6 +19,18 @@ from rfkernels import _dispatch  # noqa: E402
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def pytest_collection_modifyitems(config, items):
+    """``cuda`` marker: every test run with the real CUDA backend (``fused_backend`` = "cuda") gets it,
+    so ``-m cuda`` selects the GPU checks; tests marked ``cuda`` skip where no GPU is visible."""
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("fused_backend") == "cuda":
+            item.add_marker(pytest.mark.cuda)
+        if item.get_closest_marker("cuda") is not None and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
+
+
 @pytest.fixture
 def device():
     return DEVICE

@@ -99,7 +99,7 @@ def test_sample_matches_reference(fused_backend, device, seed, mode, blur):
         _assert_sorted(e, "edges")
 
 
-@pytest.mark.parametrize("blur", [None, 0.02])
+@pytest.mark.parametrize("blur", [None, pytest.param(0.02, marks=pytest.mark.slow)])  # blurred: ~5-20 s interpreted
 def test_sample_large_S(fused_backend, device, seed, blur):
     bins, w = random_hist(8, 256, device)
     ref = _sample(bins.double(), w.double(), 64, "torch", blur_halfwidth=blur)
@@ -191,6 +191,7 @@ def test_sample_bounds_and_detached(device, seed):
     _assert_sorted(out)
 
 
+@pytest.mark.slow  # ~8-30 s in the Triton interpreter
 def test_sample_sorted_and_in_domain_stress(fused_backend, device, seed):
     """Many random rays (duplicate edges, zero weights, narrow/wide bins, blur): every backend's
     samples and edges are sorted and inside [t_0, t_S]."""
