@@ -7,7 +7,10 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 namespace rfk::bind {
 
@@ -59,4 +62,35 @@ inline torch::Tensor empty_if(bool need, torch::IntArrayRef sizes, const torch::
     return need ? torch::empty(sizes, opts) : torch::empty({0}, opts);
 }
 
+// Self-registration of a family's Python bindings: bindings.cpp binds every family that used
+// RFK_BIND_FAMILY (in name order), so a new family adds only its own bind_<family>.cpp.
+using BindFn = void (*)(pybind11::module_&);
+
+struct FamilyBinding {
+    const char* name;
+    BindFn bind;
+};
+
+inline std::vector<FamilyBinding>& family_bindings() {
+    static std::vector<FamilyBinding> all;  // function-local: safe from static-initialization order
+    return all;
+}
+
+struct RegisterFamily {
+    RegisterFamily(const char* name, BindFn bind) { family_bindings().push_back({name, bind}); }
+};
+
+inline void bind_all_families(pybind11::module_& m) {
+    auto all = family_bindings();
+    std::sort(all.begin(), all.end(),
+              [](const FamilyBinding& a, const FamilyBinding& b) { return std::strcmp(a.name, b.name) < 0; });
+    for (const auto& f : all) f.bind(m);
+}
+
 }  // namespace rfk::bind
+
+// RFK_BIND_FAMILY(volrend) { m.def("volrend_...", ...); }  -- defines and registers the family's binder.
+#define RFK_BIND_FAMILY(family)                                                                   \
+    static void rfk_bind_##family(pybind11::module_& m);                                          \
+    static const ::rfk::bind::RegisterFamily rfk_register_##family(#family, &rfk_bind_##family); \
+    static void rfk_bind_##family(pybind11::module_& m)

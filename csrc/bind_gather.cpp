@@ -104,7 +104,7 @@ std::vector<torch::Tensor> gather_backward(torch::Tensor g_out, torch::Tensor g_
 
 }  // namespace
 
-void rfk_bind_gather(pybind11::module_& m) {
+RFK_BIND_FAMILY(gather) {
     m.def("gather_forward", &gather_forward, "fused feature gather forward (project, sample, reduce)");
     m.def("gather_backward", &gather_backward, "fused feature gather backward (atomics into the feature grad)");
 }

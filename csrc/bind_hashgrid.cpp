@@ -167,7 +167,7 @@ std::vector<torch::Tensor> hashgrid_double_backward(torch::Tensor tangent, torch
 
 }  // namespace
 
-void rfk_bind_hashgrid(pybind11::module_& m) {
+RFK_BIND_FAMILY(hashgrid) {
     m.def("hashgrid_forward", &hashgrid_forward, "hash-grid encoding forward");
     m.def("hashgrid_backward", &hashgrid_backward, "hash-grid encoding backward (table/points/scales grads)");
     m.def("hashgrid_double_backward", &hashgrid_double_backward, "hash-grid backward of the point gradient");

@@ -120,7 +120,7 @@ torch::Tensor interlevel_outer_backward(torch::Tensor g_loss, torch::Tensor t, t
 
 }  // namespace
 
-void rfk_bind_sampling(pybind11::module_& m) {
+RFK_BIND_FAMILY(sampling) {
     m.def("sampling_sample_pdf", &sample_pdf, "packed inverse-CDF sampling (optionally blurred)");
     m.def("sampling_interlevel_forward", &interlevel_forward, "packed interlevel loss forward");
     m.def("sampling_interlevel_outer_backward", &interlevel_outer_backward, "packed outer interlevel loss backward");

@@ -126,7 +126,7 @@ std::vector<torch::Tensor> distortion_backward(torch::Tensor g_loss, torch::Tens
 
 }  // namespace
 
-void rfk_bind_volrend(pybind11::module_& m) {
+RFK_BIND_FAMILY(volrend) {
     m.def("volrend_composite_forward", &composite_forward, "packed volume rendering forward");
     m.def("volrend_composite_backward", &composite_backward, "packed volume rendering backward");
     m.def("volrend_distortion_forward", &distortion_forward, "packed distortion loss forward");

@@ -7,6 +7,8 @@ Backward: table gradients are scattered with ``tl.atomic_add`` into a float32 bu
 table dtype at the end); point and scale gradients are atomically summed over the levels. With
 ``DET`` (see :mod:`.deterministic`) the same kernel writes per-level buffers instead of atomics.
 ``_hashgrid_dbl_kernel`` is the backward of the point gradient (second order).
+
+Implements :class:`rfkernels.hashgrid.HashGridKernels` (the public launchers below).
 """
 from __future__ import annotations
 
