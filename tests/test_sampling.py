@@ -346,7 +346,8 @@ def test_interlevel_packed(fused_backend, device, seed, blur):
     prop = [random_levels(1, 4, p, device)[2:] for p in prop_counts]
     t, w, t_off = _pack_levels(fine)
     tp, wp, tp_off = _pack_levels(prop)
-    per_ray = torch.cat([rfkernels.interlevel_loss(*f, *q, blur_halfwidth=blur, backend="torch")
+    f64 = lambda *ts: [x.double() for x in ts]  # noqa: E731  (float64 references: float32 ones are noisier)
+    per_ray = torch.cat([rfkernels.interlevel_loss(*f64(*f, *q), blur_halfwidth=blur, backend="torch")
                          for f, q in zip(fine, prop)])
     grads = {}
     for be, dt in (("torch", torch.float64), (fused_backend, torch.float32)):  # float64 reference, as above
@@ -358,7 +359,7 @@ def test_interlevel_packed(fused_backend, device, seed, blur):
     assert_close_scaled(grads[fused_backend], grads["torch"], rel=1e-6, name="grad prop_weights (packed)")
     # a padded fine level with a packed proposal level
     t_pad, w_pad, _, _ = random_levels(5, 8, 4, device)
-    ref = torch.cat([rfkernels.interlevel_loss(t_pad[i:i + 1], w_pad[i:i + 1], *prop[i], blur_halfwidth=blur,
+    ref = torch.cat([rfkernels.interlevel_loss(*f64(t_pad[i:i + 1], w_pad[i:i + 1], *prop[i]), blur_halfwidth=blur,
                                                backend="torch") for i in range(5)])
     out = rfkernels.interlevel_loss(t_pad, w_pad, tp, wp, prop_offsets=tp_off, blur_halfwidth=blur,
                                     backend=fused_backend)
