@@ -7,8 +7,11 @@ the CUDA extension ahead of time as ``rfkernels._C``.
 """
 import glob
 import os
+import re
 
 from setuptools import find_packages, setup
+
+VERSION = re.search(r'^__version__ = "([^"]+)"', open("rfkernels/_version.py").read(), re.M).group(1)
 
 ext_modules, cmdclass = [], {}
 if os.environ.get("RFKERNELS_BUILD_CUDA", "0") == "1":
@@ -26,7 +29,7 @@ if os.environ.get("RFKERNELS_BUILD_CUDA", "0") == "1":
 
 setup(
     name="rfkernels",
-    version="0.1.0",
+    version=VERSION,
     description="Fused kernels for few-view NeRF with diffusion priors, and the ReconFusion library",
     # csrc/ also ships inside the wheel as rfkernels/_csrc so that a non-editable install can JIT-build
     packages=find_packages(include=["rfkernels*", "reconfusion*"]) + ["rfkernels._csrc"],

@@ -19,7 +19,8 @@ import torch
 
 from .common import copy_bandwidth_gbs, peak_memory_mb, time_fn
 
-FAMILIES = ["volrend", "hashgrid", "sampling", "gather", "prior"]
+# every benchmarks/bench_<family>.py, found on disk: a new family adds its file and nothing here
+FAMILIES = sorted(p.stem[len("bench_"):] for p in Path(__file__).resolve().parent.glob("bench_*.py"))
 
 
 def _env(device: torch.device) -> dict:

@@ -1,9 +1,7 @@
 // PyTorch binding of the hash-grid launchers in hashgrid.cu. Inputs arrive validated and
 // contiguous from rfkernels/hashgrid/__init__.py (points/scales float32, table float32 or float16);
 // the per-level metadata comes from rfkernels/hashgrid/layout.py as Python lists.
-#include <c10/cuda/CUDAStream.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/extension.h>
+#include "bind_common.h"
 
 #include <vector>
 
@@ -11,15 +9,7 @@
 
 namespace {
 
-void check_cuda(cudaError_t err, const char* what) {
-    TORCH_CHECK(err == cudaSuccess, what, " failed: ", cudaGetErrorString(err));
-}
-
-void check_float(const torch::Tensor& t, const char* name, const torch::Device& device) {
-    TORCH_CHECK(t.is_cuda() && t.device() == device, name, " must be a CUDA tensor on ", device);
-    TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-    TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
-}
+using namespace rfk::bind;
 
 rfk::HashGridArgs make_args(const torch::Tensor& points, const torch::Tensor& params, const torch::Tensor& scales,
                             const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes,
@@ -27,13 +17,13 @@ rfk::HashGridArgs make_args(const torch::Tensor& points, const torch::Tensor& pa
                             const std::vector<int64_t>& hashed, int64_t n_features, bool smoothstep,
                             double aa_z_max) {
     const auto device = points.device();
-    check_float(points, "points", device);
+    check_f32(points, "points", device);
     TORCH_CHECK(points.dim() == 2 && points.size(1) >= 1 && points.size(1) <= rfk::kHashGridMaxDims,
                 "points must be [N, D] with D in 1..", rfk::kHashGridMaxDims);
-    TORCH_CHECK(params.is_cuda() && params.device() == device && params.is_contiguous() && params.dim() == 1,
-                "params must be a contiguous 1-D CUDA tensor on ", device);
     TORCH_CHECK(params.scalar_type() == torch::kFloat32 || params.scalar_type() == torch::kFloat16,
                 "params must be float32 or float16");
+    check_tensor(params, "params", device, params.scalar_type());
+    TORCH_CHECK(params.dim() == 1, "params must be 1-D");
     TORCH_CHECK(n_features == 1 || n_features == 2 || n_features == 4 || n_features == 8,
                 "n_features must be 1, 2, 4 or 8");
     TORCH_CHECK(reinterpret_cast<uintptr_t>(params.data_ptr()) % (n_features * params.element_size()) == 0,
@@ -49,8 +39,7 @@ rfk::HashGridArgs make_args(const torch::Tensor& points, const torch::Tensor& pa
     a.table = params.data_ptr();
     a.scales = nullptr;
     if (scales.numel()) {
-        check_float(scales, "scales", device);
-        TORCH_CHECK(scales.numel() == points.size(0), "scales must be [N]");
+        check_f32(scales, "scales", device, points.size(0));  // [N]
         a.scales = scales.data_ptr<float>();
     }
     a.n_points = points.size(0);
@@ -74,11 +63,11 @@ torch::Tensor hashgrid_forward(torch::Tensor points, torch::Tensor params, torch
                                std::vector<int64_t> offsets, std::vector<int64_t> sizes,
                                std::vector<double> level_scales, std::vector<int64_t> strides,
                                std::vector<int64_t> hashed, int64_t n_features, bool smoothstep, double aa_z_max) {
-    const c10::cuda::CUDAGuard guard(points.device());
+    const DeviceGuard guard(points.device());
     const auto a = make_args(points, params, scales, offsets, sizes, level_scales, strides, hashed, n_features,
                              smoothstep, aa_z_max);
     auto out = torch::empty({a.n_points, a.n_levels * n_features}, points.options());
-    check_cuda(rfk::hashgrid_forward(a, out.data_ptr<float>(), c10::cuda::getCurrentCUDAStream()),
+    check_cuda(rfk::hashgrid_forward(a, out.data_ptr<float>(), stream()),
                "hashgrid forward");
     return out;
 }
@@ -90,21 +79,21 @@ std::vector<torch::Tensor> hashgrid_backward(torch::Tensor g_out, torch::Tensor 
                                              std::vector<int64_t> strides, std::vector<int64_t> hashed,
                                              int64_t n_features, bool smoothstep, double aa_z_max,
                                              bool need_points, bool need_params, bool need_scales) {
-    const c10::cuda::CUDAGuard guard(points.device());
+    const DeviceGuard guard(points.device());
     const auto a = make_args(points, params, scales, offsets, sizes, level_scales, strides, hashed, n_features,
                              smoothstep, aa_z_max);
-    check_float(g_out, "g_out", points.device());
+    check_f32(g_out, "g_out", points.device());
     TORCH_CHECK(g_out.dim() == 2 && g_out.size(0) == a.n_points && g_out.size(1) == a.n_levels * n_features,
                 "g_out must be [N, n_levels * n_features]");
     TORCH_CHECK(!need_scales || a.scales != nullptr || a.n_points == 0, "need_scales requires scales");
     const auto opts = points.options();
-    auto g_points = need_points ? torch::zeros_like(points) : torch::empty({0}, opts);
-    auto g_table = need_params ? torch::zeros({params.numel()}, opts) : torch::empty({0}, opts);
-    auto g_scales = need_scales ? torch::zeros({a.n_points}, opts) : torch::empty({0}, opts);
+    auto g_points = zeros_if(need_points, points.sizes(), opts);
+    auto g_table = zeros_if(need_params, {params.numel()}, opts);
+    auto g_scales = zeros_if(need_scales, {a.n_points}, opts);
     check_cuda(rfk::hashgrid_backward(a, g_out.data_ptr<float>(), need_params ? g_table.data_ptr<float>() : nullptr,
                                       need_points ? g_points.data_ptr<float>() : nullptr,
                                       need_scales ? g_scales.data_ptr<float>() : nullptr,
-                                      c10::cuda::getCurrentCUDAStream()),
+                                      stream()),
                "hashgrid backward");
     return {g_points, g_table, g_scales};
 }
@@ -118,28 +107,27 @@ std::vector<torch::Tensor> hashgrid_backward_levels(torch::Tensor g_out, torch::
                                                     int64_t n_features, bool smoothstep, double aa_z_max,
                                                     int64_t level_base, int64_t n_levels, bool need_points,
                                                     bool need_params, bool need_scales) {
-    const c10::cuda::CUDAGuard guard(points.device());
+    const DeviceGuard guard(points.device());
     const auto a = make_args(points, params, scales, offsets, sizes, level_scales, strides, hashed, n_features,
                              smoothstep, aa_z_max);
-    check_float(g_out, "g_out", points.device());
+    check_f32(g_out, "g_out", points.device());
     TORCH_CHECK(g_out.dim() == 2 && g_out.size(0) == a.n_points && g_out.size(1) == a.n_levels * n_features,
                 "g_out must be [N, n_levels * n_features]");
     TORCH_CHECK(level_base >= 0 && n_levels >= 0 && level_base + n_levels <= a.n_levels, "bad level range");
     TORCH_CHECK(!need_scales || a.scales != nullptr || a.n_points == 0, "need_scales requires scales");
     const int64_t C = int64_t{1} << a.n_dims;
     const auto opts = points.options();
-    auto rows = need_params ? torch::empty({n_levels, a.n_points, C}, opts.dtype(torch::kInt64))
-                            : torch::empty({0}, opts.dtype(torch::kInt64));
-    auto w = need_params ? torch::empty({n_levels, a.n_points, C}, opts) : torch::empty({0}, opts);
-    auto px = need_points ? torch::empty({n_levels, a.n_points, a.n_dims}, opts) : torch::empty({0}, opts);
-    auto ps = need_scales ? torch::empty({n_levels, a.n_points}, opts) : torch::empty({0}, opts);
+    auto rows = empty_if(need_params, {n_levels, a.n_points, C}, opts.dtype(torch::kInt64));
+    auto w = empty_if(need_params, {n_levels, a.n_points, C}, opts);
+    auto px = empty_if(need_points, {n_levels, a.n_points, a.n_dims}, opts);
+    auto ps = empty_if(need_scales, {n_levels, a.n_points}, opts);
     check_cuda(rfk::hashgrid_backward_levels(a, g_out.data_ptr<float>(), static_cast<int>(level_base),
                                              static_cast<int>(n_levels),
                                              need_params ? rows.data_ptr<int64_t>() : nullptr,
                                              need_params ? w.data_ptr<float>() : nullptr,
                                              need_points ? px.data_ptr<float>() : nullptr,
                                              need_scales ? ps.data_ptr<float>() : nullptr,
-                                             c10::cuda::getCurrentCUDAStream()),
+                                             stream()),
                "hashgrid backward_levels");
     return {rows, w, px, ps};
 }
@@ -153,33 +141,33 @@ std::vector<torch::Tensor> hashgrid_double_backward(torch::Tensor tangent, torch
                                                     std::vector<int64_t> hashed, int64_t n_features, bool smoothstep,
                                                     double aa_z_max, bool need_g_out, bool need_points,
                                                     bool need_params, bool need_scales) {
-    const c10::cuda::CUDAGuard guard(points.device());
+    const DeviceGuard guard(points.device());
     const auto a = make_args(points, params, scales, offsets, sizes, level_scales, strides, hashed, n_features,
                              smoothstep, aa_z_max);
-    check_float(g_out, "g_out", points.device());
-    check_float(tangent, "tangent", points.device());
+    check_f32(g_out, "g_out", points.device());
+    check_f32(tangent, "tangent", points.device());
     TORCH_CHECK(g_out.dim() == 2 && g_out.size(0) == a.n_points && g_out.size(1) == a.n_levels * n_features,
                 "g_out must be [N, n_levels * n_features]");
     TORCH_CHECK(tangent.sizes() == points.sizes(), "tangent must be [N, D]");
     TORCH_CHECK(!need_scales || a.scales != nullptr || a.n_points == 0, "need_scales requires scales");
     const auto opts = points.options();
-    auto gg_out = need_g_out ? torch::empty_like(g_out) : torch::empty({0}, opts);
-    auto g_points = need_points ? torch::zeros_like(points) : torch::empty({0}, opts);
-    auto g_table = need_params ? torch::zeros({params.numel()}, opts) : torch::empty({0}, opts);
-    auto g_scales = need_scales ? torch::zeros({a.n_points}, opts) : torch::empty({0}, opts);
+    auto gg_out = empty_if(need_g_out, g_out.sizes(), opts);
+    auto g_points = zeros_if(need_points, points.sizes(), opts);
+    auto g_table = zeros_if(need_params, {params.numel()}, opts);
+    auto g_scales = zeros_if(need_scales, {a.n_points}, opts);
     check_cuda(rfk::hashgrid_double_backward(a, g_out.data_ptr<float>(), tangent.data_ptr<float>(),
                                              need_g_out ? gg_out.data_ptr<float>() : nullptr,
                                              need_params ? g_table.data_ptr<float>() : nullptr,
                                              need_points ? g_points.data_ptr<float>() : nullptr,
                                              need_scales ? g_scales.data_ptr<float>() : nullptr,
-                                             c10::cuda::getCurrentCUDAStream()),
+                                             stream()),
                "hashgrid double_backward");
     return {gg_out, g_points, g_table, g_scales};
 }
 
 }  // namespace
 
-void rfk_bind_hashgrid(pybind11::module_& m) {
+RFK_BIND_FAMILY(hashgrid) {
     m.def("hashgrid_forward", &hashgrid_forward, "hash-grid encoding forward");
     m.def("hashgrid_backward", &hashgrid_backward, "hash-grid encoding backward (table/points/scales grads)");
     m.def("hashgrid_double_backward", &hashgrid_double_backward, "hash-grid backward of the point gradient");

@@ -1,42 +1,22 @@
 // PyTorch binding of the proposal-sampling launchers in sampling.cu. Inputs arrive validated,
 // contiguous float32 from rfkernels/sampling/__init__.py; this file checks device/layout, allocates
 // outputs and scratch, and passes raw pointers with the current stream.
-#include <c10/cuda/CUDAStream.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/extension.h>
+#include "bind_common.h"
 
 #include "sampling.h"
 
 namespace {
 
-// All tensors must live on the guarded device: the kernels get raw pointers.
-void check_f32(const torch::Tensor& t, const char* name, const torch::Device& device) {
-    TORCH_CHECK(t.is_cuda() && t.device() == device, name, " must be a CUDA tensor on ", device);
-    TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-    TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
-}
-
-void check_offsets(const torch::Tensor& t, const char* name, const torch::Device& device) {
-    TORCH_CHECK(t.is_cuda() && t.device() == device && t.is_contiguous() && t.scalar_type() == torch::kInt64 &&
-                    t.dim() == 1 && t.numel() >= 1,
-                name, " must be a contiguous 1-D int64 CUDA tensor [R + 1] on ", device);
-}
-
-const float* opt_ptr(const torch::Tensor& t) { return t.numel() ? t.data_ptr<float>() : nullptr; }
-
-void check_cuda(cudaError_t err, const char* what) {
-    TORCH_CHECK(err == cudaSuccess, what, " failed: ", cudaGetErrorString(err));
-}
+using namespace rfk::bind;
 
 // bins [N + R], weights [N], offsets [R + 1], jitter [R, J] or empty, blur [R] or empty.
 torch::Tensor sample_pdf(torch::Tensor bins, torch::Tensor weights, torch::Tensor offsets, torch::Tensor jitter,
                          int64_t n_samples, double padding, torch::Tensor blur, bool return_edges) {
-    const c10::cuda::CUDAGuard guard(bins.device());
+    const DeviceGuard guard(bins.device());
     const auto device = bins.device();
     check_f32(bins, "bins", device);
     check_f32(weights, "weights", device);
-    check_offsets(offsets, "offsets", device);
-    const int64_t n_rays = offsets.numel() - 1;
+    const int64_t n_rays = check_offsets(offsets, "offsets", device);
     TORCH_CHECK(bins.numel() == weights.numel() + n_rays, "bins must have N + R entries");
     TORCH_CHECK(n_samples >= 1, "n_samples must be >= 1");
     rfk::SampleArgs a;
@@ -59,8 +39,7 @@ torch::Tensor sample_pdf(torch::Tensor bins, torch::Tensor weights, torch::Tenso
     a.padding = static_cast<float>(padding);
     a.blur = nullptr;
     if (blur.numel()) {
-        check_f32(blur, "blur", device);
-        TORCH_CHECK(blur.numel() == n_rays, "blur must have one entry per ray");
+        check_f32(blur, "blur", device, n_rays);  // one entry per ray
         a.blur = blur.data_ptr<float>();
     }
     auto cdf = torch::empty_like(bins);
@@ -71,7 +50,7 @@ torch::Tensor sample_pdf(torch::Tensor bins, torch::Tensor weights, torch::Tenso
     auto out = torch::empty({n_rays, return_edges ? n_samples + 1 : n_samples}, bins.options());
     check_cuda(rfk::sample_pdf(a, cdf.data_ptr<float>(), a.blur ? kx.data_ptr<float>() : nullptr,
                                a.blur ? kp.data_ptr<float>() : nullptr, a.blur ? kf.data_ptr<float>() : nullptr,
-                               out.data_ptr<float>(), c10::cuda::getCurrentCUDAStream()),
+                               out.data_ptr<float>(), stream()),
                "sampling sample_pdf");
     return out;
 }
@@ -84,9 +63,8 @@ rfk::InterlevelArgs interlevel_args(const torch::Tensor& t, const torch::Tensor&
     check_f32(w, "fine_weights", device);
     check_f32(tp, "prop_bins", device);
     check_f32(wp, "prop_weights", device);
-    check_offsets(off, "fine offsets", device);
+    const int64_t n_rays = check_offsets(off, "fine offsets", device);
     check_offsets(offp, "prop offsets", device);
-    const int64_t n_rays = off.numel() - 1;
     TORCH_CHECK(offp.numel() - 1 == n_rays, "fine and proposal offsets must describe the same rays");
     TORCH_CHECK(t.numel() == w.numel() + n_rays && tp.numel() == wp.numel() + n_rays, "bins must have N + R entries");
     rfk::InterlevelArgs a;
@@ -99,8 +77,7 @@ rfk::InterlevelArgs interlevel_args(const torch::Tensor& t, const torch::Tensor&
     a.n_rays = n_rays;
     a.blur = nullptr;
     if (blur.defined() && blur.numel()) {
-        check_f32(blur, "blur", device);
-        TORCH_CHECK(blur.numel() == n_rays, "blur must have one entry per ray");
+        check_f32(blur, "blur", device, n_rays);  // one entry per ray
         a.blur = blur.data_ptr<float>();
     }
     a.eps = static_cast<float>(eps);
@@ -110,7 +87,7 @@ rfk::InterlevelArgs interlevel_args(const torch::Tensor& t, const torch::Tensor&
 // -> {loss [R], dwp [Np] (blurred; empty for the outer loss)}
 std::vector<torch::Tensor> interlevel_forward(torch::Tensor t, torch::Tensor w, torch::Tensor off, torch::Tensor tp,
                                               torch::Tensor wp, torch::Tensor offp, torch::Tensor blur, double eps) {
-    const c10::cuda::CUDAGuard guard(t.device());
+    const DeviceGuard guard(t.device());
     const auto a = interlevel_args(t, w, off, tp, wp, offp, blur, eps);
     auto f64 = tp.options().dtype(torch::kFloat64);
     auto cy = torch::empty({a.blur ? t.numel() : tp.numel()}, f64);
@@ -119,7 +96,7 @@ std::vector<torch::Tensor> interlevel_forward(torch::Tensor t, torch::Tensor w, 
     auto dwp = torch::empty({a.blur ? wp.numel() : 0}, wp.options());
     check_cuda(rfk::interlevel_forward(a, cy.data_ptr<double>(), a.blur ? g.data_ptr<double>() : nullptr,
                                        loss.data_ptr<float>(), a.blur ? dwp.data_ptr<float>() : nullptr,
-                                       c10::cuda::getCurrentCUDAStream()),
+                                       stream()),
                "sampling interlevel_forward");
     return {loss, dwp};
 }
@@ -127,24 +104,23 @@ std::vector<torch::Tensor> interlevel_forward(torch::Tensor t, torch::Tensor w, 
 // Outer loss only (the blurred loss's gradient is dwp * g_loss).
 torch::Tensor interlevel_outer_backward(torch::Tensor g_loss, torch::Tensor t, torch::Tensor w, torch::Tensor off,
                                         torch::Tensor tp, torch::Tensor wp, torch::Tensor offp, double eps) {
-    const c10::cuda::CUDAGuard guard(t.device());
+    const DeviceGuard guard(t.device());
     const auto a = interlevel_args(t, w, off, tp, wp, offp, torch::Tensor(), eps);
-    check_f32(g_loss, "g_loss", t.device());
-    TORCH_CHECK(g_loss.numel() == a.n_rays, "g_loss must have one entry per ray");
+    check_f32(g_loss, "g_loss", t.device(), a.n_rays);  // one entry per ray
     auto g_wp = torch::zeros_like(wp);
     if (wp.numel() == 0) return g_wp;
     auto f64 = tp.options().dtype(torch::kFloat64);
     auto cy = torch::empty({tp.numel()}, f64);
     auto u = torch::zeros({wp.numel()}, f64);
     check_cuda(rfk::interlevel_outer_backward(a, g_loss.data_ptr<float>(), cy.data_ptr<double>(), u.data_ptr<double>(),
-                                              g_wp.data_ptr<float>(), c10::cuda::getCurrentCUDAStream()),
+                                              g_wp.data_ptr<float>(), stream()),
                "sampling interlevel_outer_backward");
     return g_wp;
 }
 
 }  // namespace
 
-void rfk_bind_sampling(pybind11::module_& m) {
+RFK_BIND_FAMILY(sampling) {
     m.def("sampling_sample_pdf", &sample_pdf, "packed inverse-CDF sampling (optionally blurred)");
     m.def("sampling_interlevel_forward", &interlevel_forward, "packed interlevel loss forward");
     m.def("sampling_interlevel_outer_backward", &interlevel_outer_backward, "packed outer interlevel loss backward");

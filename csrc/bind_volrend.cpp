@@ -1,50 +1,26 @@
 // PyTorch binding of the volume-rendering launchers in volrend.cu. Inputs arrive validated and
 // contiguous float32 from rfkernels/volrend/__init__.py; this file only checks device/layout,
 // allocates outputs and passes raw pointers with the current stream.
-#include <c10/cuda/CUDAStream.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/extension.h>
+#include "bind_common.h"
 
 #include "volrend.h"
 
 namespace {
 
-// Every tensor must live on the device of the guard (the kernels get raw pointers) and have numel
-// entries (-1: any), so that the kernels' indexing stays inside the allocations.
-void check_input(const torch::Tensor& t, const char* name, const torch::Device& device, int64_t numel = -1) {
-    TORCH_CHECK(t.is_cuda() && t.device() == device, name, " must be a CUDA tensor on ", device);
-    TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-    TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
-    TORCH_CHECK(numel < 0 || t.numel() == numel, name, " must have ", numel, " elements, got ", t.numel());
-}
-
-// -> n_rays (R) of offsets [R + 1].
-int64_t check_offsets(const torch::Tensor& offsets, const torch::Device& device) {
-    TORCH_CHECK(offsets.is_cuda() && offsets.device() == device && offsets.scalar_type() == torch::kInt64 &&
-                    offsets.is_contiguous() && offsets.dim() == 1 && offsets.numel() >= 1,
-                "offsets must be a contiguous 1-D int64 CUDA tensor [R + 1] on ", device);
-    return offsets.numel() - 1;
-}
-
-const float* opt_ptr(const torch::Tensor& t) { return t.numel() ? t.data_ptr<float>() : nullptr; }
-float* opt_mut_ptr(torch::Tensor& t) { return t.numel() ? t.data_ptr<float>() : nullptr; }
-
-void check_cuda(cudaError_t err, const char* what) {
-    TORCH_CHECK(err == cudaSuccess, what, " failed: ", cudaGetErrorString(err));
-}
+using namespace rfk::bind;
 
 rfk::CompositeArgs make_args(const torch::Tensor& sigmas, const torch::Tensor& deltas, const torch::Tensor& tmids,
                              const torch::Tensor& colors, const torch::Tensor& offsets, int64_t channels,
                              double eps, double tau_max) {
     const auto device = sigmas.device();
-    check_input(sigmas, "sigmas", device);
+    check_f32(sigmas, "sigmas", device);
     const int64_t N = sigmas.numel();
-    check_input(deltas, "deltas", device, N);
-    check_offsets(offsets, device);
-    if (tmids.numel()) check_input(tmids, "tmids", device, N);
+    check_f32(deltas, "deltas", device, N);
+    check_offsets(offsets, "offsets", device);
+    if (tmids.numel()) check_f32(tmids, "tmids", device, N);
     TORCH_CHECK(channels >= 0, "channels must be >= 0");
     if (channels > 0) {  // colors [N, C] (a null pointer when N = 0)
-        check_input(colors, "colors", device);
+        check_f32(colors, "colors", device);
         TORCH_CHECK(colors.dim() == 2 && colors.size(0) == N && colors.size(1) == channels, "colors must be [N, ",
                     channels, "]");
     }
@@ -64,7 +40,7 @@ rfk::CompositeArgs make_args(const torch::Tensor& sigmas, const torch::Tensor& d
 std::vector<torch::Tensor> composite_forward(torch::Tensor sigmas, torch::Tensor deltas, torch::Tensor tmids,
                                              torch::Tensor colors, torch::Tensor offsets, int64_t channels,
                                              double eps, double tau_max) {
-    const c10::cuda::CUDAGuard guard(sigmas.device());
+    const DeviceGuard guard(sigmas.device());
     const auto a = make_args(sigmas, deltas, tmids, colors, offsets, channels, eps, tau_max);
     auto rgb = torch::empty({a.n_rays, channels}, sigmas.options());
     auto depth = torch::empty({a.n_rays}, sigmas.options());
@@ -73,7 +49,7 @@ std::vector<torch::Tensor> composite_forward(torch::Tensor sigmas, torch::Tensor
     auto trans = torch::empty_like(sigmas);
     check_cuda(rfk::composite_forward(a, rgb.data_ptr<float>(), depth.data_ptr<float>(), opacity.data_ptr<float>(),
                                       weights.data_ptr<float>(), trans.data_ptr<float>(),
-                                      c10::cuda::getCurrentCUDAStream()),
+                                      stream()),
                "volrend composite_forward");
     return {rgb, depth, opacity, weights, trans};
 }
@@ -83,20 +59,20 @@ std::vector<torch::Tensor> composite_backward(torch::Tensor g_rgb, torch::Tensor
                                               torch::Tensor deltas, torch::Tensor tmids, torch::Tensor colors,
                                               torch::Tensor offsets, torch::Tensor rgb, torch::Tensor depth,
                                               torch::Tensor opacity, int64_t channels, double eps, double tau_max) {
-    const c10::cuda::CUDAGuard guard(sigmas.device());
+    const DeviceGuard guard(sigmas.device());
     const auto a = make_args(sigmas, deltas, tmids, colors, offsets, channels, eps, tau_max);
     const auto device = sigmas.device();
     const int64_t R = a.n_rays, N = sigmas.numel();
-    check_input(g_depth, "g_depth", device, R);
-    check_input(g_opacity, "g_opacity", device, R);
-    check_input(depth, "depth", device, R);
-    check_input(opacity, "opacity", device, R);
+    check_f32(g_depth, "g_depth", device, R);
+    check_f32(g_opacity, "g_opacity", device, R);
+    check_f32(depth, "depth", device, R);
+    check_f32(opacity, "opacity", device, R);
     if (channels > 0) {
-        check_input(g_rgb, "g_rgb", device, R * channels);
-        check_input(rgb, "rgb", device, R * channels);
+        check_f32(g_rgb, "g_rgb", device, R * channels);
+        check_f32(rgb, "rgb", device, R * channels);
     }
-    if (g_weights.numel()) check_input(g_weights, "g_weights", device, N);
-    if (g_trans.numel()) check_input(g_trans, "g_trans", device, N);
+    if (g_weights.numel()) check_f32(g_weights, "g_weights", device, N);
+    if (g_trans.numel()) check_f32(g_trans, "g_trans", device, N);
     auto g_sigmas = torch::empty_like(sigmas);
     auto g_deltas = torch::empty_like(deltas);
     auto g_tmids = torch::empty_like(tmids);
@@ -107,50 +83,50 @@ std::vector<torch::Tensor> composite_backward(torch::Tensor g_rgb, torch::Tensor
                                        opacity.data_ptr<float>(), g_sigmas.data_ptr<float>(),
                                        g_deltas.data_ptr<float>(), opt_mut_ptr(g_tmids),
                                        channels > 0 ? g_colors.data_ptr<float>() : nullptr,
-                                       c10::cuda::getCurrentCUDAStream()),
+                                       stream()),
                "volrend composite_backward");
     return {g_sigmas, g_deltas, g_tmids, g_colors};
 }
 
 torch::Tensor distortion_forward(torch::Tensor weights, torch::Tensor tmids, torch::Tensor deltas,
                                  torch::Tensor offsets) {
-    const c10::cuda::CUDAGuard guard(weights.device());
+    const DeviceGuard guard(weights.device());
     const auto device = weights.device();
-    check_input(weights, "weights", device);
-    check_input(tmids, "tmids", device, weights.numel());
-    check_input(deltas, "deltas", device, weights.numel());
-    const int64_t n_rays = check_offsets(offsets, device);
+    check_f32(weights, "weights", device);
+    check_f32(tmids, "tmids", device, weights.numel());
+    check_f32(deltas, "deltas", device, weights.numel());
+    const int64_t n_rays = check_offsets(offsets, "offsets", device);
     auto loss = torch::empty({n_rays}, weights.options());
     check_cuda(rfk::distortion_forward(weights.data_ptr<float>(), tmids.data_ptr<float>(), deltas.data_ptr<float>(),
                                        offsets.data_ptr<int64_t>(), n_rays, loss.data_ptr<float>(),
-                                       c10::cuda::getCurrentCUDAStream()),
+                                       stream()),
                "volrend distortion_forward");
     return loss;
 }
 
 std::vector<torch::Tensor> distortion_backward(torch::Tensor g_loss, torch::Tensor weights, torch::Tensor tmids,
                                                torch::Tensor deltas, torch::Tensor offsets) {
-    const c10::cuda::CUDAGuard guard(weights.device());
+    const DeviceGuard guard(weights.device());
     const auto device = weights.device();
-    check_input(weights, "weights", device);
-    check_input(tmids, "tmids", device, weights.numel());
-    check_input(deltas, "deltas", device, weights.numel());
-    const int64_t n_rays = check_offsets(offsets, device);
-    check_input(g_loss, "g_loss", device, n_rays);
+    check_f32(weights, "weights", device);
+    check_f32(tmids, "tmids", device, weights.numel());
+    check_f32(deltas, "deltas", device, weights.numel());
+    const int64_t n_rays = check_offsets(offsets, "offsets", device);
+    check_f32(g_loss, "g_loss", device, n_rays);
     auto g_w = torch::empty_like(weights);
     auto g_m = torch::empty_like(tmids);
     auto g_d = torch::empty_like(deltas);
     check_cuda(rfk::distortion_backward(g_loss.data_ptr<float>(), weights.data_ptr<float>(), tmids.data_ptr<float>(),
                                         deltas.data_ptr<float>(), offsets.data_ptr<int64_t>(), n_rays,
                                         g_w.data_ptr<float>(), g_m.data_ptr<float>(), g_d.data_ptr<float>(),
-                                        c10::cuda::getCurrentCUDAStream()),
+                                        stream()),
                "volrend distortion_backward");
     return {g_w, g_m, g_d};
 }
 
 }  // namespace
 
-void rfk_bind_volrend(pybind11::module_& m) {
+RFK_BIND_FAMILY(volrend) {
     m.def("volrend_composite_forward", &composite_forward, "packed volume rendering forward");
     m.def("volrend_composite_backward", &composite_backward, "packed volume rendering backward");
     m.def("volrend_distortion_forward", &distortion_forward, "packed distortion loss forward");

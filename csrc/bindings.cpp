@@ -1,16 +1,10 @@
-// The PyTorch extension module. Each op family binds its launchers in csrc/bind_<family>.cpp
-// (the only files that include torch headers besides this one); kernels stay in torch-free .cu files.
-#include <torch/extension.h>
-
-void rfk_bind_volrend(pybind11::module_& m);
-void rfk_bind_hashgrid(pybind11::module_& m);
-void rfk_bind_gather(pybind11::module_& m);
-void rfk_bind_sampling(pybind11::module_& m);
+// The PyTorch extension module. Each op family binds its launchers in csrc/bind_<family>.cpp with
+// RFK_BIND_FAMILY (bind_common.h), which registers itself: nothing here changes for a new family.
+// Those files (and this one) are the only ones that include torch headers; kernels stay in
+// torch-free .cu files.
+#include "bind_common.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.doc() = "rfkernels CUDA kernels";
-    rfk_bind_volrend(m);
-    rfk_bind_hashgrid(m);
-    rfk_bind_gather(m);
-    rfk_bind_sampling(m);
+    rfk::bind::bind_all_families(m);
 }

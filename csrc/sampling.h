@@ -1,6 +1,6 @@
 // Proposal-sampling launchers (torch-free). Packed rays: ray r owns weights [off[r], off[r+1]) and
 // the S_r + 1 edges [off[r] + r, off[r+1] + r]. Float buffers are float32 and contiguous; the
-// interlevel scratch is float64 (see rfkernels/sampling/triton.py for why).
+// interlevel scratch is float64 (see rfkernels/sampling/triton_interlevel.py for why).
 #pragma once
 #include <cstdint>
 #include <cuda_runtime.h>

@@ -7,12 +7,13 @@ from ._checks import set_validation, validation_enabled
 from ._dispatch import BackendUnavailableError, available_backends, get_backend, set_backend
 from ._info import info
 from ._packing import offsets_to_ray_indices, ray_indices_to_offsets
+from ._version import __version__
 from .gather import GatherOutput, gather_features
-from .hashgrid import HashGridEncoding, hash_grid_encode
+from .hashgrid import hash_grid_encode
+from .hashgrid.module import HashGridEncoding
 from .sampling import SpaceMap, interlevel_loss, s_to_t, sample_pdf, t_to_s
 from .volrend import VolumeRenderOutput, distortion_loss, render_weights, volume_render
 
-__version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError",

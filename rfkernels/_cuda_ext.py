@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from ._errors import BackendUnavailableError
+
 
 def _find_csrc() -> Path:
     """``csrc/`` of a source checkout (editable install), else the copy a wheel ships as ``_csrc``."""
@@ -104,7 +106,5 @@ def module():
     """The loaded extension module (builds it on first call); raises if unavailable."""
     reason = unavailable_reason()
     if reason:
-        from ._dispatch import BackendUnavailableError
-
         raise BackendUnavailableError(f"the CUDA backend is unavailable: {reason}")
     return _module

@@ -7,6 +7,7 @@ import platform
 import torch
 
 from . import _dispatch
+from ._version import __version__
 
 
 def _version(pkg: str) -> str | None:
@@ -32,7 +33,7 @@ def info(build_cuda: bool = False) -> dict:
 
         cuda_reason = _static_reason()
     return {
-        "rfkernels": "0.1.0",
+        "rfkernels": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,

@@ -19,6 +19,18 @@ from rfkernels import _dispatch  # noqa: E402
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def pytest_collection_modifyitems(config, items):
+    """``cuda`` marker: every test run with the real CUDA backend (``fused_backend`` = "cuda") gets it,
+    so ``-m cuda`` selects the GPU checks; tests marked ``cuda`` skip where no GPU is visible."""
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("fused_backend") == "cuda":
+            item.add_marker(pytest.mark.cuda)
+        if item.get_closest_marker("cuda") is not None and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
+
+
 @pytest.fixture
 def device():
     return DEVICE
@@ -29,17 +41,23 @@ def backend_unavailable_reason(name: str):
     return (_dispatch.triton_unavailable_reason if name == "triton" else _dispatch.cuda_unavailable_reason)(DEVICE)
 
 
+def _host_only(device: torch.device):
+    return None if device.type == "cpu" else "the CUDA host emulation runs on CPU tensors"
+
+
 @pytest.fixture(params=["triton", "cuda", "cuda-host"])
-def fused_backend(request, monkeypatch):
+def fused_backend(request):
     """Each fused backend that can run here (triton: GPU or interpreter; cuda: GPU + extension),
     plus "cuda-host": the family's csrc/<family>.cu per-item code compiled with nvcc for the CPU and
     plugged in as its cuda backend (tests the CUDA arithmetic without a GPU). The test module names
-    its op family in ``FAMILY`` (e.g. ``"volrend"``); emulation lives in tests/<family>_cuda_host.py."""
+    its op family in ``FAMILY`` (e.g. ``"volrend"``); emulation lives in tests/<family>_cuda_host.py and
+    is registered through the public registry (``_dispatch.registered``) for the test's duration."""
     if request.param != "cuda-host":
         reason = backend_unavailable_reason(request.param)
         if reason:
             pytest.skip(f"{request.param} unavailable: {reason}")
-        return request.param
+        yield request.param
+        return
     from tests import cuda_host
 
     family = getattr(request.module, "FAMILY", None)
@@ -47,12 +65,10 @@ def fused_backend(request, monkeypatch):
         pytest.skip("no host emulation for this module")
     if DEVICE.type != "cpu" or cuda_host.nvcc_missing_reason():
         pytest.skip("host emulation runs on CPU tensors with nvcc present")
-    ops = importlib.import_module(f"rfkernels.{family}")
+    importlib.import_module(f"rfkernels.{family}")  # registers the family
     host = importlib.import_module(f"tests.{family}_cuda_host")
-    real = ops._backend_module
-    monkeypatch.setattr(ops, "_backend_module", lambda n: host if n == "cuda" else real(n))
-    monkeypatch.setattr(ops, "resolve_backend", lambda b, *t: "torch" if b == "torch" else "cuda")
-    return "cuda"
+    with _dispatch.registered(family, "cuda", host, available=_host_only):
+        yield "cuda"
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,7 @@ def test_sample_matches_reference(fused_backend, device, seed, mode, blur):
         _assert_sorted(e, "edges")
 
 
-@pytest.mark.parametrize("blur", [None, 0.02])
+@pytest.mark.parametrize("blur", [None, pytest.param(0.02, marks=pytest.mark.slow)])  # blurred: ~5-20 s interpreted
 def test_sample_large_S(fused_backend, device, seed, blur):
     bins, w = random_hist(8, 256, device)
     ref = _sample(bins.double(), w.double(), 64, "torch", blur_halfwidth=blur)
@@ -191,6 +191,7 @@ def test_sample_bounds_and_detached(device, seed):
     _assert_sorted(out)
 
 
+@pytest.mark.slow  # ~8-30 s in the Triton interpreter
 def test_sample_sorted_and_in_domain_stress(fused_backend, device, seed):
     """Many random rays (duplicate edges, zero weights, narrow/wide bins, blur): every backend's
     samples and edges are sorted and inside [t_0, t_S]."""
@@ -325,6 +326,53 @@ def test_interlevel_matches_reference(fused_backend, device, seed, blur, sizes):
     # matched to float32 output rounding
     assert_close(out, ref, atol=1e-7, rtol=1e-6, name="loss")
     assert_close_scaled(g_out, g_ref, rel=1e-6, name="grad prop_weights")
+
+
+def _pack_levels(levels):
+    """[(bins [1, S+1], weights [1, S]), ...] per ray -> packed (bins [N + R], weights [N], offsets [R+1])."""
+    counts = torch.tensor([w.shape[1] for _, w in levels])
+    offsets = torch.zeros(len(levels) + 1, dtype=torch.int64)
+    offsets[1:] = torch.cumsum(counts, 0)
+    return (torch.cat([b[0] for b, _ in levels]), torch.cat([w[0] for _, w in levels]),
+            offsets.to(levels[0][0].device))
+
+
+@pytest.mark.parametrize("blur", [None, 0.01])
+def test_interlevel_packed(fused_backend, device, seed, blur):
+    """Packed levels (ragged, one level packed and the other padded, or both): the torch backend
+    equals each ray evaluated on its own; the fused backend equals the torch one (values, grads)."""
+    fine_counts, prop_counts = [1, 9, 40, 3, 17], [6, 2, 12, 30, 5]
+    fine = [random_levels(1, s, 4, device)[:2] for s in fine_counts]
+    prop = [random_levels(1, 4, p, device)[2:] for p in prop_counts]
+    t, w, t_off = _pack_levels(fine)
+    tp, wp, tp_off = _pack_levels(prop)
+    f64 = lambda *ts: [x.double() for x in ts]  # noqa: E731  (float64 references: float32 ones are noisier)
+    per_ray = torch.cat([rfkernels.interlevel_loss(*f64(*f, *q), blur_halfwidth=blur, backend="torch")
+                         for f, q in zip(fine, prop)])
+    grads = {}
+    for be, dt in (("torch", torch.float64), (fused_backend, torch.float32)):  # float64 reference, as above
+        wpg = wp.to(dt).requires_grad_()
+        loss = rfkernels.interlevel_loss(t.to(dt), w.to(dt), tp.to(dt), wpg, blur_halfwidth=blur,
+                                         fine_offsets=t_off, prop_offsets=tp_off, backend=be)
+        assert_close(loss, per_ray, atol=1e-6, rtol=1e-5, name=f"{be} packed loss")
+        (grads[be],) = torch.autograd.grad((loss * torch.arange(1.0, 6.0, device=device, dtype=dt)).sum(), wpg)
+    assert_close_scaled(grads[fused_backend], grads["torch"], rel=1e-6, name="grad prop_weights (packed)")
+    # a padded fine level with a packed proposal level
+    t_pad, w_pad, _, _ = random_levels(5, 8, 4, device)
+    ref = torch.cat([rfkernels.interlevel_loss(*f64(t_pad[i:i + 1], w_pad[i:i + 1], *prop[i]), blur_halfwidth=blur,
+                                               backend="torch") for i in range(5)])
+    out = rfkernels.interlevel_loss(t_pad, w_pad, tp, wp, prop_offsets=tp_off, blur_halfwidth=blur,
+                                    backend=fused_backend)
+    assert_close(out, ref, atol=1e-6, rtol=1e-5, name="padded fine + packed proposal")
+
+
+def test_interlevel_packed_bad_input(device):
+    t, w, tp, wp = random_levels(3, 4, 5, device)
+    off = torch.tensor([0, 4, 8, 12], device=device)
+    with pytest.raises(ValueError, match="fine_bins"):  # packed bins need N + R edges
+        rfkernels.interlevel_loss(t[:, 1:].reshape(-1), w.reshape(-1), tp, wp, fine_offsets=off)
+    with pytest.raises(ValueError, match="prop_offsets"):
+        rfkernels.interlevel_loss(t, w, tp.reshape(-1)[:-3], wp.reshape(-1)[:-3], prop_offsets=off[:-1] * 5 // 4)
 
 
 def test_interlevel_reference_gradcheck(device):

@@ -31,7 +31,9 @@ from pathlib import Path
 
 RECORD_ENV = "RFKERNELS_TRITON_RECORD"
 LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
-DEFAULT_TESTS = ["tests/test_volrend.py", "tests/test_hashgrid.py", "tests/test_sampling.py", "tests/test_gather.py"]
+# the test file of every rfkernels op family (a folder with reference.py): found on disk
+DEFAULT_TESTS = sorted(f"tests/test_{p.parent.name}.py" for p in (Path(__file__).resolve().parent.parent / "rfkernels")
+                       .glob("*/reference.py"))
 _TORCH_TYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64", "int64": "i64",
                 "int32": "i32", "int16": "i16", "int8": "i8", "uint8": "u8", "bool": "i1"}
 

@@ -10,12 +10,11 @@ reproducible), and differentiates w.r.t. the points (not w.r.t. the cameras).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 
-from .. import _checks
-from .._dispatch import resolve_backend
+from .. import _checks, _dispatch
 from . import reference
 from .reference import REDUCTIONS
 
@@ -30,12 +29,25 @@ class GatherOutput(NamedTuple):
     camera_coords: torch.Tensor | None  # [B, N, V, 3] camera-space points (in `convention`) or None
 
 
-def _backend_module(name: str):
-    if name == "triton":
-        from . import triton as mod
-    else:
-        from . import cuda as mod
-    return mod
+Tensor = torch.Tensor
+
+
+class GatherKernels(Protocol):
+    """What a fused gather backend (``triton.py``, ``cuda.py``) provides. ``points`` ``[B, N, 3]``,
+    ``feats`` ``[B, V, H, W, C]`` (channels last), ``cams`` ``[B, V, 18]`` (:func:`pack_cameras`), all
+    float32 contiguous; ``reduce`` is a :data:`REDUCE_CODE`."""
+
+    def gather_forward(self, points: Tensor, feats: Tensor, cams: Tensor, near_eps: float, reduce: int,
+                       want_cam: bool) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """-> features (shape by ``reduce``), mask [B, N, V] bool, camera coords [B, N, V, 3] | None,
+        argmax view [B, N, C] int32 (``max`` only) | None."""
+
+    def gather_backward(self, g_out: Tensor, g_cam: Tensor | None, points: Tensor, feats: Tensor, cams: Tensor,
+                        out: Tensor | None, mask: Tensor, arg: Tensor | None, near_eps: float, reduce: int,
+                        need_points: bool, scale: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """-> d feats [B, V, H, W, C], d points [B, N, 3] | None. ``out``: the forward output
+        (``mean_var`` only); ``scale`` [1]: int64 fixed-point accumulation with this scale
+        (deterministic) instead of float atomics."""
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -113,12 +125,11 @@ class _Gather(torch.autograd.Function):
     """(points [B,N,3] f32, feats [B,V,H,W,C] f32 channels-last, cams [B,V,18]) -> (out, mask, cam)."""
 
     @staticmethod
-    def forward(ctx, points, feats, cams, near_eps, reduce, want_cam, deterministic, backend):
-        mod = _backend_module(backend)
-        out, mask, cam, argmax = mod.gather_forward(points, feats, cams, float(near_eps), REDUCE_CODE[reduce],
+    def forward(ctx, points, feats, cams, near_eps, reduce, want_cam, deterministic, kernels):
+        out, mask, cam, argmax = kernels.gather_forward(points, feats, cams, float(near_eps), REDUCE_CODE[reduce],
                                                     want_cam)
         ctx.save_for_backward(points, feats, cams, out if reduce == "mean_var" else None, mask, argmax)
-        ctx.near_eps, ctx.reduce, ctx.deterministic, ctx.backend = float(near_eps), reduce, deterministic, backend
+        ctx.near_eps, ctx.reduce, ctx.deterministic, ctx.kernels = float(near_eps), reduce, deterministic, kernels
         ctx.mark_non_differentiable(mask)
         return out, mask, cam
 
@@ -126,10 +137,9 @@ class _Gather(torch.autograd.Function):
     def backward(ctx, g_out, g_mask, g_cam):
         points, feats, cams, out, mask, argmax = ctx.saved_tensors
         need_points = ctx.needs_input_grad[0]  # grads of unused outputs arrive as zeros (materialized)
-        mod = _backend_module(ctx.backend)
         g_out = g_out.contiguous()
         scale = fixed_point_scale(g_out, feats, ctx.reduce) if ctx.deterministic else None
-        g_feats, g_points = mod.gather_backward(
+        g_feats, g_points = ctx.kernels.gather_backward(
             g_out, g_cam.contiguous() if (g_cam is not None and need_points) else None,
             points, feats, cams, out, mask, argmax, ctx.near_eps, REDUCE_CODE[ctx.reduce], need_points, scale,
         )
@@ -183,24 +193,48 @@ def gather_features(
         :class:`GatherOutput` ``(features, mask, camera_coords)``.
     """
     image_size = _validate(points, features, intrinsics, extrinsics, image_size, convention, reduce, near_eps)
-    be = resolve_backend(backend, features)
-    if be == "torch":
-        return GatherOutput(*reference.gather(points, features, intrinsics, extrinsics, image_size, convention,
-                                              reduce, near_eps, return_camera_coords))
-    if torch.is_grad_enabled() and (intrinsics.requires_grad or extrinsics.requires_grad):
-        raise ValueError(f"backend={be!r} does not differentiate w.r.t. `intrinsics`/`extrinsics`: detach "
-                         "them or use backend='torch'")
-    cams = pack_cameras(intrinsics, extrinsics, image_size, features.shape[-2:], convention)
-    feats = features.permute(0, 1, 3, 4, 2).float().contiguous()  # [B, V, H, W, C]
     if deterministic is None:
         deterministic = torch.are_deterministic_algorithms_enabled()
-    out, mask, cam = _Gather.apply(points.float().contiguous(), feats, cams, near_eps, reduce,
-                                   return_camera_coords, bool(deterministic), be)
-    if cam is not None:
-        if convention == "opengl":
-            cam = cam * cam.new_tensor(reference._OPENGL_FLIP)
-        cam = cam.to(points.dtype)
-    return GatherOutput(out.to(features.dtype), mask, cam)
+    impl = _dispatch.implementation("gather", backend, features)
+    return impl.gather(points, features, intrinsics, extrinsics, image_size, convention, reduce, near_eps,
+                       return_camera_coords, bool(deterministic))
+
+
+# ------------------------------------------------------------------------------ implementations
+class Reference:
+    """The ``torch`` backend: :func:`.reference.gather` (``F.grid_sample``), autograd for gradients
+    (also w.r.t. the cameras); ``deterministic`` does not apply."""
+
+    def gather(self, points, features, intrinsics, extrinsics, image_size, convention, reduce, near_eps,
+               want_cam, deterministic) -> GatherOutput:
+        return GatherOutput(*reference.gather(points, features, intrinsics, extrinsics, image_size, convention,
+                                              reduce, near_eps, want_cam))
+
+
+class Fused:
+    """A fused backend (``triton``/``cuda``): :class:`GatherKernels` behind :class:`_Gather` on
+    float32 channels-last copies; no gradient w.r.t. the cameras."""
+
+    def __init__(self, kernels: GatherKernels, name: str):
+        self.kernels, self.name = kernels, name
+
+    def gather(self, points, features, intrinsics, extrinsics, image_size, convention, reduce, near_eps,
+               want_cam, deterministic) -> GatherOutput:
+        if torch.is_grad_enabled() and (intrinsics.requires_grad or extrinsics.requires_grad):
+            raise ValueError(f"backend={self.name!r} does not differentiate w.r.t. `intrinsics`/`extrinsics`: "
+                             "detach them or use backend='torch'")
+        cams = pack_cameras(intrinsics, extrinsics, image_size, features.shape[-2:], convention)
+        feats = features.permute(0, 1, 3, 4, 2).float().contiguous()  # [B, V, H, W, C]
+        out, mask, cam = _Gather.apply(points.float().contiguous(), feats, cams, near_eps, reduce, want_cam,
+                                       deterministic, self.kernels)
+        if cam is not None:
+            if convention == "opengl":
+                cam = cam * cam.new_tensor(reference._OPENGL_FLIP)
+            cam = cam.to(points.dtype)
+        return GatherOutput(out.to(features.dtype), mask, cam)
 
 
 __all__ = ["GatherOutput", "fixed_point_scale", "gather_features"]
+
+_dispatch.register_family("gather", GatherKernels, torch=Reference(), fused=Fused,
+                          triton="rfkernels.gather.triton", cuda="rfkernels.gather.cuda")

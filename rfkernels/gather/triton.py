@@ -8,6 +8,8 @@ first strict maximum for max), so only the reduced tensor is written. The backwa
 projection, forms the gradient of each per-view sample, scatters it into the 4 corners of the
 feature-map gradient with ``tl.atomic_add`` (float, or int64 fixed point when deterministic) and
 (optionally) chains it to the points (one partial per channel block, summed afterwards).
+
+Implements :class:`rfkernels.gather.GatherKernels` (the public launchers below).
 """
 from __future__ import annotations
 

@@ -11,39 +11,61 @@ kernel for the common case (see :class:`_EncodeBackward`).
 """
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 
-from .. import _checks
-from .._dispatch import resolve_backend
+from .. import _checks, _dispatch
 from . import deterministic as _det
 from . import reference
-from .layout import MAX_DIMS, HashGridLayout, make_layout
+from .layout import (BASE_RESOLUTION, LOG2_HASHMAP_SIZE, MAX_DIMS, N_FEATURES_PER_LEVEL, N_LEVELS, HashGridLayout,
+                     make_layout)
 
 OUT_OF_BOUNDS = ("clamp", "error")
 TABLE_DTYPES = (torch.float16, torch.float32)
+Tensor = torch.Tensor
 
 
-def _backend_module(name: str):
-    if name == "triton":
-        from . import triton as mod
-    else:
-        from . import cuda as mod
-    return mod
+class HashGridKernels(Protocol):
+    """What a fused hash-grid backend (``triton.py``, ``cuda.py``) provides. ``points`` ``[N, D]`` and
+    ``scales`` ``[N]`` | None float32 contiguous, ``params`` ``[n_params]`` float16/float32 contiguous,
+    ``g_out`` ``[N, L*F]`` float32; a ``need_*`` flag False means that gradient is not computed (None)."""
+
+    def forward(self, points: Tensor, params: Tensor, scales: Tensor | None, layout: HashGridLayout) -> Tensor:
+        """-> features [N, L*F] float32."""
+
+    def backward(self, g_out: Tensor, points: Tensor, params: Tensor, scales: Tensor | None,
+                 layout: HashGridLayout, need_points: bool, need_params: bool,
+                 need_scales: bool) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """-> d points [N, D], d params [n_params] (params dtype), d scales [N]; float atomics."""
+
+    def backward_levels(self, g_out: Tensor, points: Tensor, params: Tensor, scales: Tensor | None,
+                        layout: HashGridLayout, level_base: int, n_levels: int, need_points: bool,
+                        need_params: bool, need_scales: bool) -> tuple[Tensor | None, ...]:
+        """Levels ``[level_base, level_base + n_levels)`` without atomics (``deterministic=True``, see
+        :mod:`.deterministic`): -> corner table rows [n, N, 2^D], corner weights [n, N, 2^D],
+        per-level d points [n, N, D], per-level d scales [n, N]."""
+
+    def double_backward(self, gg_x: Tensor, g_out: Tensor, points: Tensor, params: Tensor,
+                        scales: Tensor | None, layout: HashGridLayout, need_g_out: bool, need_points: bool,
+                        need_params: bool, need_scales: bool) -> tuple[Tensor | None, ...]:
+        """Backward of the backward when only d points is used downstream (``gg_x`` [N, D]):
+        -> d g_out [N, L*F], d points [N, D], d params [n_params], d scales [N]."""
 
 
 class _Encode(torch.autograd.Function):
     """(points f32 [N, D], params [P], scales f32 [N] | None) -> features f32 [N, L*F]."""
 
     @staticmethod
-    def forward(ctx, points, params, scales, layout, backend, deterministic):
+    def forward(ctx, points, params, scales, layout, kernels, deterministic):
         ctx.save_for_backward(points, params, scales)
-        ctx.layout, ctx.backend, ctx.deterministic = layout, backend, deterministic
-        return _backend_module(backend).forward(points, params, scales, layout)
+        ctx.layout, ctx.kernels, ctx.deterministic = layout, kernels, deterministic
+        return kernels.forward(points, params, scales, layout)
 
     @staticmethod
     def backward(ctx, g_out):
         points, params, scales = ctx.saved_tensors
-        args = (g_out.contiguous().float(), points, params, scales, ctx.layout, ctx.backend, ctx.deterministic,
+        args = (g_out.contiguous().float(), points, params, scales, ctx.layout, ctx.kernels, ctx.deterministic,
                 *ctx.needs_input_grad[:3])
         if torch.is_grad_enabled():  # create_graph=True: the backward itself is differentiable
             g_x, g_p, g_s = _EncodeBackward.apply(*args)
@@ -52,10 +74,9 @@ class _Encode(torch.autograd.Function):
         return g_x, g_p, g_s, None, None, None
 
 
-def _fused_backward(g_out, points, params, scales, layout, backend, deterministic, need_x, need_p, need_s):
-    mod = _backend_module(backend)
+def _fused_backward(g_out, points, params, scales, layout, kernels, deterministic, need_x, need_p, need_s):
     args = (g_out, points, params, scales, layout, need_x, need_p, need_s)
-    return _det.backward(mod, *args) if deterministic else mod.backward(*args)
+    return _det.backward(kernels, *args) if deterministic else kernels.backward(*args)
 
 
 class _EncodeBackward(torch.autograd.Function):
@@ -65,11 +86,11 @@ class _EncodeBackward(torch.autograd.Function):
     ``g_params``/``g_scales``, third order) differentiates the reference."""
 
     @staticmethod
-    def forward(ctx, g_out, points, params, scales, layout, backend, deterministic, need_x, need_p, need_s):
+    def forward(ctx, g_out, points, params, scales, layout, kernels, deterministic, need_x, need_p, need_s):
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(g_out, points, params, scales)
-        ctx.layout, ctx.backend, ctx.first_needs = layout, backend, (need_x, need_p, need_s)
-        return _fused_backward(g_out, points, params, scales, layout, backend, deterministic, need_x, need_p, need_s)
+        ctx.layout, ctx.kernels, ctx.first_needs = layout, kernels, (need_x, need_p, need_s)
+        return _fused_backward(g_out, points, params, scales, layout, kernels, deterministic, need_x, need_p, need_s)
 
     @staticmethod
     def backward(ctx, gg_x, gg_p, gg_s):
@@ -79,7 +100,7 @@ class _EncodeBackward(torch.autograd.Function):
         if gg_x is None and gg_p is None and gg_s is None:
             return (None,) * 4 + none6
         if gg_p is None and gg_s is None and not torch.is_grad_enabled():
-            grads = _backend_module(ctx.backend).double_backward(
+            grads = ctx.kernels.double_backward(
                 gg_x.contiguous().float(), g_out, points, params, scales, ctx.layout, *needs)
             return (*grads, *none6)
         return (*_reference_double_vjp((gg_x, gg_p, gg_s), (g_out, points, params, scales), ctx.layout,
@@ -140,24 +161,18 @@ def encode(points: torch.Tensor, params: torch.Tensor, layout: HashGridLayout, *
            deterministic: bool = False) -> torch.Tensor:
     """:func:`hash_grid_encode` with a prebuilt :class:`~.layout.HashGridLayout` (used by the module)."""
     _validate(points, params, layout, scales, out_of_bounds)
-    be = resolve_backend(backend, points)
-    if be == "torch":
-        return reference.encode(points, params, layout, scales)
-    if params.dtype == torch.float64:
-        raise ValueError("`params` is float64: only backend='torch' supports float64 tables "
-                         "(the fused backends take float16 or float32)")
-    return _Encode.apply(points.float().contiguous(), params.contiguous(),
-                         None if scales is None else scales.float().contiguous(), layout, be, bool(deterministic))
+    impl = _dispatch.implementation("hashgrid", backend, points)
+    return impl.encode(points, params, scales, layout, bool(deterministic))
 
 
 def hash_grid_encode(
     points: torch.Tensor,
     params: torch.Tensor,
     *,
-    n_levels: int = 16,
-    n_features_per_level: int = 2,
-    log2_hashmap_size: int = 19,
-    base_resolution: int = 16,
+    n_levels: int = N_LEVELS,
+    n_features_per_level: int = N_FEATURES_PER_LEVEL,
+    log2_hashmap_size: int = LOG2_HASHMAP_SIZE,
+    base_resolution: int = BASE_RESOLUTION,
     per_level_scale: float | None = None,
     max_resolution: float | None = None,
     interpolation: str = "linear",
@@ -192,6 +207,35 @@ def hash_grid_encode(
                   deterministic=deterministic)
 
 
-from .module import HashGridEncoding  # noqa: E402
 
-__all__ = ["HashGridEncoding", "HashGridLayout", "hash_grid_encode", "make_layout"]
+# ------------------------------------------------------------------------------ implementations
+class Reference:
+    """The ``torch`` backend: :func:`.reference.encode`, autograd for every order of gradient;
+    the only one taking float64 tables. ``deterministic`` does not apply (no atomics)."""
+
+    def encode(self, points, params, scales, layout, deterministic):
+        """-> features [N, L*F] (float32, or float64 for float64 tables)."""
+        return reference.encode(points, params, layout, scales)
+
+
+class Fused:
+    """A fused backend (``triton``/``cuda``): :class:`HashGridKernels` behind :class:`_Encode`
+    (float32 points/scales; float16/float32 tables)."""
+
+    def __init__(self, kernels: HashGridKernels, name: str):
+        self.kernels, self.name = kernels, name
+
+    def encode(self, points, params, scales, layout, deterministic):
+        if params.dtype == torch.float64:
+            raise ValueError("`params` is float64: only backend='torch' supports float64 tables "
+                             "(the fused backends take float16 or float32)")
+        return _Encode.apply(points.float().contiguous(), params.contiguous(),
+                             None if scales is None else scales.float().contiguous(), layout, self.kernels,
+                             deterministic)
+
+
+_dispatch.register_family("hashgrid", HashGridKernels, torch=Reference(), fused=Fused,
+                          triton="rfkernels.hashgrid.triton", cuda="rfkernels.hashgrid.cuda")
+
+# HashGridEncoding (module.py) is a layer above this API: import it from rfkernels.hashgrid.module
+__all__ = ["HashGridLayout", "encode", "hash_grid_encode", "make_layout"]

@@ -1,6 +1,7 @@
 """CUDA backend for the hash-grid encoding: thin wrappers over the extension built from
-csrc/hashgrid.cu. Same functions and signatures as :mod:`.triton`; level metadata is passed as
-Python lists (the kernels receive it by value)."""
+csrc/hashgrid.cu. Implements :class:`rfkernels.hashgrid.HashGridKernels` (shapes and dtypes are
+documented there), as :mod:`.triton` does; level metadata is passed as Python lists (the kernels
+receive it by value)."""
 from __future__ import annotations
 
 import functools
@@ -31,11 +32,13 @@ def _opt(t, like):
 
 
 def forward(points, params, scales, layout: HashGridLayout):
+    """:meth:`HashGridKernels.forward` via the extension's ``hashgrid`` binding."""
     params = _aligned(params, layout.n_features_per_level)
     return module().hashgrid_forward(points, params, _opt(scales, points), *_meta(layout))
 
 
 def backward(g_out, points, params, scales, layout: HashGridLayout, need_points, need_params, need_scales):
+    """:meth:`HashGridKernels.backward` via the extension's ``hashgrid`` binding."""
     params = _aligned(params, layout.n_features_per_level)
     g_x, g_table, g_s = module().hashgrid_backward(g_out, points, params, _opt(scales, points), *_meta(layout),
                                                     bool(need_points), bool(need_params), bool(need_scales))
@@ -45,6 +48,7 @@ def backward(g_out, points, params, scales, layout: HashGridLayout, need_points,
 
 def backward_levels(g_out, points, params, scales, layout: HashGridLayout, level_base, n_levels,
                     need_points, need_params, need_scales):
+    """:meth:`HashGridKernels.backward_levels` via the extension's ``hashgrid`` binding."""
     params = _aligned(params, layout.n_features_per_level)
     rows, w, px, ps = module().hashgrid_backward_levels(
         g_out, points, params, _opt(scales, points), *_meta(layout), int(level_base), int(n_levels),
@@ -55,6 +59,7 @@ def backward_levels(g_out, points, params, scales, layout: HashGridLayout, level
 
 def double_backward(gg_x, g_out, points, params, scales, layout: HashGridLayout,
                     need_g_out, need_points, need_params, need_scales):
+    """:meth:`HashGridKernels.double_backward` via the extension's ``hashgrid`` binding."""
     params = _aligned(params, layout.n_features_per_level)
     gg_out, g_x, g_table, g_s = module().hashgrid_double_backward(
         gg_x, g_out, points, params, _opt(scales, points), *_meta(layout),

@@ -101,6 +101,18 @@ def _check_int(name, value, lo, hi=None):
     return int(value)
 
 
+# tiny-cuda-nn's HashGrid defaults: the one place they are spelled (the functional API, the module,
+# make_layout and the tcnn-config reader all take them from here)
+N_LEVELS = 16
+N_FEATURES_PER_LEVEL = 2
+LOG2_HASHMAP_SIZE = 19
+BASE_RESOLUTION = 16
+PER_LEVEL_SCALE = 2.0
+TCNN_DEFAULTS = {"n_levels": N_LEVELS, "n_features_per_level": N_FEATURES_PER_LEVEL,
+                 "log2_hashmap_size": LOG2_HASHMAP_SIZE, "base_resolution": BASE_RESOLUTION,
+                 "per_level_scale": PER_LEVEL_SCALE, "interpolation": "Linear"}
+
+
 def resolve_per_level_scale(n_levels, base_resolution, per_level_scale, max_resolution) -> float:
     """``per_level_scale`` directly, or from ``max_resolution`` (Instant-NGP eq. 3:
     ``b = exp((ln N_max - ln N_min) / (L - 1))``), else tcnn's default 2.0."""
@@ -113,7 +125,7 @@ def resolve_per_level_scale(n_levels, base_resolution, per_level_scale, max_reso
             return 1.0
         return math.exp((math.log(max_resolution) - math.log(base_resolution)) / (n_levels - 1))
     if per_level_scale is None:
-        return 2.0
+        return PER_LEVEL_SCALE
     per_level_scale = float(per_level_scale)
     if not (per_level_scale >= 1.0 and math.isfinite(per_level_scale)):
         raise ValueError(f"`per_level_scale` must be a finite float >= 1, got {per_level_scale}")
@@ -122,10 +134,10 @@ def resolve_per_level_scale(n_levels, base_resolution, per_level_scale, max_reso
 
 def make_layout(
     n_input_dims: int = 3,
-    n_levels: int = 16,
-    n_features_per_level: int = 2,
-    log2_hashmap_size: int = 19,
-    base_resolution: int = 16,
+    n_levels: int = N_LEVELS,
+    n_features_per_level: int = N_FEATURES_PER_LEVEL,
+    log2_hashmap_size: int = LOG2_HASHMAP_SIZE,
+    base_resolution: int = BASE_RESOLUTION,
     per_level_scale: float | None = None,
     max_resolution: float | None = None,
     interpolation: str = "linear",

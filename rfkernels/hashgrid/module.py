@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layout import make_layout
+from . import OUT_OF_BOUNDS, TABLE_DTYPES, encode
+from .layout import (BASE_RESOLUTION, LOG2_HASHMAP_SIZE, N_FEATURES_PER_LEVEL, N_LEVELS, TCNN_DEFAULTS,
+                     make_layout)
 
-_TCNN_DEFAULTS = {"n_levels": 16, "n_features_per_level": 2, "log2_hashmap_size": 19, "base_resolution": 16,
-                  "per_level_scale": 2.0, "interpolation": "Linear"}
-_TCNN_KEYS = set(_TCNN_DEFAULTS) | {"otype", "type", "hash"}
+_TCNN_KEYS = set(TCNN_DEFAULTS) | {"otype", "type", "hash"}
 
 
 class HashGridEncoding(nn.Module):
@@ -22,14 +22,13 @@ class HashGridEncoding(nn.Module):
     the anti-aliasing factor ``erf(1 / sqrt(8 * scales**2 * level_scales[l]**2))``.
     """
 
-    def __init__(self, n_input_dims: int = 3, n_levels: int = 16, n_features_per_level: int = 2,
-                 log2_hashmap_size: int = 19, base_resolution: int = 16, per_level_scale: float | None = None,
+    def __init__(self, n_input_dims: int = 3, n_levels: int = N_LEVELS,
+                 n_features_per_level: int = N_FEATURES_PER_LEVEL, log2_hashmap_size: int = LOG2_HASHMAP_SIZE,
+                 base_resolution: int = BASE_RESOLUTION, per_level_scale: float | None = None,
                  max_resolution: float | None = None, interpolation: str = "linear",
                  dtype: torch.dtype = torch.float32, out_of_bounds: str = "clamp", backend: str | None = None,
                  device: torch.device | str | None = None, deterministic: bool = False):
         super().__init__()
-        from . import OUT_OF_BOUNDS, TABLE_DTYPES
-
         self.layout = make_layout(n_input_dims, n_levels, n_features_per_level, log2_hashmap_size,
                                   base_resolution, per_level_scale, max_resolution, interpolation)
         if dtype not in TABLE_DTYPES + (torch.float64,):
@@ -74,8 +73,6 @@ class HashGridEncoding(nn.Module):
     # ------------------------------------------------------------------------------- forward
     def forward(self, points: torch.Tensor, scales: torch.Tensor | None = None) -> torch.Tensor:
         """``points [N, D]`` in [0, 1], optional Zip-NeRF ``scales [N]`` -> ``[N, output_dim]`` float32."""
-        from . import encode
-
         return encode(points, self.params, self.layout, scales=scales, out_of_bounds=self.out_of_bounds,
                       backend=self.backend, deterministic=self.deterministic)
 
@@ -98,7 +95,7 @@ class HashGridEncoding(nn.Module):
                              f"got otype={config.get('otype')!r} type={config.get('type')!r}")
         if str(config.get("hash", "CoherentPrime")).lower() != "coherentprime":
             raise ValueError(f"`config['hash']` must be 'CoherentPrime' (tcnn's default), got {config['hash']!r}")
-        cfg = {**_TCNN_DEFAULTS, **{k: v for k, v in config.items() if k in _TCNN_DEFAULTS}}
+        cfg = {**TCNN_DEFAULTS, **{k: v for k, v in config.items() if k in TCNN_DEFAULTS}}
         interp = str(cfg.pop("interpolation")).lower()
         if interp not in ("linear", "smoothstep"):
             raise ValueError(f"`config['interpolation']` must be 'Linear' or 'Smoothstep', got {config['interpolation']!r}")

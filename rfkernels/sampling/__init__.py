@@ -10,24 +10,37 @@ backends produce the same samples for the same generator state.
 """
 from __future__ import annotations
 
+from typing import NamedTuple, Protocol
+
 import torch
 
-from .. import _checks, _packing
-from .._dispatch import resolve_backend
+from .. import _checks, _dispatch, _packing
 from . import reference
 from .reference import MODES
 from .spacing import SpaceMap, s_to_t, t_to_s
 
 DEFAULT_HISTOGRAM_PADDING = 0.01
 EPS = float(torch.finfo(torch.float32).eps)
+Tensor = torch.Tensor
 
 
-def _backend_module(name: str):
-    if name == "triton":
-        from . import triton as mod
-    else:
-        from . import cuda as mod
-    return mod
+class SamplingKernels(Protocol):
+    """What a fused sampling backend (``triton.py``, ``cuda.py``) provides. Inputs are packed float32
+    contiguous (see :mod:`rfkernels._packing`): weights ``[N]`` with ``offsets`` ``[R+1]`` int64, bin
+    edges ``[N + R]``; ``max_*`` are the largest per-ray bin counts; outputs are float32."""
+
+    def sample(self, bins: Tensor, weights: Tensor, offsets: Tensor, jitter: Tensor | None, n: int,
+               padding: float, blur: Tensor | None, return_edges: bool, max_bins: int) -> Tensor:
+        """-> sorted samples [R, n] (or edges [R, n + 1]); ``jitter`` [R, n] / [R, 1] / None (midpoints)."""
+
+    def interlevel_forward(self, t: Tensor, w: Tensor, t_off: Tensor, tp: Tensor, wp: Tensor, tp_off: Tensor,
+                           blur: Tensor | None, eps: float, max_fine: int,
+                           max_prop: int) -> tuple[Tensor, Tensor | None]:
+        """-> loss [R], and for the blurred loss (``blur`` [R]) d loss / d wp [Np] (else None)."""
+
+    def interlevel_backward(self, g_loss: Tensor, t: Tensor, w: Tensor, t_off: Tensor, tp: Tensor, wp: Tensor,
+                            tp_off: Tensor, eps: float, max_fine: int, max_prop: int) -> Tensor:
+        """Outer (unblurred) loss: -> d loss / d wp [Np] given g_loss [R]."""
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -73,6 +86,24 @@ def _padded_layout(bins_name, bins, weights_name, weights):
         raise ValueError(f"`{weights_name}` must have shape [R, S] = [{R}, {E - 1}] to match `{bins_name}` "
                          f"[R, S+1] = {list(bins.shape)}, got {list(weights.shape)}")
     return R, E - 1
+
+
+def _packed_layout(bins_name, bins, weights_name, weights, offsets_name, offsets):
+    """Validate packed histograms (:data:`rfkernels._packing` bins layout): weights [N], offsets [R+1],
+    bins [N + R]; -> (R, offsets int64, largest bin count)."""
+    _checks.check_tensor(weights_name, weights, ndim=1)
+    _checks.check_tensor(offsets_name, offsets, ndim=1, dtypes=_checks.INDEX_DTYPES, device=weights.device)
+    _checks.check_offsets(offsets_name, offsets, weights.shape[0], _checks.validation_enabled())
+    R = offsets.numel() - 1
+    _checks.check_tensor(bins_name, bins, shape=[weights.shape[0] + R], device=weights.device)
+    offsets = offsets.long().contiguous()
+    if _checks.validation_enabled():
+        ends = _packing.edge_offsets(offsets)[1:] - 1  # index of each ray's last edge
+        boundary = torch.zeros(max(bins.numel() - 1, 0), dtype=torch.bool, device=bins.device)
+        if R > 1:
+            boundary[ends[:-1]] = True
+        _check_bins(bins_name, bins, boundary)
+    return R, offsets, _packing.max_count(offsets)
 
 
 # ------------------------------------------------------------------------------------- sampling
@@ -124,54 +155,19 @@ def sample_pdf(
         _check_bins("bins", bins)
         max_bins = S
     else:
-        _checks.check_tensor("weights", weights, ndim=1)
-        _checks.check_tensor("offsets", offsets, ndim=1, dtypes=_checks.INDEX_DTYPES, device=weights.device)
-        _checks.check_offsets("offsets", offsets, weights.shape[0], _checks.validation_enabled())
-        R = offsets.numel() - 1
-        _checks.check_tensor("bins", bins, shape=[weights.shape[0] + R], device=weights.device)
-        offsets = offsets.long().contiguous()
-        ends = offsets[1:] + torch.arange(R, device=bins.device)  # index of each ray's last edge
-        boundary = torch.zeros(max(bins.numel() - 1, 0), dtype=torch.bool, device=bins.device)
-        if R > 1:
-            boundary[ends[:-1]] = True
-        _check_bins("bins", bins, boundary)
-        max_bins = int((offsets[1:] - offsets[:-1]).max()) if R else 0
+        R, offsets, max_bins = _packed_layout("bins", bins, "weights", weights, "offsets", offsets)
     _check_weights("weights", weights)
     device = bins.device
     blur = _blur_per_ray(blur_halfwidth, R, device)
     J = {"stratified": n_samples, "single_jitter": 1, "midpoint": 0}[mode]
     jitter = torch.rand(R, J, generator=generator, device=device) if J else None
-    be = resolve_backend(backend, bins)
+    impl = _dispatch.implementation("sampling", backend, bins)
     with torch.no_grad():
-        bins_d, weights_d = bins.detach(), weights.detach()
-        if be == "torch":
-            if offsets is not None:
-                bins_d, weights_d = _pad_packed(bins_d, weights_d, offsets, max_bins)
-            return reference.sample_pdf(bins_d, weights_d, n_samples, jitter, float(histogram_padding),
-                                        blur, return_edges)
-        if offsets is None:
-            offsets = _packing.padded_offsets(R, S, device)
-        out = _backend_module(be).sample(
-            bins_d.reshape(-1).float().contiguous(), weights_d.reshape(-1).float().contiguous(), offsets,
-            jitter, n_samples, float(histogram_padding), blur, bool(return_edges), max_bins,
-        )
+        out = impl.sample(bins.detach(), weights.detach(), offsets, max_bins, jitter, n_samples,
+                          float(histogram_padding), blur, bool(return_edges))
     return out.to(bins.dtype)
 
 
-def _pad_packed(bins, weights, offsets, max_bins):
-    """Packed -> padded [R, S_max+1], [R, S_max]: extra edges repeat the ray's last edge (zero-width
-    bins get no mass, so the padded problem has the same samples)."""
-    R = offsets.numel() - 1
-    counts = offsets[1:] - offsets[:-1]
-    k = torch.arange(max_bins + 1, device=bins.device)
-    edge_idx = (offsets[:-1, None] + torch.arange(R, device=bins.device)[:, None] + torch.minimum(k, counts[:, None]))
-    w_idx = offsets[:-1, None] + k[:-1]
-    w_mask = k[:-1] < counts[:, None]
-    pb = bins[edge_idx]
-    pw = torch.zeros(R, max_bins, dtype=weights.dtype, device=weights.device)
-    if weights.numel():
-        pw = torch.where(w_mask, weights[w_idx.clamp(max=weights.numel() - 1)], pw)
-    return pb, pw
 
 
 # -------------------------------------------------------------------------------- interlevel loss
@@ -181,21 +177,20 @@ class _Interlevel(torch.autograd.Function):
     wp), so its backward is a product; the outer loss runs a backward kernel."""
 
     @staticmethod
-    def forward(ctx, t, w, t_off, tp, wp, tp_off, blur, eps, max_fine, max_prop, backend):
-        mod = _backend_module(backend)
+    def forward(ctx, t, w, t_off, tp, wp, tp_off, blur, eps, max_fine, max_prop, kernels):
         blur = blur if blur.numel() else None
-        loss, dwp = mod.interlevel_forward(t, w, t_off, tp, wp, tp_off, blur, eps, max_fine, max_prop)
+        loss, dwp = kernels.interlevel_forward(t, w, t_off, tp, wp, tp_off, blur, eps, max_fine, max_prop)
         if dwp is not None:
             ctx.save_for_backward(dwp, tp_off)
         else:
             ctx.save_for_backward(t, w, t_off, tp, wp, tp_off)
         ctx.blurred = dwp is not None
-        ctx.args = (eps, max_fine, max_prop, backend)
+        ctx.args = (eps, max_fine, max_prop, kernels)
         return loss
 
     @staticmethod
     def backward(ctx, g_loss):
-        eps, max_fine, max_prop, backend = ctx.args
+        eps, max_fine, max_prop, kernels = ctx.args
         if ctx.blurred:
             dwp, tp_off = ctx.saved_tensors
             R = g_loss.numel()
@@ -205,7 +200,7 @@ class _Interlevel(torch.autograd.Function):
                 g_wp = dwp * g_loss[_packing.offsets_to_ray_indices(tp_off)]
         else:
             t, w, t_off, tp, wp, tp_off = ctx.saved_tensors
-            g_wp = _backend_module(backend).interlevel_backward(g_loss.contiguous(), t, w, t_off, tp, wp, tp_off,
+            g_wp = kernels.interlevel_backward(g_loss.contiguous(), t, w, t_off, tp, wp, tp_off,
                                                                 eps, max_fine, max_prop)
         return None, None, None, None, g_wp, None, None, None, None, None, None
 
@@ -218,15 +213,19 @@ def interlevel_loss(
     *,
     blur_halfwidth: float | torch.Tensor | None = None,
     eps: float = EPS,
+    fine_offsets: torch.Tensor | None = None,
+    prop_offsets: torch.Tensor | None = None,
     backend: str | None = None,
 ) -> torch.Tensor:
     """Proposal (interlevel) loss per ray ``[R]``; take ``.mean()`` (times the paper's multiplier).
 
     Args:
         fine_bins, fine_weights: ``[R, S+1]``, ``[R, S]`` the NeRF's intervals and weights
-            (detached: the loss trains only the proposal).
+            (detached: the loss trains only the proposal); packed: ``[N + R]``, ``[N]`` with
+            ``fine_offsets`` ``[R+1]`` (the :mod:`rfkernels._packing` histogram layout).
         prop_bins, prop_weights: ``[R, P+1]``, ``[R, P]`` a proposal level's intervals and weights,
-            in the same distance space (usually s-space) as the fine bins.
+            in the same distance space (usually s-space) as the fine bins; packed: ``[Np + R]``,
+            ``[Np]`` with ``prop_offsets``. Either level may be packed independently of the other.
         blur_halfwidth: None for mip-NeRF 360's ``lossfun_outer``: ``sum_j max(0, w_j - W_j)^2 /
             (w_j + eps)`` over the fine intervals, ``W_j`` = proposal mass of the bins overlapping
             interval j. A float or ``[R]`` tensor (> 0) for Zip-NeRF's anti-aliased
@@ -239,33 +238,92 @@ def interlevel_loss(
         weights). The papers' scalar averages over intervals too: ``loss.mean() / S`` (outer) or
         ``loss.mean() / P`` (blurred), times their multiplier.
     """
-    R, _ = _padded_layout("fine_bins", fine_bins, "fine_weights", fine_weights)
-    _, P = _padded_layout("prop_bins", prop_bins, "prop_weights", prop_weights)
+    fine = _histogram("fine_bins", fine_bins, "fine_weights", fine_weights, "fine_offsets", fine_offsets)
+    prop = _histogram("prop_bins", prop_bins, "prop_weights", prop_weights, "prop_offsets", prop_offsets)
+    R = fine.n_rays
     device = fine_bins.device
     _checks.check_same_device(fine_bins=fine_bins, prop_bins=prop_bins)
-    if prop_bins.shape[0] != R:
-        raise ValueError(f"`prop_bins` must have {R} rays (as `fine_bins`), got shape {list(prop_bins.shape)}")
+    if prop.n_rays != R:
+        name = "prop_bins" if prop.offsets is None else "prop_offsets"
+        raise ValueError(f"`{name}` describes {prop.n_rays} rays but the fine level (`fine_bins`) has {R}")
     if not isinstance(eps, (int, float)) or not eps > 0:
         raise ValueError(f"`eps` must be a float > 0, got {eps!r}")
-    for name, b in (("fine_bins", fine_bins), ("prop_bins", prop_bins)):
-        _check_bins(name, b)
     _check_weights("fine_weights", fine_weights)
     _check_weights("prop_weights", prop_weights)
     blur = _blur_per_ray(blur_halfwidth, R, device)
-    be = resolve_backend(backend, fine_bins)
-    t, w, tp = fine_bins.detach(), fine_weights.detach(), prop_bins.detach()
-    if be == "torch":
+    impl = _dispatch.implementation("sampling", backend, fine_bins)
+    return impl.interlevel(fine_bins.detach(), fine_weights.detach(), fine, prop_bins.detach(), prop_weights, prop,
+                           blur, float(eps))
+
+
+class _Histogram(NamedTuple):
+    """Layout of one histogram argument: padded (``offsets`` None) or packed."""
+
+    n_rays: int
+    offsets: torch.Tensor | None  # [R+1] int64 over the weights, packed only
+    max_bins: int  # S (padded) or the largest per-ray bin count (packed)
+
+
+def _histogram(bins_name, bins, weights_name, weights, offsets_name, offsets) -> _Histogram:
+    if offsets is None:
+        R, S = _padded_layout(bins_name, bins, weights_name, weights)
+        _check_bins(bins_name, bins)
+        return _Histogram(R, None, S)
+    return _Histogram(*_packed_layout(bins_name, bins, weights_name, weights, offsets_name, offsets))
+
+
+# ------------------------------------------------------------------------------ implementations
+class Reference:
+    """The ``torch`` backend: :mod:`.reference` on padded tensors (packed inputs are padded with
+    zero-width, zero-mass bins, which change neither samples nor losses), autograd for gradients."""
+
+    def sample(self, bins, weights, offsets, max_bins, jitter, n, padding, blur, return_edges):
+        """-> [R, n] (or [R, n + 1]) in the dtype of ``bins``; ``offsets`` None for padded inputs."""
+        if offsets is not None:
+            bins, weights = _packing.pad_histogram(bins, weights, offsets, max_bins)
+        return reference.sample_pdf(bins, weights, n, jitter, padding, blur, return_edges)
+
+    def interlevel(self, t, w, fine: _Histogram, tp, wp, prop: _Histogram, blur, eps):
+        """-> loss [R], differentiable w.r.t. ``wp``."""
+        if fine.offsets is not None:
+            t, w = _packing.pad_histogram(t, w, fine.offsets, fine.max_bins)
+        if prop.offsets is not None:
+            tp, wp = _packing.pad_histogram(tp, wp, prop.offsets, prop.max_bins)
         if blur is None:
-            return reference.lossfun_outer(t, w, tp, prop_weights, eps)
-        return reference.lossfun_blurred(t, w, tp, prop_weights, blur, eps)
-    S = w.shape[1]
-    f32 = lambda x: x.reshape(-1).float().contiguous()  # noqa: E731
-    loss = _Interlevel.apply(
-        f32(t), f32(w), _packing.padded_offsets(R, S, device), f32(tp), f32(prop_weights),
-        _packing.padded_offsets(R, P, device), blur if blur is not None else t.new_empty(0, dtype=torch.float32),
-        float(eps), S, P, be,
-    )
-    return loss.to(prop_weights.dtype)
+            return reference.lossfun_outer(t, w, tp, wp, eps)
+        return reference.lossfun_blurred(t, w, tp, wp, blur, eps)
+
+
+class Fused:
+    """A fused backend (``triton``/``cuda``): :class:`SamplingKernels` on packed float32 copies
+    (padded inputs are packed by reshaping), results cast back to the input dtype."""
+
+    def __init__(self, kernels: SamplingKernels, name: str):
+        self.kernels, self.name = kernels, name
+
+    def sample(self, bins, weights, offsets, max_bins, jitter, n, padding, blur, return_edges):
+        if offsets is None:
+            offsets = _packing.padded_offsets(bins.shape[0], max_bins, bins.device)
+        return self.kernels.sample(_f32(bins), _f32(weights), offsets, jitter, n, padding, blur, return_edges,
+                                   max_bins)
+
+    def interlevel(self, t, w, fine: _Histogram, tp, wp, prop: _Histogram, blur, eps):
+        device = t.device
+        t_off = fine.offsets if fine.offsets is not None else _packing.padded_offsets(fine.n_rays, fine.max_bins, device)
+        tp_off = prop.offsets if prop.offsets is not None else _packing.padded_offsets(prop.n_rays, prop.max_bins, device)
+        loss = _Interlevel.apply(
+            _f32(t), _f32(w), t_off, _f32(tp), _f32(wp), tp_off,
+            blur if blur is not None else t.new_empty(0, dtype=torch.float32),
+            eps, fine.max_bins, prop.max_bins, self.kernels,
+        )
+        return loss.to(wp.dtype)
+
+
+def _f32(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(-1).float().contiguous()
 
 
 __all__ = ["SpaceMap", "interlevel_loss", "s_to_t", "sample_pdf", "t_to_s", "DEFAULT_HISTOGRAM_PADDING"]
+
+_dispatch.register_family("sampling", SamplingKernels, torch=Reference(), fused=Fused,
+                          triton="rfkernels.sampling.triton", cuda="rfkernels.sampling.cuda")

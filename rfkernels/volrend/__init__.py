@@ -8,13 +8,14 @@ instead of keeping per-sample intermediates.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 
-from .. import _checks, _packing
-from .._dispatch import resolve_backend
+from .. import _checks, _dispatch, _packing
 from . import reference
+
+Tensor = torch.Tensor
 
 
 class VolumeRenderOutput(NamedTuple):
@@ -24,12 +25,27 @@ class VolumeRenderOutput(NamedTuple):
     weights: torch.Tensor  # [R, S] or [N], same layout as the input
 
 
-def _backend_module(name: str):
-    if name == "triton":
-        from . import triton as mod
-    else:
-        from . import cuda as mod
-    return mod
+class VolrendKernels(Protocol):
+    """What a fused volrend backend (``triton.py``, ``cuda.py``) provides. Inputs are packed float32
+    contiguous: per-sample ``[N]`` (colors ``[N, C]``), ``offsets`` ``[R+1]`` int64; optional
+    tensors may be None; outputs are float32."""
+
+    def composite_forward(self, sigmas: Tensor, deltas: Tensor, tmids: Tensor | None, colors: Tensor | None,
+                          offsets: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """-> rgb [R, C], depth [R], opacity [R], weights [N], transmittance [N]."""
+
+    def composite_backward(self, g_rgb: Tensor, g_depth: Tensor, g_opacity: Tensor, g_weights: Tensor | None,
+                           g_trans: Tensor | None, sigmas: Tensor, deltas: Tensor, tmids: Tensor | None,
+                           colors: Tensor | None, offsets: Tensor, rgb: Tensor, depth: Tensor, opacity: Tensor,
+                           eps: float) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """-> d sigmas [N], d deltas [N], d tmids [N] | None, d colors [N, C] | None."""
+
+    def distortion_forward(self, weights: Tensor, tmids: Tensor, deltas: Tensor, offsets: Tensor) -> Tensor:
+        """-> loss [R]."""
+
+    def distortion_backward(self, g_loss: Tensor, weights: Tensor, tmids: Tensor, deltas: Tensor,
+                            offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> d weights, d tmids, d deltas, each [N]."""
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -113,12 +129,11 @@ class _Composite(torch.autograd.Function):
     """Packed fused compositing: (sigmas, deltas, tmids, colors) -> (rgb, depth, opacity, weights, trans)."""
 
     @staticmethod
-    def forward(ctx, sigmas, deltas, tmids, colors, offsets, eps, backend):
-        mod = _backend_module(backend)
-        rgb, depth, opacity, weights, trans = mod.composite_forward(sigmas, deltas, tmids, colors, offsets, eps)
+    def forward(ctx, sigmas, deltas, tmids, colors, offsets, eps, kernels):
+        rgb, depth, opacity, weights, trans = kernels.composite_forward(sigmas, deltas, tmids, colors, offsets, eps)
         ctx.save_for_backward(sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity)
         ctx.has_tmids, ctx.has_colors = tmids is not None, colors is not None
-        ctx.eps, ctx.backend = eps, backend
+        ctx.eps, ctx.kernels = eps, kernels
         return rgb, depth, opacity, weights, trans
 
     @staticmethod
@@ -128,8 +143,7 @@ class _Composite(torch.autograd.Function):
         g_rgb, g_depth, g_opacity = zeros_r(g_rgb, rgb), zeros_r(g_depth, depth), zeros_r(g_opacity, opacity)
         g_weights = None if g_weights is None else g_weights.contiguous()
         g_trans = None if g_trans is None else g_trans.contiguous()
-        mod = _backend_module(ctx.backend)
-        g_sigmas, g_deltas, g_tmids, g_colors = mod.composite_backward(
+        g_sigmas, g_deltas, g_tmids, g_colors = ctx.kernels.composite_backward(
             g_rgb, g_depth, g_opacity, g_weights, g_trans,
             sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity, ctx.eps,
         )
@@ -141,25 +155,25 @@ class _Distortion(torch.autograd.Function):
     """Packed fused distortion loss: (weights, tmids, deltas) -> loss [R]."""
 
     @staticmethod
-    def forward(ctx, weights, tmids, deltas, offsets, backend):
-        mod = _backend_module(backend)
+    def forward(ctx, weights, tmids, deltas, offsets, kernels):
         ctx.save_for_backward(weights, tmids, deltas, offsets)
-        ctx.backend = backend
-        return mod.distortion_forward(weights, tmids, deltas, offsets)
+        ctx.kernels = kernels
+        return kernels.distortion_forward(weights, tmids, deltas, offsets)
 
     @staticmethod
     def backward(ctx, g_loss):
         weights, tmids, deltas, offsets = ctx.saved_tensors
-        mod = _backend_module(ctx.backend)
-        g_w, g_m, g_d = mod.distortion_backward(g_loss.contiguous(), weights, tmids, deltas, offsets)
+        g_w, g_m, g_d = ctx.kernels.distortion_backward(g_loss.contiguous(), weights, tmids, deltas, offsets)
         return g_w, g_m, g_d, None, None
 
 
-# ------------------------------------------------------------------------------ public functions
-def _composite(sigmas, deltas, tmids, colors, layout, eps, backend):
-    """Dispatch: returns rgb [R, C], depth [R], opacity [R], weights, trans (input layout)."""
-    device = sigmas.device
-    if backend == "torch":
+# ------------------------------------------------------------------------------ implementations
+class Reference:
+    """The ``torch`` backend: :mod:`.reference` on padded tensors, differentiated by autograd.
+    Inputs are in the caller's layout and dtype; outputs too."""
+
+    def composite(self, sigmas, deltas, tmids, colors, layout, eps):
+        """-> rgb [R, C], depth [R], opacity [R], weights, trans (the input layout)."""
         if layout.padded:
             return reference.composite_padded(sigmas, deltas, tmids, colors, None, eps)
         offsets = layout.offsets
@@ -169,14 +183,39 @@ def _composite(sigmas, deltas, tmids, colors, layout, eps, backend):
         col = _packing.pad(colors, offsets)[0] if colors is not None else None
         rgb, depth, opacity, w, tr = reference.composite_padded(sig, dlt, tm, col, mask, eps)
         return rgb, depth, opacity, _packing.unpad(w, mask), _packing.unpad(tr, mask)
-    dtype = sigmas.dtype
-    rgb, depth, opacity, w, tr = _Composite.apply(
-        _flat(sigmas, layout), _flat(deltas, layout), _flat(tmids, layout),
-        _flat(colors, layout, channels=True), _offsets(layout, device), float(eps), backend,
-    )
-    return rgb.to(dtype), depth.to(dtype), opacity.to(dtype), w.view(layout.shape).to(dtype), tr.view(layout.shape).to(dtype)
+
+    def distortion(self, weights, tmids, deltas, layout):
+        """-> loss [R]."""
+        if layout.padded:
+            return reference.distortion_padded(weights, tmids, deltas)
+        w, mask = _packing.pad(weights, layout.offsets)
+        return reference.distortion_padded(w, _packing.pad(tmids, layout.offsets)[0],
+                                           _packing.pad(deltas, layout.offsets)[0], mask)
 
 
+class Fused:
+    """A fused backend (``triton``/``cuda``): :class:`VolrendKernels` behind the autograd Functions,
+    on packed float32 copies; results are cast back to the input dtype and layout."""
+
+    def __init__(self, kernels: VolrendKernels, name: str):
+        self.kernels, self.name = kernels, name
+
+    def composite(self, sigmas, deltas, tmids, colors, layout, eps):
+        dtype = sigmas.dtype
+        rgb, depth, opacity, w, tr = _Composite.apply(
+            _flat(sigmas, layout), _flat(deltas, layout), _flat(tmids, layout),
+            _flat(colors, layout, channels=True), _offsets(layout, sigmas.device), float(eps), self.kernels,
+        )
+        return (rgb.to(dtype), depth.to(dtype), opacity.to(dtype), w.view(layout.shape).to(dtype),
+                tr.view(layout.shape).to(dtype))
+
+    def distortion(self, weights, tmids, deltas, layout):
+        loss = _Distortion.apply(_flat(weights, layout), _flat(tmids, layout), _flat(deltas, layout),
+                                 _offsets(layout, weights.device), self.kernels)
+        return loss.to(weights.dtype)
+
+
+# ------------------------------------------------------------------------------ public functions
 def render_weights(
     sigmas: torch.Tensor,
     t_starts: torch.Tensor | None = None,
@@ -201,8 +240,8 @@ def render_weights(
     """
     layout = _layout(sigmas, offsets, ray_indices, n_rays)
     deltas, _ = _intervals(t_starts, t_ends, deltas, layout, sigmas.device)
-    be = resolve_backend(backend, sigmas)
-    _, _, _, weights, trans = _composite(sigmas, deltas, None, None, layout, early_stop_eps, be)
+    impl = _dispatch.implementation("volrend", backend, sigmas)
+    _, _, _, weights, trans = impl.composite(sigmas, deltas, None, None, layout, early_stop_eps)
     alphas = 1.0 - torch.exp(-reference.optical_depth(sigmas, deltas))
     return weights, trans, alphas
 
@@ -236,8 +275,8 @@ def volume_render(
     device = sigmas.device
     _check_like("colors", colors, layout, device, extra_dims=1)
     deltas, tmids = _intervals(t_starts, t_ends, None, layout, device)
-    be = resolve_backend(backend, sigmas)
-    rgb, depth, opacity, weights, _ = _composite(sigmas, deltas, tmids, colors, layout, early_stop_eps, be)
+    impl = _dispatch.implementation("volrend", backend, sigmas)
+    rgb, depth, opacity, weights, _ = impl.composite(sigmas, deltas, tmids, colors, layout, early_stop_eps)
     if background is not None:
         if isinstance(background, torch.Tensor):
             _checks.check_tensor("background", background, ndim=(0, 1, 2), device=device)
@@ -266,16 +305,10 @@ def distortion_loss(
     layout = _layout(weights, offsets, ray_indices, n_rays, name="weights")
     device = weights.device
     deltas, tmids = _intervals(t_starts, t_ends, None, layout, device)
-    be = resolve_backend(backend, weights)
-    if be == "torch":
-        if layout.padded:
-            return reference.distortion_padded(weights, tmids, deltas)
-        w, mask = _packing.pad(weights, layout.offsets)
-        return reference.distortion_padded(w, _packing.pad(tmids, layout.offsets)[0],
-                                           _packing.pad(deltas, layout.offsets)[0], mask)
-    loss = _Distortion.apply(_flat(weights, layout), _flat(tmids, layout), _flat(deltas, layout),
-                             _offsets(layout, device), be)
-    return loss.to(weights.dtype)
+    return _dispatch.implementation("volrend", backend, weights).distortion(weights, tmids, deltas, layout)
 
 
 __all__ = ["VolumeRenderOutput", "render_weights", "volume_render", "distortion_loss"]
+
+_dispatch.register_family("volrend", VolrendKernels, torch=Reference(), fused=Fused,
+                          triton="rfkernels.volrend.triton", cuda="rfkernels.volrend.cuda")

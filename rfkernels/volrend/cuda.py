@@ -1,7 +1,8 @@
 """CUDA backend for volume rendering: thin wrappers over the extension built from csrc/volrend.cu.
 
-Same functions and signatures as :mod:`.triton`; absent optional tensors are passed as empty
-tensors (the binding maps them to null pointers)."""
+Implements :class:`rfkernels.volrend.VolrendKernels` (shapes and dtypes are documented there), as
+:mod:`.triton` does; absent optional tensors are passed as empty tensors (the binding maps them to
+null pointers)."""
 from __future__ import annotations
 
 import torch
@@ -15,6 +16,7 @@ def _opt(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
 
 
 def composite_forward(sigmas, deltas, tmids, colors, offsets, eps):
+    """:meth:`VolrendKernels.composite_forward` via the extension's ``volrend`` binding."""
     C = colors.shape[1] if colors is not None else 0
     colors = colors if colors is not None else sigmas.new_empty(0, 0)
     return tuple(module().volrend_composite_forward(sigmas, deltas, _opt(tmids, sigmas), colors, offsets,
@@ -23,6 +25,7 @@ def composite_forward(sigmas, deltas, tmids, colors, offsets, eps):
 
 def composite_backward(g_rgb, g_depth, g_opacity, g_weights, g_trans,
                        sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity, eps):
+    """:meth:`VolrendKernels.composite_backward` via the extension's ``volrend`` binding."""
     C = colors.shape[1] if colors is not None else 0
     colors_ = colors if colors is not None else sigmas.new_empty(0, 0)
     g_sigmas, g_deltas, g_tmids, g_colors = module().volrend_composite_backward(
@@ -35,8 +38,10 @@ def composite_backward(g_rgb, g_depth, g_opacity, g_weights, g_trans,
 
 
 def distortion_forward(weights, tmids, deltas, offsets):
+    """:meth:`VolrendKernels.distortion_forward` via the extension's ``volrend`` binding."""
     return module().volrend_distortion_forward(weights, tmids, deltas, offsets)
 
 
 def distortion_backward(g_loss, weights, tmids, deltas, offsets):
+    """:meth:`VolrendKernels.distortion_backward` via the extension's ``volrend`` binding."""
     return tuple(module().volrend_distortion_backward(g_loss, weights, tmids, deltas, offsets))

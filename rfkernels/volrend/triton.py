@@ -3,6 +3,8 @@
 Each program walks its ray ``[offsets[r], offsets[r+1])`` in blocks of ``BLOCK_S`` samples, using
 ``tl.cumsum`` for the within-block prefix of optical depth and a scalar carry across blocks.
 Colours are loaded as ``[BLOCK_S, BLOCK_C]`` tiles (``BLOCK_C`` = next power of two >= C).
+
+Implements :class:`rfkernels.volrend.VolrendKernels` (the public launchers below).
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-// Runs the per-ray / per-sample bodies of csrc/sampling.cu on the CPU (loops instead of grids), so
+// Runs the per-ray / per-sample bodies of csrc/sampling.cu and csrc/interlevel.cu on the CPU (loops instead of grids), so
 // the CUDA backend's arithmetic is tested on machines without a GPU. Built by tests/cuda_host.py.
+#include "../../csrc/interlevel.cu"
 #include "../../csrc/sampling.cu"
 
 using namespace rfk::sampling_detail;

@@ -1,0 +1,194 @@
+// Interlevel (proposal) loss kernels: mip-NeRF 360's outer loss and Zip-NeRF's blurred loss on packed
+// histograms. Torch-free; launched from bind_sampling.cpp. Per-ray passes (proposal prefix, adjoint
+// scatter, suffix) run one thread per ray; prefix arrays are float64 (see
+// rfkernels/sampling/triton_interlevel.py for why). The bodies are __host__ __device__ so
+// tests/csrc/sampling_host.cu runs them on the CPU. Formulas: rfkernels/sampling/reference.py.
+#include "sampling.h"
+#include "sampling_common.cuh"
+
+namespace rfk {
+namespace sampling_detail {  // per-ray bodies, host+device (tests/csrc/sampling_host.cu)
+
+// Histogram (t, w) of ray `ray`: cy = [0, cumsum(w)] (positive-width bins only when blurred) and,
+// when blurred, g = the integral of its CDF at the edges; float64 (see rfkernels/sampling/triton_interlevel.py).
+RFK_HD void prefix_ray(const float* __restrict__ t_all, const float* __restrict__ w_all, const int64_t* off,
+                       int64_t ray, bool blurred, double* __restrict__ cy, double* __restrict__ g) {
+    const RaySpan s = ray_span(off, ray);
+    const float* t = t_all + s.edge;
+    const float* w = w_all + s.start;
+    double* c = cy + s.edge;
+    double* G = blurred ? g + s.edge : nullptr;
+    c[0] = 0.0;
+    if (blurred) G[0] = 0.0;
+    double run = 0.0, run_g = 0.0;
+    for (int i = 0; i < s.n; ++i) {
+        double wi = w[i];
+        if (blurred) {
+            const double width = static_cast<double>(t[i + 1]) - static_cast<double>(t[i]);
+            if (!(width > 0.0)) wi = 0.0;
+            run += wi;
+            run_g += width * (run - wi + 0.5 * wi);
+            G[i + 1] = run_g;
+        } else {
+            run += wi;
+        }
+        c[i + 1] = run;
+    }
+}
+
+struct Hist {  // one ray's histogram with its prefix arrays
+    const float* t;
+    const float* w;
+    const double* cy;
+    const double* g;
+    int n;
+};
+
+RFK_HD Hist hist_of(const float* t, const float* w, const int64_t* off, int64_t ray, const double* cy,
+                    const double* g) {
+    const RaySpan s = ray_span(off, ray);
+    return {t + s.edge, w + s.start, cy + s.edge, g ? g + s.edge : nullptr, s.n};
+}
+
+// G(y): integral from -inf to y of the histogram's (unnormalized) CDF.
+RFK_HD double integral_at(const Hist& h, double y) {
+    const int c = count_le<double>(h.t, h.n + 1, y);
+    if (c == 0) return 0.0;
+    if (c > h.n) return h.g[h.n] + h.cy[h.n] * (y - static_cast<double>(h.t[h.n]));
+    const int i = c - 1;
+    const double t0 = h.t[i];
+    const double width = static_cast<double>(h.t[i + 1]) - t0;
+    const double dens = width > 0.0 ? static_cast<double>(h.w[i]) / width : 0.0;
+    const double d = y - t0;
+    return h.g[i] + d * (h.cy[i] + 0.5 * dens * d);
+}
+
+RFK_HD double blurred_cdf(const Hist& h, double x, double r) {
+    return (integral_at(h, x + r) - integral_at(h, x - r)) / (2.0 * r);
+}
+
+// Outer measure of fine interval [t0, t1]: proposal bins [lo, hi), mass cy[hi] - cy[lo].
+RFK_HD double outer_mass(const Hist& p, float t0, float t1, int* lo, int* hi) {
+    const int l = count_le<float>(p.t, p.n + 1, t0) - 1;
+    const int h = count_le<float>(p.t, p.n + 1, t1);
+    *lo = l < 0 ? 0 : l;
+    *hi = h > p.n ? p.n : h;
+    return p.cy[*hi] - p.cy[*lo];
+}
+
+RFK_HD void outer_forward_ray(const InterlevelArgs& a, int64_t ray, const double* __restrict__ cy,
+                              float* __restrict__ loss) {
+    const RaySpan s = ray_span(a.off, ray);
+    const Hist p = hist_of(a.tp, a.wp, a.offp, ray, cy, nullptr);
+    double acc = 0.0;
+    for (int j = 0; j < s.n; ++j) {
+        int lo, hi;
+        const double w = a.w[s.start + j];
+        const double e = fmax(w - outer_mass(p, a.t[s.edge + j], a.t[s.edge + j + 1], &lo, &hi), 0.0);
+        acc += e * e / (w + static_cast<double>(a.eps));
+    }
+    loss[ray] = static_cast<float>(acc);
+}
+
+// d loss / d cy[hi] = g_j, d / d cy[lo] = -g_j, at slots hi - 1, lo - 1 (the proposal bins below
+// that prefix entry). One thread per ray owns its slots: plain, deterministic accumulation.
+RFK_HD void outer_scatter_ray(const InterlevelArgs& a, int64_t ray, const float* __restrict__ g_loss,
+                              const double* __restrict__ cy, double* __restrict__ u) {
+    const RaySpan s = ray_span(a.off, ray);
+    const Hist p = hist_of(a.tp, a.wp, a.offp, ray, cy, nullptr);
+    double* U = u + a.offp[ray];
+    const double gl = g_loss[ray];
+    for (int j = 0; j < s.n; ++j) {
+        int lo, hi;
+        const double w = a.w[s.start + j];
+        const double outer = outer_mass(p, a.t[s.edge + j], a.t[s.edge + j + 1], &lo, &hi);
+        const double gj = gl * (-2.0 * fmax(w - outer, 0.0) / (w + static_cast<double>(a.eps)));
+        if (hi >= 1) U[hi - 1] += gj;
+        if (lo >= 1) U[lo - 1] -= gj;
+    }
+}
+
+// grad wp_k = sum of the slots >= k.
+RFK_HD void suffix_ray(const InterlevelArgs& a, int64_t ray, const double* __restrict__ u, float* __restrict__ g_wp) {
+    const RaySpan s = ray_span(a.offp, ray);
+    double acc = 0.0;
+    for (int k = s.n - 1; k >= 0; --k) {
+        acc += u[s.start + k];
+        g_wp[s.start + k] = static_cast<float>(acc);
+    }
+}
+
+// Per proposal bin k: Wb_k = blurred fine mass on [tp_k, tp_{k+1}] (>= 0); loss += max(0, Wb_k -
+// wp_k)^2 / (wp_k + eps); dwp_k = d loss / d wp_k (Wb does not depend on wp).
+RFK_HD void blurred_forward_ray(const InterlevelArgs& a, int64_t ray, const double* __restrict__ cy,
+                                const double* __restrict__ g, float* __restrict__ loss, float* __restrict__ dwp) {
+    const RaySpan s = ray_span(a.offp, ray);
+    const Hist f = hist_of(a.t, a.w, a.off, ray, cy, g);
+    const float* tp = a.tp + s.edge;
+    const double r = a.blur[ray], eps = a.eps;
+    double acc = 0.0;
+    for (int k = 0; k < s.n; ++k) {
+        const double wb = fmax(blurred_cdf(f, tp[k + 1], r) - blurred_cdf(f, tp[k], r), 0.0);
+        const double wp = a.wp[s.start + k];
+        const double e = fmax(wb - wp, 0.0), den = wp + eps;
+        acc += e * e / den;
+        dwp[s.start + k] = static_cast<float>(-2.0 * e / den - e * e / (den * den));
+    }
+    loss[ray] = static_cast<float>(acc);
+}
+
+}  // namespace sampling_detail
+
+namespace {
+using namespace sampling_detail;
+
+__global__ void prefix_kernel(const float* t, const float* w, const int64_t* off, int64_t n_rays, bool blurred,
+                              double* cy, double* g) {
+    const int64_t ray = thread_index();
+    if (ray < n_rays) prefix_ray(t, w, off, ray, blurred, cy, g);
+}
+__global__ void outer_forward_kernel(const InterlevelArgs a, const double* cy, float* loss) {
+    const int64_t ray = thread_index();
+    if (ray < a.n_rays) outer_forward_ray(a, ray, cy, loss);
+}
+__global__ void outer_scatter_kernel(const InterlevelArgs a, const float* g_loss, const double* cy, double* u) {
+    const int64_t ray = thread_index();
+    if (ray < a.n_rays) outer_scatter_ray(a, ray, g_loss, cy, u);
+}
+__global__ void suffix_kernel(const InterlevelArgs a, const double* u, float* g_wp) {
+    const int64_t ray = thread_index();
+    if (ray < a.n_rays) suffix_ray(a, ray, u, g_wp);
+}
+__global__ void blurred_forward_kernel(const InterlevelArgs a, const double* cy, const double* g, float* loss,
+                                       float* dwp) {
+    const int64_t ray = thread_index();
+    if (ray < a.n_rays) blurred_forward_ray(a, ray, cy, g, loss, dwp);
+}
+
+}  // namespace
+
+cudaError_t interlevel_forward(const InterlevelArgs& a, double* cy, double* g, float* loss, float* dwp,
+                               cudaStream_t stream) {
+    if (a.n_rays == 0) return cudaSuccess;
+    const unsigned int blocks = num_blocks(a.n_rays);
+    if (a.blur) {
+        prefix_kernel<<<blocks, kThreads, 0, stream>>>(a.t, a.w, a.off, a.n_rays, true, cy, g);
+        blurred_forward_kernel<<<blocks, kThreads, 0, stream>>>(a, cy, g, loss, dwp);
+    } else {
+        prefix_kernel<<<blocks, kThreads, 0, stream>>>(a.tp, a.wp, a.offp, a.n_rays, false, cy, nullptr);
+        outer_forward_kernel<<<blocks, kThreads, 0, stream>>>(a, cy, loss);
+    }
+    return last_launch_error();
+}
+
+cudaError_t interlevel_outer_backward(const InterlevelArgs& a, const float* g_loss, double* cy, double* u,
+                                      float* g_wp, cudaStream_t stream) {
+    if (a.n_rays == 0) return cudaSuccess;
+    const unsigned int blocks = num_blocks(a.n_rays);
+    prefix_kernel<<<blocks, kThreads, 0, stream>>>(a.tp, a.wp, a.offp, a.n_rays, false, cy, nullptr);
+    outer_scatter_kernel<<<blocks, kThreads, 0, stream>>>(a, g_loss, cy, u);
+    suffix_kernel<<<blocks, kThreads, 0, stream>>>(a, u, g_wp);
+    return last_launch_error();
+}
+
+}  // namespace rfk
