@@ -238,3 +238,21 @@ def test_env_var_installs_at_import():
     env = {**os.environ, "RFKERNELS_COMPAT": "1", "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_runner_runs_an_unmodified_script(tmp_path):
+    """`python -m rfkernels.compat script.py args` runs a script that only imports nerfacc/tinycudann."""
+    script = tmp_path / "user_train.py"
+    script.write_text("import sys, torch, nerfacc, tinycudann as tcnn\n"
+                      "w, t, a = nerfacc.render_weight_from_density(torch.zeros(1, 2), torch.ones(1, 2), torch.ones(1, 2))\n"
+                      "enc = tcnn.Encoding(3, {'otype': 'HashGrid', 'n_levels': 2, 'n_features_per_level': 2,\n"
+                      "                        'log2_hashmap_size': 8, 'base_resolution': 4, 'per_level_scale': 2.0})\n"
+                      "print(nerfacc.__name__, enc.n_output_dims, sys.argv[1:])\n")
+    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("RFKERNELS_COMPAT", None)
+    out = subprocess.run([sys.executable, "-m", "rfkernels.compat", str(script), "--lr", "1"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["rfkernels.compat.nerfacc", "4", "['--lr',", "'1']"], out.stdout
+    bare = subprocess.run([sys.executable, "-m", "rfkernels.compat"], env=env, capture_output=True, text=True, timeout=120)
+    assert bare.returncode == 2 and "python -m rfkernels.compat" in bare.stdout

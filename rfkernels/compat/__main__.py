@@ -1,0 +1,33 @@
+"""Run an unmodified nerfacc / tiny-cuda-nn script on rfkernels, with no edit to it:
+
+    python -m rfkernels.compat train.py --its-own args      # or: -m some.module args
+
+The compat layers are registered as ``nerfacc`` and ``tinycudann`` (:func:`rfkernels.compat.install`)
+before the script runs as ``__main__``.
+"""
+from __future__ import annotations
+
+import runpy
+import sys
+
+from . import install
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        raise SystemExit(0 if argv else 2)
+    install()
+    if argv[0] == "-m":
+        if len(argv) < 2:
+            raise SystemExit("python -m rfkernels.compat: -m needs a module name")
+        sys.argv = argv[1:]
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = argv
+        runpy.run_path(argv[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()
