@@ -57,3 +57,64 @@ def test_compile_csrc_fails_without_working_nvcc(cu_files, tmp_path, nvcc):
     r = _compile([cu_files[0]], NVCC=nvcc)
     assert r.returncode != 0, r.stdout
     assert "FAILED" in r.stdout
+
+
+# ---------------------------------------------------------------- .ci/build_ext.py
+def _build_ext_module():
+    sys.path.insert(0, str(CI))
+    try:
+        import build_ext
+    finally:
+        sys.path.remove(str(CI))
+    return build_ext
+
+
+def test_build_ext_reads_flags_and_calls_from_the_sources():
+    """The JIT flags come from rfkernels/_cuda_ext.py and the bound-function list from the Python side."""
+    be = _build_ext_module()
+    kw = be.jit_load_kwargs()
+    assert kw["name"] == "rfkernels_cuda" and "--use_fast_math" in kw["extra_cuda_cflags"]
+    calls = be.python_calls()
+    for family in ("volrend", "hashgrid", "sampling", "gather"):
+        assert any(c.startswith(family) for c in calls), (family, calls)
+
+
+def test_build_ext_skips_cleanly_without_the_index(tmp_path):
+    env = {**os.environ, "RFK_CI_CACHE": str(tmp_path), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)}
+    r = subprocess.run([sys.executable, str(CI / "build_ext.py")], env=env, cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "\nSKIP: torch==2.11.0 wheel unavailable" in r.stdout, r.stdout
+
+
+def _cached_torch():
+    cache = Path(os.environ.get("RFK_CI_CACHE", Path.home() / ".cache" / "rfkernels-ci"))
+    if not (cache / "torch-2.11.0" / ".complete").is_file() or shutil.which("nvcc") is None:
+        pytest.skip("torch 2.11.0 headers not in the CI cache (run .ci/build_ext.py once) or no nvcc")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("breakage", ["typo", "unbound"])
+def test_build_ext_fails_on_binding_errors(tmp_path, breakage):
+    """A typo in a binding fails with g++'s message; a function the Python side calls but no binding
+    registers (and a launcher declared but never defined) fails the .so check."""
+    _cached_torch()
+    csrc = tmp_path / "csrc"
+    shutil.copytree(ROOT / "csrc", csrc)
+    bind = csrc / "bind_volrend.cpp"
+    text = bind.read_text()
+    if breakage == "typo":
+        assert "rfk::composite_forward(" in text
+        bind.write_text(text.replace("rfk::composite_forward(", "rfk::composite_forwrd(", 1))
+    else:
+        line = next(ln for ln in text.splitlines() if 'm.def("volrend_distortion_backward"' in ln)
+        bind.write_text(text.replace(line + "\n", ""))
+        cu = csrc / "volrend.cu"
+        cu.write_text(cu.read_text().replace("cudaError_t distortion_backward(", "cudaError_t distortion_backward_x(", 1))
+    r = subprocess.run([sys.executable, str(CI / "build_ext.py"), "--csrc", str(csrc)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode != 0, r.stdout
+    if breakage == "typo":
+        assert "composite_forwrd" in r.stdout and "error" in r.stdout and "bind_volrend.cpp" in r.stdout
+    else:
+        assert "volrend_distortion_backward" in r.stdout and "undefined rfk symbols" in r.stdout
