@@ -38,12 +38,12 @@ def _env(device: torch.device) -> dict:
     }
 
 
-def run(families, scale: str, device: torch.device) -> dict:
+def run(families, scale: str, device: torch.device, reps: int | None = None) -> dict:
     bandwidth = copy_bandwidth_gbs(device)
     rows = []
     for fam in families:
         for case in family_cases(fam, device, scale):
-            ms = time_fn(case.fn, device)
+            ms = time_fn(case.fn, device, max_reps=reps) if reps else time_fn(case.fn, device)
             row = {
                 "op": case.op, "size": case.size, "mode": case.mode, "backend": case.backend, "ms": ms,
                 "items_per_s": case.items / (ms * 1e-3) if case.items else None, "item_name": case.item_name,
@@ -97,12 +97,14 @@ def main(argv=None) -> int:
     p.add_argument("--scale", choices=SCALES, default=None,
                    help="tiny (CPU default) | one (headline size per op) | all (GPU default)")
     p.add_argument("--only", default=",".join(FAMILIES), help="comma-separated families")
+    p.add_argument("--reps", type=int, default=None,
+                   help="CPU only: at most this many timed calls per case after one warm-up (dry runs: 1)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/<device>-<date>.json)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     scale = args.scale or ("tiny" if device.type == "cpu" else "one" if args.quick else "all")
-    report = run([f for f in args.only.split(",") if f], scale, device)
+    report = run([f for f in args.only.split(",") if f], scale, device, args.reps)
     print_table(report)
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
         f"{report['env']['device'].replace(' ', '_')}-{report['env']['date'][:10]}{'' if scale == 'all' else '-quick'}.json")

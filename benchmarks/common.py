@@ -10,6 +10,7 @@ same run. Peers are checked equal to ours on the same inputs before they are tim
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -63,6 +64,8 @@ def nerfacc_or_none():
     """The nerfacc module when installed and its CUDA extension builds/loads on this machine, else None."""
     import importlib.util
 
+    if os.environ.get("RFK_BENCH_NO_NERFACC") == "1":  # gpu_check.sh --quick: no nerfacc JIT build
+        return None
     if importlib.util.find_spec("nerfacc") is None or not torch.cuda.is_available():
         return None
     try:
@@ -114,7 +117,7 @@ def time_fn(fn: Callable[[], object], device: torch.device, min_time: float = 0.
     sync(device)
     times = []
     start_all = time.perf_counter()
-    while len(times) < max_reps and (time.perf_counter() - start_all < min_time or len(times) < 3):
+    while len(times) < max_reps and (time.perf_counter() - start_all < min_time or len(times) < min(3, max_reps)):
         t0 = time.perf_counter()
         fn()
         sync(device)

@@ -24,6 +24,7 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="base")
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--device", default="auto")
+    p.add_argument("--downscale", type=float, default=1.0, help="extra image downscale (dry runs on a CPU)")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     from reconfusion.cli import DEMO_DATA, DEMO_FACTOR, DEMO_VIEWS
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
 
     run_dir = tempfile.mkdtemp(prefix="rfk-recon-")
     args = ["reconstruct", "--data", DEMO_DATA, "--factor", str(DEMO_FACTOR), "--views", str(DEMO_VIEWS),
-            "--preset", a.preset, "--iterations", str(a.iterations), "--device", a.device, "--no-video", "--quiet",
+            "--downscale", str(a.downscale), "--preset", a.preset, "--iterations", str(a.iterations), "--device", a.device, "--no-video", "--quiet",
             "--out", run_dir]
     cuda = torch.cuda.is_available() and a.device != "cpu"
     if cuda:

@@ -118,3 +118,49 @@ def test_build_ext_fails_on_binding_errors(tmp_path, breakage):
         assert "composite_forwrd" in r.stdout and "error" in r.stdout and "bind_volrend.cpp" in r.stdout
     else:
         assert "volrend_distortion_backward" in r.stdout and "undefined rfk symbols" in r.stdout
+
+
+# ---------------------------------------------------------------- .ci/gpu_check.sh, benchmarks
+@pytest.mark.slow
+def test_gpu_check_dry_runs_end_to_end(tmp_path):
+    """The device script's dry mode (no GPU): every stage runs and succeeds, outputs and summary exist."""
+    import json
+
+    env = {**os.environ, "OUT": str(tmp_path), "RFK_GPU_BUDGET_S": "900"}
+    r = subprocess.run(["bash", str(CI / "gpu_check.sh"), "--dry"], env=env, cwd=ROOT, capture_output=True,
+                       text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["dry"] and summary["env"]["torch"] and summary["env"]["date"]
+    assert [s["name"] for s in summary["stages"]] == ["build", "tests", "ops", "prior", "recon"]
+    assert all(s["status"] == "ok" for s in summary["stages"]), summary["stages"]
+    ops = json.loads((tmp_path / "bench_ops.json").read_text())
+    assert {r["op"] for r in ops["results"]} >= {"volume_render", "hash_grid_encode", "sample_pdf", "gather[none]"}
+    assert json.loads((tmp_path / "recon.json").read_text())["iterations"] == 2
+    assert len(list(tmp_path.iterdir())) <= 8  # the device tool returns at most 8 files
+
+
+def test_gpu_check_rejects_unknown_arguments_and_missing_gpu(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path), "PATH": "/usr/bin:/bin"}  # no nvidia-smi on PATH
+    r = subprocess.run(["bash", str(CI / "gpu_check.sh"), "--bogus"], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown argument" in r.stdout
+    r = subprocess.run(["bash", str(CI / "gpu_check.sh")], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "use --dry" in r.stdout
+
+
+def test_pytest_benchmark_runs_one_tiny_case(tmp_path):
+    """``pytest benchmarks/ --benchmark-only`` on the CPU: one tiny torch case, JSON with bytes and GB/s."""
+    import json
+
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "--benchmark-only", "-q", "-p", "no:cacheprovider",
+                        "--rfk-only", "volrend", "--rfk-device", "cpu", "-k", "distortion_loss",
+                        "--benchmark-json", str(out), "--benchmark-max-time", "0.05", "--benchmark-min-rounds", "1",
+                        "--benchmark-warmup", "off"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    bench = json.loads(out.read_text())["benchmarks"]
+    assert len(bench) == 1 and bench[0]["group"] == "distortion_loss R=256 S=48 fwd+bwd"
+    info = bench[0]["extra_info"]
+    assert info["backend"] == "torch" and info["bytes_moved"] > 0 and 0 < info["pct_of_copy_bw"]
