@@ -237,6 +237,11 @@ def _system_lib(name: str) -> Path | None:
     return p.resolve() if p.is_absolute() and p.exists() else None
 
 
+def _demangle(symbols: list[str]) -> list[str]:
+    out = subprocess.run(["c++filt"], input="\n".join(symbols), capture_output=True, text=True).stdout.splitlines()
+    return [f"{d}  ({m})" if d != m else m for d, m in zip(out, symbols)]
+
+
 def python_calls() -> set[str]:
     """Every extension function the Python side calls: ``module().<fn>(`` in rfkernels/**.py."""
     names = set()
@@ -252,7 +257,7 @@ def check_so(so: Path, torch_dir: Path, cuda: Path, name: str) -> None:
     problems = []
     rfk = sorted(s for s in undefined if "rfk" in s)
     if rfk:
-        problems.append("undefined rfk symbols (declared, never defined):\n    " + "\n    ".join(rfk))
+        problems.append("undefined rfk symbols (declared, never defined):\n    " + "\n    ".join(_demangle(rfk)))
     provided = set()
     libs = list((torch_dir / "lib").glob("*.so*")) + [cuda / "lib64" / "libcudart.so"]
     libs += [p for p in map(_system_lib, ("libstdc++.so", "libgcc_s.so.1", "libc.so.6", "libm.so.6", "ld-linux-x86-64.so.2")) if p]
@@ -260,9 +265,8 @@ def check_so(so: Path, torch_dir: Path, cuda: Path, name: str) -> None:
         provided |= _dyn_symbols(lib, defined=True)
     unresolved = sorted(s for s in undefined - provided if not s.startswith(("Py", "_Py")))
     if unresolved:
-        demangled = subprocess.run(["c++filt"], input="\n".join(unresolved), capture_output=True, text=True).stdout
         problems.append("undefined symbols no torch/CUDA/C++ runtime library defines:\n    "
-                        + "\n    ".join(demangled.splitlines()[:40]))
+                        + "\n    ".join(_demangle(unresolved)[:40]))
     if f"PyInit_{name}" not in _dyn_symbols(so, defined=True):
         problems.append(f"PyInit_{name} is not exported")
     data = so.read_bytes()

@@ -94,30 +94,32 @@ def _cached_torch():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("breakage", ["typo", "unbound"])
+@pytest.mark.parametrize("breakage", ["typo", "unbound", "undefined"])
 def test_build_ext_fails_on_binding_errors(tmp_path, breakage):
-    """A typo in a binding fails with g++'s message; a function the Python side calls but no binding
-    registers (and a launcher declared but never defined) fails the .so check."""
+    """A typo in a binding fails with g++'s message; a function the Python side calls that no
+    binding registers, and a launcher declared and called but never defined, fail the .so checks."""
     _cached_torch()
     csrc = tmp_path / "csrc"
     shutil.copytree(ROOT / "csrc", csrc)
-    bind = csrc / "bind_volrend.cpp"
+    bind, cu = csrc / "bind_volrend.cpp", csrc / "volrend.cu"
     text = bind.read_text()
     if breakage == "typo":
         assert "rfk::composite_forward(" in text
         bind.write_text(text.replace("rfk::composite_forward(", "rfk::composite_forwrd(", 1))
-    else:
+    elif breakage == "unbound":
         line = next(ln for ln in text.splitlines() if 'm.def("volrend_distortion_backward"' in ln)
         bind.write_text(text.replace(line + "\n", ""))
-        cu = csrc / "volrend.cu"
+    else:
+        assert "cudaError_t distortion_backward(" in cu.read_text()
         cu.write_text(cu.read_text().replace("cudaError_t distortion_backward(", "cudaError_t distortion_backward_x(", 1))
     r = subprocess.run([sys.executable, str(CI / "build_ext.py"), "--csrc", str(csrc)], cwd=ROOT,
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode != 0, r.stdout
-    if breakage == "typo":
-        assert "composite_forwrd" in r.stdout and "error" in r.stdout and "bind_volrend.cpp" in r.stdout
-    else:
-        assert "volrend_distortion_backward" in r.stdout and "undefined rfk symbols" in r.stdout
+    expect = {"typo": ["bind_volrend.cpp:", "error:", "composite_forwrd"],
+              "unbound": ["does not bind: volrend_distortion_backward"],
+              "undefined": ["undefined rfk symbols", "rfk::distortion_backward"]}[breakage]
+    for e in expect:
+        assert e in r.stdout, (e, r.stdout[-3000:])
 
 
 # ---------------------------------------------------------------- .ci/gpu_check.sh, benchmarks
