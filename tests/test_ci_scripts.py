@@ -118,8 +118,9 @@ def test_build_ext_fails_on_binding_errors(tmp_path, breakage):
     expect = {"typo": ["bind_volrend.cpp:", "error:", "composite_forwrd"],
               "unbound": ["does not bind: volrend_distortion_backward"],
               "undefined": ["undefined rfk symbols", "rfk::distortion_backward"]}[breakage]
+    out = r.stdout + r.stderr  # compiler output on stdout, the final FAILED line on stderr
     for e in expect:
-        assert e in r.stdout, (e, r.stdout[-3000:])
+        assert e in out, (e, out[-3000:])
 
 
 # ---------------------------------------------------------------- .ci/gpu_check.sh, benchmarks
