@@ -72,6 +72,7 @@ def fetch_torch(cache: Path) -> Path | None:
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(root, [n for n in zf.namelist() if n.startswith(keep)])
     marker.write_text(wheel.name)
+    wheel.unlink()  # only the extracted headers and libraries are used (~1 GB); saves ~530 MB
     return root / "torch"
 
 
@@ -183,6 +184,7 @@ def compile_all(csrc: Path, build: Path, flags: dict, jobs: int, objcache: Path 
         t0 = time.perf_counter()
         if cached and cached.is_file():
             shutil.copyfile(cached, obj)
+            os.utime(cached)  # most recently used
             return src, obj, None, time.perf_counter() - t0
         r = subprocess.run(cmd, capture_output=True, text=True)
         if cached and r.returncode == 0:
@@ -202,6 +204,12 @@ def compile_all(csrc: Path, build: Path, flags: dict, jobs: int, objcache: Path 
                 log((r.stdout + r.stderr).rstrip())
                 failed.append(src.name)
             objects.append(obj)
+    if objcache:  # keep the 4 most recently used objects per source
+        for src in sources:
+            stem = f"{src.stem}.cuda" if src.suffix == ".cu" else src.stem
+            old = sorted(objcache.glob(f"{stem}-*.o"), key=lambda p: p.stat().st_mtime, reverse=True)[4:]
+            for p in old:
+                p.unlink(missing_ok=True)
     if failed:
         raise SystemExit(f"FAILED: {len(failed)} source(s) did not compile: {', '.join(failed)}")
     return objects
