@@ -144,7 +144,11 @@ def test_gpu_check_dry_runs_end_to_end(tmp_path):
 
 
 def test_gpu_check_rejects_unknown_arguments_and_missing_gpu(tmp_path):
-    env = {**os.environ, "OUT": str(tmp_path), "PATH": "/usr/bin:/bin"}  # no nvidia-smi on PATH
+    fake = tmp_path / "bin" / "nvidia-smi"  # an nvidia-smi that finds no GPU, first on PATH (also on a GPU machine)
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed'\nexit 9\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PATH": f"{fake.parent}:{os.environ['PATH']}"}
     r = subprocess.run(["bash", str(CI / "gpu_check.sh"), "--bogus"], env=env, cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "unknown argument" in r.stdout
     r = subprocess.run(["bash", str(CI / "gpu_check.sh")], env=env, cwd=ROOT, capture_output=True, text=True)
