@@ -133,9 +133,9 @@ else
   fi
   TIMEOUT_OPT=$($PY -c "import pytest_timeout" 2>/dev/null && echo "--timeout=120")
   # kernel families first (pytest would otherwise run files alphabetically), then the rest; the dry
-  # run of this script is CI's job, not the GPU's
+  # run of this script is CI's job, not the GPU's; tests that run benchmarks never start a second nerfacc build
   KERNELS="tests/test_volrend.py tests/test_hashgrid.py tests/test_sampling.py tests/test_gather.py"
-  PYT="$PY -m pytest -v --tb=short -rfE --maxfail=5 -p no:cacheprovider $TIMEOUT_OPT"
+  PYT="RFK_BENCH_NO_NERFACC=1 $PY -m pytest -v --tb=short -rfE --maxfail=5 -p no:cacheprovider $TIMEOUT_OPT"
   stage tests 150 "$PYT $KERNELS; a=\$?; $PYT tests $(printf -- '--ignore=%s ' $KERNELS)--deselect tests/test_ci_scripts.py::test_gpu_check_dry_runs_end_to_end; b=\$?; exit \$(( a ? a : b ))"
   if [ "$MODE" = full ]; then
     stage nerfacc 60 "while [ ! -f /tmp/rfk_nerfacc.rc ]; do sleep 1; done; cat /tmp/rfk_nerfacc.log; exit \$(cat /tmp/rfk_nerfacc.rc)" \
