@@ -159,6 +159,7 @@ def test_pytest_benchmark_runs_one_tiny_case(tmp_path):
     """``pytest benchmarks/ --benchmark-only`` on the CPU: one tiny torch case, JSON with bytes and GB/s."""
     import json
 
+    pytest.importorskip("pytest_benchmark")
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "--benchmark-only", "-q", "-p", "no:cacheprovider",
                         "--rfk-only", "volrend", "--rfk-device", "cpu", "-k", "distortion_loss",
