@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 files=("$@")
 [ ${#files[@]} -gt 0 ] || files=(csrc/*.cu csrc/*.cpp)
 NVCC=${NVCC:-nvcc}
+command -v "$NVCC" >/dev/null || { echo "FAILED: nvcc not found (NVCC=$NVCC)"; exit 1; }
 CUDA_INC=${CUDA_INC:-$(dirname "$(dirname "$(readlink -f "$(command -v $NVCC)")")")/include}
 [ -f "$CUDA_INC/cuda_runtime_api.h" ] || CUDA_INC=$(ls -d /usr/local/cuda*/include 2>/dev/null | head -1)
 stub=$(mktemp -d)
@@ -21,9 +22,14 @@ for f in "${files[@]}"; do
   case "$f" in
     *.cu)
       echo "== nvcc $f"
-      $NVCC -c -std=c++17 -O3 -arch=sm_90 -Xptxas -v "$f" -o "$stub/$(basename "$f").o" 2>&1 \
-        | grep -E "error|warning|Compiling entry|registers|spill" || true
-      [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "FAILED: $f"; status=1; } ;;
+      # nvcc's exit status decides (not grep's): the full log is kept and filtered afterwards
+      rc=0
+      $NVCC -c -std=c++17 -O3 -arch=sm_90 -Xptxas -v "$f" -o "$stub/$(basename "$f").o" >"$stub/log" 2>&1 || rc=$?
+      if [ $rc -eq 0 ]; then
+        grep -E "error|warning|Compiling entry|registers|spill" "$stub/log" || true
+      else
+        cat "$stub/log"; echo "FAILED: $f (nvcc exit status $rc)"; status=1
+      fi ;;
     *.cpp)
       echo "== g++ -fsyntax-only $f"
       g++ -std=c++20 -fsyntax-only -Wall -DTORCH_EXTENSION_NAME=rfkernels_cuda -I"$stub" $TORCH_INC \

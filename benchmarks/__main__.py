@@ -1,14 +1,14 @@
 """Run the benchmark suite: every family's cases, side by side, in one process.
 
-Prints a table (op, size, mode, backend, ms, speedup vs the torch reference, throughput, achieved
-GB/s and % of the device-to-device copy bandwidth measured in the same run, peak memory on CUDA)
-and writes JSON with the device, versions and date.
+Prints a table (op, size, mode, backend, ms, speedup vs the torch reference, ours / peer ratios,
+throughput, achieved GB/s and % of the device-to-device copy bandwidth measured in the same run, peak
+memory on CUDA) and writes JSON with the device, versions and date. The cases are the ones
+``pytest benchmarks/ --benchmark-only`` runs (``bench_<family>.cases``).
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib
 import json
 import os
 import platform
@@ -17,10 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .common import copy_bandwidth_gbs, peak_memory_mb, time_fn
-
-# every benchmarks/bench_<family>.py, found on disk: a new family adds its file and nothing here
-FAMILIES = sorted(p.stem[len("bench_"):] for p in Path(__file__).resolve().parent.glob("bench_*.py"))
+from .common import FAMILIES, PEERS, SCALES, copy_bandwidth_gbs, family_cases, peak_memory_mb, time_fn
 
 
 def _env(device: torch.device) -> dict:
@@ -41,69 +38,97 @@ def _env(device: torch.device) -> dict:
     }
 
 
-def run(families, quick: bool, device: torch.device) -> dict:
+def run(families, scale: str, device: torch.device, reps: int | None = None, save=None) -> dict:
+    """Time every case of ``families``; ``save(report)`` (if given) is called after each case, so a
+    run cut short by a time limit leaves every finished row on disk. A case that raises is recorded
+    with its error and the run goes on."""
     bandwidth = copy_bandwidth_gbs(device)
-    rows = []
+    report = {"env": _env(device), "copy_bandwidth_gb_per_s": bandwidth, "scale": scale, "results": []}
+    rows = report["results"]
     for fam in families:
-        try:
-            mod = importlib.import_module(f"benchmarks.bench_{fam}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"benchmarks.bench_{fam}":
-                continue
-            raise
-        for case in mod.cases(device, quick):
-            ms = time_fn(case.fn, device)
-            row = {
-                "op": case.op, "size": case.size, "mode": case.mode, "backend": case.backend, "ms": ms,
-                "items_per_s": case.items / (ms * 1e-3) if case.items else None, "item_name": case.item_name,
-                "gb_per_s": case.bytes_moved / (ms * 1e-3) / 1e9 if case.bytes_moved else None,
-                "peak_mem_mb": peak_memory_mb(case.fn, device),
-                **case.extra,
-            }
-            row["pct_of_copy_bw"] = 100 * row["gb_per_s"] / bandwidth if row["gb_per_s"] else None
+        for case in family_cases(fam, device, scale):
+            row = {"op": case.op, "size": case.size, "mode": case.mode, "backend": case.backend}
+            try:
+                ms = time_fn(case.fn, device, max_reps=reps) if reps else time_fn(case.fn, device)
+                row.update({
+                    "ms": ms, "bytes_moved": case.bytes_moved,
+                    "items_per_s": case.items / (ms * 1e-3) if case.items else None, "item_name": case.item_name,
+                    "gb_per_s": case.bytes_moved / (ms * 1e-3) / 1e9 if case.bytes_moved else None,
+                    "peak_mem_mb": peak_memory_mb(case.fn, device),
+                    **case.extra,
+                })
+                row["pct_of_copy_bw"] = 100 * row["gb_per_s"] / bandwidth if row["gb_per_s"] else None
+                print(_fmt(row), flush=True)
+            except Exception as exc:  # noqa: BLE001 - report it and time the rest
+                row.update(ms=None, error=f"{type(exc).__name__}: {exc}")
+                print(f"{case.op:<22} {case.size:<36} {case.mode:<16} {case.backend:<13} ERROR {row['error']}", flush=True)
             rows.append(row)
-            print(_fmt(row), flush=True)
-    ref = {(r["op"], r["size"], r["mode"]): r["ms"] for r in rows if r["backend"] == "torch"}
+            add_ratios(rows)
+            if save:
+                save(report)
+    return report
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """speedup_vs_torch = torch ms / ms; for our backends, ours_over_<peer> = ms / peer ms (< 1: we are faster)."""
+    key = lambda r: (r["op"], r["size"], r["mode"])  # noqa: E731
+    ref = {key(r): r["ms"] for r in rows if r["backend"] == "torch" and r.get("ms")}
+    peers = {(key(r), r["backend"]): r["ms"] for r in rows if r["backend"] in PEERS and r.get("ms")}
     for r in rows:
-        base = ref.get((r["op"], r["size"], r["mode"]))
-        r["speedup_vs_torch"] = base / r["ms"] if base else None
-    return {"env": _env(device), "copy_bandwidth_gb_per_s": bandwidth, "quick": quick, "results": rows}
+        base = ref.get(key(r))
+        r["speedup_vs_torch"] = base / r["ms"] if base and r.get("ms") else None
+        if r["backend"] not in PEERS and r.get("ms"):
+            for (k, peer), ms in peers.items():
+                if k == key(r):
+                    r[f"ours_over_{peer}"] = r["ms"] / ms
 
 
 def _fmt(r: dict) -> str:
     tp = f"{r['items_per_s'] / 1e6:9.2f} M{r['item_name']}/s" if r["items_per_s"] else " " * 18
-    bw = f"{r['gb_per_s']:8.1f} GB/s ({r['pct_of_copy_bw']:5.1f}%)" if r["gb_per_s"] else ""
+    bw = (f"{r['bytes_moved'] / 1e6:9.2f} MB min {r['gb_per_s']:8.1f} GB/s ({r['pct_of_copy_bw']:5.1f}% of copy)"
+          if r["gb_per_s"] else "")
     mem = f" peak {r['peak_mem_mb']:.0f} MB" if r.get("peak_mem_mb") is not None else ""
-    return f"{r['op']:<22} {r['size']:<30} {r['mode']:<8} {r['backend']:<8} {r['ms']:9.3f} ms {tp} {bw}{mem}"
+    return f"{r['op']:<22} {r['size']:<36} {r['mode']:<16} {r['backend']:<13} {r['ms']:9.3f} ms {tp} {bw}{mem}"
 
 
 def print_table(report: dict) -> None:
     print(f"\n# {report['env']['device']}  torch {report['env']['torch']}  triton {report['env']['triton']}  "
           f"copy bandwidth {report['copy_bandwidth_gb_per_s']:.1f} GB/s  {report['env']['date']}")
-    print(f"{'op':<22} {'size':<30} {'mode':<8} {'backend':<8} {'ms':>9}    {'speedup':>8}  {'GB/s':>8} {'%bw':>6}")
+    print(f"{'op':<22} {'size':<36} {'mode':<16} {'backend':<13} {'ms':>9}    {'speedup':>8}  {'GB/s':>8} {'%bw':>6}"
+          "  ours/peer")
     for r in report["results"]:
+        if r.get("error"):
+            print(f"{r['op']:<22} {r['size']:<36} {r['mode']:<16} {r['backend']:<13} ERROR {r['error'][:80]}")
+            continue
         sp = f"{r['speedup_vs_torch']:7.2f}x" if r["speedup_vs_torch"] else "       -"
-        bw = f"{r['gb_per_s']:8.1f} {r['pct_of_copy_bw']:5.1f}%" if r["gb_per_s"] else ""
-        print(f"{r['op']:<22} {r['size']:<30} {r['mode']:<8} {r['backend']:<8} {r['ms']:9.3f} ms {sp}  {bw}")
+        bw = f"{r['gb_per_s']:8.1f} {r['pct_of_copy_bw']:5.1f}%" if r["gb_per_s"] else " " * 15
+        vs = " ".join(f"{k[len('ours_over_'):]} {v:.2f}" for k, v in r.items() if k.startswith("ours_over_"))
+        print(f"{r['op']:<22} {r['size']:<36} {r['mode']:<16} {r['backend']:<13} {r['ms']:9.3f} ms {sp}  {bw}  {vs}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="small sizes (the default on CPU)")
+    p.add_argument("--quick", action="store_true", help="one size per op (scale 'one'; 'tiny' on CPU)")
+    p.add_argument("--scale", choices=SCALES, default=None,
+                   help="tiny (CPU default) | one (headline size per op) | all (GPU default)")
     p.add_argument("--only", default=",".join(FAMILIES), help="comma-separated families")
+    p.add_argument("--reps", type=int, default=None,
+                   help="CPU only: at most this many timed calls per case after one warm-up (dry runs: 1)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/<device>-<date>.json)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    quick = args.quick or device.type == "cpu"
-    report = run([f for f in args.only.split(",") if f], quick, device)
-    print_table(report)
+    scale = args.scale or ("tiny" if device.type == "cpu" else "one" if args.quick else "all")
+    env = _env(device)
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
-        f"{report['env']['device'].replace(' ', '_')}-{report['env']['date'][:10]}{'-quick' if quick else ''}.json")
+        f"{env['device'].replace(' ', '_')}-{env['date'][:10]}{'' if scale == 'all' else '-quick'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    report = run([f for f in args.only.split(",") if f], scale, device, args.reps,
+                 save=lambda rep: out.write_text(json.dumps(rep, indent=2)))
+    print_table(report)
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}", file=sys.stderr)
-    return 0
+    return 1 if any(r.get("error") for r in report["results"]) else 0
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
 """Feature gather: PixelNeRF conditioning of one 64x64 latent (B=1, V=3, C=64, 64x64 feature maps,
 N = 64*64 rays x 64 samples), per-view and mean/var outputs, fwd and fwd+bwd (w.r.t. the feature
-maps), every backend vs the grid_sample reference."""
+maps), every backend vs the torch backend, which is the peer the issue names: ``F.grid_sample`` over
+all views in one call + torch reductions (rfkernels/gather/reference.py), so its speedup column is the
+ratio against that peer."""
 from __future__ import annotations
 
 import torch
 
 import rfkernels
-from rfkernels import _dispatch
 
-from .common import Case
+from .common import Case, backends_for
 
 
 def _scene(N, V, C, H, W, image, device):
@@ -26,16 +27,17 @@ def _scene(N, V, C, H, W, image, device):
     return points, features, K, E
 
 
-def cases(device: torch.device, quick: bool) -> list[Case]:
+SIZES = {"tiny": 8 * 8 * 8, "one": 64 * 64 * 64, "all": 64 * 64 * 64}
+
+
+def cases(device: torch.device, scale: str) -> list[Case]:
     V, C, H, W = 3, 64, 64, 64
-    N = 16 * 16 * 16 if quick else 64 * 64 * 64
+    N = SIZES[scale]
     image = (512, 512)
     points, features, K, E = _scene(N, V, C, H, W, image, device)
     size = f"N={N} V={V} C={C} {H}x{W}"
     feat_bytes = 4 * V * C * H * W
-    backends = [b for b in ("torch", "triton", "cuda") if b in _dispatch.available_backends(device)]
-    if device.type == "cpu":
-        backends = ["torch"]  # the Triton interpreter is a correctness tool, not a benchmark
+    backends = backends_for(device)
     rfkernels.set_validation(False)  # value checks sync the device; measure the kernels
     out = []
     for reduce, width in (("none", V * C), ("mean_var", 2 * C)):

@@ -10,7 +10,7 @@ Backends of the first two:
 - ``graph``: FastAttnProcessor ("auto": xformers when installed) + the CUDA-graph-captured step.
 
 GPU: Stable-Diffusion-1.5-sized UNet and VAE built from config (random weights, fp16), 512x512
-images, 64x64 latents, 3 input views. CPU quick mode: the tiny test prior (16x16 latents).
+images, 64x64 latents, 3 input views. Scale ``tiny`` (CPU, dry runs): the tiny test prior (16x16 latents).
 """
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def _build(device: torch.device, quick: bool):
     return prior, torch.float16
 
 
-def cases(device: torch.device, quick: bool) -> list[Case]:
+def cases(device: torch.device, scale: str) -> list[Case]:
+    quick = scale == "tiny"
     from diffusers.models.attention_processor import AttnProcessor2_0
 
     from reconfusion.prior.attention import set_attention_backend, xformers_available
@@ -108,10 +109,10 @@ def cases(device: torch.device, quick: bool) -> list[Case]:
 def _condition_cases(prior, views, cams, S, size, device) -> list[Case]:
     """The per-step PixelNeRF conditioning (cond + null renders) on each rfkernels backend."""
     import rfkernels
-    from rfkernels import _dispatch
 
-    backends = ["torch"] if device.type == "cpu" else [b for b in ("torch", "triton", "cuda")
-                                                       if b in _dispatch.available_backends(device)]
+    from .common import backends_for
+
+    backends = backends_for(device)
     out = []
     for be in backends:
         @torch.no_grad()

@@ -1,17 +1,15 @@
 """Proposal sampling: Zip-NeRF's resampling chain on 2^16 rays (64 uniform s-bins -> 64 proposal
 intervals -> 32 NeRF intervals, single jitter, interval edges) and the interlevel losses (32 fine
 intervals against a 64-bin proposal, outer and blurred), forward + backward, every backend vs the
-torch reference; nerfacc's ``importance_sampling`` as a peer when it is installed."""
+torch reference; nerfacc 0.5.3's ``importance_sampling`` beside our midpoint sampling on the same
+histograms when it is installed (CUDA only), checked equal before it is timed."""
 from __future__ import annotations
-
-import importlib.util
 
 import torch
 
 import rfkernels
-from rfkernels import _dispatch
 
-from .common import Case
+from .common import Case, backends_for, check_peer, nerfacc_or_none
 
 
 def _histogram(R, S, device):
@@ -24,37 +22,48 @@ def _histogram(R, S, device):
     return bins, weights
 
 
-def _nerfacc_case(bins, weights, n, size, R):
-    """nerfacc.pdf.importance_sampling (0.5 API) on the same padded histograms, or None."""
-    if importlib.util.find_spec("nerfacc") is None:
-        return None
+def _nerfacc_cases(nerfacc, bins, weights, n, R, nbytes) -> list[Case]:
+    """nerfacc.importance_sampling (0.5 API, non-stratified: u_k = (k + 0.5) / n) beside our
+    ``mode="midpoint"`` with no histogram padding: the same function, checked equal before timing."""
+    if nerfacc is None:
+        return []
+    from nerfacc.data_specs import RayIntervals
+    from nerfacc.pdf import importance_sampling
+
+    def peer():
+        cdfs = torch.cat([torch.zeros_like(weights[:, :1]), torch.cumsum(weights, -1)], -1)
+        return importance_sampling(RayIntervals(vals=bins), cdfs, n, stratified=False)[1].vals
+
+    size = f"R={R} S={bins.shape[1] - 1} n={n} midpoint"
     try:
-        from nerfacc.data_specs import RayIntervals
-        from nerfacc.pdf import importance_sampling
-
-        def fn():
-            w = weights + 0.01
-            cdfs = torch.cat([torch.zeros_like(w[:, :1]), torch.cumsum(w, -1)], -1)
-            cdfs = cdfs / cdfs[:, -1:]
-            return importance_sampling(RayIntervals(vals=bins), cdfs, n, stratified=True)
-
-        fn()
-    except Exception as exc:  # another nerfacc API: report and skip the peer
-        print(f"[bench_sampling] nerfacc peer skipped: {exc}")
-        return None
-    return Case("sample_pdf", size, "nerfacc", "fwd", fn, 0, R, "rays")
+        ours = rfkernels.sample_pdf(bins, weights, n, mode="midpoint", histogram_padding=0.0, backend="torch")
+        err = check_peer(f"nerfacc importance_sampling {size}", ours, peer(), atol=1e-5, rtol=1e-4)
+        print(f"[bench_sampling] nerfacc equal to ours on {size} (max abs err {err:.2g})")
+    except Exception as exc:  # PeerMismatch, or the peer failed to run: report, time the rest
+        print(f"[bench_sampling] nerfacc peer not timed: {exc}")
+        return []
+    out = [Case("sample_pdf", size, "nerfacc", "fwd", peer, nbytes, R, "rays")]
+    for be in backends_for(bins.device):
+        out.append(Case("sample_pdf", size, be, "fwd", lambda be=be: rfkernels.sample_pdf(
+            bins, weights, n, mode="midpoint", histogram_padding=0.0, backend=be), nbytes, R, "rays"))
+    return out
 
 
-def cases(device: torch.device, quick: bool) -> list[Case]:
-    R = 1 << 10 if quick else 1 << 16
+SIZES = {"tiny": [1 << 6], "one": [1 << 16], "all": [1 << 16, 1 << 18]}
+
+
+def cases(device: torch.device, scale: str) -> list[Case]:
+    rfkernels.set_validation(False)  # value checks sync the device; measure the kernels
+    nerfacc = nerfacc_or_none()
+    return [c for R in SIZES[scale] for c in _cases_for(R, device, nerfacc)]
+
+
+def _cases_for(R: int, device: torch.device, nerfacc) -> list[Case]:
     S0, S1, S2 = 64, 64, 32
     g = torch.Generator(device=device).manual_seed(0)
     bins0 = torch.linspace(0, 1, S0 + 1, device=device).expand(R, S0 + 1).contiguous()
     w0 = _histogram(R, S0, device)[1]
-    backends = [b for b in ("torch", "triton", "cuda") if b in _dispatch.available_backends(device)]
-    if device.type == "cpu":
-        backends = ["torch"]  # the Triton interpreter is a correctness tool, not a benchmark
-    rfkernels.set_validation(False)  # value checks sync the device; measure the kernels
+    backends = backends_for(device)
     bins1, w1 = _histogram(R, S1, device)
     t_f, w_f = _histogram(R, S2, device)
     tp, wp = _histogram(R, S1, device)
@@ -88,7 +97,6 @@ def cases(device: torch.device, quick: bool) -> list[Case]:
             Case("interlevel_loss", f"R={R} S={S2} P={S1} outer", be, "fwd+bwd", loss(None), loss_bytes, R, "rays"),
             Case("interlevel_loss", f"R={R} S={S2} P={S1} blur", be, "fwd+bwd", loss(0.03), loss_bytes, R, "rays"),
         ]
-    peer = _nerfacc_case(bins1, w1, S1, f"R={R} S={S1} n={S1} edges", R)
-    if peer is not None:
-        out.append(peer)
+    # read edges + weights, write n samples
+    out += _nerfacc_cases(nerfacc, bins1, w1, S1, R, 4 * R * ((S1 + 1) + S1 + S1))
     return out

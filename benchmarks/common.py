@@ -1,17 +1,84 @@
 """Benchmark cases and timing shared by every ``bench_<family>.py``.
 
-A family module exposes ``cases(device: torch.device, quick: bool) -> list[Case]``. The runner
-(``python -m benchmarks``) times every case, computes the speedup of each backend against the
-``torch`` reference of the same (op, size, mode), and the achieved bandwidth as a fraction of a
-device-to-device copy measured in the same run.
+A family module exposes ``cases(device: torch.device, scale: str) -> list[Case]`` with ``scale`` one of
+:data:`SCALES`. The same case lists feed both front ends: ``python -m benchmarks`` (table + JSON) and
+``pytest benchmarks/ --benchmark-only`` (pytest-benchmark, ``benchmarks/test_cases.py``). The runner
+times every case, computes the speedup of each backend against the ``torch`` reference of the same
+(op, size, mode), the ratio ours / peer against each peer (nerfacc, torch.compile) of the same
+(op, size, mode), and the achieved bandwidth as a fraction of a device-to-device copy measured in the
+same run. Peers are checked equal to ours on the same inputs before they are timed (:func:`check_peer`).
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from pathlib import Path
+
 import torch
+
+
+SCALES = ("tiny", "one", "all")  # CPU/dry-run sizes | one headline size per op | every size
+PEERS = ("nerfacc", "torch.compile")  # backends that are not ours: rows get an ours / peer ratio
+# every benchmarks/bench_<family>.py, found on disk: a new family adds its file and nothing here
+FAMILIES = sorted(p.stem[len("bench_"):] for p in Path(__file__).resolve().parent.glob("bench_*.py"))
+
+
+class PeerMismatch(AssertionError):
+    """A peer's output differs from ours on the same inputs: it is not timed (it computes another function)."""
+
+
+def check_peer(name: str, ours, peer, atol: float = 1e-4, rtol: float = 1e-3) -> float:
+    """Max abs error of ``peer`` vs ``ours`` (tensors or tuples); raises :class:`PeerMismatch` beyond tolerance."""
+    ours = ours if isinstance(ours, (tuple, list)) else (ours,)
+    peer = peer if isinstance(peer, (tuple, list)) else (peer,)
+    worst = 0.0
+    for i, (a, b) in enumerate(zip(ours, peer)):
+        a, b = a.detach().double(), b.detach().double().reshape(a.shape)
+        err = (a - b).abs()
+        worst = max(worst, float(err.max()) if err.numel() else 0.0)
+        if not bool((err <= atol + rtol * a.abs()).all()):
+            raise PeerMismatch(f"{name}: output {i} differs from ours by up to {float(err.max()):.3g}")
+    return worst
+
+
+def family_cases(family: str, device: torch.device, scale: str) -> list["Case"]:
+    """The cases of ``benchmarks/bench_<family>.py`` (no second copy anywhere)."""
+    import importlib
+
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    return importlib.import_module(f"benchmarks.bench_{family}").cases(device, scale)
+
+
+def backends_for(device: torch.device) -> list[str]:
+    """Our backends worth timing here: every available one on CUDA; on CPU only torch (the Triton
+    interpreter is a correctness tool, not a benchmark)."""
+    from rfkernels import _dispatch
+
+    if device.type == "cpu":
+        return ["torch"]
+    return [b for b in ("torch", "triton", "cuda") if b in _dispatch.available_backends(device)]
+
+
+def nerfacc_or_none():
+    """The nerfacc module when installed and its CUDA extension builds/loads on this machine, else None."""
+    import importlib.util
+
+    if os.environ.get("RFK_BENCH_NO_NERFACC") == "1":  # gpu_check.sh --quick: no nerfacc JIT build
+        return None
+    if importlib.util.find_spec("nerfacc") is None or not torch.cuda.is_available():
+        return None
+    try:
+        import nerfacc
+        from nerfacc.cuda import _backend
+
+        return nerfacc if _backend._C is not None else None
+    except Exception as exc:  # build failure: report, time the rest
+        print(f"[benchmarks] nerfacc unavailable: {exc}")
+        return None
 
 
 @dataclass
@@ -25,6 +92,14 @@ class Case:
     items: int = 0  # work items per call (rays, points, ...) for a throughput column
     item_name: str = "items"
     extra: dict = field(default_factory=dict)
+
+    @property
+    def group(self) -> str:
+        return f"{self.op} {self.size} {self.mode}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.op}[{self.size}]-{self.mode}-{self.backend}".replace(" ", "_")
 
 
 def sync(device: torch.device) -> None:
@@ -45,7 +120,7 @@ def time_fn(fn: Callable[[], object], device: torch.device, min_time: float = 0.
     sync(device)
     times = []
     start_all = time.perf_counter()
-    while len(times) < max_reps and (time.perf_counter() - start_all < min_time or len(times) < 3):
+    while len(times) < max_reps and (time.perf_counter() - start_all < min_time or len(times) < min(3, max_reps)):
         t0 = time.perf_counter()
         fn()
         sync(device)

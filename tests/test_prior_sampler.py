@@ -209,7 +209,7 @@ def test_cuda_graph_matches_eager(setup):
 def test_benchmark_cases_run_quick():
     from benchmarks.bench_prior import cases
 
-    cs = cases(torch.device("cpu"), quick=True)
+    cs = cases(torch.device("cpu"), "tiny")
     assert {c.backend for c in cs} == {"torch", "sdpa"}
     for c in cs:
         c.fn()
