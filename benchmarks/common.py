@@ -13,9 +13,8 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable
-
 from pathlib import Path
+from typing import Callable
 
 import torch
 
