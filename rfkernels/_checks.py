@@ -22,6 +22,8 @@ def check_tensor(
     """Validate one tensor argument; ``None`` entries in ``shape`` match any size."""
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"`{name}` must be a torch.Tensor, got {type(t).__name__}")
+    if t.device.type == "meta":
+        raise ValueError(f"`{name}` is on the meta device: rfkernels ops compute values (use cpu or cuda tensors)")
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if t.dim() not in allowed:
@@ -68,6 +70,22 @@ def check_nonnegative(name: str, t: torch.Tensor, validate_values: bool) -> None
 def check_finite_or_inf(name: str, t: torch.Tensor, validate_values: bool) -> None:
     if validate_values and t.numel() and bool(torch.isnan(t).any()):
         raise ValueError(f"`{name}` contains NaN")
+
+
+def check_finite(name: str, t: torch.Tensor, validate_values: bool) -> None:
+    if validate_values and t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"`{name}` must be finite (got NaN or inf)")
+
+
+def check_scalar(name: str, value, lo: float, hi: float) -> float:
+    """A Python number in ``[lo, hi]`` (NaN rejected); always checked (no data read)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a float in [{lo}, {hi}], got {value!r}") from None
+    if not lo <= v <= hi:
+        raise ValueError(f"`{name}` must be a float in [{lo}, {hi}], got {value!r}")
+    return v
 
 
 import os as _os
