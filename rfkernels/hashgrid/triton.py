@@ -102,6 +102,21 @@ def _entry(c0, c1, c2, c3, b0: tl.constexpr, b1: tl.constexpr, b2: tl.constexpr,
 
 
 @triton.jit
+def _corner(c: tl.constexpr, a0, a1, a2, a3, c0, c1, c2, c3, s0, s1, s2, s3, hashed, size, off, feat,
+            F: tl.constexpr, D: tl.constexpr):
+    """Corner ``c`` of each point's cell (bit d of c: upper vertex along axis d), the one home of
+    the corner walk: per-axis weights (f0..f3; the corner's weight is their product), its global
+    table row and the pointers of its F features."""
+    f0 = _pick(c & 1, a0)
+    f1 = _pick((c >> 1) & 1, a1)
+    f2 = _pick((c >> 2) & 1, a2)
+    f3 = _pick((c >> 3) & 1, a3)
+    entry = _entry(c0, c1, c2, c3, c & 1, (c >> 1) & 1, (c >> 2) & 1, (c >> 3) & 1, s0, s1, s2, s3, hashed, size, D)
+    row = off + entry.to(tl.int64)
+    return f0, f1, f2, f3, row, row[:, None] * F + feat[None, :]
+
+
+@triton.jit
 def _aa(s_ptr, rows, m, scale, inv_sqrt8, z_max, two_over_sqrt_pi):
     """Anti-aliasing factor erf(z), z = 1 / (sqrt(8) s scale), and its derivative w.r.t. s."""
     s = tl.load(s_ptr + rows, mask=m, other=0.0)
@@ -185,18 +200,9 @@ def _hashgrid_kernel(
         gx3 = tl.zeros((BLOCK,), dtype=tl.float32)
     acc = tl.zeros((BLOCK, FP), dtype=tl.float32)
     for c in tl.static_range(1 << D):
-        b0 = c & 1
-        b1 = (c >> 1) & 1
-        b2 = (c >> 2) & 1
-        b3 = (c >> 3) & 1
-        f0 = _pick(b0, a0)
-        f1 = _pick(b1, a1)
-        f2 = _pick(b2, a2)
-        f3 = _pick(b3, a3)
+        f0, f1, f2, f3, row, ptrs = _corner(c, a0, a1, a2, a3, c0, c1, c2, c3, s0, s1, s2, s3, hashed, size, off,
+                                            feat, F, D)
         w = f0 * f1 * f2 * f3
-        entry = _entry(c0, c1, c2, c3, b0, b1, b2, b3, s0, s1, s2, s3, hashed, size, D)
-        row = off + entry.to(tl.int64)
-        ptrs = row[:, None] * F + feat[None, :]
         if BACKWARD:
             if NEED_TABLE:
                 if DET:
@@ -210,10 +216,10 @@ def _hashgrid_kernel(
                     acc += w[:, None] * val
                 if NEED_X:
                     dot = tl.sum(val * gf, 1)
-                    gx0 += dot * _dpick(b0, d0) * f1 * f2 * f3
-                    gx1 += dot * f0 * _dpick(b1, d1) * f2 * f3
-                    gx2 += dot * f0 * f1 * _dpick(b2, d2) * f3
-                    gx3 += dot * f0 * f1 * f2 * _dpick(b3, d3)
+                    gx0 += dot * _dpick(c & 1, d0) * f1 * f2 * f3
+                    gx1 += dot * f0 * _dpick((c >> 1) & 1, d1) * f2 * f3
+                    gx2 += dot * f0 * f1 * _dpick((c >> 2) & 1, d2) * f3
+                    gx3 += dot * f0 * f1 * f2 * _dpick((c >> 3) & 1, d3)
         else:
             val = tl.load(table_ptr + ptrs, mask=fm, other=0.0).to(tl.float32)
             acc += w[:, None] * val
@@ -270,21 +276,17 @@ def _hashgrid_dbl_kernel(
     hx3 = tl.zeros((BLOCK,), dtype=tl.float32)
     acc = tl.zeros((BLOCK, FP), dtype=tl.float32)
     for c in tl.static_range(1 << D):
+        f0, f1, f2, f3, _, ptrs = _corner(c, a0, a1, a2, a3, c0, c1, c2, c3, s0, s1, s2, s3, hashed, size, off,
+                                          feat, F, D)
         b0 = c & 1
         b1 = (c >> 1) & 1
         b2 = (c >> 2) & 1
         b3 = (c >> 3) & 1
-        f0 = _pick(b0, a0)
-        f1 = _pick(b1, a1)
-        f2 = _pick(b2, a2)
-        f3 = _pick(b3, a3)
         g0 = t0 * _dpick(b0, d0)  # t_d * dW/dx_d factor along d
         g1 = t1 * _dpick(b1, d1)
         g2 = t2 * _dpick(b2, d2)
         g3 = t3 * _dpick(b3, d3)
         wt = g0 * f1 * f2 * f3 + f0 * g1 * f2 * f3 + f0 * f1 * g2 * f3 + f0 * f1 * f2 * g3  # W'_c
-        entry = _entry(c0, c1, c2, c3, b0, b1, b2, b3, s0, s1, s2, s3, hashed, size, D)
-        ptrs = (off + entry.to(tl.int64))[:, None] * F + feat[None, :]
         if NEED_TABLE:
             tl.atomic_add(g_table_ptr + ptrs, wt[:, None] * gf, mask=fm)
         if NEED_GOUT or NEED_X or NEED_S:
