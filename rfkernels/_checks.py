@@ -39,6 +39,13 @@ def check_tensor(
     return t
 
 
+def compute_dtype(*ts) -> torch.dtype:
+    """The dtype the torch backends compute in: float32 (as the fused kernels), or float64 when every
+    given (non-None) tensor is float64 (the float64 reference of the tests)."""
+    given = [t for t in ts if t is not None]
+    return torch.float64 if given and all(t.dtype == torch.float64 for t in given) else torch.float32
+
+
 def check_same_device(**tensors) -> torch.device:
     """All given (non-None) tensors must share one device; return it."""
     items = [(k, v) for k, v in tensors.items() if v is not None]
@@ -67,7 +74,7 @@ def check_nonnegative(name: str, t: torch.Tensor, validate_values: bool) -> None
         raise ValueError(f"`{name}` must be >= 0 (got min {t.min().item():.4g})")
 
 
-def check_finite_or_inf(name: str, t: torch.Tensor, validate_values: bool) -> None:
+def check_no_nan(name: str, t: torch.Tensor, validate_values: bool) -> None:
     if validate_values and t.numel() and bool(torch.isnan(t).any()):
         raise ValueError(f"`{name}` contains NaN")
 

@@ -58,8 +58,9 @@ def _check_bins(name, bins, boundary_mask=None):
 
 
 def _check_weights(name, weights):
+    """Histogram masses: finite and >= 0 (an inf mass has no defined CDF)."""
     validate = _checks.validation_enabled()
-    _checks.check_finite_or_inf(name, weights, validate)
+    _checks.check_finite(name, weights, validate)
     _checks.check_nonnegative(name, weights, validate)
 
 

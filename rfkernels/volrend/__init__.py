@@ -106,8 +106,8 @@ def _intervals(t_starts, t_ends, deltas, layout, device):
         _check_like("t_starts", t_starts, layout, device)
         _check_like("t_ends", t_ends, layout, device)
         validate = _checks.validation_enabled()
-        _checks.check_finite_or_inf("t_starts", t_starts, validate)
-        _checks.check_finite_or_inf("t_ends", t_ends, validate)
+        _checks.check_no_nan("t_starts", t_starts, validate)
+        _checks.check_no_nan("t_ends", t_ends, validate)
         deltas = t_ends - t_starts
         if validate and deltas.numel() and not bool((deltas >= 0).all()):
             raise ValueError("`t_ends` must be >= `t_starts` (negative interval lengths, or both the same inf)")
@@ -115,7 +115,7 @@ def _intervals(t_starts, t_ends, deltas, layout, device):
     if deltas is None:
         raise ValueError("pass interval lengths: (`t_starts`, `t_ends`) or `deltas`")
     _check_like("deltas", deltas, layout, device)
-    _checks.check_finite_or_inf("deltas", deltas, _checks.validation_enabled())
+    _checks.check_no_nan("deltas", deltas, _checks.validation_enabled())
     _checks.check_nonnegative("deltas", deltas, _checks.validation_enabled())
     return deltas, None
 
@@ -124,14 +124,14 @@ def _check_densities(sigmas, early_stop_eps):
     """The value policy of the densities (NaN, negative: ValueError when validation is on; inf is
     opaque) and of ``early_stop_eps`` (a float in [0, 1], always checked)."""
     validate = _checks.validation_enabled()
-    _checks.check_finite_or_inf("sigmas", sigmas, validate)
+    _checks.check_no_nan("sigmas", sigmas, validate)
     _checks.check_nonnegative("sigmas", sigmas, validate)
     return _checks.check_scalar("early_stop_eps", early_stop_eps, 0.0, 1.0)
 
 
-def _compute_dtype(t: torch.Tensor) -> torch.dtype:
-    """The torch backend accumulates in float32 (float64 for float64 densities), like the kernels."""
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
+def _compute_dtype(*ts: torch.Tensor | None) -> torch.dtype:
+    """The torch backend computes in float32 like the kernels (float64 if every input is float64)."""
+    return _checks.compute_dtype(*ts)
 
 
 def _flat(t, layout: _Layout, channels: bool = False):
@@ -219,7 +219,7 @@ class Reference:
     def composite(self, sigmas, deltas, tmids, colors, layout, eps):
         """-> rgb [R, C], depth [R], opacity [R], weights, trans (the input layout)."""
         out = sigmas.dtype
-        cd = _compute_dtype(sigmas)
+        cd = _compute_dtype(sigmas, deltas, tmids, colors)
         sigmas, deltas = sigmas.to(cd), deltas.to(cd)
         tmids = None if tmids is None else tmids.to(cd)
         colors = None if colors is None else colors.to(cd)
@@ -238,7 +238,7 @@ class Reference:
 
     def distortion(self, weights, tmids, deltas, layout):
         """-> loss [R]."""
-        out, cd = weights.dtype, _compute_dtype(weights)
+        out, cd = weights.dtype, _compute_dtype(weights, tmids, deltas)
         return self._distortion(weights.to(cd), tmids.to(cd), deltas.to(cd), layout).to(out)
 
     def _distortion(self, weights, tmids, deltas, layout):
@@ -299,7 +299,7 @@ def render_weights(
     deltas, _ = _intervals(t_starts, t_ends, deltas, layout, sigmas.device)
     impl = _dispatch.implementation("volrend", backend, sigmas)
     _, _, _, weights, trans = impl.composite(sigmas, deltas, None, None, layout, early_stop_eps)
-    cd = _compute_dtype(sigmas)
+    cd = _compute_dtype(sigmas, deltas)
     alphas = (1.0 - torch.exp(-reference.optical_depth(sigmas.to(cd), deltas.to(cd)))).to(sigmas.dtype)
     return weights, trans, alphas
 
