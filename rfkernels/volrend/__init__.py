@@ -108,6 +108,8 @@ def _intervals(t_starts, t_ends, deltas, layout, device):
         validate = _checks.validation_enabled()
         _checks.check_no_nan("t_starts", t_starts, validate)
         _checks.check_no_nan("t_ends", t_ends, validate)
+        cd = _compute_dtype(t_starts, t_ends)  # interval lengths in float32 whatever the input dtype
+        t_starts, t_ends = t_starts.to(cd), t_ends.to(cd)
         deltas = t_ends - t_starts
         if validate and deltas.numel() and not bool((deltas >= 0).all()):
             raise ValueError("`t_ends` must be >= `t_starts` (negative interval lengths, or both the same inf)")
@@ -345,8 +347,10 @@ def volume_render(
         raise ValueError(f"`background` must be a float, a tensor or None, got {type(background).__name__}")
     impl = _dispatch.implementation("volrend", backend, sigmas)
     rgb, depth, opacity, weights, _ = impl.composite(sigmas, deltas, tmids, colors, layout, early_stop_eps)
-    if background is not None:
-        rgb = rgb + (1.0 - opacity)[:, None] * background
+    if background is not None:  # in float32 (or float64), output in the sigmas dtype like the rest
+        cd = _compute_dtype(rgb, background if isinstance(background, torch.Tensor) else None)
+        bg = background.to(cd) if isinstance(background, torch.Tensor) else background
+        rgb = (rgb.to(cd) + (1.0 - opacity.to(cd))[:, None] * bg).to(rgb.dtype)
     return VolumeRenderOutput(rgb, depth, opacity, weights)
 
 
