@@ -38,7 +38,7 @@ RFK_HD void composite_forward_ray(const CompositeArgs& a, int64_t ray, float* __
         for (int64_t i = start; i < end; ++i) {
             const float tau = optical_depth(a.sigma[i], a.delta[i], a.tau_max);
             const float T = expf(-tau_sum);  // from the running sum, as the reference does
-            const float w = T < a.eps ? 0.f : T * (1.f - expf(-tau));  // NaN T keeps a NaN weight
+            const float w = T < a.eps ? 0.f : T * -expm1f(-tau);  // NaN T keeps a NaN weight
             tau_sum += tau;
             if (first) {
                 weight[i] = w;
@@ -79,7 +79,7 @@ RFK_HD void composite_backward_ray(const CompositeArgs& a, int64_t ray, const fl
         for (int64_t i = start; i < end; ++i) {
             const float tau = optical_depth(a.sigma[i], a.delta[i], a.tau_max);
             const float T = expf(-tau_sum);
-            if (g_weight && !(T < a.eps)) total += T * (1.f - expf(-tau)) * g_weight[i];
+            if (g_weight && !(T < a.eps)) total += T * -expm1f(-tau) * g_weight[i];
             if (g_trans) total += T * g_trans[i];
             tau_sum += tau;
         }
@@ -92,7 +92,7 @@ RFK_HD void composite_backward_ray(const CompositeArgs& a, int64_t ray, const fl
         const float T = expf(-tau_sum);
         const float T_next = expf(-(tau_sum + tau));
         const bool active = !(T < a.eps);
-        const float w = active ? T * (1.f - expf(-tau)) : 0.f;
+        const float w = active ? T * -expm1f(-tau) : 0.f;
         float v = go;
         if (a.tmid) {
             v += mul0(gd, a.tmid[i]);

@@ -24,6 +24,7 @@ from rfkernels.hashgrid.module import HashGridEncoding
 from rfkernels.sampling import reference as sampling_ref
 from rfkernels.volrend import reference as volrend_ref
 from tests.backends_here import DEVICE, all_backends
+from tests.gather_scenes import random_scene
 
 settings.register_profile(
     "rfk", max_examples=int(os.environ.get("RFK_FUZZ_EXAMPLES", "12")), deadline=None, database=None,
@@ -373,3 +374,57 @@ def test_fuzz_profile_is_bounded():
     """The CI budget: a bounded example count and no per-example deadline."""
     assert FUZZ.max_examples == int(os.environ.get("RFK_FUZZ_EXAMPLES", "12")) and FUZZ.deadline is None
     assert DEVICE.type in ("cpu", "cuda")
+
+
+@FUZZ
+@given(R=st.sampled_from([0, 1, 3]), S=st.sampled_from([1, 4]), P=st.sampled_from([1, 3]),
+       fw=st.lists(WEIGHTS, min_size=12, max_size=12), pw=st.lists(WEIGHTS, min_size=9, max_size=9),
+       blur=st.sampled_from([None, 0.03]), dtype=st.sampled_from(FLOATS), seed=st.integers(0, 2**16))
+def test_interlevel_loss_agrees(R, S, P, fw, pw, blur, dtype, seed):
+    """Every backend vs the float64 torch reference, loss and d/d prop_weights (float32)."""
+    _count("interlevel_loss")
+    g = torch.Generator().manual_seed(seed)
+    edges = lambda k: torch.sort(torch.rand(R, k + 1, generator=g, dtype=torch.float64), -1).values  # noqa: E731
+    fb, pb = edges(S), edges(P)
+    w = torch.tensor(fw[: R * S], dtype=torch.float64).view(R, S).to(dtype)
+    wp = torch.tensor(pw[: R * P], dtype=torch.float64).view(R, P).to(dtype)
+    assume(bool(w.isfinite().all()) and bool(wp.isfinite().all()))
+    inputs = [fb.to(dtype), w, pb.to(dtype)]
+    assume(all(bool((x[:, 1:] >= x[:, :-1]).all()) for x in (inputs[0], inputs[2])))
+    wp64 = wp.double().requires_grad_()
+    ref = rk.interlevel_loss(*[x.double() for x in inputs[:2]], inputs[2].double(), wp64, blur_halfwidth=blur,
+                             backend="torch")
+    (ref_g,) = torch.autograd.grad(ref.sum(), wp64) if R else (torch.zeros_like(wp64),)
+    with all_backends("sampling") as names:
+        for be in names:
+            x = wp.detach().requires_grad_(dtype == torch.float32)
+            loss = rk.interlevel_loss(inputs[0], inputs[1], inputs[2], x, blur_halfwidth=blur, backend=be)
+            assert loss.dtype == dtype, be
+            _close(loss, ref, max(RTOL[dtype], 1e-4), what=f"{be} loss")
+            if dtype == torch.float32 and R:
+                (gw,) = torch.autograd.grad(loss.sum(), x)
+                _close(gw, ref_g, 1e-3, what=f"{be} d prop_weights")
+
+
+# ------------------------------------------------------------------------------------------- gather
+@FUZZ
+@given(B=st.sampled_from([1, 2]), N=st.sampled_from([0, 1, 9]), V=st.sampled_from([1, 3]), C=st.sampled_from([1, 4]),
+       HW=st.sampled_from([(1, 1), (3, 5), (8, 8)]), reduce=st.sampled_from(["none", "mean", "mean_var", "max"]),
+       fdtype=st.sampled_from(FLOATS), pdtype=st.sampled_from(FLOATS), strided=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_gather_features_agrees(B, N, V, C, HW, reduce, fdtype, pdtype, strided, seed):
+    """Every backend vs the float64 torch reference on the same rounded inputs (points in front of,
+    beside and behind the cameras); dtypes of the outputs as documented."""
+    _count("gather_features")
+    torch.manual_seed(seed)
+    p, f, K, E = random_scene(B, N, V, C, HW[0], HW[1], (16, 16), torch.device("cpu"), dtype=torch.float64, box=3.0)
+    p, f = p.to(pdtype), f.to(fdtype)
+    ref = rk.gather_features(p.double(), f.double(), K, E, image_size=(16, 16), reduce=reduce, backend="torch")
+    with all_backends("gather") as names:
+        for be in names:
+            out = rk.gather_features(_view(p, strided), f, K.float(), E.float(), image_size=(16, 16), reduce=reduce,
+                                     backend=be)
+            assert out.features.dtype == fdtype, be
+            assert torch.equal(out.mask, ref.mask), f"{be}: visibility mask differs"
+            _close(out.features, ref.features, max(RTOL[fdtype], 2e-4), scale=1.0,
+                   what=f"{be} features")

@@ -203,3 +203,16 @@ def test_unclear_errors_are_clear():
         with pytest.raises(ValueError, match="`background`"):
             rk.volume_render(torch.rand(2, 3), torch.rand(2, 3, 3), torch.zeros(2, 3), torch.ones(2, 3),
                              background=torch.rand(shape))
+
+
+def test_tiny_optical_depth_keeps_precision(fused_backend):
+    """1 - exp(-tau) cancels in float32 for tiny tau (found by tests/test_fuzz.py): alpha must be
+    tau to float32 precision, not 0."""
+    sig = torch.tensor([[1e-6, 3e-5, 0.004, 0.02]])
+    d = torch.tensor([[1e-3, 1e-3, 1.0, 1.0]])
+    ts = d.cumsum(-1) - d
+    ref = reference.composite_padded(sig.double(), d.double(), (ts + d / 2).double(), None)
+    for be in _backends(fused_backend):
+        w, _, alphas = rk.render_weights(sig, ts, ts + d, backend=be)
+        assert_close(w, ref[3], atol=0, rtol=1e-6, name=f"{be} weights")
+        assert_close(alphas, -torch.expm1(-(sig * d).double()), atol=0, rtol=1e-6, name=f"{be} alphas")

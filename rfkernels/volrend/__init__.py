@@ -302,7 +302,7 @@ def render_weights(
     impl = _dispatch.implementation("volrend", backend, sigmas)
     _, _, _, weights, trans = impl.composite(sigmas, deltas, None, None, layout, early_stop_eps)
     cd = _compute_dtype(sigmas, deltas)
-    alphas = (1.0 - torch.exp(-reference.optical_depth(sigmas.to(cd), deltas.to(cd)))).to(sigmas.dtype)
+    alphas = (-torch.expm1(-reference.optical_depth(sigmas.to(cd), deltas.to(cd)))).to(sigmas.dtype)
     return weights, trans, alphas
 
 

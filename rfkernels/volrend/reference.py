@@ -6,7 +6,7 @@ This is the ground truth of the tests and the ``torch`` backend. It works on pad
 Per ray with samples i = 0..S-1 (optical depth ``tau_i = sigma_i * delta_i``)::
 
     T_i     = exp(-sum_{j<i} tau_j)           transmittance before sample i
-    alpha_i = 1 - exp(-tau_i)
+    alpha_i = 1 - exp(-tau_i)                 (as -expm1(-tau_i): exact for tiny tau)
     w_i     = T_i * alpha_i                   (0 where T_i < early_stop_eps, if eps > 0)
     rgb     = sum_i w_i c_i,  depth = sum_i w_i t_i,  opacity = sum_i w_i
 
@@ -73,7 +73,7 @@ def weights_padded(
     """sigmas, deltas, mask: [R, S] -> (weights, transmittance, alphas), each [R, S]."""
     tau = optical_depth(sigmas, deltas, mask)
     trans = torch.exp(-exclusive_cumsum(tau))
-    alphas = 1.0 - torch.exp(-tau)
+    alphas = -torch.expm1(-tau)  # 1 - exp(-tau) without cancellation for small tau
     weights = trans * alphas
     if early_stop_eps > 0:
         weights = torch.where(trans < early_stop_eps, torch.zeros_like(weights), weights)

@@ -46,6 +46,13 @@ def _shifted_tau(sigma_ptr, delta_ptr, idx, block, end, tau_max):
 
 
 @triton.jit
+def _alpha(tau):
+    """1 - exp(-tau) without cancellation: a 3-term series below 1e-2 (relative error < 5e-8)."""
+    series = tau * (1.0 - tau * (0.5 - tau * (1.0 / 6.0)))
+    return tl.where(tau < 1e-2, series, 1.0 - tl.exp(-tau))
+
+
+@triton.jit
 def _mul0(a, b):
     """a * b with 0 * inf = 0."""
     return tl.where((a == 0.0) | (b == 0.0), 0.0, a * b)
@@ -73,7 +80,7 @@ def _composite_fwd_kernel(
         tau, _ = _tau(sigma_ptr, delta_ptr, idx, m, tau_max)
         excl = carry + tl.cumsum(_shifted_tau(sigma_ptr, delta_ptr, idx, block, end, tau_max), 0)
         trans = tl.exp(-excl)
-        w = trans * (1.0 - tl.exp(-tau))
+        w = trans * _alpha(tau)
         w = tl.where(m & ~(trans < eps), w, 0.0)  # NaN transmittance keeps its NaN weight
         tl.store(weight_ptr + idx, w, mask=m)
         tl.store(trans_ptr + idx, trans, mask=m)
@@ -124,7 +131,7 @@ def _composite_bwd_kernel(
             tau, _ = _tau(sigma_ptr, delta_ptr, idx, m, tau_max)
             trans = tl.exp(-(carry + tl.cumsum(_shifted_tau(sigma_ptr, delta_ptr, idx, block, end, tau_max), 0)))
             if HAS_GW:
-                w = tl.where(m & ~(trans < eps), trans * (1.0 - tl.exp(-tau)), 0.0)
+                w = tl.where(m & ~(trans < eps), trans * _alpha(tau), 0.0)
                 total += tl.sum(w * tl.load(g_weight_ptr + idx, mask=m, other=0.0), 0)
             if HAS_GT:
                 total += tl.sum(trans * tl.load(g_trans_ptr + idx, mask=m, other=0.0), 0)
@@ -141,7 +148,7 @@ def _composite_bwd_kernel(
         trans = tl.exp(-excl)
         trans_next = tl.exp(-(excl + tau))
         active = m & ~(trans < eps)
-        w = tl.where(active, trans * (1.0 - tl.exp(-tau)), 0.0)
+        w = tl.where(active, trans * _alpha(tau), 0.0)
         v = g_opacity + tl.zeros((BLOCK_S,), dtype=tl.float32)
         if HAS_TMID:
             tmid = tl.load(tmid_ptr + idx, mask=m, other=0.0)
