@@ -4,9 +4,10 @@ raises the same ``ValueError``. Draws shapes (0 and 1 included), dtypes (mixed),
 packed by offsets or ray_indices), strides (non-contiguous views) and edge values (0, tiny, huge,
 inf, NaN where the README's numerics policy defines them).
 
-Budget: ``RFK_FUZZ_EXAMPLES`` examples per test (default 12, the CI setting), no deadline; run
-``RFK_FUZZ_EXAMPLES=500 python -m pytest tests/test_fuzz.py`` for a longer campaign. The number of
-examples run per test is printed at the end of the session (``-s``) and kept in ``EXAMPLES_RUN``.
+Budget: ``RFK_FUZZ_EXAMPLES`` examples per test (default 25, the CI setting), no deadline; run
+``RFK_FUZZ_EXAMPLES=1000 python -m pytest -s tests/test_fuzz.py`` for a longer campaign. The number of
+examples run per test (including those hypothesis discards with ``assume``) is printed at the end
+(``-s``) and kept in ``EXAMPLES_RUN``.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from tests.backends_here import DEVICE, all_backends
 from tests.gather_scenes import random_scene
 
 settings.register_profile(
-    "rfk", max_examples=int(os.environ.get("RFK_FUZZ_EXAMPLES", "12")), deadline=None, database=None,
+    "rfk", max_examples=int(os.environ.get("RFK_FUZZ_EXAMPLES", "25")), deadline=None, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 FUZZ = settings.get_profile("rfk")
@@ -52,7 +53,7 @@ def _count(name):
 def _close(actual, expected, rtol, scale=None, what=""):
     """|a - e| <= rtol * (|e| + scale) + (the smallest normal of a's dtype: underflow) elementwise,
     in float64; equal non-finite entries match."""
-    atol = torch.finfo(actual.dtype).smallest_normal
+    atol = max(torch.finfo(actual.dtype).smallest_normal, torch.finfo(torch.float32).smallest_normal)  # underflow
     a = actual.detach().double().cpu()
     e = expected.detach().to(actual.dtype).double().cpu()  # overflow of the output dtype is inf on both sides
     assert a.shape == e.shape, f"{what}: shape {tuple(a.shape)} != {tuple(e.shape)}"
@@ -127,7 +128,8 @@ def test_volume_render_agrees(data, C, dtypes, layout, strided, eps, bg, seed):
     inputs = [sig64.to(ds), col64.to(dc), ts64.to(dt0), te64.to(dt1)]
     assume(all(bool((x.double() == x.double()).all()) for x in inputs))  # no overflow to NaN
     assume(bool((inputs[3].double() >= inputs[2].double()).all()))  # rounding kept intervals sorted
-    rounded = [x.double() for x in inputs]
+    # the inputs as every backend computes with them: float32 unless all are float64 (the policy)
+    rounded = [x.double() if all(d == torch.float64 for d in dtypes) else x.float().double() for x in inputs]
     background = torch.rand(C, generator=g, dtype=torch.float64) if bg == "rgb" else bg
     ref = volrend_ref.composite_padded(rounded[0], rounded[3] - rounded[2], 0.5 * (rounded[2] + rounded[3]),
                                        rounded[1], None, eps)
@@ -372,7 +374,7 @@ def test_sample_pdf_bad_input_same_error(bad, R, S, pos):
 
 def test_fuzz_profile_is_bounded():
     """The CI budget: a bounded example count and no per-example deadline."""
-    assert FUZZ.max_examples == int(os.environ.get("RFK_FUZZ_EXAMPLES", "12")) and FUZZ.deadline is None
+    assert FUZZ.max_examples == int(os.environ.get("RFK_FUZZ_EXAMPLES", "25")) and FUZZ.deadline is None
     assert DEVICE.type in ("cpu", "cuda")
 
 
@@ -400,10 +402,12 @@ def test_interlevel_loss_agrees(R, S, P, fw, pw, blur, dtype, seed):
             x = wp.detach().requires_grad_(dtype == torch.float32)
             loss = rk.interlevel_loss(inputs[0], inputs[1], inputs[2], x, blur_halfwidth=blur, backend=be)
             assert loss.dtype == dtype, be
-            _close(loss, ref, max(RTOL[dtype], 1e-4), what=f"{be} loss")
+            # the overlap masses W are differences of float32 CDF values: absolute error ~ eps * sum(wp)
+            _close(loss, ref, max(RTOL[dtype], 1e-4), scale=2.5e-3 * float(wp.double().sum(-1).max()) if R else 0.0,
+                   what=f"{be} loss")
             if dtype == torch.float32 and R:
                 (gw,) = torch.autograd.grad(loss.sum(), x)
-                _close(gw, ref_g, 1e-3, what=f"{be} d prop_weights")
+                _close(gw, ref_g, 1e-3, scale=max(float(ref_g.abs().max()), 1e-6), what=f"{be} d prop_weights")
 
 
 # ------------------------------------------------------------------------------------------- gather
