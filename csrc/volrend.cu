@@ -8,6 +8,19 @@ namespace rfk {
 
 constexpr int kChannelChunk = 4;  // colour channels accumulated in registers per sweep
 
+// Optical depth with the numerics policy of rfkernels/volrend/reference.py: 0 when sigma or delta is 0
+// (0 * inf = 0), tau_max above it, NaN propagates (no fminf: it drops NaN). `regular`: the plain
+// finite product, the only case passing gradient to sigma/delta.
+RFK_HD float optical_depth(float sigma, float delta, float tau_max, bool* regular = nullptr) {
+    const float raw = sigma * delta;
+    const bool zero = sigma == 0.f || delta == 0.f;
+    if (regular) *regular = !zero && raw <= tau_max;
+    return zero ? 0.f : (raw > tau_max ? tau_max : raw);
+}
+
+// a * b with 0 * inf = 0 (a zero weight times an infinite midpoint).
+RFK_HD float mul0(float a, float b) { return (a == 0.f || b == 0.f) ? 0.f : a * b; }
+
 // Sweeps the ray once per chunk of 4 channels (one sweep for C <= 4), keeping the colour sums in
 // registers; the per-sample outputs are written during the first sweep.
 RFK_HD void composite_forward_ray(const CompositeArgs& a, int64_t ray, float* __restrict__ rgb,
@@ -23,19 +36,19 @@ RFK_HD void composite_forward_ray(const CompositeArgs& a, int64_t ray, float* __
         float acc[kChannelChunk] = {0.f, 0.f, 0.f, 0.f};
         float acc_depth = 0.f, acc_opacity = 0.f, tau_sum = 0.f;
         for (int64_t i = start; i < end; ++i) {
-            const float tau = fminf(a.sigma[i] * a.delta[i], a.tau_max);
+            const float tau = optical_depth(a.sigma[i], a.delta[i], a.tau_max);
             const float T = expf(-tau_sum);  // from the running sum, as the reference does
-            const float w = T < a.eps ? 0.f : T * (1.f - expf(-tau));
+            const float w = T < a.eps ? 0.f : T * -expm1f(-tau);  // NaN T keeps a NaN weight
             tau_sum += tau;
             if (first) {
                 weight[i] = w;
                 trans_out[i] = T;
                 acc_opacity += w;
-                if (a.tmid) acc_depth += w * a.tmid[i];
+                if (a.tmid) acc_depth += mul0(w, a.tmid[i]);
             }
 #pragma unroll
             for (int c = 0; c < kChannelChunk; ++c)
-                if (c < nc) acc[c] += w * a.color[i * C + c0 + c];
+                if (c < nc) acc[c] += mul0(w, a.color[i * C + c0 + c]);
         }
         for (int c = 0; c < nc; ++c) rgb[ray * C + c0 + c] = acc[c];
         if (first) {
@@ -64,9 +77,9 @@ RFK_HD void composite_backward_ray(const CompositeArgs& a, int64_t ray, const fl
     if (g_weight || g_trans) {  // per-sample output grads: one extra pass for their share
         float tau_sum = 0.f;
         for (int64_t i = start; i < end; ++i) {
-            const float tau = fminf(a.sigma[i] * a.delta[i], a.tau_max);
+            const float tau = optical_depth(a.sigma[i], a.delta[i], a.tau_max);
             const float T = expf(-tau_sum);
-            if (g_weight && T >= a.eps) total += T * (1.f - expf(-tau)) * g_weight[i];
+            if (g_weight && !(T < a.eps)) total += T * -expm1f(-tau) * g_weight[i];
             if (g_trans) total += T * g_trans[i];
             tau_sum += tau;
         }
@@ -74,15 +87,15 @@ RFK_HD void composite_backward_ray(const CompositeArgs& a, int64_t ray, const fl
     float tau_sum = 0.f, prefix = 0.f;
     for (int64_t i = start; i < end; ++i) {
         const float sigma = a.sigma[i], delta = a.delta[i];
-        const float raw_tau = sigma * delta;
-        const float tau = fminf(raw_tau, a.tau_max);
+        bool regular;
+        const float tau = optical_depth(sigma, delta, a.tau_max, &regular);
         const float T = expf(-tau_sum);
         const float T_next = expf(-(tau_sum + tau));
-        const bool active = T >= a.eps;
-        const float w = active ? T * (1.f - expf(-tau)) : 0.f;
+        const bool active = !(T < a.eps);
+        const float w = active ? T * -expm1f(-tau) : 0.f;
         float v = go;
         if (a.tmid) {
-            v += gd * a.tmid[i];
+            v += mul0(gd, a.tmid[i]);
             g_tmid[i] = w * gd;
         }
         if (a.color) {
@@ -92,13 +105,12 @@ RFK_HD void composite_backward_ray(const CompositeArgs& a, int64_t ray, const fl
             }
         }
         if (g_weight) v += g_weight[i];
-        float contrib = w * v;
+        float contrib = mul0(w, v);
         if (g_trans) contrib += T * g_trans[i];
         prefix += contrib;
         float g_tau = (active ? T_next * v : 0.f) - (total - prefix);
-        if (!(raw_tau <= a.tau_max)) g_tau = 0.f;
-        g_sigma[i] = g_tau * delta;
-        g_delta[i] = g_tau * sigma;
+        g_sigma[i] = regular ? g_tau * delta : 0.f;  // saturated / 0 * inf taus pass no gradient
+        g_delta[i] = regular ? g_tau * sigma : 0.f;
         tau_sum += tau;
     }
 }

@@ -22,6 +22,8 @@ def check_tensor(
     """Validate one tensor argument; ``None`` entries in ``shape`` match any size."""
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"`{name}` must be a torch.Tensor, got {type(t).__name__}")
+    if t.device.type == "meta":
+        raise ValueError(f"`{name}` is on the meta device: rfkernels ops compute values (use cpu or cuda tensors)")
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if t.dim() not in allowed:
@@ -35,6 +37,13 @@ def check_tensor(
     if device is not None and t.device != device:
         raise ValueError(f"`{name}` is on {t.device} but the other inputs are on {device}")
     return t
+
+
+def compute_dtype(*ts) -> torch.dtype:
+    """The dtype the torch backends compute in: float32 (as the fused kernels), or float64 when every
+    given (non-None) tensor is float64 (the float64 reference of the tests)."""
+    given = [t for t in ts if t is not None]
+    return torch.float64 if given and all(t.dtype == torch.float64 for t in given) else torch.float32
 
 
 def check_same_device(**tensors) -> torch.device:
@@ -65,9 +74,25 @@ def check_nonnegative(name: str, t: torch.Tensor, validate_values: bool) -> None
         raise ValueError(f"`{name}` must be >= 0 (got min {t.min().item():.4g})")
 
 
-def check_finite_or_inf(name: str, t: torch.Tensor, validate_values: bool) -> None:
+def check_no_nan(name: str, t: torch.Tensor, validate_values: bool) -> None:
     if validate_values and t.numel() and bool(torch.isnan(t).any()):
         raise ValueError(f"`{name}` contains NaN")
+
+
+def check_finite(name: str, t: torch.Tensor, validate_values: bool) -> None:
+    if validate_values and t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"`{name}` must be finite (got NaN or inf)")
+
+
+def check_scalar(name: str, value, lo: float, hi: float) -> float:
+    """A Python number in ``[lo, hi]`` (NaN rejected); always checked (no data read)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a float in [{lo}, {hi}], got {value!r}") from None
+    if not lo <= v <= hi:
+        raise ValueError(f"`{name}` must be a float in [{lo}, {hi}], got {value!r}")
+    return v
 
 
 import os as _os

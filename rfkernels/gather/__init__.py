@@ -79,6 +79,8 @@ def _validate(points, features, intrinsics, extrinsics, image_size, convention, 
         ok = False
     if not ok:
         raise ValueError(f"`image_size` must be (H_img, W_img) positive ints, got {image_size!r}")
+    _checks.check_no_nan("points", points, _checks.validation_enabled())
+    _checks.check_no_nan("features", features, _checks.validation_enabled())
     if _checks.validation_enabled() and intrinsics.numel():
         K = intrinsics.detach().double()
         if not bool(torch.isfinite(K).all()) or not bool(torch.isfinite(extrinsics).all()):
@@ -203,12 +205,15 @@ def gather_features(
 # ------------------------------------------------------------------------------ implementations
 class Reference:
     """The ``torch`` backend: :func:`.reference.gather` (``F.grid_sample``), autograd for gradients
-    (also w.r.t. the cameras); ``deterministic`` does not apply."""
+    (also w.r.t. the cameras); ``deterministic`` does not apply. Mixed dtypes: computes in float32
+    (float64 if every input is), returns ``features.dtype`` / ``points.dtype`` like the fused ones."""
 
     def gather(self, points, features, intrinsics, extrinsics, image_size, convention, reduce, near_eps,
                want_cam, deterministic) -> GatherOutput:
-        return GatherOutput(*reference.gather(points, features, intrinsics, extrinsics, image_size, convention,
-                                              reduce, near_eps, want_cam))
+        cd = _checks.compute_dtype(points, features, intrinsics, extrinsics)  # float32 unless all float64
+        out, mask, cam = reference.gather(points.to(cd), features.to(cd), intrinsics.to(cd), extrinsics.to(cd),
+                                          image_size, convention, reduce, near_eps, want_cam)
+        return GatherOutput(out.to(features.dtype), mask, None if cam is None else cam.to(points.dtype))
 
 
 class Fused:

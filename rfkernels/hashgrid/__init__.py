@@ -146,6 +146,8 @@ def _validate(points, params, layout: HashGridLayout, scales, out_of_bounds):
     if out_of_bounds not in OUT_OF_BOUNDS:
         raise ValueError(f"`out_of_bounds` must be one of {OUT_OF_BOUNDS}, got {out_of_bounds!r}")
     if _checks.validation_enabled():
+        if points.numel() and bool(torch.isnan(points).any()):  # every mode, every backend
+            raise ValueError(f"`points` has {int(torch.isnan(points).any(1).sum())} point(s) with NaN coordinates")
         if out_of_bounds == "error" and points.numel():
             bad = ~((points >= 0) & (points <= 1))  # also catches NaN
             if bool(bad.any()):
@@ -189,8 +191,9 @@ def hash_grid_encode(
         n_levels .. interpolation: the grid configuration (tcnn's meaning and defaults;
             ``per_level_scale`` defaults to 2.0, or is derived from ``max_resolution``).
         out_of_bounds: ``"clamp"`` clamps coordinates to [0, 1] (zero point-gradient outside);
-            ``"error"`` raises ``ValueError`` for points outside [0, 1] or NaN (a value check,
-            skipped when validation is off, the kernels then clamp).
+            ``"error"`` raises ``ValueError`` for points outside [0, 1]. NaN coordinates raise
+            ``ValueError`` in both modes (value checks, skipped when validation is off: the
+            result for NaN points is then unspecified).
         scales: optional ``[N]`` Zip-NeRF Gaussian std per point in [0, 1]-cube units; level ``l``'s
             features are multiplied by ``erf(1 / sqrt(8 * scales**2 * level_scales[l]**2))``.
         deterministic: fused backends only: a backward without float atomics whose gradients are

@@ -119,8 +119,9 @@ def resolve_per_level_scale(n_levels, base_resolution, per_level_scale, max_reso
     if per_level_scale is not None and max_resolution is not None:
         raise ValueError("pass either `per_level_scale` or `max_resolution`, not both")
     if max_resolution is not None:
-        if not max_resolution >= base_resolution:
-            raise ValueError(f"`max_resolution` ({max_resolution}) must be >= `base_resolution` ({base_resolution})")
+        if not (math.isfinite(max_resolution) and max_resolution >= base_resolution):
+            raise ValueError(f"`max_resolution` must be a finite number >= `base_resolution` ({base_resolution}), "
+                             f"got {max_resolution}")
         if n_levels == 1:
             return 1.0
         return math.exp((math.log(max_resolution) - math.log(base_resolution)) / (n_levels - 1))

@@ -73,7 +73,7 @@ def encode(points: torch.Tensor, params: torch.Tensor, layout: HashGridLayout,
         for d in range(1, D):
             w = w * corner_w[..., d]  # [N, 2^D] trilinear (or smoothstep) weights
         vertex = cell.to(torch.int64)[:, None, :] + bits  # [N, 2^D, D]
-        entry = vertex_entry(vertex.reshape(-1, D), layout, level).view(N, -1)
+        entry = vertex_entry(vertex.reshape(-1, D), layout, level).view(N, 1 << D)
         start, size = layout.level_offsets[level], layout.level_size(level)
         rows = table[start * F:(start + size) * F].view(size, F)
         acc = (w[..., None] * rows[entry]).sum(1)  # [N, F]

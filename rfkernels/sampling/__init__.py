@@ -58,8 +58,9 @@ def _check_bins(name, bins, boundary_mask=None):
 
 
 def _check_weights(name, weights):
+    """Histogram masses: finite and >= 0 (an inf mass has no defined CDF)."""
     validate = _checks.validation_enabled()
-    _checks.check_finite_or_inf(name, weights, validate)
+    _checks.check_finite(name, weights, validate)
     _checks.check_nonnegative(name, weights, validate)
 
 
@@ -275,16 +276,23 @@ def _histogram(bins_name, bins, weights_name, weights, offsets_name, offsets) ->
 # ------------------------------------------------------------------------------ implementations
 class Reference:
     """The ``torch`` backend: :mod:`.reference` on padded tensors (packed inputs are padded with
-    zero-width, zero-mass bins, which change neither samples nor losses), autograd for gradients."""
+    zero-width, zero-mass bins, which change neither samples nor losses), autograd for gradients.
+    Computes in float32 like the fused backends (float64 when every input is float64)."""
 
     def sample(self, bins, weights, offsets, max_bins, jitter, n, padding, blur, return_edges):
         """-> [R, n] (or [R, n + 1]) in the dtype of ``bins``; ``offsets`` None for padded inputs."""
+        cd = _checks.compute_dtype(bins, weights)
+        bins, weights = bins.to(cd), weights.to(cd)
         if offsets is not None:
             bins, weights = _packing.pad_histogram(bins, weights, offsets, max_bins)
         return reference.sample_pdf(bins, weights, n, jitter, padding, blur, return_edges)
 
     def interlevel(self, t, w, fine: _Histogram, tp, wp, prop: _Histogram, blur, eps):
-        """-> loss [R], differentiable w.r.t. ``wp``."""
+        """-> loss [R] (``wp``'s dtype), differentiable w.r.t. ``wp``."""
+        out, cd = wp.dtype, _checks.compute_dtype(t, w, tp, wp)
+        return self._interlevel(t.to(cd), w.to(cd), fine, tp.to(cd), wp.to(cd), prop, blur, eps).to(out)
+
+    def _interlevel(self, t, w, fine: _Histogram, tp, wp, prop: _Histogram, blur, eps):
         if fine.offsets is not None:
             t, w = _packing.pad_histogram(t, w, fine.offsets, fine.max_bins)
         if prop.offsets is not None:

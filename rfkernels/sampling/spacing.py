@@ -29,9 +29,12 @@ def _power_inv(y, lam):
     return ((y * lam / a + 1.0) ** (1.0 / lam) - 1.0) * a
 
 
-def _align(v, t: torch.Tensor):
-    """A per-ray value [R] (or scalar) broadcast against ``t`` [R, ...]."""
-    if isinstance(v, torch.Tensor) and 0 < v.dim() < t.dim():
+def _align(v, t: torch.Tensor, name: str, t_name: str):
+    """A per-ray value [R] (or scalar, or ``t``'s shape) broadcast against ``t`` [R, ...]."""
+    if isinstance(v, torch.Tensor) and v.dim():
+        if v.dim() > t.dim() or tuple(v.shape) != tuple(t.shape[: v.dim()]):
+            raise ValueError(f"`{name}` must be a scalar or per-ray [R] = {list(t.shape[:1])} (or shaped like `{t_name}` "
+                             f"{list(t.shape)}), got shape {list(v.shape)}")
         return v.reshape(tuple(v.shape) + (1,) * (t.dim() - v.dim()))
     return v
 
@@ -53,6 +56,11 @@ class SpaceMap:
             raise ValueError(f"`premult` must be > 0, got {premult}")
         near_t = torch.as_tensor(near, dtype=torch.float64)
         far_t = torch.as_tensor(far, dtype=torch.float64)
+        if bool(near_t.isnan().any()) or bool(far_t.isnan().any()):
+            raise ValueError("`near` and `far` must not be NaN")
+        if near_t.dim() and far_t.dim() and near_t.shape != far_t.shape:
+            raise ValueError(f"`near` {list(near_t.shape)} and `far` {list(far_t.shape)} must have the same shape "
+                             "(or be scalars)")
         if bool((far_t <= near_t).any()):
             raise ValueError("`far` must be > `near`")
         if kind == "inverse" and bool((near_t <= 0).any()):
@@ -77,12 +85,12 @@ class SpaceMap:
 
     def t_to_s(self, t: torch.Tensor) -> torch.Tensor:
         """Metric ``t`` (any shape) -> normalized ``s`` (same shape)."""
-        f0, f1 = self._f(_align(self.near, t)), self._f(_align(self.far, t))
+        f0, f1 = self._f(_align(self.near, t, "near", "t")), self._f(_align(self.far, t, "far", "t"))
         return (self._f(t) - f0) / (f1 - f0)
 
     def s_to_t(self, s: torch.Tensor) -> torch.Tensor:
         """Normalized ``s`` (any shape) -> metric ``t`` (same shape)."""
-        f0, f1 = self._f(_align(self.near, s)), self._f(_align(self.far, s))
+        f0, f1 = self._f(_align(self.near, s, "near", "s")), self._f(_align(self.far, s, "far", "s"))
         return self._f_inv(s * f1 + (1.0 - s) * f0)
 
     def __repr__(self) -> str:

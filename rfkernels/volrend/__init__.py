@@ -54,6 +54,7 @@ class _Layout(NamedTuple):
     n_rays: int
     offsets: torch.Tensor | None  # [R+1] int64 for packed inputs
     shape: tuple  # the per-sample shape of the input ([R, S] or [N])
+    name: str  # the argument that set the layout (`sigmas` or `weights`)
 
 
 def _layout(sigmas, offsets, ray_indices, n_rays, name="sigmas") -> _Layout:
@@ -62,7 +63,7 @@ def _layout(sigmas, offsets, ray_indices, n_rays, name="sigmas") -> _Layout:
     if sigmas.dim() == 2:
         if offsets is not None or ray_indices is not None:
             raise ValueError(f"`{name}` is padded [R, S]: do not pass `offsets`/`ray_indices` (they are for packed [N] inputs)")
-        return _Layout(True, sigmas.shape[0], None, tuple(sigmas.shape))
+        return _Layout(True, sigmas.shape[0], None, tuple(sigmas.shape), name)
     if offsets is None and ray_indices is None:
         raise ValueError(f"`{name}` is packed [N]: pass `offsets` [R+1] or `ray_indices` [N] with `n_rays`")
     if offsets is None:
@@ -70,13 +71,19 @@ def _layout(sigmas, offsets, ray_indices, n_rays, name="sigmas") -> _Layout:
                              device=sigmas.device)
         if n_rays is None:
             raise ValueError("`n_rays` is required with `ray_indices`")
-        if validate and ray_indices.numel() > 1 and bool((ray_indices[1:] < ray_indices[:-1]).any()):
-            raise ValueError("`ray_indices` must be sorted (samples of one ray contiguous)")
+        if isinstance(n_rays, bool) or not isinstance(n_rays, int) or n_rays < 0:
+            raise ValueError(f"`n_rays` must be an int >= 0, got {n_rays!r}")
+        if validate and ray_indices.numel():
+            if bool((ray_indices[1:] < ray_indices[:-1]).any()):
+                raise ValueError("`ray_indices` must be sorted (samples of one ray contiguous)")
+            if int(ray_indices[0]) < 0 or int(ray_indices[-1]) >= n_rays:
+                raise ValueError(f"`ray_indices` must lie in [0, n_rays) = [0, {n_rays}), got "
+                                 f"{int(ray_indices[0])}..{int(ray_indices[-1])}")
         offsets = _packing.ray_indices_to_offsets(ray_indices, n_rays)
     else:
         _checks.check_tensor("offsets", offsets, ndim=1, dtypes=_checks.INDEX_DTYPES, device=sigmas.device)
         _checks.check_offsets("offsets", offsets, sigmas.shape[0], validate)
-    return _Layout(False, offsets.numel() - 1, offsets.long().contiguous(), tuple(sigmas.shape))
+    return _Layout(False, offsets.numel() - 1, offsets.long().contiguous(), tuple(sigmas.shape), name)
 
 
 def _check_like(name, t, layout: _Layout, device, extra_dims=0):
@@ -85,7 +92,7 @@ def _check_like(name, t, layout: _Layout, device, extra_dims=0):
     _checks.check_tensor(name, t, device=device)
     if tuple(t.shape[: len(layout.shape)]) != layout.shape or t.dim() != len(layout.shape) + extra_dims:
         want = list(layout.shape) + ["C"] * extra_dims
-        raise ValueError(f"`{name}` must have shape {want} to match `sigmas`, got {list(t.shape)}")
+        raise ValueError(f"`{name}` must have shape {want} to match `{layout.name}`, got {list(t.shape)}")
     return t
 
 
@@ -98,15 +105,35 @@ def _intervals(t_starts, t_ends, deltas, layout, device):
             raise ValueError("pass either (`t_starts`, `t_ends`) or `deltas`, not both")
         _check_like("t_starts", t_starts, layout, device)
         _check_like("t_ends", t_ends, layout, device)
+        validate = _checks.validation_enabled()
+        _checks.check_no_nan("t_starts", t_starts, validate)
+        _checks.check_no_nan("t_ends", t_ends, validate)
+        cd = _compute_dtype(t_starts, t_ends)  # interval lengths in float32 whatever the input dtype
+        t_starts, t_ends = t_starts.to(cd), t_ends.to(cd)
         deltas = t_ends - t_starts
-        if _checks.validation_enabled() and deltas.numel() and bool((deltas < 0).any()):
-            raise ValueError("`t_ends` must be >= `t_starts` (negative interval lengths)")
+        if validate and deltas.numel() and not bool((deltas >= 0).all()):
+            raise ValueError("`t_ends` must be >= `t_starts` (negative interval lengths, or both the same inf)")
         return deltas, 0.5 * (t_starts + t_ends)
     if deltas is None:
         raise ValueError("pass interval lengths: (`t_starts`, `t_ends`) or `deltas`")
     _check_like("deltas", deltas, layout, device)
+    _checks.check_no_nan("deltas", deltas, _checks.validation_enabled())
     _checks.check_nonnegative("deltas", deltas, _checks.validation_enabled())
     return deltas, None
+
+
+def _check_densities(sigmas, early_stop_eps):
+    """The value policy of the densities (NaN, negative: ValueError when validation is on; inf is
+    opaque) and of ``early_stop_eps`` (a float in [0, 1], always checked)."""
+    validate = _checks.validation_enabled()
+    _checks.check_no_nan("sigmas", sigmas, validate)
+    _checks.check_nonnegative("sigmas", sigmas, validate)
+    return _checks.check_scalar("early_stop_eps", early_stop_eps, 0.0, 1.0)
+
+
+def _compute_dtype(*ts: torch.Tensor | None) -> torch.dtype:
+    """The torch backend computes in float32 like the kernels (float64 if every input is float64)."""
+    return _checks.compute_dtype(*ts)
 
 
 def _flat(t, layout: _Layout, channels: bool = False):
@@ -114,7 +141,8 @@ def _flat(t, layout: _Layout, channels: bool = False):
     if t is None:
         return None
     if layout.padded:
-        t = t.reshape(-1, t.shape[-1]) if channels else t.reshape(-1)
+        n = layout.shape[0] * layout.shape[1]
+        t = t.reshape(n, t.shape[-1]) if channels else t.reshape(n)
     return t.float().contiguous()
 
 
@@ -122,6 +150,23 @@ def _offsets(layout: _Layout, device):
     if layout.padded:
         return _packing.padded_offsets(layout.n_rays, layout.shape[1], device)
     return layout.offsets
+
+
+def _check_sorted(tmids, layout: _Layout):
+    """Interval midpoints non-decreasing within each ray (the O(S) distortion formula needs it)."""
+    if tmids.numel() < 2:
+        return
+    if layout.padded:
+        bad = tmids[:, 1:] < tmids[:, :-1]
+    else:
+        same_ray = torch.ones(tmids.shape[0] - 1, dtype=torch.bool, device=tmids.device)
+        starts = layout.offsets[1:-1]
+        starts = starts[(starts > 0) & (starts < tmids.shape[0])]
+        same_ray[starts - 1] = False
+        bad = (tmids[1:] < tmids[:-1]) & same_ray
+    if bool(bad.any()):
+        raise ValueError("`t_starts`/`t_ends` must be sorted along each ray (interval midpoints non-decreasing) "
+                         "for `distortion_loss`")
 
 
 # -------------------------------------------------------------------------- autograd functions
@@ -170,10 +215,19 @@ class _Distortion(torch.autograd.Function):
 # ------------------------------------------------------------------------------ implementations
 class Reference:
     """The ``torch`` backend: :mod:`.reference` on padded tensors, differentiated by autograd.
-    Inputs are in the caller's layout and dtype; outputs too."""
+    Inputs are in the caller's layout and any float dtypes, computed in :func:`_compute_dtype` of
+    the first input; outputs in the first input's dtype (as the fused backends)."""
 
     def composite(self, sigmas, deltas, tmids, colors, layout, eps):
         """-> rgb [R, C], depth [R], opacity [R], weights, trans (the input layout)."""
+        out = sigmas.dtype
+        cd = _compute_dtype(sigmas, deltas, tmids, colors)
+        sigmas, deltas = sigmas.to(cd), deltas.to(cd)
+        tmids = None if tmids is None else tmids.to(cd)
+        colors = None if colors is None else colors.to(cd)
+        return tuple(x.to(out) for x in self._composite(sigmas, deltas, tmids, colors, layout, eps))
+
+    def _composite(self, sigmas, deltas, tmids, colors, layout, eps):
         if layout.padded:
             return reference.composite_padded(sigmas, deltas, tmids, colors, None, eps)
         offsets = layout.offsets
@@ -186,6 +240,10 @@ class Reference:
 
     def distortion(self, weights, tmids, deltas, layout):
         """-> loss [R]."""
+        out, cd = weights.dtype, _compute_dtype(weights, tmids, deltas)
+        return self._distortion(weights.to(cd), tmids.to(cd), deltas.to(cd), layout).to(out)
+
+    def _distortion(self, weights, tmids, deltas, layout):
         if layout.padded:
             return reference.distortion_padded(weights, tmids, deltas)
         w, mask = _packing.pad(weights, layout.offsets)
@@ -239,10 +297,12 @@ def render_weights(
         ``(weights, transmittance, alphas)``, each shaped like ``sigmas``.
     """
     layout = _layout(sigmas, offsets, ray_indices, n_rays)
+    early_stop_eps = _check_densities(sigmas, early_stop_eps)
     deltas, _ = _intervals(t_starts, t_ends, deltas, layout, sigmas.device)
     impl = _dispatch.implementation("volrend", backend, sigmas)
     _, _, _, weights, trans = impl.composite(sigmas, deltas, None, None, layout, early_stop_eps)
-    alphas = 1.0 - torch.exp(-reference.optical_depth(sigmas, deltas))
+    cd = _compute_dtype(sigmas, deltas)
+    alphas = (-torch.expm1(-reference.optical_depth(sigmas.to(cd), deltas.to(cd)))).to(sigmas.dtype)
     return weights, trans, alphas
 
 
@@ -273,16 +333,24 @@ def volume_render(
     """
     layout = _layout(sigmas, offsets, ray_indices, n_rays)
     device = sigmas.device
+    early_stop_eps = _check_densities(sigmas, early_stop_eps)
     _check_like("colors", colors, layout, device, extra_dims=1)
+    _checks.check_finite("colors", colors, _checks.validation_enabled())
     deltas, tmids = _intervals(t_starts, t_ends, None, layout, device)
+    C = colors.shape[-1]
+    if isinstance(background, torch.Tensor):
+        _checks.check_tensor("background", background, ndim=(0, 1, 2), device=device)
+        if background.dim() and tuple(background.shape) not in ((C,), (layout.n_rays, C)):
+            raise ValueError(f"`background` must be a scalar, [C] = [{C}] or [R, C] = [{layout.n_rays}, {C}], "
+                             f"got shape {list(background.shape)}")
+    elif background is not None and not isinstance(background, (int, float)):
+        raise ValueError(f"`background` must be a float, a tensor or None, got {type(background).__name__}")
     impl = _dispatch.implementation("volrend", backend, sigmas)
     rgb, depth, opacity, weights, _ = impl.composite(sigmas, deltas, tmids, colors, layout, early_stop_eps)
-    if background is not None:
-        if isinstance(background, torch.Tensor):
-            _checks.check_tensor("background", background, ndim=(0, 1, 2), device=device)
-            if background.dim() >= 1 and background.shape[-1] != rgb.shape[-1]:
-                raise ValueError(f"`background` must have {rgb.shape[-1]} channels, got shape {list(background.shape)}")
-        rgb = rgb + (1.0 - opacity)[:, None] * background
+    if background is not None:  # in float32 (or float64), output in the sigmas dtype like the rest
+        cd = _compute_dtype(rgb, background if isinstance(background, torch.Tensor) else None)
+        bg = background.to(cd) if isinstance(background, torch.Tensor) else background
+        rgb = (rgb.to(cd) + (1.0 - opacity.to(cd))[:, None] * bg).to(rgb.dtype)
     return VolumeRenderOutput(rgb, depth, opacity, weights)
 
 
@@ -299,12 +367,18 @@ def distortion_loss(
     """mip-NeRF 360 distortion loss per ray, in O(S): ``[R]`` (take ``.mean()`` for the scalar).
 
     ``L = sum_{i,j} w_i w_j |m_i - m_j| + 1/3 sum_i w_i^2 (t_end_i - t_start_i)`` with midpoints m.
-    Intervals of a ray must be sorted and non-overlapping (as produced by any NeRF sampler); pass
-    normalized (s-space) distances to match the paper.
+    Intervals of a ray must be sorted (midpoints non-decreasing; a ``ValueError`` when validation
+    is on) and all inputs finite; pass normalized (s-space) distances to match the paper.
     """
     layout = _layout(weights, offsets, ray_indices, n_rays, name="weights")
     device = weights.device
+    validate = _checks.validation_enabled()
+    _checks.check_finite("weights", weights, validate)
     deltas, tmids = _intervals(t_starts, t_ends, None, layout, device)
+    _checks.check_finite("t_starts", t_starts, validate)
+    _checks.check_finite("t_ends", t_ends, validate)
+    if validate:
+        _check_sorted(tmids, layout)
     return _dispatch.implementation("volrend", backend, weights).distortion(weights, tmids, deltas, layout)
 
 

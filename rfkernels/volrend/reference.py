@@ -6,9 +6,15 @@ This is the ground truth of the tests and the ``torch`` backend. It works on pad
 Per ray with samples i = 0..S-1 (optical depth ``tau_i = sigma_i * delta_i``)::
 
     T_i     = exp(-sum_{j<i} tau_j)           transmittance before sample i
-    alpha_i = 1 - exp(-tau_i)
+    alpha_i = 1 - exp(-tau_i)                 (as -expm1(-tau_i): exact for tiny tau)
     w_i     = T_i * alpha_i                   (0 where T_i < early_stop_eps, if eps > 0)
     rgb     = sum_i w_i c_i,  depth = sum_i w_i t_i,  opacity = sum_i w_i
+
+Numerics shared by every backend (README "Numerics policy"): ``tau = 0`` when ``sigma`` or ``delta``
+is 0 (so ``0 * inf = 0``: a zero-density sample on an infinite interval, or an infinite density on
+an empty one, is transparent); ``tau`` saturates at ``TAU_MAX`` (so ``inf`` densities are opaque);
+a product with a zero weight is 0 (``w * t_mid`` with ``t_mid = inf``); ``tau`` passes gradient to
+``sigma``/``delta`` only where it is the plain finite product (0 elsewhere). NaN propagates.
 """
 from __future__ import annotations
 
@@ -19,8 +25,38 @@ TAU_MAX = 1.0e4
 
 
 def optical_depth(sigmas: torch.Tensor, deltas: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    tau = (sigmas * deltas).clamp(max=TAU_MAX)
-    return tau if mask is None else torch.where(mask, tau, torch.zeros_like(tau))
+    """``sigma * delta`` with the policy above: 0 if either is 0, ``TAU_MAX`` above it, gradient
+    only where the product is finite and below ``TAU_MAX``."""
+    with torch.no_grad():
+        raw = sigmas * deltas
+        zero = (sigmas == 0) | (deltas == 0)
+        regular = ~zero & (raw <= TAU_MAX)  # False for NaN and for saturated products
+        fill = torch.where(zero, 0.0, torch.where(raw > TAU_MAX, TAU_MAX, raw))  # NaN stays NaN
+        if mask is not None:
+            regular, fill = regular & mask, torch.where(mask, fill, 0.0)
+    zeros = torch.zeros_like(raw)
+    prod = torch.where(regular, sigmas, zeros) * torch.where(regular, deltas, zeros)
+    return torch.where(regular, prod, fill.to(prod.dtype))
+
+
+class _Mul0(torch.autograd.Function):
+    """``a * b`` with ``0 * x = 0`` for any x (inf included); d/da uses b with non-finite b as 0."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return torch.where((a == 0) | (b == 0), torch.zeros_like(a * b), a * b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        b_fin = torch.where(torch.isfinite(b), b, torch.zeros_like(b))
+        return g * b_fin, torch.where(a == 0, torch.zeros_like(g), g * a)
+
+
+def mul0(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Element-wise product where a zero factor wins over inf (weights times interval midpoints)."""
+    return _Mul0.apply(a, b)
 
 
 def exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
@@ -37,10 +73,10 @@ def weights_padded(
     """sigmas, deltas, mask: [R, S] -> (weights, transmittance, alphas), each [R, S]."""
     tau = optical_depth(sigmas, deltas, mask)
     trans = torch.exp(-exclusive_cumsum(tau))
-    alphas = 1.0 - torch.exp(-tau)
+    alphas = -torch.expm1(-tau)  # 1 - exp(-tau) without cancellation for small tau
     weights = trans * alphas
     if early_stop_eps > 0:
-        weights = torch.where(trans >= early_stop_eps, weights, torch.zeros_like(weights))
+        weights = torch.where(trans < early_stop_eps, torch.zeros_like(weights), weights)
     return weights, trans, alphas
 
 
@@ -60,7 +96,7 @@ def composite_padded(
         if colors is not None
         else weights.new_zeros(R, 0)
     )
-    depth = (weights * tmids).sum(-1) if tmids is not None else weights.new_zeros(R)
+    depth = mul0(weights, tmids).sum(-1) if tmids is not None else weights.new_zeros(R)
     opacity = weights.sum(-1)
     return rgb, depth, opacity, weights, trans
 
