@@ -2,8 +2,8 @@
 with float32 or float16 tables, gradients w.r.t. the table, the points and the Zip-NeRF scales,
 and a fused Zip-NeRF anti-aliasing factor.
 
-Layout and index formula: :mod:`.layout`. Math: :mod:`.reference` (the ``torch`` backend, ground
-truth). ``triton`` and ``cuda`` run one fused kernel per pass; their backward scatters table
+Layout and index formula: :mod:`.layout`. Math: :mod:`.reference` (ground truth); the ``torch``
+backend runs :mod:`.vectorized`, the same math vectorized over levels and corners. ``triton`` and ``cuda`` run one fused kernel per pass; their backward scatters table
 gradients with float32 atomics (``deterministic=True``: without atomics, bitwise reproducible) and
 computes each gradient only when autograd needs it. The backward is itself differentiable
 (``create_graph=True``, e.g. eikonal losses on d features / d points), with a fused second-order
@@ -16,7 +16,7 @@ import torch
 from .. import _checks
 from .._dispatch import resolve_backend
 from . import deterministic as _det
-from . import reference
+from . import reference, vectorized
 from .layout import MAX_DIMS, HashGridLayout, make_layout
 
 OUT_OF_BOUNDS = ("clamp", "error")
@@ -141,8 +141,8 @@ def encode(points: torch.Tensor, params: torch.Tensor, layout: HashGridLayout, *
     """:func:`hash_grid_encode` with a prebuilt :class:`~.layout.HashGridLayout` (used by the module)."""
     _validate(points, params, layout, scales, out_of_bounds)
     be = resolve_backend(backend, points)
-    if be == "torch":
-        return reference.encode(points, params, layout, scales)
+    if be == "torch":  # the reference's math, vectorized over levels and corners (see .vectorized)
+        return vectorized.encode(points, params, layout, scales)
     if params.dtype == torch.float64:
         raise ValueError("`params` is float64: only backend='torch' supports float64 tables "
                          "(the fused backends take float16 or float32)")
