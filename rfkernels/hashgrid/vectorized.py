@@ -99,6 +99,8 @@ def encode(points: torch.Tensor, params: torch.Tensor, layout: HashGridLayout,
         levels = [l for l in range(layout.n_levels) if bool(layout.level_hashed[l]) == hashed]
         if levels:
             parts.append((levels, _group(x, table, layout, levels, hashed, scales)))
-    # Resolutions never decrease (per_level_scale >= 1), so the dense levels are the first ones.
-    feats = torch.cat([f for _, f in parts], dim=1)  # [F, L, N]
+    feats = torch.cat([f for _, f in parts], dim=1)  # [F, L, N] in group order
+    order = [l for levels, _ in parts for l in levels]
+    if order != sorted(order):  # a dense level after a hashed one (tcnn's uint32 stride wrap)
+        feats = feats[:, torch.tensor(order).argsort().to(x.device)]
     return feats.permute(2, 1, 0).reshape(x.shape[0], layout.output_dim)  # [N, L*F], level-major
