@@ -1,4 +1,4 @@
-"""``reconfusion`` command line: reconstruct, evaluate, render-video, demo.
+"""``reconfusion`` command line: reconstruct, evaluate, render-video, demo, benchmark, train-prior.
 
 Every user error (missing files, bad data, too few views, unknown preset) ends with one line
 ``reconfusion: error: ...`` on stderr and exit status 2, never a traceback.
@@ -99,11 +99,12 @@ def _run_reconstruction(scene, info, cfg, out: str, device, resume: bool, lpips:
     result = train(scene, cfg, out, device=device, resume=resume, progress_bar=not quiet, data_info=info,
                    extra_losses=extra_losses)
     t_train = time.time() - t0
-    res = evaluate(result.model, scene, out, chunk=cfg.eval_chunk, device=device, lpips_path=lpips)
+    res = evaluate(result.model, scene, out, chunk=cfg.eval_chunk, device=device, lpips_path=lpips,
+                   progress_bar=not quiet)
     res["train_seconds"] = t_train
     if video:
         res["video"] = render_video(result.model, scene, os.path.join(out, "video.mp4"), n_frames=frames,
-                                    chunk=cfg.eval_chunk, device=device)
+                                    chunk=cfg.eval_chunk, device=device, progress_bar=not quiet)
     res["total_seconds"] = time.time() - t0
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=2)
@@ -161,7 +162,8 @@ def cmd_evaluate(a) -> int:
 
     model, cfg, scene, device = _checkpoint_scene(a)
     out = a.out or os.path.join(os.path.dirname(os.path.abspath(checkpoint_dir(a.checkpoint))), "eval")
-    res = evaluate(model, scene, out, chunk=cfg.eval_chunk, device=device, lpips_path=a.lpips_weights)
+    res = evaluate(model, scene, out, chunk=cfg.eval_chunk, device=device, lpips_path=a.lpips_weights,
+                   progress_bar=not a.quiet)
     _print_results(res, out)
     return 0
 
@@ -173,7 +175,8 @@ def cmd_render_video(a) -> int:
 
     model, cfg, scene, device = _checkpoint_scene(a)
     out = a.out or os.path.join(os.path.dirname(os.path.abspath(checkpoint_dir(a.checkpoint))), "video.mp4")
-    path = render_video(model, scene, out, n_frames=a.frames, fps=a.fps, chunk=cfg.eval_chunk, device=device)
+    path = render_video(model, scene, out, n_frames=a.frames, fps=a.fps, chunk=cfg.eval_chunk, device=device,
+                        progress_bar=not a.quiet)
     print(f"video: {path}")
     return 0
 
@@ -246,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--fps", type=int, default=24)
     v.add_argument("--device", default="auto")
     v.add_argument("--threads", type=int, default=0)
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(fn=cmd_render_video)
 
     d = sub.add_parser("demo", help="3-view fern, tiny preset, CPU-friendly (a few minutes)")
@@ -258,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     # 2-core machine and slows training ~6x when the cores are shared (measured here).
     d.set_defaults(frames=30, threads=1)
     d.set_defaults(fn=cmd_demo)
+
+    from .benchmark import add_parser as benchmark_parser
+
+    benchmark_parser(sub)
 
     from .prior.train import build_parser as prior_parser
 

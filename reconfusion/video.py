@@ -65,20 +65,24 @@ def video_path(scene, n_frames: int = 60) -> torch.Tensor:
     return orbit_path(scene.c2w, n_frames)
 
 
-@torch.no_grad()
 def render_video(model, scene, path: str, n_frames: int = 60, fps: int = 24, chunk: int = 8192,
-                 device="cpu", with_depth: bool = True) -> str:
+                 device="cpu", with_depth: bool = True, progress_bar: bool = True) -> str:
     """Render ``video_path(scene)`` (rgb | depth) with ``scene``'s first intrinsics and image size."""
-    model.eval()
+    from .render import progress_bar as make_bar
+    from .render import render_image
+
     frames = []
     intr = scene.intrinsics[0]
+    H, W = scene.height, scene.width
+    bar = make_bar(n_frames * H * W, "render-video", progress_bar)
     for c2w in video_path(scene, n_frames):
-        rays = scene.camera_rays(c2w, intr).to(device)
-        out = model.render_chunked(rays, chunk)
-        rgb = out["rgb"].view(scene.height, scene.width, 3).cpu().numpy()
+        out = render_image(model, scene.camera_rays(c2w, intr), H, W, chunk, device,
+                           outputs=("rgb", "depth") if with_depth else ("rgb",), bar=bar)
+        rgb = out["rgb"].numpy()
         if with_depth:
-            rgb = np.concatenate([rgb, depth_image(out["depth"].view(scene.height, scene.width))], axis=1)
+            rgb = np.concatenate([rgb, depth_image(out["depth"])], axis=1)
         frames.append(to_uint8(rgb))
+    bar.close()
     return write_video(frames, path, fps)
 
 
