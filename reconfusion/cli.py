@@ -1,4 +1,4 @@
-"""``reconfusion`` command line: reconstruct, evaluate, render-video, demo.
+"""``reconfusion`` command line: reconstruct, evaluate, render-video, demo, benchmark, train-prior.
 
 Every user error (missing files, bad data, too few views, unknown preset) ends with one line
 ``reconfusion: error: ...`` on stderr and exit status 2, never a traceback.
@@ -129,11 +129,12 @@ def _run_reconstruction(scene, info, cfg, out: str, device, resume: bool, lpips:
     result = train(scene, cfg, out, device=device, resume=resume, progress_bar=not quiet, data_info=info,
                    extra_losses=extra_losses)
     t_train = time.time() - t0
-    res = evaluate(result.model, scene, out, device=device, lpips_path=lpips)
+    res = evaluate(result.model, scene, out, device=device, lpips_path=lpips,
+                   progress_bar=not quiet)
     res["train_seconds"] = t_train
     if video:
         res["video"] = render_video(result.model, scene, os.path.join(out, "video.mp4"), n_frames=frames,
-                                    device=device)
+                                    device=device, progress_bar=not quiet)
     res["total_seconds"] = time.time() - t0
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=2)
@@ -194,7 +195,8 @@ def cmd_evaluate(a) -> int:
     _check_out_dir(a.out)
     model, cfg, scene, device = _checkpoint_scene(a)
     out = a.out or os.path.join(os.path.dirname(os.path.abspath(checkpoint_dir(a.checkpoint))), "eval")
-    res = evaluate(model, scene, out, device=device, lpips_path=a.lpips_weights)
+    res = evaluate(model, scene, out, device=device, lpips_path=a.lpips_weights,
+                   progress_bar=not a.quiet)
     _print_results(res, out)
     return 0
 
@@ -207,7 +209,8 @@ def cmd_render_video(a) -> int:
         raise CLIError(f"--out {a.out} is a folder; give a video file path (.mp4 or .gif)")
     model, cfg, scene, device = _checkpoint_scene(a)
     out = a.out or os.path.join(os.path.dirname(os.path.abspath(checkpoint_dir(a.checkpoint))), "video.mp4")
-    path = render_video(model, scene, out, n_frames=a.frames, fps=a.fps, device=device)
+    path = render_video(model, scene, out, n_frames=a.frames, fps=a.fps, device=device,
+                        progress_bar=not a.quiet)
     print(f"video: {path}")
     return 0
 
@@ -289,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--frames", type=int, default=60)
     v.add_argument("--fps", type=int, default=24)
     runtime(v)
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(fn=cmd_render_video)
 
     d = sub.add_parser("demo", help="3-view fern, tiny preset, CPU-friendly (a few minutes)")
@@ -301,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     # 2-core machine and slows training ~6x when the cores are shared (measured here).
     d.set_defaults(frames=30, threads=1)
     d.set_defaults(fn=cmd_demo)
+
+    from .benchmark import add_parser as benchmark_parser
+
+    benchmark_parser(sub)
 
     from .prior.train import build_parser as prior_parser
 

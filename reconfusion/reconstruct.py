@@ -232,7 +232,8 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
             bar.set_postfix(loss=f"{float(total.detach()):.4f}", psnr=f"{batch_psnr:.2f}")
         done = step + 1
         if cfg.eval_every and done % cfg.eval_every == 0 and scene.test_ids and done < cfg.iterations:
-            m = evaluate(model, scene, None, device=device, log=lambda s: None)
+            m = evaluate(model, scene, None, device=device, log=lambda s: None,
+                         progress_bar=False)
             log(f"step {done}: held-out PSNR {m['mean']['psnr']:.2f} SSIM {m['mean']['ssim']:.3f}")
             model.train()
         if out_dir and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
@@ -248,19 +249,18 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
 
 
 # ------------------------------------------------------------------------------- evaluation
-@torch.no_grad()
-def render_view(model: ZipNeRF, scene: Scene, idx: int, chunk: int | None = None, device="cpu") -> dict:
+def render_view(model: ZipNeRF, scene: Scene, idx: int, chunk: int | None = None, device="cpu", bar=None) -> dict:
     """Render training/test view ``idx`` (``chunk`` rays at a time, default the model's
     ``cfg.eval_chunk``) -> ``{"rgb": [H, W, 3], "depth": [H, W], "opacity": [H, W]}``."""
-    model.eval()
-    out = model.render_chunked(scene.view_rays(idx).to(device), chunk)
-    H, W = scene.height, scene.width
-    return {k: v.view(H, W, -1).squeeze(-1).cpu() for k, v in out.items()}
+    from .render import render_image
+
+    return render_image(model, scene.view_rays(idx), scene.height, scene.width, chunk, device,
+                        outputs=("rgb", "depth", "opacity"), bar=bar)
 
 
 @torch.no_grad()
 def evaluate(model: ZipNeRF, scene: Scene, out_dir: str | None, *, chunk: int | None = None, device="cpu",
-             lpips_path: str | None = None, log: Callable[[str], None] = print) -> dict:
+             lpips_path: str | None = None, log: Callable[[str], None] = print, progress_bar: bool = True) -> dict:
     """Metrics on ``scene.test_ids``; with ``out_dir``, writes ``results.json`` and per view
     ``test_<id>.png`` (render | ground truth | error) and ``depth_<id>.png``."""
     if not scene.test_ids:
@@ -272,14 +272,18 @@ def evaluate(model: ZipNeRF, scene: Scene, out_dir: str | None, *, chunk: int | 
         lpips_fn = LPIPS(lpips_path, device=device)
     else:
         log(LPIPS_ABSENT)
+    from .render import progress_bar as make_bar
+
     per_view, t0 = [], time.time()
+    bar = make_bar(len(scene.test_ids) * scene.height * scene.width, "evaluate", progress_bar)
     for i in scene.test_ids:
-        r = render_view(model, scene, i, chunk, device)
+        r = render_view(model, scene, i, chunk, device, bar)
         m = image_metrics(r["rgb"], scene.images[i], lpips_fn)
         per_view.append({"view": i, "image": scene.image_names[i], **m})
         if out_dir:
             save_image(os.path.join(out_dir, f"test_{i:03d}.png"), side_by_side(r["rgb"], scene.images[i]))
             save_image(os.path.join(out_dir, f"depth_{i:03d}.png"), to_uint8(depth_image(r["depth"])))
+    bar.close()
     keys = [k for k in per_view[0] if k not in ("view", "image")]
     mean = {k: sum(v[k] for v in per_view) / len(per_view) for k in keys}
     results = {

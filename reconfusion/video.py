@@ -72,22 +72,26 @@ def check_video_args(n_frames: int, fps: int) -> None:
             raise ValueError(f"`{name}` must be an integer >= 1, got {v!r}")
 
 
-@torch.no_grad()
 def render_video(model, scene, path: str, n_frames: int = 60, fps: int = 24, chunk: int | None = None,
-                 device="cpu", with_depth: bool = True) -> str:
+                 device="cpu", with_depth: bool = True, progress_bar: bool = True) -> str:
     """Render ``video_path(scene)`` (rgb | depth) with ``scene``'s first intrinsics and image size
     (``chunk`` rays at a time, default the model's ``cfg.eval_chunk``)."""
+    from .render import progress_bar as make_bar
+    from .render import render_image
+
     check_video_args(n_frames, fps)
-    model.eval()
     frames = []
     intr = scene.intrinsics[0]
+    H, W = scene.height, scene.width
+    bar = make_bar(n_frames * H * W, "render-video", progress_bar)
     for c2w in video_path(scene, n_frames):
-        rays = scene.camera_rays(c2w, intr).to(device)
-        out = model.render_chunked(rays, chunk)
-        rgb = out["rgb"].view(scene.height, scene.width, 3).cpu().numpy()
+        out = render_image(model, scene.camera_rays(c2w, intr), H, W, chunk, device,
+                           outputs=("rgb", "depth") if with_depth else ("rgb",), bar=bar)
+        rgb = out["rgb"].numpy()
         if with_depth:
-            rgb = np.concatenate([rgb, depth_image(out["depth"].view(scene.height, scene.width))], axis=1)
+            rgb = np.concatenate([rgb, depth_image(out["depth"])], axis=1)
         frames.append(to_uint8(rgb))
+    bar.close()
     return write_video(frames, path, fps)
 
 

@@ -2,8 +2,8 @@
 with float32 or float16 tables, gradients w.r.t. the table, the points and the Zip-NeRF scales,
 and a fused Zip-NeRF anti-aliasing factor.
 
-Layout and index formula: :mod:`.layout`. Math: :mod:`.reference` (the ``torch`` backend, ground
-truth). ``triton`` and ``cuda`` run one fused kernel per pass; their backward scatters table
+Layout and index formula: :mod:`.layout`. Math: :mod:`.reference` (ground truth); the ``torch``
+backend runs :mod:`.vectorized`, the same math vectorized over levels and corners. ``triton`` and ``cuda`` run one fused kernel per pass; their backward scatters table
 gradients with float32 atomics (``deterministic=True``: without atomics, bitwise reproducible) and
 computes each gradient only when autograd needs it. The backward is itself differentiable
 (``create_graph=True``, e.g. eikonal losses on d features / d points), with a fused second-order
@@ -17,7 +17,7 @@ import torch
 
 from .. import _checks, _dispatch
 from . import deterministic as _det
-from . import reference
+from . import reference, vectorized
 from .layout import (BASE_RESOLUTION, LOG2_HASHMAP_SIZE, MAX_DIMS, N_FEATURES_PER_LEVEL, N_LEVELS, HashGridLayout,
                      make_layout)
 
@@ -213,12 +213,13 @@ def hash_grid_encode(
 
 # ------------------------------------------------------------------------------ implementations
 class Reference:
-    """The ``torch`` backend: :func:`.reference.encode`, autograd for every order of gradient;
+    """The ``torch`` backend: :func:`.vectorized.encode` (the reference's math vectorized over levels
+    and corners, tested against :func:`.reference.encode`), autograd for every order of gradient;
     the only one taking float64 tables. ``deterministic`` does not apply (no atomics)."""
 
     def encode(self, points, params, scales, layout, deterministic):
         """-> features [N, L*F] (float32, or float64 for float64 tables)."""
-        return reference.encode(points, params, layout, scales)
+        return vectorized.encode(points, params, layout, scales)
 
 
 class Fused:

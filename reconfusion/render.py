@@ -1,0 +1,65 @@
+"""Evaluation rendering: whole images and camera paths, fast and with a progress bar.
+
+Rays are rendered in ``torch.inference_mode`` (no autograd bookkeeping, no version counters) in
+chunks of ``chunk`` rays, keeping only the outputs asked for; the sampling is the deterministic
+evaluation sampling of :meth:`ZipNeRF.forward` (``progress=None``), so the pixels are exactly
+those of ``model.render_chunked``. One ``tqdm`` bar counts rays across all views of a call.
+"""
+from __future__ import annotations
+
+import torch
+
+from .rays import RayBundle
+
+OUTPUTS = ("rgb", "depth", "opacity")
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "ray"):
+    """A ``tqdm`` bar (disabled: a no-op one) counting ``total`` units."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, disable=not enabled,
+                leave=False)
+
+
+def render_rays(model, rays: RayBundle, chunk: int | None = None, device="cpu", outputs=("rgb", "depth"),
+                bar=None) -> dict:
+    """Render ``rays`` (any device; moved to ``device`` chunk by chunk; ``chunk`` defaults to the
+    model's ``cfg.eval_chunk``) -> ``{name: [R, ...]}`` (float32, on ``device``) for each name in
+    ``outputs`` (``rgb`` clamped to [0, 1])."""
+    bad = [o for o in outputs if o not in OUTPUTS]
+    if bad:
+        raise ValueError(f"`outputs` must be drawn from {OUTPUTS}, got {bad}")
+    chunk = model.cfg.eval_chunk if chunk is None else chunk
+    if chunk < 1:
+        raise ValueError(f"`chunk` must be >= 1, got {chunk}")
+    was_training = model.training
+    model.eval()
+    parts = {o: [] for o in outputs}
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(rays), chunk):
+                o = model(rays[i:i + chunk].to(device))
+                if "rgb" in parts:
+                    parts["rgb"].append(o.rgb.float().clamp(0, 1))
+                if "depth" in parts:
+                    parts["depth"].append(o.depth.float())
+                if "opacity" in parts:
+                    parts["opacity"].append(o.opacity.float())
+                if bar is not None:
+                    bar.update(min(chunk, len(rays) - i))
+    finally:
+        model.train(was_training)
+    return {k: torch.cat(v) if v else torch.zeros(0) for k, v in parts.items()}
+
+
+def render_image(model, rays: RayBundle, height: int, width: int, chunk: int | None = None, device="cpu",
+                 outputs=("rgb", "depth"), bar=None) -> dict:
+    """:func:`render_rays` of one image's ``H * W`` rays -> ``{"rgb": [H, W, 3], "depth": [H, W], ...}`` on CPU."""
+    if len(rays) != height * width:
+        raise ValueError(f"`rays` must hold height * width = {height * width} rays, got {len(rays)}")
+    out = render_rays(model, rays, chunk, device, outputs, bar)
+    return {k: v.view(height, width, -1).squeeze(-1).cpu() for k, v in out.items()}
+
+
+__all__ = ["OUTPUTS", "progress_bar", "render_image", "render_rays"]
