@@ -10,11 +10,12 @@ constexpr int kChannelChunk = 4;  // colour channels accumulated in registers pe
 
 // Optical depth with the numerics policy of rfkernels/volrend/reference.py: 0 when sigma or delta is 0
 // (0 * inf = 0), tau_max above it, NaN propagates (no fminf: it drops NaN). `regular`: the plain
-// finite product, the only case passing gradient to sigma/delta.
+// product is finite and <= tau_max (sigma = 0 on a finite interval included), the only case passing
+// gradient to sigma/delta.
 RFK_HD float optical_depth(float sigma, float delta, float tau_max, bool* regular = nullptr) {
     const float raw = sigma * delta;
     const bool zero = sigma == 0.f || delta == 0.f;
-    if (regular) *regular = !zero && raw <= tau_max;
+    if (regular) *regular = raw <= tau_max;  // false for NaN (0 * inf) and saturated products
     return zero ? 0.f : (raw > tau_max ? tau_max : raw);
 }
 

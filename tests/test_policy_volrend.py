@@ -86,6 +86,33 @@ def test_infinite_density_is_opaque_with_finite_grads(fused_backend):
         assert_close(g, r, name=f"{fused_backend} vs torch grads")
 
 
+def test_zero_density_on_finite_intervals_gets_gradient(fused_backend):
+    """sigma = 0 on a finite interval: tau = sigma * delta is smooth there, so d/dsigma = delta * d/dtau
+    (the 0 * inf rule must not zero it); checked against plain float64 autograd of the formula."""
+    g = torch.Generator().manual_seed(1)
+    sig = torch.rand(3, 6, generator=g, dtype=torch.float64) * 2
+    sig[:, ::2] = 0.0
+    d = torch.rand(3, 6, generator=g, dtype=torch.float64) * 0.5 + 0.1
+    ts = d.cumsum(-1) - d
+    col = torch.rand(3, 6, 3, generator=g, dtype=torch.float64)
+
+    def loss(out_rgb, out_depth):
+        return (out_rgb * torch.tensor([1.0, -2.0, 0.5], dtype=out_rgb.dtype)).sum() + out_depth.sum()
+
+    x = [t.clone().requires_grad_() for t in (sig, ts, ts + d)]
+    tau = x[0] * (x[2] - x[1])
+    w = torch.exp(-(tau.cumsum(-1) - tau)) * (1 - torch.exp(-tau))
+    loss((w[..., None] * col).sum(1), (w * (x[1] + x[2]) / 2).sum(-1)).backward()
+    ref = [t.grad for t in x]
+    assert bool((ref[0][:, ::2].abs() > 1e-3).any())  # the zero-density samples do matter
+    for be in _backends(fused_backend):
+        y = [t.detach().float().requires_grad_() for t in (sig, ts, ts + d)]
+        out = rk.volume_render(y[0], col.float(), y[1], y[2], backend=be)
+        loss(out.rgb, out.depth).backward()
+        for gy, r, n in zip((t.grad for t in y), ref, ("sigmas", "t_starts", "t_ends")):
+            assert_close(gy, r, atol=1e-5, rtol=1e-4, name=f"{be} d{n}")
+
+
 @pytest.mark.parametrize("what", ["sigmas", "t_starts", "t_ends", "colors"])
 def test_nan_inputs_raise(fused_backend, what):
     """NaN policy: NaN input -> ValueError naming the argument (validation on), every backend."""

@@ -14,7 +14,9 @@ Numerics shared by every backend (README "Numerics policy"): ``tau = 0`` when ``
 is 0 (so ``0 * inf = 0``: a zero-density sample on an infinite interval, or an infinite density on
 an empty one, is transparent); ``tau`` saturates at ``TAU_MAX`` (so ``inf`` densities are opaque);
 a product with a zero weight is 0 (``w * t_mid`` with ``t_mid = inf``); ``tau`` passes gradient to
-``sigma``/``delta`` only where it is the plain finite product (0 elsewhere). NaN propagates.
+``sigma``/``delta`` wherever the plain product is finite and below ``TAU_MAX`` (``sigma = 0`` on a
+finite interval included: d tau / d sigma = delta there), and none where it is ``0 * inf`` or
+saturated. NaN propagates.
 """
 from __future__ import annotations
 
@@ -26,11 +28,11 @@ TAU_MAX = 1.0e4
 
 def optical_depth(sigmas: torch.Tensor, deltas: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """``sigma * delta`` with the policy above: 0 if either is 0, ``TAU_MAX`` above it, gradient
-    only where the product is finite and below ``TAU_MAX``."""
+    wherever the product is finite and at most ``TAU_MAX``."""
     with torch.no_grad():
         raw = sigmas * deltas
         zero = (sigmas == 0) | (deltas == 0)
-        regular = ~zero & (raw <= TAU_MAX)  # False for NaN and for saturated products
+        regular = raw <= TAU_MAX  # False for NaN (0 * inf included) and for saturated products
         fill = torch.where(zero, 0.0, torch.where(raw > TAU_MAX, TAU_MAX, raw))  # NaN stays NaN
         if mask is not None:
             regular, fill = regular & mask, torch.where(mask, fill, 0.0)

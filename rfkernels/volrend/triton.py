@@ -27,13 +27,14 @@ def _block_c(channels: int) -> int:
 @triton.jit
 def _tau(sigma_ptr, delta_ptr, idx, m, tau_max):
     """-> (tau, regular): tau = 0 if sigma or delta is 0, tau_max above it (NaN propagates);
-    regular: the plain finite product, the only case passing gradient to sigma/delta."""
+    regular: the plain product is finite and <= tau_max (sigma = 0 on a finite interval included),
+    the only case passing gradient to sigma/delta."""
     sigma = tl.load(sigma_ptr + idx, mask=m, other=0.0)
     delta = tl.load(delta_ptr + idx, mask=m, other=0.0)
     raw = sigma * delta
     zero = (sigma == 0.0) | (delta == 0.0)
     tau = tl.where(zero, 0.0, tl.where(raw > tau_max, tau_max, raw))
-    return tau, (~zero) & (raw <= tau_max)
+    return tau, raw <= tau_max  # False for NaN (0 * inf) and saturated products
 
 
 @triton.jit
