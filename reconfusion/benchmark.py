@@ -108,7 +108,7 @@ def settings(cfg, device: str, threads: int) -> dict:
         "config": json.loads(cfg.to_json()), "device": str(device), "threads": threads or torch.get_num_threads(),
         "versions": {"reconfusion": __version__, "rfkernels": rfkernels.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
-        "hashgrid_backend": rfkernels.get_backend(),
+        "hashgrid_backend": cfg.backend or rfkernels.get_backend(),  # every op's backend (key kept for old results)
     }
 
 
@@ -132,9 +132,13 @@ def run_pair(path: str, n_views: int, cfg, out_dir: str, device, lpips: str | No
             return res
     ckpt = os.path.join(out_dir, "checkpoint", "config.json")
     if os.path.isfile(ckpt):
+        from .config import resolve
+
         with open(ckpt) as f:
-            if json.load(f)["config"] != sett["config"]:
-                raise BenchmarkError(f"{out_dir} holds a checkpoint with other settings: use another --out")
+            saved = json.load(f)
+        # checkpoints hold the resolved config (spacing, warm-up decided for the scene)
+        if saved["config"] != json.loads(resolve(cfg, saved["scene"]["space"]).to_json()):
+            raise BenchmarkError(f"{out_dir} holds a checkpoint with other settings: use another --out")
     scene, info, split, fmt = load_pair(path, n_views)
     res = _run_reconstruction(scene, info, cfg, out_dir, device, os.path.isfile(ckpt), lpips, False, 0, quiet)
     res["benchmark"] = {"settings": sett, "split": split, "format": fmt, "n_views": n_views,
@@ -239,7 +243,7 @@ def run(a) -> int:
     names = [os.path.basename(os.path.normpath(p)) for p in paths]
     if len(set(names)) != len(names):
         raise BenchmarkError(f"scene names must differ (they name the output folders), got {names}")
-    cfg = _config(a.preset, a.iterations, a.batch_rays)
+    cfg = _config(a.preset, a.iterations, a.batch_rays, a.backend)
     device = _device(a.device)
     sett = settings(cfg, device, a.threads)
     os.makedirs(a.out, exist_ok=True)
@@ -259,6 +263,8 @@ def run(a) -> int:
 
 
 def add_parser(sub) -> None:
+    from .config import BACKENDS
+
     b = sub.add_parser("benchmark", help="the few-view protocol: every (scene, views) pair, then a table")
     b.add_argument("scenes", nargs="+", help="scene folders (or names under ../shared/data / $RECONFUSION_DATA)")
     b.add_argument("--views", default="3,6,9", help="numbers of training views, e.g. 3,6,9")
@@ -267,6 +273,8 @@ def add_parser(sub) -> None:
     b.add_argument("--batch-rays", type=int, default=None)
     b.add_argument("--out", default="benchmark", help="output folder (finished pairs in it are reused)")
     b.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    b.add_argument("--backend", default=None, choices=BACKENDS,
+                   help="rfkernels backend of every op (default: auto, or $RFKERNELS_BACKEND)")
     b.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     b.add_argument("--lpips-weights", default=None, help="local LPIPS weights (never downloaded)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
