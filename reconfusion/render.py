@@ -3,7 +3,7 @@
 Rays are rendered in ``torch.inference_mode`` (no autograd bookkeeping, no version counters) in
 chunks of ``chunk`` rays, keeping only the outputs asked for; the sampling is the deterministic
 evaluation sampling of :meth:`ZipNeRF.forward` (``progress=None``), so the pixels are exactly
-those of ``model.render_chunked``. One ``tqdm`` bar counts rays across all views of a call.
+those of the model's forward pass in eval mode. One ``tqdm`` bar counts rays across all views of a call.
 """
 from __future__ import annotations
 

@@ -123,19 +123,6 @@ class ZipNeRF(nn.Module):
         depth = (out.weights * s_mid).sum(-1)
         return RenderOutput(out.rgb, depth, out.opacity, out.weights, s_edges, sigma, histograms)
 
-    @torch.no_grad()
-    def render_chunked(self, rays: RayBundle, chunk: int | None = None) -> dict:
-        """Evaluation render of many rays, ``chunk`` at a time (default ``cfg.eval_chunk``)
-        -> ``{"rgb": [R, 3], "depth": [R], "opacity": [R]}``."""
-        chunk = chunk or self.cfg.eval_chunk
-        outs = {"rgb": [], "depth": [], "opacity": []}
-        for i in range(0, len(rays), chunk):
-            o = self(rays[i:i + chunk])
-            outs["rgb"].append(o.rgb.float().clamp(0, 1))
-            outs["depth"].append(o.depth.float())
-            outs["opacity"].append(o.opacity.float())
-        return {k: torch.cat(v) for k, v in outs.items()}
-
 
 def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
