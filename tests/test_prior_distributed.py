@@ -45,7 +45,6 @@ def test_two_processes_stay_in_sync_on_disjoint_examples(tmp_path):
     assert (tmp_path / "out" / "ema" / "model.safetensors").is_file()
 
 
-@pytest.mark.slow
 def test_resumed_two_process_run_equals_the_uninterrupted_one(tmp_path):
     _, (full, _) = _torchrun(tmp_path / "a", tmp_path / "rep_a", 4)
     _torchrun(tmp_path / "b", tmp_path / "rep_b1", 2)
@@ -75,7 +74,6 @@ def _cli(config, out):
             "--no-progress"]
 
 
-@pytest.mark.slow  # three CLI processes: ~90 s on the shared 2-core machine
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs SIGTERM")
 def test_sigterm_then_same_command_resumes_bit_for_bit(tmp_path):
     """CO3D + RealEstate10K fixtures mixed 2:1, 2 decoding workers: SIGTERM mid-run saves the state;
