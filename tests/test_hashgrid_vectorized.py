@@ -52,7 +52,8 @@ def test_matches_reference(cfg, int64, seed, monkeypatch):
     gg = torch.autograd.grad((got * g).sum(), inputs)
     for name, a, b in zip(["grad_points", "grad_params", "grad_scales"], gg, gw):
         assert a.dtype == b.dtype
-        assert_close_scaled(a.float(), b.float(), rel=1e-4, name=name)
+        # float16 tables get float16 gradients: summation order moves them by an ulp (2^-11 relative)
+        assert_close_scaled(a.float(), b.float(), rel=1e-3 if a.dtype == torch.float16 else 1e-4, name=name)
 
 
 def test_gradcheck(seed):

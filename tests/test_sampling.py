@@ -55,7 +55,7 @@ def _quantiles(bins, w, x, blur=None, padding=0.01):
     return torch.where(x <= xk[:, :1], torch.zeros_like(x), torch.where(x >= xk[:, -1:], torch.ones_like(x), val))
 
 
-def assert_same_samples(out, ref, bins, w, blur=None, padding=0.01, dx=2e-5, name=""):
+def assert_same_samples(out, ref, bins, w, blur=None, padding=0.01, dx=2e-5, name="", ref32=None):
     """Per sample: close in value (|out - ref| <= dx) or in probability (|F(out) - F(ref)| <= du).
     Where the density is large, float32 rounding of x moves F(x) a lot; where it is small, rounding
     of the CDF moves x a lot; a correct inverse is always close in one of the two. ``du`` is the
@@ -66,6 +66,10 @@ def assert_same_samples(out, ref, bins, w, blur=None, padding=0.01, dx=2e-5, nam
     ex = (out.double() - ref.double()).abs()
     eu = (_quantiles(bins, w, out, blur, padding) - _quantiles(bins, w, ref, blur, padding)).abs()
     bad = (ex > dx) & (eu > du)
+    if ref32 is not None:  # ill-conditioned spots (a near-zero-width bin under a blur: a huge density)
+        # amplify float32 rounding of the knots beyond du; there the kernel must match the float32
+        # reference (the same math at the same precision) within dx
+        bad &= (out.double() - ref32.double()).abs() > dx
     assert not bool(bad.any()), (f"{name}: {int(bad.sum())} samples differ (max |dx| {ex[bad].max().item():.3g}, "
                                  f"max |dF| {eu[bad].max().item():.3g})")
     assert float(ex.max()) < 1e-3, f"{name}: max |dx| {ex.max().item():.3g}"
@@ -88,7 +92,8 @@ def test_sample_matches_reference(fused_backend, device, seed, mode, blur):
     ref = _sample(bins.double(), w.double(), n, "torch", **kw)
     out = _sample(bins, w, n, fused_backend, **kw)
     assert out.shape == (R, n) and out.dtype == torch.float32
-    assert_same_samples(out, ref, bins, w, blur, name=f"{mode} blur={blur is not None}")
+    assert_same_samples(out, ref, bins, w, blur, name=f"{mode} blur={blur is not None}",
+                        ref32=_sample(bins, w, n, "torch", **kw))
     _assert_sorted(out, fused_backend)
     _assert_sorted(ref, "torch")
     if edges:  # edges are a fixed function of the centers (float32 rounding of the centers is
