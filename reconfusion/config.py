@@ -11,7 +11,8 @@ import math
 from dataclasses import asdict, dataclass
 from dataclasses import field as dc_field
 
-BACKENDS = ("auto", "torch", "triton", "cuda")  # rfkernels' names; None = rfkernels' process default
+from rfkernels import BACKENDS  # rfkernels' backend names; Config.backend None = its process default
+
 SPACINGS = ("auto", "linear", "inverse", "power")  # "auto": linear in NDC, power elsewhere
 
 

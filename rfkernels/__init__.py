@@ -4,7 +4,7 @@ Every op takes ``backend="auto" | "torch" | "triton" | "cuda"`` (``None`` = the 
 see :func:`set_backend`). ``torch`` is the readable reference and ground truth of the tests.
 """
 from ._checks import set_validation, validation_enabled
-from ._dispatch import BackendUnavailableError, available_backends, get_backend, set_backend
+from ._dispatch import BACKENDS, BackendUnavailableError, available_backends, get_backend, set_backend
 from ._info import info
 from ._packing import offsets_to_ray_indices, ray_indices_to_offsets
 from ._version import __version__
@@ -16,6 +16,7 @@ from .volrend import VolumeRenderOutput, distortion_loss, render_weights, volume
 
 
 __all__ = [
+    "BACKENDS",
     "BackendUnavailableError",
     "HashGridEncoding",
     "SpaceMap",
