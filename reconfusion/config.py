@@ -58,6 +58,7 @@ class Config:
     spacing: str = "auto"  # s-space curve; "auto" = "linear" in NDC, "power" elsewhere (see resolve)
     histogram_padding: float = 0.01
     backend: str | None = None  # rfkernels backend for every op; None = rfkernels' default (RFKERNELS_BACKEND)
+    torch_compile: bool = False  # rfkernels.use_torch_compile while rendering: the torch backend's CPU speed path
     # losses
     data_loss: str = "charbonnier"  # or "mse" (tiny: short runs on dark backgrounds collapse under L1-like losses)
     charbonnier_eps: float = 1e-3
@@ -106,6 +107,7 @@ class Config:
                  and getattr(self, name) > 0, name, "a finite number > 0")
         need(self.backend is None or self.backend in BACKENDS, "backend", f"None or one of {BACKENDS}")
         need(self.spacing in SPACINGS, "spacing", f"one of {SPACINGS}")
+        need(isinstance(self.torch_compile, bool), "torch_compile", "a bool")
         need(self.data_loss in ("charbonnier", "mse"), "data_loss", "'charbonnier' or 'mse'")
         need(len(self.n_samples) == len(self.proposals) + 1 and all(
             isinstance(n, int) and n >= 1 for n in self.n_samples), "n_samples",
@@ -187,6 +189,7 @@ def tiny() -> Config:
         # PSNR in this preset (README, "Few-view regularizers"); turn them on with .replace().
         entropy_weight=0.0, freq_reg_fraction=0.0, occlusion_weight=0.0,
         mixed_precision=False, eval_every=0, checkpoint_every=500, eval_chunk=4096,
+        torch_compile=True,  # ~1.6x faster training steps and ~3x faster hash-grid rendering on CPU (README)
     )
 
 

@@ -4,6 +4,7 @@ Every op takes ``backend="auto" | "torch" | "triton" | "cuda"`` (``None`` = the 
 see :func:`set_backend`). ``torch`` is the readable reference and ground truth of the tests.
 """
 from ._checks import set_validation, validation_enabled
+from ._compile import set_torch_compile, torch_compile_enabled, use_torch_compile
 from ._dispatch import BACKENDS, BackendUnavailableError, available_backends, get_backend, set_backend
 from ._info import info
 from ._packing import offsets_to_ray_indices, ray_indices_to_offsets
@@ -35,8 +36,11 @@ __all__ = [
     "s_to_t",
     "sample_pdf",
     "set_backend",
+    "set_torch_compile",
     "set_validation",
     "t_to_s",
+    "torch_compile_enabled",
+    "use_torch_compile",
     "validation_enabled",
     "volume_render",
 ]

@@ -106,7 +106,14 @@ class ZipNeRF(nn.Module):
     # ------------------------------------------------------------------------------ forward
     def forward(self, rays: RayBundle, progress: float | None = None) -> RenderOutput:
         """Render ``rays``. ``progress`` in [0, 1] (training) enables jittered sampling and the
-        encodings' coarse-to-fine schedule; ``None`` (evaluation) samples deterministically."""
+        encodings' coarse-to-fine schedule; ``None`` (evaluation) samples deterministically.
+        ``cfg.torch_compile``: rfkernels' compiled torch path (CPU) is on while rendering."""
+        if self.cfg.torch_compile and not rfkernels.torch_compile_enabled():  # (a no-op when vetoed)
+            with rfkernels.use_torch_compile(True):
+                return self._forward(rays, progress)
+        return self._forward(rays, progress)
+
+    def _forward(self, rays: RayBundle, progress: float | None) -> RenderOutput:
         R, dev = len(rays), rays.origins.device
         smap = rfkernels.SpaceMap(self.cfg.spacing, rays.near, rays.far)
         points = lambda s_edges: self._points(rays, smap, s_edges)  # noqa: E731

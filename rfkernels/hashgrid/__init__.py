@@ -16,6 +16,7 @@ from typing import Protocol
 import torch
 
 from .. import _checks, _dispatch
+from .._compile import Compiled, torch_compile_enabled
 from . import deterministic as _det
 from . import reference, vectorized
 from .layout import (BASE_RESOLUTION, LOG2_HASHMAP_SIZE, MAX_DIMS, N_FEATURES_PER_LEVEL, N_LEVELS, HashGridLayout,
@@ -23,6 +24,7 @@ from .layout import (BASE_RESOLUTION, LOG2_HASHMAP_SIZE, MAX_DIMS, N_FEATURES_PE
 
 OUT_OF_BOUNDS = ("clamp", "error")
 TABLE_DTYPES = (torch.float16, torch.float32)
+COMPILE_BUCKET = 4096  # the compiled torch path pads N to a multiple of this
 Tensor = torch.Tensor
 
 
@@ -215,11 +217,24 @@ def hash_grid_encode(
 class Reference:
     """The ``torch`` backend: :func:`.vectorized.encode` (the reference's math vectorized over levels
     and corners, tested against :func:`.reference.encode`), autograd for every order of gradient;
-    the only one taking float64 tables. ``deterministic`` does not apply (no atomics)."""
+    the only one taking float64 tables. ``deterministic`` does not apply (no atomics). With
+    :func:`rfkernels.set_torch_compile` on, runs through ``torch.compile`` (:mod:`rfkernels._compile`)."""
+
+    def __init__(self):
+        self._encode = Compiled(vectorized.encode, "the hash-grid encoding")
 
     def encode(self, points, params, scales, layout, deterministic):
         """-> features [N, L*F] (float32, or float64 for float64 tables)."""
-        return vectorized.encode(points, params, layout, scales)
+        if not torch_compile_enabled():
+            return vectorized.encode(points, params, layout, scales)
+        # compiled kernels are specialized to N (dynamic-shape ones ran ~3x slower here): pad N up
+        # to a multiple of COMPILE_BUCKET so that training and chunked rendering reuse a few shapes
+        n = points.shape[0]
+        pad = -n % COMPILE_BUCKET
+        if pad:
+            points = torch.nn.functional.pad(points, (0, 0, 0, pad))
+            scales = None if scales is None else torch.nn.functional.pad(scales, (0, pad))
+        return self._encode(points, params, layout, scales)[:n]
 
 
 class Fused:
