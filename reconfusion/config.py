@@ -70,6 +70,9 @@ class Config:
     freq_reg_fraction: float = 0.0  # FreeNeRF: fraction of the run over which grid levels unmask
     occlusion_weight: float = 0.0  # FreeNeRF occlusion: density in the first s < occlusion_s
     occlusion_s: float = 0.08
+    depth_smoothness_weight: float = 0.0  # RegNeRF: depth smoothness on patches from unseen viewpoints
+    depth_smoothness_patches: int = 16  # patches per iteration (each patch_size^2 extra rays)
+    depth_smoothness_patch_size: int = 8
     # optimization
     iterations: int = 25000
     batch_rays: int = 16384  # departs: Zip-NeRF uses 65536 rays per step (on 8 accelerators)
@@ -97,6 +100,9 @@ class Config:
                 raise ValueError(f"config `{name}` must be {what}, got {getattr(self, name)!r}")
 
         for name in ("iterations", "batch_rays", "eval_chunk"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "an integer >= 1")
+        for name in ("depth_smoothness_patches", "depth_smoothness_patch_size"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "an integer >= 1")
         for name in ("warmup_steps", "eval_every", "checkpoint_every", "seed"):

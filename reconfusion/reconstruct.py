@@ -32,6 +32,7 @@ from .data.scene import Scene
 from .field.zipnerf import RenderOutput, ZipNeRF
 from .metrics import LPIPS_ABSENT, image_metrics, psnr
 from .rays import RayBundle
+from .unseen import unseen_patches
 from .video import depth_image, save_image, side_by_side, to_uint8
 
 
@@ -137,6 +138,10 @@ class _RayPool:
         rays = self.scene.rays(self.c2w[view], self.intr[view], x, y)
         return rays.to(self.device), self.colors[idx].to(self.device)
 
+    def unseen(self, n_patches: int, patch: int, gen: torch.Generator) -> RayBundle:
+        """Rays of ``n_patches`` patches from viewpoints between the training cameras."""
+        return unseen_patches(self.scene, self.c2w, self.intr, n_patches, patch, gen).to(self.device)
+
 
 def compute_losses(out: RenderOutput, target: torch.Tensor, cfg: Config) -> dict:
     """The per-iteration loss terms (already weighted) from one render."""
@@ -211,6 +216,10 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
         rays, target = pool.sample(cfg.batch_rays, gen)
         out = model(rays, progress=progress)
         losses = compute_losses(out, target, cfg)
+        if cfg.depth_smoothness_weight > 0:
+            p = cfg.depth_smoothness_patch_size
+            depth = model(pool.unseen(cfg.depth_smoothness_patches, p, gen), progress=progress).depth
+            losses["depth_smoothness"] = cfg.depth_smoothness_weight * reg.depth_smoothness(depth.view(-1, p, p))
         ctx = None
         for extra in extra_losses:
             if extra.every > 0 and step % extra.every == 0:

@@ -7,6 +7,8 @@
   :func:`reconfusion.field.encoding.frequency_mask` (``Config.freq_reg_fraction``).
 - ``occlusion_loss``: FreeNeRF's occlusion regularization: density right in front of the cameras
   (normalized distance ``s < s_max``) is penalized, removing near-camera floaters.
+- ``depth_smoothness``: RegNeRF's depth smoothness on patches rendered from unseen viewpoints
+  (:mod:`reconfusion.unseen`): squared differences of neighbouring depths.
 - ``distortion`` / ``interlevel``: mip-NeRF 360 / Zip-NeRF losses, computed by ``rfkernels``.
 """
 from __future__ import annotations
@@ -41,6 +43,14 @@ def occlusion_loss(sigmas: torch.Tensor, s_mids: torch.Tensor, s_max: float) -> 
     return (sigmas * mask).sum() / sigmas.shape[0] / max(sigmas.shape[1], 1)
 
 
+def depth_smoothness(depth: torch.Tensor) -> torch.Tensor:
+    """``[P, p, p]`` patch depths -> scalar: mean squared difference of horizontal and vertical
+    neighbours (RegNeRF's smoothness term, summed over both directions)."""
+    dx = (depth[:, :, 1:] - depth[:, :, :-1]).square().mean()
+    dy = (depth[:, 1:, :] - depth[:, :-1, :]).square().mean()
+    return dx + dy
+
+
 def distortion(weights: torch.Tensor, s_edges: torch.Tensor, backend: str | None = None) -> torch.Tensor:
     """``weights [R, S]``, s-space edges ``[R, S+1]`` -> scalar."""
     return rfkernels.distortion_loss(weights, s_edges[:, :-1].contiguous(), s_edges[:, 1:].contiguous(),
@@ -54,4 +64,4 @@ def interlevel(fine_edges, fine_weights, prop_edges, prop_weights, blur_halfwidt
                                      blur_halfwidth=blur_halfwidth, backend=backend).mean()
 
 
-__all__ = ["charbonnier", "data_loss", "distortion", "interlevel", "occlusion_loss", "opacity_entropy"]
+__all__ = ["charbonnier", "data_loss", "depth_smoothness", "distortion", "interlevel", "occlusion_loss", "opacity_entropy"]
