@@ -35,6 +35,23 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def with_overrides(cfg, overrides: dict):
+    """``cfg`` with ``overrides`` applied; dotted keys reach nested settings (``field.dir_degree``,
+    ``proposals.0.width``). Unknown keys raise ``ValueError`` (``Config.from_dict``)."""
+    from reconfusion.config import Config
+
+    d = json.loads(cfg.to_json())
+    for key, value in overrides.items():
+        *path, last = key.split(".")
+        node = d
+        for part in path:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, dict) and last not in node:
+            raise ValueError(f"unknown config key {key!r}")
+        node[int(last) if isinstance(node, list) else last] = list(value) if isinstance(value, tuple) else value
+    return Config.from_dict(d)
+
+
 def main(argv=None) -> int:
     from reconfusion.benchmark import load_pair, resolve_scene
     from reconfusion.config import get_preset
@@ -55,8 +72,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     scene, _, split, _ = load_pair(resolve_scene(a.scene), a.views)
     overrides = parse_overrides(a.set)
-    cfg = get_preset(a.preset).replace(iterations=a.iterations, seed=a.seed, eval_every=0, checkpoint_every=0,
-                                       **overrides)
+    cfg = with_overrides(get_preset(a.preset).replace(iterations=a.iterations, seed=a.seed, eval_every=0,
+                                                      checkpoint_every=0), overrides)
     eval_at = sorted(int(x) for x in a.eval_at.split(","))
     metrics, eval_seconds = {}, [0.0]
 

@@ -38,6 +38,7 @@ class FieldConfig:
     color_width: int = 256
     color_depth: int = 3
     dir_degree: int = 4  # positional encoding of view directions (Zip-NeRF: IDE-free, degree 4)
+    view_dependent: bool = True  # False: colour from the bottleneck alone (no view direction input)
 
 
 @dataclass

@@ -194,3 +194,28 @@ def test_backend_from_config(scene, monkeypatch):
     assert res.model.field.encoding.grid.backend == "torch"
     with pytest.raises(rfkernels.BackendUnavailableError, match="cuda"):
         train(scene, small_config(iterations=1, backend="cuda"), None, progress_bar=False)
+
+
+def test_view_independent_colour_ignores_the_direction():
+    from reconfusion.config import FieldConfig
+    from reconfusion.field.zipnerf import NeRFField
+
+    torch.manual_seed(0)
+    u, s = torch.rand(64, 3), torch.full((64,), 1e-3)
+    d1 = torch.nn.functional.normalize(torch.randn(64, 3), dim=-1)
+    d2 = torch.nn.functional.normalize(torch.randn(64, 3), dim=-1)
+    for dependent in (True, False):
+        field = NeRFField(FieldConfig(GridConfig(4, 2, 12, 4, 64), 16, 1, 7, 16, 1, 2, view_dependent=dependent))
+        (s1, c1), (s2, c2) = field(u, d1, s), field(u, d2, s)
+        assert torch.equal(s1, s2)
+        assert torch.equal(c1, c2) != dependent
+
+
+def test_ablation_overrides_reach_nested_settings():
+    from benchmarks.fewview_ablation import parse_overrides, with_overrides
+
+    cfg = with_overrides(tiny(), parse_overrides(["field.view_dependent=false", "proposals.0.width=8",
+                                                  "n_samples=[16,8]"]))
+    assert cfg.field.view_dependent is False and cfg.proposals[0].width == 8 and cfg.n_samples == (16, 8)
+    with pytest.raises(ValueError, match="field.nope"):
+        with_overrides(tiny(), {"field.nope": 1})

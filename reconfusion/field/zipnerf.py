@@ -37,7 +37,7 @@ def posenc(x: torch.Tensor, degree: int) -> torch.Tensor:
 
 class NeRFField(nn.Module):
     """Encoding (hash grid by default) -> density MLP -> (density, bottleneck) -> colour
-    MLP(bottleneck, dir enc) -> RGB."""
+    MLP(bottleneck, dir enc) -> RGB (``cfg.view_dependent`` False: MLP(bottleneck))."""
 
     def __init__(self, cfg: FieldConfig, encoding: Encoding | None = None, freq_reg_fraction: float = 0.0,
                  backend: str | None = None):
@@ -45,13 +45,15 @@ class NeRFField(nn.Module):
         self.cfg = cfg
         self.encoding = encoding if encoding is not None else HashGridEncoder(cfg.grid, freq_reg_fraction, backend)
         self.density_mlp = mlp(self.encoding.output_dim, cfg.density_width, cfg.density_depth, 1 + cfg.bottleneck)
-        self.color_mlp = mlp(cfg.bottleneck + 3 + 6 * cfg.dir_degree, cfg.color_width, cfg.color_depth, 3)
+        dir_dims = 3 + 6 * cfg.dir_degree if cfg.view_dependent else 0
+        self.color_mlp = mlp(cfg.bottleneck + dir_dims, cfg.color_width, cfg.color_depth, 3)
 
     def forward(self, u, viewdirs, scales=None, progress=None):
         """``u [N, 3]``, ``viewdirs [N, 3]``, ``scales [N]`` -> (density ``[N]``, rgb ``[N, 3]``)."""
         h = self.density_mlp(self.encoding(u, scales, progress))
         sigma = density_activation(h[:, 0])
-        rgb = torch.sigmoid(self.color_mlp(torch.cat([h[:, 1:], posenc(viewdirs, self.cfg.dir_degree)], -1)).float())
+        c = torch.cat([h[:, 1:], posenc(viewdirs, self.cfg.dir_degree)], -1) if self.cfg.view_dependent else h[:, 1:]
+        rgb = torch.sigmoid(self.color_mlp(c).float())
         return sigma, rgb
 
 
