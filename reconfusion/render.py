@@ -39,18 +39,28 @@ def render_rays(model, rays: RayBundle, chunk: int | None = None, device="cpu", 
     try:
         with torch.inference_mode():
             for i in range(0, len(rays), chunk):
-                o = model(rays[i:i + chunk].to(device))
+                part = rays[i:i + chunk].to(device)
+                n = len(part)
+                if n < chunk < len(rays):  # the last chunk padded to the others' size: one shape for compiled paths
+                    part = _pad_rays(part, chunk)
+                o = model(part)
                 if "rgb" in parts:
-                    parts["rgb"].append(o.rgb.float().clamp(0, 1))
+                    parts["rgb"].append(o.rgb[:n].float().clamp(0, 1))
                 if "depth" in parts:
-                    parts["depth"].append(o.depth.float())
+                    parts["depth"].append(o.depth[:n].float())
                 if "opacity" in parts:
-                    parts["opacity"].append(o.opacity.float())
+                    parts["opacity"].append(o.opacity[:n].float())
                 if bar is not None:
                     bar.update(min(chunk, len(rays) - i))
     finally:
         model.train(was_training)
     return {k: torch.cat(v) if v else torch.zeros(0) for k, v in parts.items()}
+
+
+def _pad_rays(rays: RayBundle, size: int) -> RayBundle:
+    """``rays`` extended to ``size`` rays by repeating its last ray (rendered, then dropped)."""
+    idx = torch.arange(size, device=rays.origins.device).clamp(max=len(rays) - 1)
+    return rays[idx]
 
 
 def render_image(model, rays: RayBundle, height: int, width: int, chunk: int | None = None, device="cpu",
