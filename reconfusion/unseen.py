@@ -41,10 +41,11 @@ def between_poses(c2w: torch.Tensor, n: int, gen: torch.Generator) -> tuple[torc
 def unseen_patches(scene: Scene, c2w: torch.Tensor, intrinsics: torch.Tensor, n_patches: int, patch: int,
                    gen: torch.Generator) -> RayBundle:
     """Rays of ``n_patches`` ``patch x patch`` pixel patches from cameras between the training cameras
-    ``c2w`` ``[V, 4, 4]`` (``intrinsics`` ``[V, 4]``): ``n_patches * patch**2`` rays, patch-major,
-    row-major inside a patch."""
-    if patch > min(scene.height, scene.width):
-        raise ValueError(f"`patch` {patch} is larger than the images ({scene.width}x{scene.height})")
+    ``c2w`` ``[V, 4, 4]`` (``intrinsics`` ``[V, 4]``): ``n_patches * patch**2`` rays, patch-major
+    (row-major inside a patch; ``patch`` is capped at the image size)."""
+    if patch < 1:
+        raise ValueError(f"`patch` must be >= 1, got {patch}")
+    patch = min(patch, scene.height, scene.width)
     poses, src = between_poses(c2w, n_patches, gen)
     x0 = torch.randint(scene.width - patch + 1, (n_patches,), generator=gen)
     y0 = torch.randint(scene.height - patch + 1, (n_patches,), generator=gen)
