@@ -176,9 +176,13 @@ def test_noncontiguous_and_half_inputs(fused_backend, device, seed):
     ref = rfkernels.volume_render(sigmas, colors, t0, t1, backend="torch")
     out = rfkernels.volume_render(s_nc, col_nc, t0, t1, backend=fused_backend)
     assert_close(out.rgb, ref.rgb, name="rgb non-contiguous")
-    half = rfkernels.volume_render(sigmas.half(), colors.half(), t0.half(), t1.half(), backend=fused_backend)
+    half_in = [x.half() for x in (sigmas, colors, t0, t1)]
+    half = rfkernels.volume_render(*half_in, backend=fused_backend)
     assert half.rgb.dtype == torch.float16
-    assert_close(half.rgb.float(), ref.rgb, atol=2e-2, rtol=2e-2, name="rgb half")
+    # the fused kernels compute in float32: compare with the reference on the same half-rounded inputs
+    # (rounding t0/t1 to half changes the intervals themselves, by up to ~0.035 in rgb), to half output rounding
+    ref_half = rfkernels.volume_render(*[x.float() for x in half_in], backend="torch")
+    assert_close(half.rgb.float(), ref_half.rgb, atol=2e-3, rtol=2e-3, name="rgb half")
 
 
 def test_one_sample_and_zero_rays(fused_backend, device):
