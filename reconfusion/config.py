@@ -100,10 +100,7 @@ class Config:
             if not ok:
                 raise ValueError(f"config `{name}` must be {what}, got {getattr(self, name)!r}")
 
-        for name in ("iterations", "batch_rays", "eval_chunk"):
-            v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "an integer >= 1")
-        for name in ("depth_smoothness_patches", "depth_smoothness_patch_size"):
+        for name in ("iterations", "batch_rays", "eval_chunk", "depth_smoothness_patches", "depth_smoothness_patch_size"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "an integer >= 1")
         for name in ("warmup_steps", "eval_every", "checkpoint_every", "seed"):

@@ -217,7 +217,7 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
         out = model(rays, progress=progress)
         losses = compute_losses(out, target, cfg)
         if cfg.depth_smoothness_weight > 0:
-            p = min(cfg.depth_smoothness_patch_size, scene.height, scene.width)
+            p = min(cfg.depth_smoothness_patch_size, scene.height, scene.width)  # capped for tiny images
             depth = model(pool.unseen(cfg.depth_smoothness_patches, p, gen), progress=progress).depth
             losses["depth_smoothness"] = cfg.depth_smoothness_weight * reg.depth_smoothness(depth.view(-1, p, p))
         ctx = None

@@ -51,7 +51,7 @@ def render_rays(model, rays: RayBundle, chunk: int | None = None, device="cpu", 
                 if "opacity" in parts:
                     parts["opacity"].append(o.opacity[:n].float())
                 if bar is not None:
-                    bar.update(min(chunk, len(rays) - i))
+                    bar.update(n)
     finally:
         model.train(was_training)
     return {k: torch.cat(v) if v else torch.zeros(0) for k, v in parts.items()}

@@ -42,10 +42,10 @@ def unseen_patches(scene: Scene, c2w: torch.Tensor, intrinsics: torch.Tensor, n_
                    gen: torch.Generator) -> RayBundle:
     """Rays of ``n_patches`` ``patch x patch`` pixel patches from cameras between the training cameras
     ``c2w`` ``[V, 4, 4]`` (``intrinsics`` ``[V, 4]``): ``n_patches * patch**2`` rays, patch-major
-    (row-major inside a patch; ``patch`` is capped at the image size)."""
-    if patch < 1:
-        raise ValueError(f"`patch` must be >= 1, got {patch}")
-    patch = min(patch, scene.height, scene.width)
+    (row-major inside a patch); ``1 <= patch <= min(height, width)``."""
+    if not 1 <= patch <= min(scene.height, scene.width):
+        raise ValueError(f"`patch` must be in [1, {min(scene.height, scene.width)}] for "
+                         f"{scene.width}x{scene.height} images, got {patch}")
     poses, src = between_poses(c2w, n_patches, gen)
     x0 = torch.randint(scene.width - patch + 1, (n_patches,), generator=gen)
     y0 = torch.randint(scene.height - patch + 1, (n_patches,), generator=gen)

@@ -64,3 +64,13 @@ def test_training_with_depth_smoothness_runs_and_logs_the_term():
                        depth_smoothness_patch_size=4)
     res = train(scene, cfg, None, progress_bar=False, log=lambda s: None)
     assert "depth_smoothness" in res.history[-1] and math.isfinite(res.history[-1]["depth_smoothness"])
+
+
+def test_unseen_patch_size_is_checked():
+    import pytest
+
+    scene = select_views(boxes_scene(n_views=4, size=16), train_ids=[0, 1, 2], test_ids=[3])
+    ids = torch.tensor(scene.train_ids)
+    for bad in (0, 17):
+        with pytest.raises(ValueError, match="`patch` must be in"):
+            unseen_patches(scene, scene.c2w[ids], scene.intrinsics[ids], 2, bad, torch.Generator())
