@@ -74,6 +74,9 @@ class Config:
     depth_smoothness_weight: float = 0.0  # RegNeRF: depth smoothness on patches from unseen viewpoints
     depth_smoothness_patches: int = 16  # patches per iteration (each patch_size^2 extra rays)
     depth_smoothness_patch_size: int = 8
+    sample_anneal_steps: int = 0  # RegNeRF: the sampled s-range grows from around sample_anneal_mid to [0, 1]
+    sample_anneal_mid: float = 1.0  # over this many steps (RegNeRF LLFF: 256 steps, from the far plane)
+    grid_decay_weight: float = 0.0  # Zip-NeRF's hash decay: sum over grid levels of the mean squared entry
     # optimization
     iterations: int = 25000
     batch_rays: int = 16384  # departs: Zip-NeRF uses 65536 rays per step (on 8 accelerators)
@@ -103,12 +106,14 @@ class Config:
         for name in ("iterations", "batch_rays", "eval_chunk", "depth_smoothness_patches", "depth_smoothness_patch_size"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "an integer >= 1")
-        for name in ("warmup_steps", "eval_every", "checkpoint_every", "seed"):
+        for name in ("warmup_steps", "eval_every", "checkpoint_every", "seed", "sample_anneal_steps"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, name, "an integer >= 0")
         for name in ("lr_init", "lr_final"):
             need(isinstance(getattr(self, name), (int, float)) and math.isfinite(getattr(self, name))
                  and getattr(self, name) > 0, name, "a finite number > 0")
+        need(isinstance(self.sample_anneal_mid, (int, float)) and 0.0 <= self.sample_anneal_mid <= 1.0,
+             "sample_anneal_mid", "a number in [0, 1]")
         need(self.backend is None or self.backend in BACKENDS, "backend", f"None or one of {BACKENDS}")
         need(self.spacing in SPACINGS, "spacing", f"one of {SPACINGS}")
         need(isinstance(self.torch_compile, bool), "torch_compile", "a bool")

@@ -220,6 +220,8 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
             p = min(cfg.depth_smoothness_patch_size, scene.height, scene.width)  # capped for tiny images
             depth = model(pool.unseen(cfg.depth_smoothness_patches, p, gen), progress=progress).depth
             losses["depth_smoothness"] = cfg.depth_smoothness_weight * reg.depth_smoothness(depth.view(-1, p, p))
+        if cfg.grid_decay_weight > 0:
+            losses["grid_decay"] = cfg.grid_decay_weight * reg.grid_decay(model)
         ctx = None
         for extra in extra_losses:
             if extra.every > 0 and step % extra.every == 0:

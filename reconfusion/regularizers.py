@@ -9,6 +9,7 @@
   (normalized distance ``s < s_max``) is penalized, removing near-camera floaters.
 - ``depth_smoothness``: RegNeRF's depth smoothness on patches rendered from unseen viewpoints
   (:mod:`reconfusion.unseen`): squared differences of neighbouring depths.
+- ``grid_decay``: Zip-NeRF's hash decay, the mean squared entry of each hash-grid level, summed.
 - ``distortion`` / ``interlevel``: mip-NeRF 360 / Zip-NeRF losses, computed by ``rfkernels``.
 """
 from __future__ import annotations
@@ -51,6 +52,14 @@ def depth_smoothness(depth: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
+def grid_decay(module: torch.nn.Module) -> torch.Tensor:
+    """Sum over every ``rfkernels.HashGridEncoding`` in ``module`` and each of its levels of the
+    level's mean squared entry (scalar)."""
+    terms = [g.level_table(level).square().mean() for g in module.modules()
+             if isinstance(g, rfkernels.HashGridEncoding) for level in range(len(g.level_offsets) - 1)]
+    return torch.stack(terms).sum() if terms else torch.zeros(())
+
+
 def distortion(weights: torch.Tensor, s_edges: torch.Tensor, backend: str | None = None) -> torch.Tensor:
     """``weights [R, S]``, s-space edges ``[R, S+1]`` -> scalar."""
     return rfkernels.distortion_loss(weights, s_edges[:, :-1].contiguous(), s_edges[:, 1:].contiguous(),
@@ -64,4 +73,4 @@ def interlevel(fine_edges, fine_weights, prop_edges, prop_weights, blur_halfwidt
                                      blur_halfwidth=blur_halfwidth, backend=backend).mean()
 
 
-__all__ = ["charbonnier", "data_loss", "depth_smoothness", "distortion", "interlevel", "occlusion_loss", "opacity_entropy"]
+__all__ = ["charbonnier", "data_loss", "depth_smoothness", "distortion", "grid_decay", "interlevel", "occlusion_loss", "opacity_entropy"]

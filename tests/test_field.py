@@ -6,7 +6,8 @@ import rfkernels
 from reconfusion.config import Config, ProposalConfig, GridConfig, base, resolve, tiny
 from reconfusion.data.scene import select_views
 from reconfusion.field.encoding import Encoding, HashGridEncoder, frequency_mask
-from reconfusion.field.samplers import ProposalSampler, Samples, Sampler, UniformSampler, make_sampler
+from reconfusion.field.samplers import (ProposalSampler, Samples, Sampler, UniformSampler, annealed_s_range,
+                                       make_sampler)
 from reconfusion.field.zipnerf import ZipNeRF
 from reconfusion.reconstruct import build_model, compute_losses, train
 from tests.recon_scenes import boxes_scene
@@ -38,6 +39,29 @@ def test_uniform_sampler_edges(scene):
     assert bool((d[:, 1:-1].abs() <= 0.5 / 12 + 1e-7).all()) and d[:, 1:-1].abs().max() > 0.01
     assert torch.allclose(d[:, 1:-1], d[:, 1:2].expand(-1, 11), atol=1e-6)  # one shift per ray: stays sorted
     assert bool((tr[:, 1:] > tr[:, :-1]).all())
+
+
+def test_sample_space_annealing(scene):
+    """RegNeRF's schedule: the sampled s-range grows from around the midpoint to [0, 1] over the
+    annealing steps; both samplers keep every edge inside it; evaluation always sees [0, 1]."""
+    cfg = small_config(iterations=1000, sample_anneal_steps=100, sample_anneal_mid=0.75)
+    assert annealed_s_range(cfg, None) == (0.0, 1.0) and annealed_s_range(cfg, 0.1) == (0.0, 1.0)
+    lo, hi = annealed_s_range(cfg, 0.05)  # halfway through the annealing
+    assert lo == pytest.approx(0.375) and hi == pytest.approx(0.875)
+    lo0, hi0 = annealed_s_range(cfg, 0.0)
+    assert 0.7499 < lo0 < hi0 < 0.7501
+    assert annealed_s_range(cfg.replace(sample_anneal_steps=0), 0.0) == (0.0, 1.0)
+    rays = scene.view_rays(0)[:30]
+    for c in (uniform_config(iterations=1000, sample_anneal_steps=100, sample_anneal_mid=0.75), cfg):
+        model = build_model(c, scene)
+        for progress, (lo, hi) in ((0.05, (0.375, 0.875)), (None, (0.0, 1.0))):
+            e = model(rays, progress=progress).s_edges
+            assert float(e.min()) >= lo - 1e-6 and float(e.max()) <= hi + 1e-6
+            assert float(e[:, 0].max()) < lo + 0.1 and float(e[:, -1].min()) > hi - 0.1, "the range is used"
+    with pytest.raises(ValueError, match="sample_anneal_mid"):
+        small_config(sample_anneal_mid=1.5)
+    with pytest.raises(ValueError, match="sample_anneal_steps"):
+        small_config(sample_anneal_steps=-1)
 
 
 def test_uniform_sampler_trains_without_proposals(scene):

@@ -1,11 +1,13 @@
-"""RegNeRF's depth smoothness: unseen viewpoints between training cameras, patch rays, the loss."""
+"""RegNeRF's depth smoothness (unseen viewpoints between training cameras, patch rays, the loss) and the grid decay."""
 import math
 
 import torch
 
+import rfkernels
+
 from reconfusion import regularizers as reg
 from reconfusion.data.scene import select_views
-from reconfusion.reconstruct import train
+from reconfusion.reconstruct import build_model, train
 from reconfusion.unseen import between_poses, nearest_neighbours, unseen_patches
 from tests.recon_scenes import boxes_scene, ring_poses
 from tests.test_reconstruct import small_config
@@ -64,6 +66,28 @@ def test_training_with_depth_smoothness_runs_and_logs_the_term():
                        depth_smoothness_patch_size=4)
     res = train(scene, cfg, None, progress_bar=False, log=lambda s: None)
     assert "depth_smoothness" in res.history[-1] and math.isfinite(res.history[-1]["depth_smoothness"])
+
+
+def test_grid_decay_sums_level_means_of_every_grid():
+    """Zip-NeRF's hash decay: sum over levels (of every hash grid in the module) of the mean square."""
+    scene = select_views(boxes_scene(n_views=4, size=16), train_ids=[0, 1, 2], test_ids=[3])
+    model = build_model(small_config(), scene)
+    grids = [m for m in model.modules() if isinstance(m, rfkernels.HashGridEncoding)]
+    assert len(grids) == 1 + len(model.cfg.proposals)
+    expected = 0.0
+    for g in grids:
+        with torch.no_grad():
+            g.params.copy_(torch.randn_like(g.params))
+        offs = g.level_offsets
+        F = g.params.numel() // offs[-1]
+        expected += sum(float(g.params.detach()[offs[i] * F:offs[i + 1] * F].double().square().mean()) for i in range(len(offs) - 1))
+    value = reg.grid_decay(model)
+    assert math.isclose(float(value), expected, rel_tol=1e-5)
+    value.backward()
+    assert all(g.params.grad is not None and float(g.params.grad.abs().max()) > 0 for g in grids)
+    assert float(reg.grid_decay(torch.nn.Linear(2, 2))) == 0.0
+    res = train(scene, small_config(iterations=3, grid_decay_weight=0.1), None, progress_bar=False, log=lambda s: None)
+    assert math.isfinite(res.history[-1]["grid_decay"])
 
 
 def test_unseen_patch_size_is_checked():

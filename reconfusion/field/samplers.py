@@ -27,6 +27,17 @@ class Samples(NamedTuple):
     histograms: list  # [(s_edges [R, n+1], weights [R, n])] to supervise (interlevel loss)
 
 
+def annealed_s_range(cfg: Config, progress: float | None) -> tuple[float, float]:
+    """The s-interval sampled at ``progress`` (RegNeRF's sample-space annealing): ``[0, 1]`` at
+    evaluation and after ``cfg.sample_anneal_steps`` steps; before, ``[m - w m, m + w (1 - m)]``
+    with ``m = cfg.sample_anneal_mid`` and ``w`` growing linearly from 0 to 1 over those steps."""
+    if progress is None or cfg.sample_anneal_steps <= 0:
+        return 0.0, 1.0
+    w = min(max(progress * cfg.iterations / cfg.sample_anneal_steps, 1e-4), 1.0)
+    m = cfg.sample_anneal_mid
+    return m - w * m, m + w * (1.0 - m)
+
+
 class Sampler(nn.Module):
     """Interface (see the module docstring)."""
 
@@ -48,7 +59,7 @@ class ProposalSampler(Sampler):
     def forward(self, rays, points, progress=None):
         R, dev = len(rays), rays.origins.device
         mode = "midpoint" if progress is None else "single_jitter"
-        s_edges = torch.tensor([0.0, 1.0], device=dev).expand(R, 2).contiguous()
+        s_edges = torch.tensor(annealed_s_range(self.cfg, progress), device=dev).expand(R, 2).contiguous()
         weights = torch.ones(R, 1, device=dev)
         histograms = []
         for k, prop in enumerate(self.proposals):
@@ -75,13 +86,14 @@ class UniformSampler(Sampler):
         super().__init__()
         if cfg.proposals:
             raise ValueError("config `proposals` must be empty with sampler='uniform' (it has no proposal rounds)")
-        self.n = cfg.n_samples[-1]
+        self.cfg, self.n = cfg, cfg.n_samples[-1]
 
     def forward(self, rays, points, progress=None):
         R, dev = len(rays), rays.origins.device
-        edges = torch.linspace(0.0, 1.0, self.n + 1, device=dev).expand(R, -1).clone()
+        lo, hi = annealed_s_range(self.cfg, progress)
+        edges = torch.linspace(lo, hi, self.n + 1, device=dev).expand(R, -1).clone()
         if progress is not None and self.n > 1:
-            shift = (torch.rand(R, 1, device=dev) - 0.5) / self.n
+            shift = (torch.rand(R, 1, device=dev) - 0.5) * (hi - lo) / self.n
             edges[:, 1:-1] += shift
         return Samples(edges, [])
 
@@ -96,4 +108,4 @@ def make_sampler(cfg: Config) -> Sampler:
     return SAMPLERS[cfg.sampler](cfg)
 
 
-__all__ = ["ProposalSampler", "SAMPLERS", "Sampler", "Samples", "UniformSampler", "make_sampler"]
+__all__ = ["ProposalSampler", "annealed_s_range", "SAMPLERS", "Sampler", "Samples", "UniformSampler", "make_sampler"]
