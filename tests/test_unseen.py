@@ -82,7 +82,7 @@ def test_grid_decay_sums_level_means_of_every_grid():
         F = g.params.numel() // offs[-1]
         expected += sum(float(g.params.detach()[offs[i] * F:offs[i + 1] * F].double().square().mean()) for i in range(len(offs) - 1))
     value = reg.grid_decay(model)
-    assert math.isclose(float(value), expected, rel_tol=1e-5)
+    assert math.isclose(float(value.detach()), expected, rel_tol=1e-5)
     value.backward()
     assert all(g.params.grad is not None and float(g.params.grad.abs().max()) > 0 for g in grids)
     assert float(reg.grid_decay(torch.nn.Linear(2, 2))) == 0.0
