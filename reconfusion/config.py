@@ -76,7 +76,7 @@ class Config:
     depth_smoothness_patch_size: int = 8
     sample_anneal_steps: int = 0  # RegNeRF: the sampled s-range grows from around sample_anneal_mid to [0, 1]
     sample_anneal_mid: float = 1.0  # over this many steps (RegNeRF LLFF: 256 steps, from the far plane)
-    grid_decay_weight: float = 0.0  # Zip-NeRF's hash decay: sum over grid levels of the mean squared entry
+    grid_decay_weight: float = 0.1  # Zip-NeRF's hash decay (0.1): sum over grid levels of the mean squared entry
     # optimization
     iterations: int = 25000
     batch_rays: int = 16384  # departs: Zip-NeRF uses 65536 rays per step (on 8 accelerators)
@@ -109,6 +109,8 @@ class Config:
         for name in ("warmup_steps", "eval_every", "checkpoint_every", "seed", "sample_anneal_steps"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, name, "an integer >= 0")
+        need(isinstance(self.grid_decay_weight, (int, float)) and math.isfinite(self.grid_decay_weight)
+             and self.grid_decay_weight >= 0, "grid_decay_weight", "a finite number >= 0")
         for name in ("lr_init", "lr_final"):
             need(isinstance(getattr(self, name), (int, float)) and math.isfinite(getattr(self, name))
                  and getattr(self, name) > 0, name, "a finite number > 0")

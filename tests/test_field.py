@@ -187,7 +187,9 @@ def test_config_rejects_bad_values_and_unknown_keys():
     for kw, name in [({"batch_rays": 0}, "batch_rays"), ({"iterations": 0}, "iterations"),
                      ({"eval_chunk": -1}, "eval_chunk"), ({"backend": "gpu"}, "backend"),
                      ({"spacing": "log"}, "spacing"), ({"lr_init": float("nan")}, "lr_init"),
-                     ({"n_samples": (8,)}, "n_samples"), ({"data_loss": "l1"}, "data_loss")]:
+                     ({"n_samples": (8,)}, "n_samples"), ({"data_loss": "l1"}, "data_loss"),
+                     ({"grid_decay_weight": -0.1}, "grid_decay_weight"),
+                     ({"grid_decay_weight": float("inf")}, "grid_decay_weight")]:
         with pytest.raises(ValueError, match=name):
             base().replace(**kw)
     d = {"preset": "x", "learning_rate": 3}
