@@ -220,8 +220,6 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
             p = min(cfg.depth_smoothness_patch_size, scene.height, scene.width)  # capped for tiny images
             depth = model(pool.unseen(cfg.depth_smoothness_patches, p, gen), progress=progress).depth
             losses["depth_smoothness"] = cfg.depth_smoothness_weight * reg.depth_smoothness(depth.view(-1, p, p))
-        if cfg.grid_decay_weight > 0:
-            losses["grid_decay"] = cfg.grid_decay_weight * reg.grid_decay(model)
         ctx = None
         for extra in extra_losses:
             if extra.every > 0 and step % extra.every == 0:
@@ -232,6 +230,8 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
         total = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         total.backward()
+        if cfg.grid_decay_weight > 0:  # its gradient added in place (cheaper than a loss term)
+            reg.add_grid_decay_grad_(model, cfg.grid_decay_weight)
         if cfg.grad_max_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_max_norm)
         opt.step()
@@ -239,6 +239,8 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
         if step % 10 == 0 or step == cfg.iterations - 1:
             rec = {"step": step, "loss": float(total.detach()), "psnr": batch_psnr, "lr": lr}
             rec.update({k: float(v.detach()) for k, v in losses.items()})
+            if cfg.grid_decay_weight > 0:
+                rec["grid_decay"] = cfg.grid_decay_weight * float(reg.grid_decay(model).detach())
             history.append(rec)
             bar.set_postfix(loss=f"{float(total.detach()):.4f}", psnr=f"{batch_psnr:.2f}")
         done = step + 1

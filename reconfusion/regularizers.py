@@ -52,12 +52,33 @@ def depth_smoothness(depth: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
+def _grid_levels(module: torch.nn.Module):
+    """``(params, [entries per level x features])`` of every ``rfkernels.HashGridEncoding`` in ``module``."""
+    for g in module.modules():
+        if isinstance(g, rfkernels.HashGridEncoding):
+            offs = g.level_offsets
+            F = g.params.numel() // offs[-1]
+            yield g.params, [(b - a) * F for a, b in zip(offs[:-1], offs[1:])]
+
+
 def grid_decay(module: torch.nn.Module) -> torch.Tensor:
     """Sum over every ``rfkernels.HashGridEncoding`` in ``module`` and each of its levels of the
     level's mean squared entry (scalar)."""
-    terms = [g.level_table(level).square().mean() for g in module.modules()
-             if isinstance(g, rfkernels.HashGridEncoding) for level in range(len(g.level_offsets) - 1)]
+    terms = [torch.stack([part.mean() for part in params.square().split(sizes)]).sum()
+             for params, sizes in _grid_levels(module)]
     return torch.stack(terms).sum() if terms else torch.zeros(())
+
+
+@torch.no_grad()
+def add_grid_decay_grad_(module: torch.nn.Module, weight: float) -> None:
+    """``params.grad += weight * d grid_decay / d params`` for every hash grid in ``module``, in place:
+    the gradient of ``weight * grid_decay(module)`` in one pass over the tables (the loss through
+    autograd costs ~3 passes: 4-9 ms of a ~90 ms CPU step of ``tiny``)."""
+    for params, sizes in _grid_levels(module):
+        if params.grad is None:
+            params.grad = torch.zeros_like(params)
+        for g, p, n in zip(params.grad.split(sizes), params.split(sizes), sizes):
+            g.add_(p, alpha=2.0 * weight / n)
 
 
 def distortion(weights: torch.Tensor, s_edges: torch.Tensor, backend: str | None = None) -> torch.Tensor:
@@ -73,4 +94,4 @@ def interlevel(fine_edges, fine_weights, prop_edges, prop_weights, blur_halfwidt
                                      blur_halfwidth=blur_halfwidth, backend=backend).mean()
 
 
-__all__ = ["charbonnier", "data_loss", "depth_smoothness", "distortion", "grid_decay", "interlevel", "occlusion_loss", "opacity_entropy"]
+__all__ = ["add_grid_decay_grad_", "charbonnier", "data_loss", "depth_smoothness", "distortion", "grid_decay", "interlevel", "occlusion_loss", "opacity_entropy"]

@@ -86,6 +86,13 @@ def test_grid_decay_sums_level_means_of_every_grid():
     value.backward()
     assert all(g.params.grad is not None and float(g.params.grad.abs().max()) > 0 for g in grids)
     assert float(reg.grid_decay(torch.nn.Linear(2, 2))) == 0.0
+    # the training loop's in-place form adds exactly the gradient of 0.3 * grid_decay
+    autograd = [g.params.grad.clone() * 0.3 for g in grids]
+    for g in grids:
+        g.params.grad = torch.ones_like(g.params)
+    reg.add_grid_decay_grad_(model, 0.3)
+    for g, want in zip(grids, autograd):
+        torch.testing.assert_close(g.params.grad, want + 1.0)
     res = train(scene, small_config(iterations=3, grid_decay_weight=0.1), None, progress_bar=False, log=lambda s: None)
     assert math.isfinite(res.history[-1]["grid_decay"])
 
