@@ -73,8 +73,10 @@ def grid_decay(module: torch.nn.Module) -> torch.Tensor:
 def add_grid_decay_grad_(module: torch.nn.Module, weight: float) -> None:
     """``params.grad += weight * d grid_decay / d params`` for every hash grid in ``module``, in place:
     the gradient of ``weight * grid_decay(module)`` in one pass over the tables (the loss through
-    autograd costs ~3 passes: 4-9 ms of a ~90 ms CPU step of ``tiny``)."""
+    autograd, level by level, cost ~8 ms of a ~100 ms CPU step of ``tiny``)."""
     for params, sizes in _grid_levels(module):
+        if not params.requires_grad:  # a frozen grid is not optimized
+            continue
         if params.grad is None:
             params.grad = torch.zeros_like(params)
         for g, p, n in zip(params.grad.split(sizes), params.split(sizes), sizes):

@@ -93,6 +93,10 @@ def test_grid_decay_sums_level_means_of_every_grid():
     reg.add_grid_decay_grad_(model, 0.3)
     for g, want in zip(grids, autograd):
         torch.testing.assert_close(g.params.grad, want + 1.0)
+    grids[0].params.requires_grad_(False)  # a frozen grid is left alone
+    grids[0].params.grad = None
+    reg.add_grid_decay_grad_(model, 0.3)
+    assert grids[0].params.grad is None
     res = train(scene, small_config(iterations=3, grid_decay_weight=0.1), None, progress_bar=False, log=lambda s: None)
     assert math.isfinite(res.history[-1]["grid_decay"])
 
