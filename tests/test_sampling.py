@@ -72,6 +72,10 @@ def assert_same_samples(out, ref, bins, w, blur=None, padding=0.01, dx=2e-5, nam
         bad &= (out.double() - ref32.double()).abs() > dx
     assert not bool(bad.any()), (f"{name}: {int(bad.sum())} samples differ (max |dx| {ex[bad].max().item():.3g}, "
                                  f"max |dF| {eu[bad].max().item():.3g})")
+    if ref32 is not None:  # a gross-error cap; at an ill-conditioned spot the float32 reference itself can
+        # be >1e-3 from float64 (seed 3476842223: 1.1e-3, the kernel equal to it), so cap the distance
+        # to the nearer of the two references
+        ex = torch.minimum(ex, (out.double() - ref32.double()).abs())
     assert float(ex.max()) < 1e-3, f"{name}: max |dx| {ex.max().item():.3g}"
 
 
