@@ -56,9 +56,7 @@ def _grid_levels(module: torch.nn.Module):
     """``(params, [entries per level x features])`` of every ``rfkernels.HashGridEncoding`` in ``module``."""
     for g in module.modules():
         if isinstance(g, rfkernels.HashGridEncoding):
-            offs = g.level_offsets
-            F = g.params.numel() // offs[-1]
-            yield g.params, [(b - a) * F for a, b in zip(offs[:-1], offs[1:])]
+            yield g.params, [g.level_table(level).numel() for level in range(len(g.level_offsets) - 1)]
 
 
 def grid_decay(module: torch.nn.Module) -> torch.Tensor:
