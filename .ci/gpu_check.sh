@@ -134,9 +134,9 @@ else
   TIMEOUT_OPT=$($PY -c "import pytest_timeout" 2>/dev/null && echo "--timeout=120")
   # kernel families first (pytest would otherwise run files alphabetically), then the rest; the dry
   # run of this script is CI's job, not the GPU's; tests that run benchmarks never start a second nerfacc build
-  KERNELS="tests/test_volrend.py tests/test_hashgrid.py tests/test_sampling.py tests/test_gather.py"
+  KERNELS="tests/rfkernels/volrend/test_volrend.py tests/rfkernels/hashgrid/test_hashgrid.py tests/rfkernels/sampling/test_sampling.py tests/rfkernels/gather/test_gather.py"
   PYT="RFK_BENCH_NO_NERFACC=1 $PY -m pytest -v --tb=short -rfE --maxfail=5 -p no:cacheprovider $TIMEOUT_OPT"
-  stage tests 150 "$PYT $KERNELS; a=\$?; $PYT tests $(printf -- '--ignore=%s ' $KERNELS)--deselect tests/test_ci_scripts.py::test_gpu_check_dry_runs_end_to_end; b=\$?; exit \$(( a ? a : b ))"
+  stage tests 150 "$PYT $KERNELS; a=\$?; $PYT tests $(printf -- '--ignore=%s ' $KERNELS)--deselect tests/ci/test_ci_scripts.py::test_gpu_check_dry_runs_end_to_end; b=\$?; exit \$(( a ? a : b ))"
   if [ "$MODE" = full ]; then
     stage nerfacc 60 "while [ ! -f /tmp/rfk_nerfacc.rc ]; do sleep 1; done; cat /tmp/rfk_nerfacc.log; exit \$(cat /tmp/rfk_nerfacc.rc)" \
       || export RFK_BENCH_NO_NERFACC=1  # no second (uncapped) build attempt inside the benchmarks

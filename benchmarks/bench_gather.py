@@ -14,7 +14,7 @@ from .common import Case, backends_for
 
 def _scene(N, V, C, H, W, image, device):
     """Cameras on a circle looking at the origin; points in a ball they all see (mostly valid)."""
-    from tests.gather_scenes import look_at_w2c  # the test helper; no torch-free dependency
+    from tests.helpers.gather_scenes import look_at_w2c  # the test helper; no torch-free dependency
 
     angle = torch.arange(V, device=device) * (2 * torch.pi / max(V, 1)) * 0.25
     eye = torch.stack([3 * torch.cos(angle), 3 * torch.sin(angle), torch.full_like(angle, 0.5)], dim=-1)

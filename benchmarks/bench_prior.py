@@ -46,7 +46,7 @@ def cases(device: torch.device, scale: str) -> list[Case]:
 
     from reconfusion.prior.attention import set_attention_backend, xformers_available
     from reconfusion.prior.sampler import DDIMSampler, make_step_fn
-    from tests.prior_scenes import camera_batch
+    from tests.helpers.prior_scenes import camera_batch
 
     prior, dtype = _build(device, quick)
     S, V = prior.cfg.image_size, 3

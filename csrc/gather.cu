@@ -4,7 +4,7 @@
 // (none) or reduced outputs are written. Corner loads of a team are contiguous in C (coalesced).
 // Backward: atomics into the channels-last feature gradient; the point gradient is reduced over
 // the team with shuffles and written once. Per-lane bodies are RFK_HD (host+device) so that
-// tests/csrc/gather_host.cu runs the same arithmetic on the CPU. Torch-free; launched from bind_gather.cpp.
+// tests/rfkernels/gather/host.cu runs the same arithmetic on the CPU. Torch-free; launched from bind_gather.cpp.
 #include "common.cuh"
 #include "gather.h"
 

@@ -2,12 +2,12 @@
 // histograms. Torch-free; launched from bind_sampling.cpp. Per-ray passes (proposal prefix, adjoint
 // scatter, suffix) run one thread per ray; prefix arrays are float64 (see
 // rfkernels/sampling/triton_interlevel.py for why). The bodies are __host__ __device__ so
-// tests/csrc/sampling_host.cu runs them on the CPU. Formulas: rfkernels/sampling/reference.py.
+// tests/rfkernels/sampling/host.cu runs them on the CPU. Formulas: rfkernels/sampling/reference.py.
 #include "sampling.h"
 #include "sampling_common.cuh"
 
 namespace rfk {
-namespace sampling_detail {  // per-ray bodies, host+device (tests/csrc/sampling_host.cu)
+namespace sampling_detail {  // per-ray bodies, host+device (tests/rfkernels/sampling/host.cu)
 
 // Histogram (t, w) of ray `ray`: cy = [0, cumsum(w)] (positive-width bins only when blurred) and,
 // when blurred, g = the integral of its CDF at the edges; float64 (see rfkernels/sampling/triton_interlevel.py).

@@ -1,13 +1,13 @@
 // Proposal-sampling kernels (inverse-CDF sampling of packed histograms). Torch-free; launched from
 // bind_sampling.cpp. Per-ray prefix passes (CDF, knots) run one thread per ray; the inverse-CDF
 // lookups run one thread per output sample. The bodies are __host__ __device__ so
-// tests/csrc/sampling_host.cu runs them on the CPU. The interlevel losses are in interlevel.cu.
+// tests/rfkernels/sampling/host.cu runs them on the CPU. The interlevel losses are in interlevel.cu.
 // Formulas: rfkernels/sampling/reference.py (same steps, same order).
 #include "sampling.h"
 #include "sampling_common.cuh"
 
 namespace rfk {
-namespace sampling_detail {  // per-ray / per-sample bodies, host+device (tests/csrc/sampling_host.cu)
+namespace sampling_detail {  // per-ray / per-sample bodies, host+device (tests/rfkernels/sampling/host.cu)
 
 // Piecewise-linear CDF with knots t and values c (S + 1 of each) at y.
 RFK_HD float eval_step_cdf(const float* __restrict__ t, const float* __restrict__ c, int S, float y) {

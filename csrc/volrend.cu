@@ -1,6 +1,6 @@
 // Volume rendering kernels: one thread per ray walking its packed samples front to back
 // (exact sequential prefix sums in float32). Torch-free; launched from bind_volrend.cpp.
-// The per-ray bodies are __host__ __device__ so tests/csrc/volrend_host.cu can run them on the CPU.
+// The per-ray bodies are __host__ __device__ so tests/rfkernels/volrend/host.cu can run them on the CPU.
 #include "common.cuh"
 #include "volrend.h"
 

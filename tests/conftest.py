@@ -13,13 +13,12 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # the tiny preset compiles the torch hash grid (~20 s per new shape, cold): tests run it eagerly,
-# tests/test_compile.py lifts the veto for what it checks
+# tests/rfkernels/test_compile.py lifts the veto for what it checks
 os.environ.setdefault("RFKERNELS_TORCH_COMPILE", "0")
 
 import rfkernels  # noqa: E402
 from rfkernels import _dispatch  # noqa: E402
-
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+from tests.helpers.backends import DEVICE, backend_unavailable_reason  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
@@ -39,11 +38,6 @@ def device():
     return DEVICE
 
 
-def backend_unavailable_reason(name: str):
-    """None if the fused backend ``name`` can run on DEVICE here, else why not."""
-    return (_dispatch.triton_unavailable_reason if name == "triton" else _dispatch.cuda_unavailable_reason)(DEVICE)
-
-
 def _host_only(device: torch.device):
     return None if device.type == "cpu" else "the CUDA host emulation runs on CPU tensors"
 
@@ -51,9 +45,9 @@ def _host_only(device: torch.device):
 @pytest.fixture(params=["triton", "cuda", "cuda-host"])
 def fused_backend(request):
     """Each fused backend that can run here (triton: GPU or interpreter; cuda: GPU + extension),
-    plus "cuda-host": the family's csrc/<family>.cu per-item code compiled with nvcc for the CPU and
+    plus "cuda-host": the family's csrc/ family code per-item code compiled with nvcc for the CPU and
     plugged in as its cuda backend (tests the CUDA arithmetic without a GPU). The test module names
-    its op family in ``FAMILY`` (e.g. ``"volrend"``); emulation lives in tests/<family>_cuda_host.py and
+    its op family in ``FAMILY`` (e.g. ``"volrend"``); emulation lives in tests/rfkernels/<family>/cuda_host.py and
     is registered through the public registry (``_dispatch.registered``) for the test's duration."""
     if request.param != "cuda-host":
         reason = backend_unavailable_reason(request.param)
@@ -61,7 +55,7 @@ def fused_backend(request):
             pytest.skip(f"{request.param} unavailable: {reason}")
         yield request.param
         return
-    from tests import cuda_host
+    from tests.helpers import cuda_host
 
     family = getattr(request.module, "FAMILY", None)
     if family is None:
@@ -69,7 +63,7 @@ def fused_backend(request):
     if DEVICE.type != "cpu" or cuda_host.nvcc_missing_reason():
         pytest.skip("host emulation runs on CPU tensors with nvcc present")
     importlib.import_module(f"rfkernels.{family}")  # registers the family
-    host = importlib.import_module(f"tests.{family}_cuda_host")
+    host = importlib.import_module(f"tests.rfkernels.{family}.cuda_host")
     with _dispatch.registered(family, "cuda", host, available=_host_only):
         yield "cuda"
 
@@ -92,18 +86,5 @@ def seed():
     return s
 
 
-def assert_close(actual, expected, atol=1e-5, rtol=1e-4, name=""):
-    """allclose in float64 with a message naming the tensor and the worst error."""
-    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
-    assert a.shape == e.shape, f"{name}: shape {tuple(a.shape)} != {tuple(e.shape)}"
-    err = (a - e).abs()
-    tol = atol + rtol * e.abs()
-    assert bool((err <= tol).all()), f"{name}: max abs err {err.max().item():.3g} (tol atol={atol} rtol={rtol})"
 
 
-def assert_close_scaled(actual, expected, rel=2e-4, name=""):
-    """Error bounded relative to the tensor's largest entry: the right check for float32 gradients
-    that are sums of cancelling terms (e.g. suffix sums computed as total - prefix), whose rounding
-    error scales with the magnitude of the whole ray, not of the entry."""
-    scale = expected.detach().abs().max().item() if expected.numel() else 0.0
-    assert_close(actual, expected, atol=rel * scale + 1e-6, rtol=rel, name=name)

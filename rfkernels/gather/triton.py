@@ -19,7 +19,7 @@ import triton.language as tl
 
 MAX_BLOCK_C = 128
 # BLOCK_N * BLOCK_C elements per program over NUM_WARPS warps: 4 per thread. Compiled offline for
-# sm_90 (tests/triton_sm90.py, Triton 3.9) this takes ~80-107 registers forward and ~128-195
+# sm_90 (tests/ci/triton_sm90.py, Triton 3.9) this takes ~80-107 registers forward and ~128-195
 # backward with at most 16 bytes of spills; 8 per thread needs ~165 forward and spills hundreds of
 # bytes in the backward.
 TILE = 1024

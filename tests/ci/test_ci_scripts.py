@@ -1,0 +1,174 @@
+"""The CI scripts under .ci/ must fail when what they check is broken (a check that cannot fail is
+worse than none): compile_csrc.sh on a broken or uncompilable .cu, build_ext.py on a binding error."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.paths import ROOT  # noqa: E402
+CI = ROOT / ".ci"
+needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
+
+GOOD_CU = "__global__ void k(float* x) { x[threadIdx.x] = 1.0f; }\n"
+BAD_CU = "__global__ void k(float* x) { x[threadIdx.x] = 1.0f }\n"  # missing ';'
+
+
+def _compile(files, **env):
+    e = {**os.environ, **env}
+    return subprocess.run(["bash", str(CI / "compile_csrc.sh"), *map(str, files)], env=e, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def cu_files(tmp_path):
+    good, bad = tmp_path / "good.cu", tmp_path / "bad.cu"
+    good.write_text(GOOD_CU)
+    bad.write_text(BAD_CU)
+    return good, bad
+
+
+@needs_nvcc
+def test_compile_csrc_passes_on_valid_cu(cu_files):
+    r = _compile([cu_files[0]])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "registers" in r.stdout  # ptxas -v report kept
+
+
+@needs_nvcc
+def test_compile_csrc_fails_on_syntax_error(cu_files):
+    r = _compile(list(cu_files))  # the good file first: a later failure must still fail the run
+    assert r.returncode != 0
+    assert "FAILED:" in r.stdout and "bad.cu" in r.stdout
+    assert "error" in r.stdout  # the compiler's own message is shown
+
+
+@pytest.mark.parametrize("nvcc", ["false", "fake", "missing"])
+def test_compile_csrc_fails_without_working_nvcc(cu_files, tmp_path, nvcc):
+    if nvcc == "fake":
+        fake = tmp_path / "nvcc"
+        fake.write_text("#!/bin/sh\necho 'nvcc fatal   : Unknown option'\nexit 1\n")
+        fake.chmod(0o755)
+        nvcc = str(fake)
+    elif nvcc == "missing":
+        nvcc = str(tmp_path / "no-such-nvcc")
+    r = _compile([cu_files[0]], NVCC=nvcc)
+    assert r.returncode != 0, r.stdout
+    assert "FAILED" in r.stdout
+
+
+# ---------------------------------------------------------------- .ci/build_ext.py
+def _build_ext_module():
+    sys.path.insert(0, str(CI))
+    try:
+        import build_ext
+    finally:
+        sys.path.remove(str(CI))
+    return build_ext
+
+
+def test_build_ext_reads_flags_and_calls_from_the_sources():
+    """The JIT flags come from rfkernels/_cuda_ext.py and the bound-function list from the Python side."""
+    be = _build_ext_module()
+    kw = be.jit_load_kwargs()
+    assert kw["name"] == "rfkernels_cuda" and "--use_fast_math" in kw["extra_cuda_cflags"]
+    calls = be.python_calls()
+    for family in ("volrend", "hashgrid", "sampling", "gather"):
+        assert any(c.startswith(family) for c in calls), (family, calls)
+
+
+def test_build_ext_skips_cleanly_without_the_index(tmp_path):
+    env = {**os.environ, "RFK_CI_CACHE": str(tmp_path), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)}
+    r = subprocess.run([sys.executable, str(CI / "build_ext.py")], env=env, cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "\nSKIP: torch==2.11.0 wheel unavailable" in r.stdout, r.stdout
+
+
+def _cached_torch():
+    cache = Path(os.environ.get("RFK_CI_CACHE", Path.home() / ".cache" / "rfkernels-ci"))
+    if not (cache / "torch-2.11.0" / ".complete").is_file() or shutil.which("nvcc") is None:
+        pytest.skip("torch 2.11.0 headers not in the CI cache (run .ci/build_ext.py once) or no nvcc")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("breakage", ["typo", "unbound", "undefined"])
+def test_build_ext_fails_on_binding_errors(tmp_path, breakage):
+    """A typo in a binding fails with g++'s message; a function the Python side calls that no
+    binding registers, and a launcher declared and called but never defined, fail the .so checks."""
+    _cached_torch()
+    csrc = tmp_path / "csrc"
+    shutil.copytree(ROOT / "csrc", csrc)
+    bind, cu = csrc / "bind_volrend.cpp", csrc / "volrend.cu"
+    text = bind.read_text()
+    if breakage == "typo":
+        assert "rfk::composite_forward(" in text
+        bind.write_text(text.replace("rfk::composite_forward(", "rfk::composite_forwrd(", 1))
+    elif breakage == "unbound":
+        line = next(ln for ln in text.splitlines() if 'm.def("volrend_distortion_backward"' in ln)
+        bind.write_text(text.replace(line + "\n", ""))
+    else:
+        assert "cudaError_t distortion_backward(" in cu.read_text()
+        cu.write_text(cu.read_text().replace("cudaError_t distortion_backward(", "cudaError_t distortion_backward_x(", 1))
+    r = subprocess.run([sys.executable, str(CI / "build_ext.py"), "--csrc", str(csrc)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode != 0, r.stdout
+    expect = {"typo": ["bind_volrend.cpp:", "error:", "composite_forwrd"],
+              "unbound": ["does not bind: volrend_distortion_backward"],
+              "undefined": ["undefined rfk symbols", "rfk::distortion_backward"]}[breakage]
+    out = r.stdout + r.stderr  # compiler output on stdout, the final FAILED line on stderr
+    for e in expect:
+        assert e in out, (e, out[-3000:])
+
+
+# ---------------------------------------------------------------- .ci/gpu_check.sh, benchmarks
+@pytest.mark.slow
+def test_gpu_check_dry_runs_end_to_end(tmp_path):
+    """The device script's dry mode (no GPU): every stage runs and succeeds, outputs and summary exist."""
+    import json
+
+    env = {**os.environ, "OUT": str(tmp_path), "RFK_GPU_BUDGET_S": "900"}
+    r = subprocess.run(["bash", str(CI / "gpu_check.sh"), "--dry"], env=env, cwd=ROOT, capture_output=True,
+                       text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["dry"] and summary["env"]["torch"] and summary["env"]["date"]
+    assert [s["name"] for s in summary["stages"]] == ["build", "tests", "ops", "prior", "recon"]
+    assert all(s["status"] == "ok" for s in summary["stages"]), summary["stages"]
+    ops = json.loads((tmp_path / "bench_ops.json").read_text())
+    assert {r["op"] for r in ops["results"]} >= {"volume_render", "hash_grid_encode", "sample_pdf", "gather[none]"}
+    assert json.loads((tmp_path / "recon.json").read_text())["iterations"] == 2
+    assert len(list(tmp_path.iterdir())) <= 8  # the device tool returns at most 8 files
+
+
+def test_gpu_check_rejects_unknown_arguments_and_missing_gpu(tmp_path):
+    fake = tmp_path / "bin" / "nvidia-smi"  # an nvidia-smi that finds no GPU, first on PATH (also on a GPU machine)
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed'\nexit 9\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    r = subprocess.run(["bash", str(CI / "gpu_check.sh"), "--bogus"], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown argument" in r.stdout
+    r = subprocess.run(["bash", str(CI / "gpu_check.sh")], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "use --dry" in r.stdout
+
+
+def test_pytest_benchmark_runs_one_tiny_case(tmp_path):
+    """``pytest benchmarks/ --benchmark-only`` on the CPU: one tiny torch case, JSON with bytes and GB/s."""
+    import json
+
+    pytest.importorskip("pytest_benchmark")
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "--benchmark-only", "-q", "-p", "no:cacheprovider",
+                        "--rfk-only", "volrend", "--rfk-device", "cpu", "-k", "distortion_loss",
+                        "--benchmark-json", str(out), "--benchmark-max-time", "0.05", "--benchmark-min-rounds", "1",
+                        "--benchmark-warmup", "off"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    bench = json.loads(out.read_text())["benchmarks"]
+    assert len(bench) == 1 and bench[0]["group"] == "distortion_loss R=256 S=48 fwd+bwd"
+    info = bench[0]["extra_info"]
+    assert info["backend"] == "torch" and info["bytes_moved"] > 0 and 0 < info["pct_of_copy_bw"]

@@ -1,0 +1,193 @@
+"""Offline sm_90 compile check of every Triton kernel variant the test suite launches (no GPU needed).
+
+The interpreter (``TRITON_INTERPRET=1``, how CI runs the Triton tests) does not enforce block shapes,
+dtypes or masks; the real compiler does. So:
+
+1. record: run the Triton tests in the interpreter with a hook on the interpreter's launch that
+   notes each launch's kernel, argument types, constexpr values and launch options (deduplicated);
+2. compile: in a fresh process (``TRITON_INTERPRET`` unset, so the kernels are real ``JITFunction``s)
+   compile each variant with ``triton.compile`` for sm_90 and assemble its PTX with ``ptxas -v``
+   for the register / spill report.
+
+Usage: ``python -m tests.ci.triton_sm90 [--max-spill BYTES] [--json OUT] [--also-triton DIR] [pytest args]``
+(``--also-triton``: compile the same variants with another triton, e.g. the GPU machines' 3.6).
+Exit 0: all variants compiled (spills within ``--max-spill`` when given); 1: a compile failed or a
+kernel spilled more; 2: cannot check here (no offline compile API).
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import importlib
+import inspect
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+RECORD_ENV = "RFKERNELS_TRITON_RECORD"
+LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
+# the test file of every rfkernels op family (a folder with reference.py): found on disk
+_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TESTS = sorted(f"tests/rfkernels/{p.parent.name}/test_{p.parent.name}.py" for p in (_ROOT / "rfkernels")
+                       .glob("*/reference.py"))
+_TORCH_TYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64", "int64": "i64",
+                "int32": "i32", "int16": "i16", "int8": "i8", "uint8": "u8", "bool": "i1"}
+
+
+# ------------------------------------------------------------------------------------------ record
+def _arg_type(value) -> tuple[str, object]:
+    """("type", None) for a runtime argument, or ("constexpr", value) where the JIT specializes it."""
+    if value is None:
+        return "constexpr", None
+    if hasattr(value, "data_ptr") and hasattr(value, "dtype"):
+        return "*" + _TORCH_TYPES[str(value.dtype).replace("torch.", "")], None
+    if isinstance(value, bool):
+        return "i1", None
+    if isinstance(value, int):
+        if value == 1:  # the JIT specializes integers equal to 1 as constants
+            return "constexpr", 1
+        return ("i32" if -(2**31) <= value < 2**31 else "i64"), None
+    if isinstance(value, float):
+        return "fp32", None
+    raise TypeError(f"unsupported kernel argument {value!r}")
+
+
+def _is_constexpr(param: inspect.Parameter) -> bool:
+    return "constexpr" in str(param.annotation)
+
+
+def install_recorder(path: str) -> None:
+    """Hook the interpreter's launch; write the distinct variants to ``path`` at exit."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    seen: dict[str, dict] = {}
+    run = InterpretedFunction.run
+
+    def recording_run(self, *args, grid, warmup, **kwargs):
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in LAUNCH_OPTIONS}
+        sig = inspect.signature(self.fn)
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        signature, constexprs = {}, {}
+        for name, value in bound.arguments.items():
+            if _is_constexpr(sig.parameters[name]):
+                signature[name], constexprs[name] = "constexpr", value
+            else:
+                signature[name], const = _arg_type(value)
+                if signature[name] == "constexpr":
+                    constexprs[name] = const
+        spec = {"module": self.fn.__module__, "kernel": self.fn.__name__, "signature": signature,
+                "constexprs": constexprs, "options": options}
+        seen.setdefault(json.dumps(spec, sort_keys=True, default=repr), spec)
+        return run(self, *args, grid=grid, warmup=warmup, **kwargs, **options)
+
+    InterpretedFunction.run = recording_run
+    atexit.register(lambda: Path(path).write_text(json.dumps(list(seen.values()), indent=1, default=repr)))
+
+
+if os.environ.get(RECORD_ENV):  # loaded as a pytest plugin (-p tests.ci.triton_sm90) by record()
+    install_recorder(os.environ[RECORD_ENV])
+
+
+def record(pytest_args: list[str], path: str) -> int:
+    env = {**os.environ, RECORD_ENV: path, "TRITON_INTERPRET": "1"}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "tests.ci.triton_sm90", "-m", "not slow", "-k", "triton",
+           *pytest_args]
+    return subprocess.run(cmd, env=env).returncode
+
+
+# ----------------------------------------------------------------------------------------- compile
+def _ptxas() -> str | None:
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        return get_ptxas(90).path
+    except Exception:  # noqa: BLE001 - another triton layout: any ptxas on PATH
+        return shutil.which("ptxas")
+
+
+def compile_spec(spec: dict, ptxas: str | None) -> tuple[str, int | None]:
+    """Compile one recorded variant for sm_90; returns (report, spill bytes or None)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    kernel = getattr(importlib.import_module(spec["module"]), spec["kernel"])
+    src = ASTSource(kernel, spec["signature"], constexprs=spec["constexprs"])
+    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=spec["options"])
+    if not ptxas:
+        return "compiled (no ptxas for a register report)", None
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "k.ptx").write_text(compiled.asm["ptx"])
+        proc = subprocess.run([ptxas, "-arch=sm_90a", "-v", "k.ptx", "-o", "k.cubin"], cwd=d, capture_output=True,
+                              text=True)
+    if proc.returncode:
+        raise RuntimeError(f"ptxas failed: {proc.stderr.strip()[-300:]}")
+    spill = max(map(int, re.findall(r"(\d+) bytes spill stores", proc.stderr)), default=0)
+    regs = max(map(int, re.findall(r"Used (\d+) registers", proc.stderr)), default=0)
+    return f"{regs} registers, {spill} B spill stores", spill
+
+
+def compile_all(specs: list[dict], max_spill: int | None) -> int:
+    try:
+        from triton.backends.compiler import GPUTarget  # noqa: F401
+        from triton.compiler import ASTSource  # noqa: F401
+    except ImportError as exc:
+        print(f"cannot check here: no offline triton compile API ({exc})")
+        return 2
+    ptxas, failed = _ptxas(), 0
+    for spec in sorted(specs, key=lambda s: (s["module"], s["kernel"], json.dumps(s["constexprs"], default=repr))):
+        consts = ", ".join(f"{k}={v}" for k, v in spec["constexprs"].items())
+        name = f"{spec['module'].rsplit('.', 2)[-2]}.{spec['kernel']}({consts})"
+        try:
+            report, spill = compile_spec(spec, ptxas)
+        except Exception as exc:  # noqa: BLE001 - report every failing variant, not just the first
+            failed += 1
+            print(f"FAIL {name}: {type(exc).__name__}: {str(exc).strip()[:2000]}")
+            continue
+        over = max_spill is not None and spill is not None and spill > max_spill
+        failed += over
+        print(f"{'SPILL' if over else 'ok  '} {name}: {report}")
+    print(f"{len(specs)} kernel variants, {failed} failed")
+    return 1 if failed else 0
+
+
+def _compile_in_fresh_process(specs: list[dict], max_spill: int | None, triton_dir: str | None) -> int:
+    """Compile without TRITON_INTERPRET (kernels are real JITFunctions), optionally with another
+    triton installed in ``triton_dir`` (e.g. ``pip install --target DIR triton==3.6.0``)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    if triton_dir:
+        rest = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
+        env["PYTHONPATH"] = os.pathsep.join([triton_dir, os.getcwd(), *rest])
+    code = ("import sys, json, triton; from tests.ci.triton_sm90 import compile_all; "
+            "print('== triton', triton.__version__, flush=True); "
+            f"sys.exit(compile_all(json.loads(sys.stdin.read()), {max_spill!r}))")
+    return subprocess.run([sys.executable, "-c", code], input=json.dumps(specs), text=True, env=env).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--max-spill", type=int, default=None, help="fail a variant spilling more bytes")
+    p.add_argument("--json", default=None, help="keep the recorded variants here")
+    p.add_argument("--also-triton", action="append", default=[], metavar="DIR",
+                   help="compile again with the triton installed in DIR (repeatable)")
+    p.add_argument("pytest_args", nargs="*", help="tests to record (default: the four op families)")
+    a = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as d:
+        path = a.json or os.path.join(d, "variants.json")
+        rc = record(a.pytest_args or DEFAULT_TESTS, path)
+        if rc not in (0, 5) or not os.path.exists(path):
+            print(f"recording run failed (pytest exit {rc})")
+            return 1
+        specs = json.loads(Path(path).read_text())
+    codes = [_compile_in_fresh_process(specs, a.max_spill, t) for t in [None, *a.also_triton]]
+    return 1 if 1 in codes else max(codes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

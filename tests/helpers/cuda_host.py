@@ -1,0 +1,48 @@
+"""Host emulation of CUDA backends: compiles tests/rfkernels/<family>/host.cu with nvcc into a shared
+library whose functions run the kernels' per-ray (or per-point) bodies in a CPU loop, and exposes
+them with the same signatures as ``rfkernels/<family>/cuda.py``. This tests the CUDA arithmetic on
+machines without a GPU; launch configuration and atomics are only exercised on a real GPU."""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = ROOT / "tests"
+_cache: dict[str, ctypes.CDLL] = {}
+
+
+def nvcc_missing_reason() -> str | None:
+    return None if shutil.which("nvcc") else "nvcc not found"
+
+
+def load(family: str) -> ctypes.CDLL:
+    """Build (once per source hash) and load tests/rfkernels/<family>/host.cu (csrc/ on the include path)."""
+    if family in _cache:
+        return _cache[family]
+    src = TESTS / "rfkernels" / family / "host.cu"
+    digest = hashlib.sha1(src.read_bytes())
+    for f in sorted(p for p in (ROOT / "csrc").rglob("*") if p.is_file()):
+        digest.update(f.read_bytes())
+    out = Path(tempfile.gettempdir()) / f"rfk_host_{family}_{digest.hexdigest()[:12]}.so"
+    if not out.exists():
+        tmp = out.with_suffix(".tmp.so")
+        cmd = ["nvcc", "-std=c++17", "-O2", "-shared", "-Xcompiler", "-fPIC", "-I", str(ROOT / "csrc"), str(src), "-o", str(tmp)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"nvcc failed for {src}:\n{proc.stderr}")
+        tmp.rename(out)
+    _cache[family] = ctypes.CDLL(str(out))
+    return _cache[family]
+
+
+def ptr(t):
+    """Raw pointer of a contiguous CPU tensor, or NULL for None/empty."""
+    if t is None or t.numel() == 0:
+        return ctypes.c_void_p(0)
+    assert t.is_contiguous() and t.device.type == "cpu"
+    return ctypes.c_void_p(t.data_ptr())
