@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import OUT_OF_BOUNDS, TABLE_DTYPES, encode
+from .api import OUT_OF_BOUNDS, encode
+from .contract import TABLE_DTYPES
 from .layout import (BASE_RESOLUTION, LOG2_HASHMAP_SIZE, N_FEATURES_PER_LEVEL, N_LEVELS, TCNN_DEFAULTS,
                      make_layout)
 

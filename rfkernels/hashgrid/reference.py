@@ -14,9 +14,8 @@ import math
 
 import torch
 
+from .contract import AA_Z_MAX
 from .layout import PRIMES, U32, HashGridLayout
-
-AA_Z_MAX = 30.0  # erf(z) == 1 in float64 for z >= 30: the factor is exactly 1 there (and its grad 0)
 
 
 def aa_factor(scales: torch.Tensor, level_scale: float) -> torch.Tensor:

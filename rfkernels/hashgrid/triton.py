@@ -8,7 +8,7 @@ table dtype at the end); point and scale gradients are atomically summed over th
 ``DET`` (see :mod:`.deterministic`) the same kernel writes per-level buffers instead of atomics.
 ``_hashgrid_dbl_kernel`` is the backward of the point gradient (second order).
 
-Implements :class:`rfkernels.hashgrid.HashGridKernels` (the public launchers below).
+Implements :class:`rfkernels.hashgrid.contract.HashGridKernels` (the public launchers below).
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .contract import AA_Z_MAX
 from .layout import HashGridLayout
-from .reference import AA_Z_MAX
 
 BLOCK = 128
 INV_SQRT8 = 1.0 / math.sqrt(8.0)

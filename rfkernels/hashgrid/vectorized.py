@@ -20,8 +20,9 @@ import math
 
 import torch
 
+from .contract import AA_Z_MAX
 from .layout import PRIMES, U32, HashGridLayout
-from .reference import AA_Z_MAX, interpolation_weight
+from .reference import interpolation_weight
 
 
 def _combine(terms: torch.Tensor, op) -> torch.Tensor:

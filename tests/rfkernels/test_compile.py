@@ -5,7 +5,8 @@ import torch
 
 import rfkernels
 from rfkernels import _compile
-from rfkernels.hashgrid import COMPILE_BUCKET, Reference, vectorized
+from rfkernels.hashgrid import vectorized
+from rfkernels.hashgrid.adapters import COMPILE_BUCKET, Reference
 from rfkernels.hashgrid.module import HashGridEncoding
 from reconfusion.config import tiny
 

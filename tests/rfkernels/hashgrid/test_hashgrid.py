@@ -9,6 +9,7 @@ import torch
 import rfkernels
 from rfkernels import _dispatch
 from rfkernels import hashgrid as hg
+from rfkernels.hashgrid import deterministic, ops
 from rfkernels.hashgrid import layout as hl
 from rfkernels.hashgrid import reference
 from tests.helpers.numerics import assert_close, assert_close_scaled
@@ -318,7 +319,7 @@ def test_double_backward(fused_backend, device, seed, monkeypatch, D, interp, wi
     def no_fallback(*args):
         raise AssertionError("the fused double backward fell back to the reference")
 
-    monkeypatch.setattr(hg, "_reference_double_vjp", no_fallback)
+    monkeypatch.setattr(ops, "_reference_double_vjp", no_fallback)
     enc = make_encoding(D, F=F, interp=interp, dtype=dtype, device=device)
     x = torch.rand(64, D, device=device).requires_grad_()
     s = (torch.rand(64, device=device) * 0.2).requires_grad_() if with_scales else None
@@ -364,8 +365,8 @@ def test_deterministic_mode(fused_backend, device, seed, monkeypatch, D, F, dtyp
     past level 0 and level slots > 0 in one chunk are exercised) matches the reference and gives
     bitwise identical gradients run to run."""
     N = 150
-    per_level = N * ((1 << D) * (12 + 4 * F) + 4 * D + 4)  # hg._det's temporary bytes per level
-    monkeypatch.setattr(hg._det, "CHUNK_BYTES", 3 * per_level)
+    per_level = N * ((1 << D) * (12 + 4 * F) + 4 * D + 4)  # deterministic.py's temporary bytes per level
+    monkeypatch.setattr(deterministic, "CHUNK_BYTES", 3 * per_level)
     enc = make_encoding(D, F=F, dtype=dtype, device=device, deterministic=True)
     mod = _dispatch.implementation("hashgrid", fused_backend, torch.zeros(1, device=device)).kernels
     chunks, real = [], mod.backward_levels
