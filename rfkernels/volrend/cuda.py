@@ -1,6 +1,6 @@
-"""CUDA backend for volume rendering: thin wrappers over the extension built from csrc/volrend.cu.
+"""CUDA backend for volume rendering: thin wrappers over the extension built from csrc/volrend/.
 
-Implements :class:`rfkernels.volrend.VolrendKernels` (shapes and dtypes are documented there), as
+Implements :class:`rfkernels.volrend.contract.VolrendKernels` (shapes and dtypes are documented there), as
 :mod:`.triton` does; absent optional tensors are passed as empty tensors (the binding maps them to
 null pointers)."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from .._cuda_ext import module
-from .reference import TAU_MAX
+from .contract import TAU_MAX
 
 
 def _opt(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:

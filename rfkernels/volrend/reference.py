@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import torch
 
-# exp(-TAU_MAX) is 0 in float32; clamping keeps prefix sums finite for huge densities (no inf-inf).
-TAU_MAX = 1.0e4
+from .contract import TAU_MAX
 
 
 def optical_depth(sigmas: torch.Tensor, deltas: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -7,7 +7,7 @@ prefixes are cumsums of the inputs shifted by one sample (reloaded at ``idx - 1`
 Numerics (``tau`` of ``0 * inf``, saturation, zero-weight products, NaN) follow :mod:`.reference`.
 Colours are loaded as ``[BLOCK_S, BLOCK_C]`` tiles (``BLOCK_C`` = next power of two >= C).
 
-Implements :class:`rfkernels.volrend.VolrendKernels` (the public launchers below).
+Implements :class:`rfkernels.volrend.contract.VolrendKernels` (the public launchers below).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .reference import TAU_MAX
+from .contract import TAU_MAX
 
 BLOCK_S = 64
 
@@ -110,7 +110,8 @@ def _composite_bwd_kernel(
 ):
     """d/dtau_k of L = sum_i w_i v_i + sum_i T_i u_i is T_{k+1} v_k - sum_{i>k} (w_i v_i + T_i u_i),
     with v_i = g_rgb.c_i + g_depth t_i + g_opacity + g_w_i and u_i = g_T_i; the suffix sum is
-    (total - inclusive prefix), the total coming from the saved outputs (+ one pass if g_w/g_T)."""
+    (total - inclusive prefix), the total coming from the saved outputs (+ one pass if g_w/g_T), and
+    exactly 0 where T_{k+1} is 0 (every later term carries a factor T_i <= T_{k+1})."""
     ray = tl.program_id(0)
     start = tl.load(offsets_ptr + ray)
     end = tl.load(offsets_ptr + ray + 1)
@@ -166,7 +167,11 @@ def _composite_bwd_kernel(
         if HAS_GT:
             a += trans * tl.load(g_trans_ptr + idx, mask=m, other=0.0)
         prefix_incl = prefix + tl.cumsum(a, 0)
-        g_tau = tl.where(active, trans_next * v, 0.0) - (total - prefix_incl)
+        # No light passes sample k (T_{k+1} underflowed to 0, e.g. tau next to TAU_MAX): nothing after
+        # it depends on tau_k, so d/dtau_k is exactly 0, as in the reference, instead of the rounding
+        # error of (total - prefix), which sigma or delta (huge there) would multiply.
+        suffix = tl.where(trans_next == 0.0, 0.0, total - prefix_incl)
+        g_tau = tl.where(active, trans_next * v, 0.0) - suffix
         g_tau = tl.where(m & regular, g_tau, 0.0)  # saturated / 0*inf taus pass no gradient
         tl.store(g_sigma_ptr + idx, tl.where(regular, g_tau * delta, 0.0), mask=m)
         tl.store(g_delta_ptr + idx, tl.where(regular, g_tau * sigma, 0.0), mask=m)

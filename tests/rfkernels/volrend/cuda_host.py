@@ -1,9 +1,9 @@
-"""``rfkernels/volrend/cuda.py`` look-alike running csrc/volrend.cu's per-ray code on the CPU."""
+"""``rfkernels/volrend/cuda.py`` look-alike running csrc/volrend/kernels.cu's per-ray code on the CPU."""
 import ctypes
 
 import torch
 
-from rfkernels.volrend.reference import TAU_MAX
+from rfkernels.volrend.contract import TAU_MAX
 from tests.helpers.cuda_host import load, ptr
 
 f32 = ctypes.c_float

@@ -1,6 +1,6 @@
-// Runs the per-ray bodies of csrc/volrend.cu on the CPU (a loop over rays instead of a grid), so the
+// Runs the per-ray bodies of csrc/volrend/kernels.cu on the CPU (a loop over rays instead of a grid), so the
 // CUDA backend's arithmetic is tested on machines without a GPU. Built by tests/helpers/cuda_host.py.
-#include "volrend.cu"
+#include "volrend/kernels.cu"
 
 namespace {
 rfk::CompositeArgs args(const float* sigma, const float* delta, const float* tmid, const float* color,

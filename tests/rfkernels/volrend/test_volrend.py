@@ -9,7 +9,7 @@ from rfkernels.volrend import reference
 from tests.helpers.numerics import assert_close, assert_close_scaled
 
 
-FAMILY = "volrend"  # fused_backend (conftest) also runs csrc/volrend.cu on the host
+FAMILY = "volrend"  # fused_backend (conftest) also runs csrc/volrend/kernels.cu on the host
 
 
 def random_rays(R, S, C, device, dtype=torch.float32):
