@@ -1,4 +1,4 @@
-"""``rfkernels/gather/cuda.py`` look-alike running csrc/gather.cu's per-lane code on the CPU."""
+"""``rfkernels/gather/cuda.py`` look-alike running csrc/gather/kernels.cu's per-lane code on the CPU."""
 import ctypes
 
 import torch

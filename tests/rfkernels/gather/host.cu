@@ -1,7 +1,7 @@
-// Runs the per-lane bodies of csrc/gather.cu on the CPU (loops over points and team lanes instead of
+// Runs the per-lane bodies of csrc/gather/kernels.cu on the CPU (loops over points and team lanes instead of
 // a grid; the team's point-gradient shares are summed as the device shuffles do), so the CUDA
 // backend's arithmetic is tested on machines without a GPU. Built by tests/helpers/cuda_host.py.
-#include "gather.cu"
+#include "gather/kernels.cu"
 
 namespace {
 

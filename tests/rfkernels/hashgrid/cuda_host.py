@@ -1,6 +1,6 @@
-"""``rfkernels/hashgrid/cuda.py`` look-alike running csrc/hashgrid.cu's per-(point, level) code on
+"""``rfkernels/hashgrid/cuda.py`` look-alike running csrc/hashgrid/kernels.cu's per-(point, level) code on
 the CPU. The level metadata and table alignment come from the real cuda.py (``_meta``,
-``_aligned``); output allocation mirrors csrc/bind_hashgrid.cpp."""
+``_aligned``); output allocation mirrors csrc/hashgrid/bind.cpp."""
 import ctypes
 
 import torch
@@ -33,7 +33,7 @@ def _check(rc, what):
 
 
 def _check_need_scales(need_scales, points, scales):
-    """csrc/bind_hashgrid.cpp's check: scale gradients need scales (or no points)."""
+    """csrc/hashgrid/bind.cpp's check: scale gradients need scales (or no points)."""
     if need_scales and (scales is None or scales.numel() == 0) and points.shape[0] != 0:
         raise RuntimeError("need_scales requires scales")
 

@@ -1,11 +1,11 @@
-// Runs the per-(point, level) bodies of csrc/hashgrid.cu on the CPU (loops over levels and points
+// Runs the per-(point, level) bodies of csrc/hashgrid/kernels.cu on the CPU (loops over levels and points
 // instead of a grid; atomics become plain adds), so the CUDA backend's arithmetic is tested on
 // machines without a GPU. Built by tests/helpers/cuda_host.py; called from tests/rfkernels/hashgrid/cuda_host.py.
-#include "hashgrid.cu"
+#include "hashgrid/kernels.cu"
 
 namespace {
 
-// The HashGridArgs that csrc/bind_hashgrid.cpp's make_args builds from the same metadata lists.
+// The HashGridArgs that csrc/hashgrid/bind.cpp's make_args builds from the same metadata lists.
 rfk::HashGridArgs args(const float* points, const void* table, const float* scales, int64_t n_points, int n_dims,
                        int n_levels, int n_features, int table_half, int smoothstep, double aa_z_max,
                        const int64_t* offsets, const int64_t* sizes, const double* level_scales,

@@ -1,4 +1,4 @@
-"""``rfkernels/sampling/cuda.py`` look-alike running csrc/sampling.cu's per-ray code on the CPU."""
+"""``rfkernels/sampling/cuda.py`` look-alike running the per-ray code of csrc/sampling/ on the CPU."""
 import ctypes
 
 import torch

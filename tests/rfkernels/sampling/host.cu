@@ -1,7 +1,8 @@
-// Runs the per-ray / per-sample bodies of csrc/sampling.cu and csrc/interlevel.cu on the CPU (loops instead of grids), so
-// the CUDA backend's arithmetic is tested on machines without a GPU. Built by tests/helpers/cuda_host.py.
-#include "interlevel.cu"
-#include "sampling.cu"
+// Runs the per-ray / per-sample bodies of csrc/sampling/kernels.cu and csrc/sampling/interlevel.cu on the CPU
+// (loops instead of grids), so the CUDA backend's arithmetic is tested on machines without a GPU.
+// Built by tests/helpers/cuda_host.py.
+#include "sampling/interlevel.cu"
+#include "sampling/kernels.cu"
 
 using namespace rfk::sampling_detail;
 

@@ -1,9 +1,9 @@
-// PyTorch binding of the volume-rendering launchers in volrend.cu. Inputs arrive validated and
-// contiguous float32 from rfkernels/volrend/__init__.py; this file only checks device/layout,
+// PyTorch binding of the volume-rendering launchers in volrend/kernels.cu. Inputs arrive validated and
+// contiguous float32 from rfkernels/volrend/api.py; this file only checks device/layout,
 // allocates outputs and passes raw pointers with the current stream.
-#include "bind_common.h"
+#include "common/bind_common.h"
 
-#include "volrend.h"
+#include "volrend/kernels.h"
 
 namespace {
 

@@ -3,7 +3,8 @@
 #include <cstdint>
 #include <cuda_runtime.h>
 
-// Per-element/per-ray bodies are host+device so tests can run them on the CPU (tests/csrc/).
+// Per-element/per-ray bodies are host+device so tests can run them on the CPU
+// (tests/rfkernels/<family>/host.cu).
 #define RFK_HD __host__ __device__ inline
 
 namespace rfk {

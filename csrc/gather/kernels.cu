@@ -4,9 +4,9 @@
 // (none) or reduced outputs are written. Corner loads of a team are contiguous in C (coalesced).
 // Backward: atomics into the channels-last feature gradient; the point gradient is reduced over
 // the team with shuffles and written once. Per-lane bodies are RFK_HD (host+device) so that
-// tests/rfkernels/gather/host.cu runs the same arithmetic on the CPU. Torch-free; launched from bind_gather.cpp.
-#include "common.cuh"
-#include "gather.h"
+// tests/rfkernels/gather/host.cu runs the same arithmetic on the CPU. Torch-free; launched from gather/bind.cpp.
+#include "common/common.cuh"
+#include "gather/kernels.h"
 
 namespace rfk {
 namespace {
@@ -25,8 +25,9 @@ RFK_HD Projection project(const float* __restrict__ cam, float px, float py, flo
     p.zc = cam[8] * px + cam[9] * py + cam[10] * pz + cam[11];
     const bool front = p.zc > near_eps;
     p.zs = front ? p.zc : 1.f;
-    p.xf = (cam[12] * p.xc + cam[13] * p.yc + cam[14] * p.zc) / p.zs;
-    p.yf = (cam[15] * p.xc + cam[16] * p.yc + cam[17] * p.zc) / p.zs;
+    const float* k = cam + kGatherCamK;  // first two rows of K_feat
+    p.xf = (k[0] * p.xc + k[1] * p.yc + k[2] * p.zc) / p.zs;
+    p.yf = (k[3] * p.xc + k[4] * p.yc + k[5] * p.zc) / p.zs;
     p.valid = front && p.xf >= -0.5f && p.xf <= W - 0.5f && p.yf >= -0.5f && p.yf <= H - 0.5f;
     return p;
 }
@@ -68,7 +69,7 @@ RFK_HD void gather_forward_lane(const GatherArgs& a, int64_t point, int lane, in
     const float px = a.points[point * 3], py = a.points[point * 3 + 1], pz = a.points[point * 3 + 2];
     if (lane == 0) {
         for (int v = 0; v < V; ++v) {
-            const Projection p = project(a.cams + (b * V + v) * 18, px, py, pz, a.near_eps, H, W);
+            const Projection p = project(a.cams + (b * V + v) * kGatherCamStride, px, py, pz, a.near_eps, H, W);
             mask[point * V + v] = p.valid;
             if (cam_out) {
                 float* o = cam_out + (point * V + v) * 3;
@@ -82,7 +83,7 @@ RFK_HD void gather_forward_lane(const GatherArgs& a, int64_t point, int lane, in
         float acc = 0.f, m2 = 0.f, count = 0.f;
         int arg = -1;
         for (int v = 0; v < V; ++v) {
-            const Projection p = project(a.cams + (b * V + v) * 18, px, py, pz, a.near_eps, H, W);
+            const Projection p = project(a.cams + (b * V + v) * kGatherCamStride, px, py, pz, a.near_eps, H, W);
             float s = 0.f;
             if (p.valid) {
                 const Footprint fp = footprint(p.xf, p.yf, H, W, C);
@@ -128,8 +129,9 @@ RFK_HD void add_rotated_back(const float* __restrict__ cam, const float g[3], fl
 // d/dp of a sample with gradient (gxf, gyf) w.r.t. its feature-pixel coords: xf = (k0 . x_cam) / z
 // gives d xf / d x_cam = (k00, k01, k02 - xf) / z (and the same for yf with k1).
 RFK_HD void chain_to_point(const float* __restrict__ cam, const Projection& p, float gxf, float gyf, float gp[3]) {
-    const float g[3] = {(gxf * cam[12] + gyf * cam[15]) / p.zs, (gxf * cam[13] + gyf * cam[16]) / p.zs,
-                        (gxf * (cam[14] - p.xf) + gyf * (cam[17] - p.yf)) / p.zs};
+    const float* k = cam + kGatherCamK;
+    const float g[3] = {(gxf * k[0] + gyf * k[3]) / p.zs, (gxf * k[1] + gyf * k[4]) / p.zs,
+                        (gxf * (k[2] - p.xf) + gyf * (k[5] - p.yf)) / p.zs};
     add_rotated_back(cam, g, gp);
 }
 
@@ -184,7 +186,7 @@ RFK_HD void gather_backward_lane(const GatherArgs& a, int64_t point, int lane, i
         for (int v = 0; v < V; ++v) {
             if (!mask[point * V + v]) continue;  // invalid views sampled exactly 0
             if (REDUCE == kGatherMax && arg != v) continue;
-            const float* cam = a.cams + (b * V + v) * 18;
+            const float* cam = a.cams + (b * V + v) * kGatherCamStride;
             const Projection p = project(cam, px, py, pz, a.near_eps, H, W);
             const Footprint fp = footprint(p.xf, p.yf, H, W, C);
             float f[4] = {0.f, 0.f, 0.f, 0.f};
@@ -210,7 +212,8 @@ RFK_HD void gather_backward_lane(const GatherArgs& a, int64_t point, int lane, i
         }
     }
     if (need_points && g_cam && lane == 0)  // camera coords are an output for every view
-        for (int v = 0; v < V; ++v) add_rotated_back(a.cams + (b * V + v) * 18, g_cam + (point * V + v) * 3, gp);
+        for (int v = 0; v < V; ++v)
+            add_rotated_back(a.cams + (b * V + v) * kGatherCamStride, g_cam + (point * V + v) * 3, gp);
 }
 
 template <int REDUCE>
@@ -260,10 +263,18 @@ cudaError_t gather_forward(const GatherArgs& a, float* out, uint8_t* mask, float
     if (threads == 0) return cudaSuccess;
     const dim3 grid(num_blocks(threads)), block(kThreads);
     switch (a.reduce) {
-        case kGatherNone: gather_fwd_kernel<kGatherNone><<<grid, block, 0, stream>>>(a, team, out, mask, cam_out, argmax); break;
-        case kGatherMean: gather_fwd_kernel<kGatherMean><<<grid, block, 0, stream>>>(a, team, out, mask, cam_out, argmax); break;
-        case kGatherMeanVar: gather_fwd_kernel<kGatherMeanVar><<<grid, block, 0, stream>>>(a, team, out, mask, cam_out, argmax); break;
-        case kGatherMax: gather_fwd_kernel<kGatherMax><<<grid, block, 0, stream>>>(a, team, out, mask, cam_out, argmax); break;
+        case kGatherNone:
+            gather_fwd_kernel<kGatherNone><<<grid, block, 0, stream>>>(a, team, out, mask, cam_out, argmax);
+            break;
+        case kGatherMean:
+            gather_fwd_kernel<kGatherMean><<<grid, block, 0, stream>>>(a, team, out, mask, cam_out, argmax);
+            break;
+        case kGatherMeanVar:
+            gather_fwd_kernel<kGatherMeanVar><<<grid, block, 0, stream>>>(a, team, out, mask, cam_out, argmax);
+            break;
+        case kGatherMax:
+            gather_fwd_kernel<kGatherMax><<<grid, block, 0, stream>>>(a, team, out, mask, cam_out, argmax);
+            break;
         default: return cudaErrorInvalidValue;
     }
     return last_launch_error();

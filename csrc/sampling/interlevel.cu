@@ -1,10 +1,10 @@
 // Interlevel (proposal) loss kernels: mip-NeRF 360's outer loss and Zip-NeRF's blurred loss on packed
-// histograms. Torch-free; launched from bind_sampling.cpp. Per-ray passes (proposal prefix, adjoint
+// histograms. Torch-free; launched from sampling/bind.cpp. Per-ray passes (proposal prefix, adjoint
 // scatter, suffix) run one thread per ray; prefix arrays are float64 (see
 // rfkernels/sampling/triton_interlevel.py for why). The bodies are __host__ __device__ so
 // tests/rfkernels/sampling/host.cu runs them on the CPU. Formulas: rfkernels/sampling/reference.py.
-#include "sampling.h"
-#include "sampling_common.cuh"
+#include "sampling/kernels.h"
+#include "sampling/span_search.cuh"
 
 namespace rfk {
 namespace sampling_detail {  // per-ray bodies, host+device (tests/rfkernels/sampling/host.cu)

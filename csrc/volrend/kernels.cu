@@ -1,8 +1,8 @@
 // Volume rendering kernels: one thread per ray walking its packed samples front to back
-// (exact sequential prefix sums in float32). Torch-free; launched from bind_volrend.cpp.
+// (exact sequential prefix sums in float32). Torch-free; launched from volrend/bind.cpp.
 // The per-ray bodies are __host__ __device__ so tests/rfkernels/volrend/host.cu can run them on the CPU.
-#include "common.cuh"
-#include "volrend.h"
+#include "common/common.cuh"
+#include "volrend/kernels.h"
 
 namespace rfk {
 

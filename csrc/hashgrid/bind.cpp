@@ -1,11 +1,11 @@
-// PyTorch binding of the hash-grid launchers in hashgrid.cu. Inputs arrive validated and
-// contiguous from rfkernels/hashgrid/__init__.py (points/scales float32, table float32 or float16);
+// PyTorch binding of the hash-grid launchers in hashgrid/kernels.cu. Inputs arrive validated and
+// contiguous from rfkernels/hashgrid/api.py (points/scales float32, table float32 or float16);
 // the per-level metadata comes from rfkernels/hashgrid/layout.py as Python lists.
-#include "bind_common.h"
+#include "common/bind_common.h"
 
 #include <vector>
 
-#include "hashgrid.h"
+#include "hashgrid/kernels.h"
 
 namespace {
 

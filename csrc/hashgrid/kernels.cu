@@ -1,12 +1,12 @@
 // Hash-grid encoding kernels: one thread per (point, level), level = blockIdx.y so that the blocks
 // running together share one level's table in L2 (as tiny-cuda-nn). Templated on D, F and the
-// table type; features are read as one aligned vector per corner. Torch-free; see hashgrid.h.
+// table type; features are read as one aligned vector per corner. Torch-free; see hashgrid/kernels.h.
 // The per-(point, level) bodies are __host__ __device__ (RFK_HD) so tests/rfkernels/hashgrid/host.cu
 // can run them on the CPU; the kernels only compute (point, level) and call them.
 #include <cuda_fp16.h>
 
-#include "common.cuh"
-#include "hashgrid.h"
+#include "common/common.cuh"
+#include "hashgrid/kernels.h"
 
 namespace rfk {
 namespace {

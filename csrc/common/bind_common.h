@@ -1,6 +1,6 @@
-// Glue shared by the csrc/bind_<family>.cpp files (the only files, with bindings.cpp, that include
+// Glue shared by the csrc/<family>/bind.cpp files (the only files, with common/bindings.cpp, that include
 // torch headers): argument checks, the device guard and stream, output allocation, optional pointers.
-// Kernels stay in torch-free .cu files and receive raw pointers, sizes and a stream.
+// Kernels stay in torch-free <family>/kernels.cu files and receive raw pointers, sizes and a stream.
 #pragma once
 
 #include <c10/cuda/CUDAGuard.h>
@@ -62,8 +62,8 @@ inline torch::Tensor empty_if(bool need, torch::IntArrayRef sizes, const torch::
     return need ? torch::empty(sizes, opts) : torch::empty({0}, opts);
 }
 
-// Self-registration of a family's Python bindings: bindings.cpp binds every family that used
-// RFK_BIND_FAMILY (in name order), so a new family adds only its own bind_<family>.cpp.
+// Self-registration of a family's Python bindings: common/bindings.cpp binds every family that used
+// RFK_BIND_FAMILY (in name order), so a new family adds only its own <family>/bind.cpp.
 using BindFn = void (*)(pybind11::module_&);
 
 struct FamilyBinding {

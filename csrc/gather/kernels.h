@@ -6,13 +6,19 @@
 
 namespace rfk {
 
-// Reduction codes, shared with rfkernels/gather/__init__.py (REDUCE_CODE).
+// Reduction codes across views; the Python side passes rfkernels.gather.REDUCE_CODE[reduce]
+// (tests/rfkernels/gather/test_constants.py checks both sides agree).
 enum GatherReduce : int { kGatherNone = 0, kGatherMean = 1, kGatherMeanVar = 2, kGatherMax = 3 };
+
+// Floats per packed camera (rfkernels.gather.CAM_STRIDE): [0, 12) world->camera [R|t] (opencv,
+// row-major 3x4), [12, 18) the first two rows of K_feat.
+constexpr int kGatherCamStride = 18;
+constexpr int kGatherCamK = 12;  // offset of K_feat's first row in a packed camera
 
 struct GatherArgs {
     const float* points;  // [B, N, 3] world points
     const float* feat;    // [B, V, H, W, C] channels-last feature maps
-    const float* cams;    // [B, V, 18]: world->camera [R|t] (opencv, 12) + first two rows of K_feat (6),
+    const float* cams;    // [B, V, kGatherCamStride]: world->camera [R|t], first two rows of K_feat;
                           // K_feat mapping camera coords to feature pixels with centres at integers
     int64_t batch;        // B
     int64_t n_points;     // N

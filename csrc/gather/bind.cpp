@@ -1,10 +1,10 @@
-// PyTorch binding of the feature-gather launchers in gather.cu. Inputs arrive validated and
-// contiguous float32 from rfkernels/gather/__init__.py (features already channels-last); this file
+// PyTorch binding of the feature-gather launchers in gather/kernels.cu. Inputs arrive validated and
+// contiguous float32 from rfkernels/gather/api.py (features already channels-last); this file
 // checks device/layout, allocates outputs and passes raw pointers with the current stream.
 // Optional tensors are passed as empty tensors and mapped to null pointers.
-#include "bind_common.h"
+#include "common/bind_common.h"
 
-#include "gather.h"
+#include "gather/kernels.h"
 
 namespace {
 
@@ -19,8 +19,8 @@ rfk::GatherArgs make_args(const torch::Tensor& points, const torch::Tensor& feat
     TORCH_CHECK(points.dim() == 3 && points.size(2) == 3, "points must be [B, N, 3]");
     TORCH_CHECK(feats.dim() == 5 && feats.size(0) == points.size(0), "feats must be [B, V, H, W, C]");
     TORCH_CHECK(cams.dim() == 3 && cams.size(0) == feats.size(0) && cams.size(1) == feats.size(1) &&
-                    cams.size(2) == 18,
-                "cams must be [B, V, 18]");
+                    cams.size(2) == rfk::kGatherCamStride,
+                "cams must be [B, V, ", rfk::kGatherCamStride, "]");
     TORCH_CHECK(reduce >= rfk::kGatherNone && reduce <= rfk::kGatherMax, "unknown reduce code ", reduce);
     rfk::GatherArgs a;
     a.points = points.data_ptr<float>();

@@ -1,9 +1,9 @@
-// PyTorch binding of the proposal-sampling launchers in sampling.cu. Inputs arrive validated,
-// contiguous float32 from rfkernels/sampling/__init__.py; this file checks device/layout, allocates
-// outputs and scratch, and passes raw pointers with the current stream.
-#include "bind_common.h"
+// PyTorch binding of the proposal-sampling launchers in sampling/kernels.cu and sampling/interlevel.cu.
+// Inputs arrive validated, contiguous float32 from rfkernels/sampling/api.py; this file checks
+// device/layout, allocates outputs and scratch, and passes raw pointers with the current stream.
+#include "common/bind_common.h"
 
-#include "sampling.h"
+#include "sampling/kernels.h"
 
 namespace {
 

@@ -1,10 +1,10 @@
 // Proposal-sampling kernels (inverse-CDF sampling of packed histograms). Torch-free; launched from
-// bind_sampling.cpp. Per-ray prefix passes (CDF, knots) run one thread per ray; the inverse-CDF
+// sampling/bind.cpp. Per-ray prefix passes (CDF, knots) run one thread per ray; the inverse-CDF
 // lookups run one thread per output sample. The bodies are __host__ __device__ so
-// tests/rfkernels/sampling/host.cu runs them on the CPU. The interlevel losses are in interlevel.cu.
+// tests/rfkernels/sampling/host.cu runs them on the CPU. The interlevel losses are in sampling/interlevel.cu.
 // Formulas: rfkernels/sampling/reference.py (same steps, same order).
-#include "sampling.h"
-#include "sampling_common.cuh"
+#include "sampling/kernels.h"
+#include "sampling/span_search.cuh"
 
 namespace rfk {
 namespace sampling_detail {  // per-ray / per-sample bodies, host+device (tests/rfkernels/sampling/host.cu)

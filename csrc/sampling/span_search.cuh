@@ -1,8 +1,9 @@
-// Helpers shared by the proposal-sampling kernels (sampling.cu) and the interlevel-loss kernels
-// (interlevel.cu): the packed-ray span and a binary search. Host+device (tests/csrc/sampling_host.cu).
+// Helpers shared by the proposal-sampling kernels (sampling/kernels.cu) and the interlevel-loss
+// kernels (sampling/interlevel.cu): the packed-ray span and a binary search over a sorted row.
+// Host+device (tests/rfkernels/sampling/host.cu runs them on the CPU).
 // Layout (rfkernels/_packing.py): ray r owns weights [off[r], off[r+1]) and edges [off[r] + r, off[r+1] + r].
 #pragma once
-#include "common.cuh"
+#include "common/common.cuh"
 
 namespace rfk {
 namespace sampling_detail {
