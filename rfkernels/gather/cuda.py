@@ -1,6 +1,6 @@
 """CUDA backend for the feature gather: thin wrappers over the extension built from csrc/gather.cu.
 
-Implements :class:`rfkernels.gather.GatherKernels` (shapes and dtypes are documented there), as
+Implements :class:`rfkernels.gather.contract.GatherKernels` (shapes and dtypes are documented there), as
 :mod:`.triton` does; absent optional tensors are passed as empty tensors (the binding maps them to
 null pointers)."""
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from .._cuda_ext import module
+from .contract import REDUCE_MAX
 
 
 def _empty(like: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
@@ -17,7 +18,7 @@ def _empty(like: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
 def gather_forward(points, feats, cams, near_eps, reduce, want_cam):
     """:meth:`GatherKernels.gather_forward` via the extension's ``gather`` binding."""
     out, mask, cam, arg = module().gather_forward(points, feats, cams, float(near_eps), int(reduce), bool(want_cam))
-    return out, mask.view(torch.bool), (cam if want_cam else None), (arg if reduce == 3 else None)  # 3 = max
+    return out, mask.view(torch.bool), (cam if want_cam else None), (arg if reduce == REDUCE_MAX else None)
 
 
 def gather_backward(g_out, g_cam, points, feats, cams, out, mask, arg, near_eps, reduce, need_points, scale=None):

@@ -21,8 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-REDUCTIONS = ("none", "mean", "mean_var", "max")
-_OPENGL_FLIP = (1.0, -1.0, -1.0)
+from .contract import OPENGL_FLIP
 
 
 def camera_coords(points: torch.Tensor, extrinsics: torch.Tensor) -> torch.Tensor:
@@ -36,7 +35,7 @@ def project(cam: torch.Tensor, intrinsics: torch.Tensor, image_size, convention:
 
     Invalid points get grid = (-2, -2) (fully outside: samples 0, gradients 0, no inf/NaN)."""
     if convention == "opengl":
-        cam = cam * cam.new_tensor(_OPENGL_FLIP)
+        cam = cam * cam.new_tensor(OPENGL_FLIP)
     z = cam[..., 2]
     in_front = z > near_eps
     z_safe = torch.where(in_front, z, torch.ones_like(z))

@@ -1,7 +1,7 @@
 """Triton kernels for the feature gather: one program per (block of BLOCK_N points, block of
 BLOCK_C channels, batch), looping over the V views.
 
-Per view the program transforms and projects its points (the 18 packed camera floats are scalar
+Per view the program transforms and projects its points (the CAM_STRIDE packed camera floats are scalar
 loads), then loads the four bilinear corners as ``[BLOCK_N, BLOCK_C]`` tiles of the channels-last
 feature map (each row contiguous in C). Reductions accumulate in registers (Welford for mean_var,
 first strict maximum for max), so only the reduced tensor is written. The backward recomputes the
@@ -9,13 +9,22 @@ projection, forms the gradient of each per-view sample, scatters it into the 4 c
 feature-map gradient with ``tl.atomic_add`` (float, or int64 fixed point when deterministic) and
 (optionally) chains it to the points (one partial per channel block, summed afterwards).
 
-Implements :class:`rfkernels.gather.GatherKernels` (the public launchers below).
+Implements :class:`rfkernels.gather.contract.GatherKernels` (the public launchers below).
 """
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
+
+from . import contract
+
+# the contract's constants as compile-time globals of the kernels (Triton reads only constexpr globals)
+REDUCE_NONE = tl.constexpr(contract.REDUCE_NONE)
+REDUCE_MEAN = tl.constexpr(contract.REDUCE_MEAN)
+REDUCE_MEAN_VAR = tl.constexpr(contract.REDUCE_MEAN_VAR)
+REDUCE_MAX = tl.constexpr(contract.REDUCE_MAX)
+CAM_STRIDE = tl.constexpr(contract.CAM_STRIDE)
 
 MAX_BLOCK_C = 128
 # BLOCK_N * BLOCK_C elements per program over NUM_WARPS warps: 4 per thread. Compiled offline for
@@ -33,7 +42,7 @@ def _blocks(C: int) -> tuple[int, int]:
 
 @triton.jit
 def _project(cam_ptr, px, py, pz, near_eps, H, W):
-    """One view's camera (12 floats [R|t], 6 floats K_feat) -> camera coords, safe depth,
+    """One view's camera (CAM_STRIDE floats: 12 of [R|t], 6 of K_feat) -> camera coords, safe depth,
     feature-pixel coords (centres at integers) and validity, all [BLOCK_N]."""
     xc = tl.load(cam_ptr + 0) * px + tl.load(cam_ptr + 1) * py + tl.load(cam_ptr + 2) * pz + tl.load(cam_ptr + 3)
     yc = tl.load(cam_ptr + 4) * px + tl.load(cam_ptr + 5) * py + tl.load(cam_ptr + 6) * pz + tl.load(cam_ptr + 7)
@@ -88,7 +97,7 @@ def _gather_fwd_kernel(
     N, V, C, H, W, near_eps,
     REDUCE: tl.constexpr, WRITE_CAM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """REDUCE: 0 none -> out [B,N,V,C]; 1 mean, 3 max -> [B,N,C]; 2 mean_var -> [B,N,2C]."""
+    """REDUCE: REDUCE_NONE -> out [B,N,V,C]; REDUCE_MEAN, REDUCE_MAX -> [B,N,C]; REDUCE_MEAN_VAR -> [B,N,2C]."""
     b = tl.program_id(2).to(tl.int64)
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     ch = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -105,7 +114,7 @@ def _gather_fwd_kernel(
     count = tl.zeros((BLOCK_N,), dtype=tl.float32)
     for v in range(V):
         bv = b * V + v
-        xc, yc, zc, zs, xf, yf, valid = _project(cam_ptr + bv * 18, px, py, pz, near_eps, H, W)
+        xc, yc, zc, zs, xf, yf, valid = _project(cam_ptr + bv * CAM_STRIDE, px, py, pz, near_eps, H, W)
         valid = valid & nm
         row = bn * V + v
         tl.store(mask_ptr + row, valid.to(tl.uint8), mask=nm & first_c)
@@ -120,12 +129,12 @@ def _gather_fwd_kernel(
         s = ((1.0 - wy1) * ((1.0 - wx1) * _load_tile(fbase, o00, m00, ch, cm) + wx1 * _load_tile(fbase, o01, m01, ch, cm))
              + wy1 * ((1.0 - wx1) * _load_tile(fbase, o10, m10, ch, cm) + wx1 * _load_tile(fbase, o11, m11, ch, cm)))
         vm = valid[:, None]
-        if REDUCE == 0:
+        if REDUCE == REDUCE_NONE:
             tl.store(out_ptr + row[:, None] * C + ch[None, :], s, mask=nm[:, None] & cm[None, :])
-        elif REDUCE == 1:
+        elif REDUCE == REDUCE_MEAN:
             acc += s  # s is exactly 0 for invalid views
             count += valid.to(tl.float32)
-        elif REDUCE == 2:
+        elif REDUCE == REDUCE_MEAN_VAR:
             count += valid.to(tl.float32)
             delta = s - acc
             acc += tl.where(vm, delta / tl.maximum(count, 1.0)[:, None], 0.0)
@@ -134,16 +143,16 @@ def _gather_fwd_kernel(
             take = vm & ((arg < 0) | (s > acc))
             acc = tl.where(take, s, acc)
             arg = tl.where(take, v, arg)
-    if REDUCE != 0:
+    if REDUCE != REDUCE_NONE:
         om = nm[:, None] & cm[None, :]
-        if REDUCE == 1:
+        if REDUCE == REDUCE_MEAN:
             acc = acc / tl.maximum(count, 1.0)[:, None]
-        if REDUCE == 2:
+        if REDUCE == REDUCE_MEAN_VAR:
             tl.store(out_ptr + bn[:, None] * (2 * C) + ch[None, :], acc, mask=om)
             tl.store(out_ptr + bn[:, None] * (2 * C) + C + ch[None, :], m2 / tl.maximum(count, 1.0)[:, None], mask=om)
         else:
             tl.store(out_ptr + bn[:, None] * C + ch[None, :], acc, mask=om)
-        if REDUCE == 3:
+        if REDUCE == REDUCE_MAX:
             tl.store(arg_ptr + bn[:, None] * C + ch[None, :], arg, mask=om)
 
 
@@ -168,19 +177,19 @@ def _gather_bwd_kernel(
     py = tl.load(points_ptr + bn * 3 + 1, mask=nm, other=0.0)
     pz = tl.load(points_ptr + bn * 3 + 2, mask=nm, other=0.0)
     inv = tl.zeros((BLOCK_N,), dtype=tl.float32)
-    if REDUCE == 1 or REDUCE == 2:
+    if REDUCE == REDUCE_MEAN or REDUCE == REDUCE_MEAN_VAR:
         count = tl.zeros((BLOCK_N,), dtype=tl.float32)
         for v in range(V):
             count += tl.load(mask_ptr + bn * V + v, mask=nm, other=0).to(tl.float32)
         inv = 1.0 / tl.maximum(count, 1.0)
     g_red = tl.zeros((BLOCK_N, BLOCK_C), dtype=tl.float32)  # grad of the reduced output
-    if REDUCE == 1 or REDUCE == 3:
+    if REDUCE == REDUCE_MEAN or REDUCE == REDUCE_MAX:
         g_red = tl.load(g_out_ptr + bn[:, None] * C + ch[None, :], mask=om, other=0.0)
-    if REDUCE == 2:
+    if REDUCE == REDUCE_MEAN_VAR:
         g_red = tl.load(g_out_ptr + bn[:, None] * (2 * C) + ch[None, :], mask=om, other=0.0)
         g_var = tl.load(g_out_ptr + bn[:, None] * (2 * C) + C + ch[None, :], mask=om, other=0.0)
         mean = tl.load(out_ptr + bn[:, None] * (2 * C) + ch[None, :], mask=om, other=0.0)
-    if REDUCE == 3:
+    if REDUCE == REDUCE_MAX:
         arg = tl.load(arg_ptr + bn[:, None] * C + ch[None, :], mask=om, other=-1)
     scale = 1.0
     if FIXED:
@@ -190,29 +199,29 @@ def _gather_bwd_kernel(
     gpz = tl.zeros((BLOCK_N,), dtype=tl.float32)
     for v in range(V):
         bv = b * V + v
-        cam = cam_ptr + bv * 18
+        cam = cam_ptr + bv * CAM_STRIDE
         xc, yc, zc, zs, xf, yf, valid = _project(cam, px, py, pz, near_eps, H, W)
         row = bn * V + v
         valid = (tl.load(mask_ptr + row, mask=nm, other=0) != 0) & nm
         o00, o01, o10, o11, m00, m01, m10, m11, wx1, wy1 = _corners(xf, yf, valid, H, W, C)
         vm = valid[:, None] & cm[None, :]
-        if REDUCE == 0:
+        if REDUCE == REDUCE_NONE:
             g_s = tl.load(g_out_ptr + row[:, None] * C + ch[None, :], mask=vm, other=0.0)
-        elif REDUCE == 1:
+        elif REDUCE == REDUCE_MEAN:
             g_s = g_red * inv[:, None]
-        elif REDUCE == 3:
+        elif REDUCE == REDUCE_MAX:
             g_s = tl.where(arg == v, g_red, 0.0)
         else:
             g_s = g_red  # completed below once the sample is known
         fbase = feat_ptr + bv * H * W * C
-        if NEED_GP or REDUCE == 2:
+        if NEED_GP or REDUCE == REDUCE_MEAN_VAR:
             f00 = _load_tile(fbase, o00, m00, ch, cm)
             f01 = _load_tile(fbase, o01, m01, ch, cm)
             f10 = _load_tile(fbase, o10, m10, ch, cm)
             f11 = _load_tile(fbase, o11, m11, ch, cm)
             wx = wx1[:, None]
             wy = wy1[:, None]
-            if REDUCE == 2:
+            if REDUCE == REDUCE_MEAN_VAR:
                 s = (1.0 - wy) * ((1.0 - wx) * f00 + wx * f01) + wy * ((1.0 - wx) * f10 + wx * f11)
                 g_s = (g_red + 2.0 * g_var * (s - mean)) * inv[:, None]
         g_s = tl.where(vm, g_s, 0.0)
@@ -249,11 +258,13 @@ def _gather_bwd_kernel(
 
 
 def _out_shape(B, N, V, C, reduce):
-    return (B, N, V, C) if reduce == 0 else (B, N, 2 * C if reduce == 2 else C)
+    if reduce == contract.REDUCE_NONE:
+        return (B, N, V, C)
+    return (B, N, 2 * C if reduce == contract.REDUCE_MEAN_VAR else C)
 
 
 def gather_forward(points, feats, cams, near_eps, reduce, want_cam):
-    """points [B,N,3], feats [B,V,H,W,C], cams [B,V,18] (float32, contiguous), reduce code ->
+    """points [B,N,3], feats [B,V,H,W,C], cams [B,V,CAM_STRIDE] (float32, contiguous), reduce code ->
     (out, mask [B,N,V] bool, camera coords [B,N,V,3] (opencv) | None, argmax [B,N,C] int32 | None)."""
     B, N = points.shape[:2]
     V, H, W, C = feats.shape[1:]
@@ -261,7 +272,7 @@ def gather_forward(points, feats, cams, near_eps, reduce, want_cam):
     out = torch.empty(_out_shape(B, N, V, C, reduce), device=dev)
     mask = torch.empty(B, N, V, dtype=torch.uint8, device=dev)
     cam = torch.empty(B, N, V, 3, device=dev) if want_cam else None
-    arg = torch.empty(B, N, C, dtype=torch.int32, device=dev) if reduce == 3 else None
+    arg = torch.empty(B, N, C, dtype=torch.int32, device=dev) if reduce == contract.REDUCE_MAX else None
     if B * N:
         block_n, block_c = _blocks(C)
         grid = (triton.cdiv(N, block_n), triton.cdiv(C, block_c), B)
@@ -275,7 +286,7 @@ def gather_forward(points, feats, cams, near_eps, reduce, want_cam):
 
 def gather_backward(g_out, g_cam, points, feats, cams, out, mask, arg, near_eps, reduce, need_points, scale=None):
     """-> (g_feats [B,V,H,W,C], g_points [B,N,3] | None). ``scale`` ([1] float32 power of two, see
-    :func:`rfkernels.gather.fixed_point_scale`): accumulate the feature gradient in int64 fixed point
+    :func:`rfkernels.gather.ops.fixed_point_scale`): accumulate the feature gradient in int64 fixed point
     (deterministic) instead of float atomics."""
     B, N = points.shape[:2]
     V, H, W, C = feats.shape[1:]

@@ -261,7 +261,7 @@ def test_many_channels_span_channel_blocks(fused_backend, device, seed):
 def test_deterministic_fixed_point_backward(fused_backend, device, seed, reduce, monkeypatch):
     """deterministic=True: int64 fixed-point feature gradient, equal to the reference within float
     rounding and bitwise identical between runs; deterministic=None follows torch's global flag."""
-    import rfkernels.gather as gather
+    from rfkernels.gather import ops
 
     points, features, K, E = random_scene(2, 37, 3, 16, *FEAT_HW, IMAGE, device)
     kw = dict(image_size=IMAGE, reduce=reduce, return_camera_coords=True)
@@ -270,8 +270,8 @@ def test_deterministic_fixed_point_backward(fused_backend, device, seed, reduce,
     _compare(runs[0][0], ref, runs[0][1], ref_g, _smooth_points(points, K, E))
     assert torch.equal(runs[0][1][1], runs[1][1][1]) and torch.equal(runs[0][1][0], runs[1][1][0])
     calls = []
-    real = gather.fixed_point_scale
-    monkeypatch.setattr(gather, "fixed_point_scale", lambda *a: calls.append(1) or real(*a))
+    real = ops.fixed_point_scale
+    monkeypatch.setattr(ops, "fixed_point_scale", lambda *a: calls.append(1) or real(*a))
     _run(fused_backend, points, features, K, E, **kw)
     assert not calls
     previous = torch.are_deterministic_algorithms_enabled()
