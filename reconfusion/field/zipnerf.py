@@ -133,8 +133,4 @@ class ZipNeRF(nn.Module):
         return RenderOutput(out.rgb, depth, out.opacity, out.weights, s_edges, sigma, histograms)
 
 
-def n_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-__all__ = ["NeRFField", "RenderOutput", "ZipNeRF", "n_parameters", "posenc"]
+__all__ = ["NeRFField", "RenderOutput", "ZipNeRF", "posenc"]
