@@ -1,4 +1,4 @@
-"""CUDA backend for the feature gather: thin wrappers over the extension built from csrc/gather.cu.
+"""CUDA backend for the feature gather: thin wrappers over the extension built from csrc/gather/.
 
 Implements :class:`rfkernels.gather.contract.GatherKernels` (shapes and dtypes are documented there), as
 :mod:`.triton` does; absent optional tensors are passed as empty tensors (the binding maps them to

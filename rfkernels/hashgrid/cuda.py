@@ -1,5 +1,5 @@
 """CUDA backend for the hash-grid encoding: thin wrappers over the extension built from
-csrc/hashgrid.cu. Implements :class:`rfkernels.hashgrid.contract.HashGridKernels` (shapes and dtypes are
+csrc/hashgrid/. Implements :class:`rfkernels.hashgrid.contract.HashGridKernels` (shapes and dtypes are
 documented there), as :mod:`.triton` does; level metadata is passed as Python lists (the kernels
 receive it by value)."""
 from __future__ import annotations
