@@ -3,6 +3,7 @@ import ctypes
 
 import torch
 
+from rfkernels.gather.contract import REDUCE_MAX, REDUCE_MEAN_VAR, REDUCE_NONE
 from tests.helpers.cuda_host import load, ptr
 
 
@@ -16,10 +17,10 @@ def _dims(points, feats, near_eps, reduce):
 def gather_forward(points, feats, cams, near_eps, reduce, want_cam):
     B, N = points.shape[:2]
     V, C = feats.shape[1], feats.shape[4]
-    out = torch.empty((B, N, V, C) if reduce == 0 else (B, N, 2 * C if reduce == 2 else C))
+    out = torch.empty((B, N, V, C) if reduce == REDUCE_NONE else (B, N, 2 * C if reduce == REDUCE_MEAN_VAR else C))
     mask = torch.empty(B, N, V, dtype=torch.uint8)
     cam = torch.empty(B, N, V, 3) if want_cam else None
-    arg = torch.empty(B, N, C, dtype=torch.int32) if reduce == 3 else None
+    arg = torch.empty(B, N, C, dtype=torch.int32) if reduce == REDUCE_MAX else None
     load("gather").host_gather_forward(ptr(points), ptr(feats), ptr(cams), *_dims(points, feats, near_eps, reduce),
                                        ptr(out), ptr(mask), ptr(cam), ptr(arg))
     return out, mask.view(torch.bool), cam, arg
