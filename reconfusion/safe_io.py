@@ -57,13 +57,46 @@ def read_json(path: str):
 
 
 def write_json(path: str, obj) -> None:
-    """Write ``obj`` to ``path`` atomically (temp file, fsync, rename)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``obj`` to ``path`` atomically (a fresh temp file beside it, fsync, rename). The temp file
+    is created exclusively, so a link planted under a predictable name is never followed."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # the mode open() would give: others may read a shared run folder
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once, at import (setting it is process-wide, so not at every write)
+
+
+def inside(root: str, *parts: str, what: str = "path") -> str:
+    """``os.path.join(root, *parts)`` once it is checked to resolve (links followed) inside ``root``.
+
+    Every path a run reads from its own files (``latest.json``'s ``dir``, ...) or writes under its
+    output folder goes through this, so a hostile run folder cannot make a program read, write or
+    delete anywhere else: ``../x``, absolute paths and links pointing out raise :class:`CheckpointError`.
+    """
+    path = os.path.join(root, *parts)
+    base = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if real != base and os.path.commonpath([base, real]) != base:
+        raise CheckpointError(f"{what} {path} resolves to {real}, outside {root}: refused")
+    return path
 
 
 def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -97,5 +130,5 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Ten
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-__all__ = ["CheckpointError", "is_pickle", "load_safetensors", "optimizer_from_flat", "optimizer_to_flat",
+__all__ = ["CheckpointError", "inside", "is_pickle", "load_safetensors", "optimizer_from_flat", "optimizer_to_flat",
            "read_json", "write_json"]

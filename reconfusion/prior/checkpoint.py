@@ -13,19 +13,26 @@ Layout of ``OUT/`` (one run)::
 A state directory is complete before ``latest.json`` names it (write to a temp file, then
 ``os.replace``), so a run killed while saving resumes from the previous state; older states are
 deleted once the new one is named.
+
+Nothing read from a run folder can point outside it: ``latest.json``'s ``dir`` must be a
+``state-<step>`` folder of ``OUT`` itself (not ``../x``, not absolute, not a link out), and every
+file read, written or deleted is checked with :func:`~reconfusion.safe_io.inside`.
 """
 from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 
 import numpy as np
 import torch
 
-from ..safe_io import load_safetensors, optimizer_from_flat, optimizer_to_flat, read_json, write_json
+from ..safe_io import (CheckpointError, inside, load_safetensors, optimizer_from_flat, optimizer_to_flat, read_json,
+                       write_json)
 
 LATEST = "latest.json"
+STATE_NAME = re.compile(r"state-\d{6,}")
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
@@ -70,7 +77,7 @@ def save_state(out_dir: str, step: int, prior, ema, opt, scaler, train: dict) ->
 
     rank, world = _dist()
     name = f"state-{step:06d}"
-    path = os.path.join(out_dir, name)
+    path = inside(out_dir, name, what="state folder")
     if rank == 0:
         if os.path.isdir(path):  # a partial write of this step by an earlier, killed run
             shutil.rmtree(path)
@@ -90,49 +97,117 @@ def save_state(out_dir: str, step: int, prior, ema, opt, scaler, train: dict) ->
     _barrier()
     if rank == 0:
         old = latest(out_dir)
-        write_json(os.path.join(out_dir, LATEST), {"dir": name, "step": step})
+        write_json(inside(out_dir, LATEST, what="state index"), {"dir": name, "step": step})
         if old is not None and old["dir"] != name:
-            shutil.rmtree(os.path.join(out_dir, old["dir"]), ignore_errors=True)
+            shutil.rmtree(state_dir(out_dir, old), ignore_errors=True)
     _barrier()
     return path
 
 
 def latest(out_dir: str) -> dict | None:
-    """``{"dir", "step"}`` of the newest complete state, or None."""
-    p = os.path.join(out_dir, LATEST)
-    return read_json(p) if os.path.isfile(p) else None
+    """``{"dir", "step"}`` of the newest complete state, or None (no ``latest.json``). A
+    ``latest.json`` that is not ``{"dir": "state-<digits>", "step": int >= 0}`` naming a folder inside
+    ``out_dir`` raises :class:`~reconfusion.safe_io.CheckpointError`."""
+    p = inside(out_dir, LATEST, what="state index")
+    if not os.path.lexists(p):
+        return None
+    info = read_json(p)
+    if not isinstance(info, dict) or "dir" not in info or "step" not in info:
+        raise CheckpointError(f"{p} must be an object with \"dir\" and \"step\", got {_short(info)}")
+    name, step = info["dir"], info["step"]
+    if not isinstance(name, str) or not STATE_NAME.fullmatch(name):
+        raise CheckpointError(f"{p}: \"dir\" must name a state-<step> folder of {out_dir}, got {_short(name)}")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{p}: \"step\" must be an integer >= 0, got {_short(step)}")
+    state_dir(out_dir, info)
+    return {"dir": name, "step": step}
+
+
+def state_dir(out_dir: str, info: dict) -> str:
+    """The state folder ``latest.json`` names, checked to lie inside ``out_dir``."""
+    return inside(out_dir, info["dir"], what="state folder")
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def load_train_json(out_dir: str) -> dict:
     info = latest(out_dir)
     if info is None:
-        raise ValueError(f"no saved training state in {out_dir}")
-    return read_json(os.path.join(out_dir, info["dir"], "train.json"))
+        raise CheckpointError(f"no saved training state in {out_dir}")
+    return read_json(inside(state_dir(out_dir, info), "train.json", what="state file"))
 
 
 def load_state(out_dir: str, prior, ema, opt, scaler) -> dict:
     """Restore everything saved by :func:`save_state` into the given objects (the prior's weights in
     place; it must have been built from ``state/model/config.json``); -> the ``train`` dict."""
-    from safetensors.torch import load_model
-
     rank, world = _dist()
     info = latest(out_dir)
-    path = os.path.join(out_dir, info["dir"])
-    train = read_json(os.path.join(path, "train.json"))
-    if train["world_size"] != world:
-        raise ValueError(f"{path} was saved by {train['world_size']} processes, this run has {world}: the data "
-                         "shards and RNG states would not match (resume with the same number of processes)")
-    load_model(prior, os.path.join(path, "model", "model.safetensors"), strict=True)
-    for k, v in load_safetensors(os.path.join(path, "ema.safetensors"))[0].items():
-        if k not in ema.shadow:
-            raise ValueError(f"{path}: EMA entry {k!r} is not a trainable parameter of this prior")
+    if info is None:
+        raise CheckpointError(f"no saved training state in {out_dir}")
+    path = state_dir(out_dir, info)
+
+    def file(*parts):
+        return inside(path, *parts, what="state file")
+
+    train = read_json(file("train.json"))
+    if train.get("world_size") != world:
+        raise CheckpointError(f"{path} was saved by {train.get('world_size')} processes, this run has {world}: the "
+                              "data shards and RNG states would not match (resume with the same number of processes)")
+    _load_model(prior, file("model", "model.safetensors"))
+    for k, v in _load_matching({k: t for k, t in ema.shadow.items()}, file("ema.safetensors"), "EMA").items():
         ema.shadow[k].copy_(v)
-    optimizer_from_flat(opt, load_safetensors(os.path.join(path, "optimizer.safetensors"))[0],
-                        read_json(os.path.join(path, "optimizer.json")))
+    flat = load_safetensors(file("optimizer.safetensors"))[0]
+    _check_optimizer_shapes(opt, flat, file("optimizer.safetensors"))
+    optimizer_from_flat(opt, flat, read_json(file("optimizer.json")))
     scaler.load_state_dict(train["scaler"])
-    set_rng_state(load_safetensors(os.path.join(path, f"rng-rank{rank}.safetensors"))[0],
-                  read_json(os.path.join(path, f"rng-rank{rank}.json")))
+    set_rng_state(load_safetensors(file(f"rng-rank{rank}.safetensors"))[0], read_json(file(f"rng-rank{rank}.json")))
     return train
 
 
-__all__ = ["LATEST", "latest", "load_state", "load_train_json", "rng_state", "save_state", "set_rng_state"]
+def _load_matching(expected: dict[str, torch.Tensor], path: str, what: str,
+                   exact: bool = True) -> dict[str, torch.Tensor]:
+    """Tensors of ``path`` after checking their names and shapes against ``expected`` (a state of
+    another prior size is refused before anything is copied). ``exact``: no name may be missing
+    (a model file may omit tensors that share storage with another one)."""
+    tensors = load_safetensors(path)[0]
+    missing = sorted(set(expected) - set(tensors)) if exact else []
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{path}: the {what} state is not of this prior (missing {missing[:3]}, "
+                              f"unexpected {extra[:3]})")
+    for k, t in tensors.items():
+        if tuple(t.shape) != tuple(expected[k].shape):
+            raise CheckpointError(f"{path}: {what} tensor {k!r} has shape {list(t.shape)}, this prior's run config "
+                                  f"gives {list(expected[k].shape)} (a state of another prior size)")
+    return tensors
+
+
+def _load_model(prior, path: str) -> None:
+    from safetensors.torch import load_model
+
+    _load_matching(prior.state_dict(), path, "model", exact=False)
+    try:
+        load_model(prior, path, strict=True)
+    except RuntimeError as exc:  # missing tensors: the first line of torch's report is enough
+        raise CheckpointError(f"{path}: not a model of this prior ({str(exc).splitlines()[0]})") from exc
+
+
+def _check_optimizer_shapes(opt, flat: dict[str, torch.Tensor], path: str) -> None:
+    """Every ``state.<param>.<key>`` tensor of a param-shaped moment must match that parameter."""
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for name, t in flat.items():
+        parts = name.split(".", 2)
+        if len(parts) != 3 or parts[0] != "state" or not parts[1].isdigit():
+            raise CheckpointError(f"{path}: unexpected optimizer entry {name!r}")
+        pid = int(parts[1])
+        if pid >= len(params):
+            raise CheckpointError(f"{path}: optimizer state for parameter {pid}, this prior has {len(params)}")
+        if t.dim() > 0 and tuple(t.shape) != tuple(params[pid].shape):
+            raise CheckpointError(f"{path}: optimizer tensor {name!r} has shape {list(t.shape)}, parameter {pid} "
+                                  f"of this prior is {list(params[pid].shape)} (a state of another prior size)")
+
+
+__all__ = ["LATEST", "latest", "load_state", "load_train_json", "rng_state", "save_state", "set_rng_state", "state_dir"]

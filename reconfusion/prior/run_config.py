@@ -66,10 +66,9 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: str) -> None:
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        os.replace(tmp, path)
+        from ..safe_io import write_json
+
+        write_json(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -105,6 +104,7 @@ def build_prior(model: dict):
 def resolve_resume(cfg: TrainConfig, out_dir: str) -> tuple[TrainConfig, str | None]:
     """With a saved state in ``out_dir``: (its config, with this command's ``steps``; the saved model
     directory), reporting other differences; else ``(cfg, None)``."""
+    from ..safe_io import inside
     from . import checkpoint as ckpt
 
     info = ckpt.latest(out_dir)
@@ -116,7 +116,7 @@ def resolve_resume(cfg: TrainConfig, out_dir: str) -> tuple[TrainConfig, str | N
         log.warning("resuming %s: the saved run config is used; given values that differ are ignored: %s", out_dir,
                     ", ".join(f"{k}={new!r} (saved {old!r})" for k, (old, new) in sorted(diff.items())))
     saved.steps = cfg.steps
-    return saved, os.path.join(out_dir, info["dir"], "model")
+    return saved, inside(ckpt.state_dir(out_dir, info), "model", what="saved model")
 
 
 # ----------------------------------------------------------------------------------------- CLI

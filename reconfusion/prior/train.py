@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..safe_io import inside
 from . import checkpoint as ckpt
 from .examples import batch_cameras, square_resize  # noqa: F401 (re-exported)
 from .model import ReconFusionPrior
@@ -167,8 +168,8 @@ def _metrics_writer(out_dir: str | None, tensorboard: bool):
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:
             raise ValueError("tensorboard logging needs the `tensorboard` package (pip install tensorboard)") from exc
-        tb = SummaryWriter(os.path.join(out_dir, "tensorboard"))
-    return open(os.path.join(out_dir, "metrics.jsonl"), "a"), tb
+        tb = SummaryWriter(inside(out_dir, "tensorboard", what="log folder"))
+    return open(inside(out_dir, "metrics.jsonl", what="metrics file"), "a"), tb
 
 
 def train_prior(prior: ReconFusionPrior, dataset, cfg: TrainConfig, out_dir: str | None = None, device="cpu",
@@ -292,10 +293,19 @@ def _checkpoint(out_dir, step, batches, prior, ema, opt, scaler, cfg, dataset) -
     ckpt.save_state(out_dir, step, prior, ema, opt, scaler,
                     {"batches": batches, "data_position": list(dataset.position_after(0)), "config": cfg.to_dict()})
     if _rank() == 0:  # plain saved priors for use (reconstruct --prior OUT/ema)
-        prior.save(os.path.join(out_dir, "last"))
+        prior.save(_saved_prior_dir(out_dir, "last"))
         ema_prior = copy.deepcopy(prior)
         ema.copy_to(ema_prior)
-        ema_prior.save(os.path.join(out_dir, "ema"))
+        ema_prior.save(_saved_prior_dir(out_dir, "ema"))
+
+
+def _saved_prior_dir(out_dir: str, name: str) -> str:
+    """``out_dir/name`` and the files a saved prior writes there, all checked to stay inside ``out_dir``."""
+    from .model import CONFIG_NAME, WEIGHTS_NAME
+
+    for f in (CONFIG_NAME, WEIGHTS_NAME):
+        inside(out_dir, name, f, what="saved prior")
+    return inside(out_dir, name, what="saved prior")
 
 
 # ----------------------------------------------------------------------------------------- CLI
@@ -330,7 +340,7 @@ def run(args) -> int:
         os.makedirs(args.out, exist_ok=True)
         cfg, saved_model = resolve_resume(cfg, args.out)
         if rank == 0:
-            cfg.save(os.path.join(args.out, "run.json"))
+            cfg.save(inside(args.out, "run.json", what="run config"))
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         prior = ReconFusionPrior.load(saved_model) if saved_model else build_prior(cfg.model)
         torch.manual_seed(cfg.seed + 1000 * rank)  # per-rank noise / dropout streams
