@@ -1,0 +1,25 @@
+"""benchmarks/results/README.md is generated from the committed records: it must equal the regenerated text."""
+import json
+
+from benchmarks.results_index import RESULTS, main, render
+
+
+def test_committed_results_readme_equals_the_regenerated_one():
+    assert (RESULTS / "README.md").read_text() == render(), "stale: run python -m benchmarks.results_index"
+    assert main(["--check"]) == 0
+
+
+def test_every_ablation_record_gets_one_row_with_its_rounded_metrics(tmp_path):
+    records = [
+        {"tag": "a", "scene": "fern", "views": 3, "seed": 0, "preset": "tiny", "overrides": {"x.y": False},
+         "metrics": {"10": {"psnr": 18.004, "ssim": 0.5}, "2": {"psnr": 17.0, "ssim": 0.4}},
+         "it_per_s": 9.96, "train_seconds": 12.4, "resolution": [8, 6]},
+        {"tag": "b", "scene": "lego", "views": 8, "seed": 1, "preset": "tiny", "overrides": {},
+         "metrics": {"5": {"psnr": 20.0, "ssim": 0.75}}, "it_per_s": 1.0, "train_seconds": 5.0,
+         "resolution": [4, 4], "preset_note": "tiny as of commit abc"},
+    ]
+    (tmp_path / "fewview_ablation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    text = render(tmp_path)
+    assert "| a | fern | 3 | 8x6 | 0 | `x.y=false` | 2: 17.00 / 0.400; 10: 18.00 / 0.500 | 10.0 | 12 |" in text
+    assert "### `tiny`: tiny as of commit abc" in text and "| b | lego | 8 | 4x4 | 1 | none |" in text
+    assert "None committed" in text  # no kernel benchmark JSON in this folder
