@@ -10,6 +10,7 @@ Sources (all under ``benchmarks/results/``):
 ``python -m benchmarks.results_index`` rewrites the README; ``--check`` exits 1 when it is stale.
 No number is typed here: every figure comes from one of the files above.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,13 +82,16 @@ def ten_minute_run(results: Path) -> list[str]:
         return []
     r = json.loads((run / "results.json").read_text())
     log = run / "run.log"
-    comments = [ln.lstrip("# ").rstrip() for ln in log.read_text().splitlines() if ln.startswith("#")] if log.is_file() else []
+    comments = (
+        [ln.lstrip("# ").rstrip() for ln in log.read_text().splitlines() if ln.startswith("#")] if log.is_file() else []
+    )
     per_view = ", ".join(f"{v['view']}: {v['psnr']:.2f}" for v in r["per_view"])
     w, h = r["resolution"]
     out = ["## The 10-minute run (`fewview_10min/`)", ""]
     out += [f"> {c}" for c in comments] + ([""] if comments else [])
     out += [
-        "| scene | views | resolution | train views | test views | PSNR / SSIM | PSNR per test view | train s | total s |",
+        "| scene | views | resolution | train views | test views | PSNR / SSIM | PSNR per test view "
+        "| train s | total s |",
         "|---|---:|---|---|---|---|---|---:|---:|",
         f"| {r['scene']} | {r['n_train_views']} | {w}x{h} | {r['train_ids']} | {r['test_ids']} | "
         f"{_fmt_metric(r['mean'])} | {per_view} | {r['train_seconds']:.0f} | {r['total_seconds']:.0f} |",
@@ -116,22 +120,33 @@ def ablation_records(results: Path) -> list[str]:
     ]
     for note, recs in groups.items():
         out += [f"### `{recs[0]['preset']}`: {note}", ""]
-        out += ["| tag | scene | views | res. | seed | overrides | PSNR / SSIM at iteration | it/s | train s |",
-                "|---|---|---:|---|---:|---|---|---:|---:|"]
+        out += [
+            "| tag | scene | views | res. | seed | overrides | PSNR / SSIM at iteration | it/s | train s |",
+            "|---|---|---:|---|---:|---|---|---:|---:|",
+        ]
         for rec in recs:
             overrides = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in rec["overrides"].items()) or "none"
-            at = "; ".join(f"{it}: {_fmt_metric(m)}" for it, m in sorted(rec["metrics"].items(), key=lambda kv: int(kv[0])))
+            at = "; ".join(
+                f"{it}: {_fmt_metric(m)}" for it, m in sorted(rec["metrics"].items(), key=lambda kv: int(kv[0]))
+            )
             w, h = rec["resolution"]
-            out.append(f"| {rec['tag']} | {rec['scene']} | {rec['views']} | {w}x{h} | {rec['seed']} | {overrides} | "
-                       f"{at} | {rec['it_per_s']:.1f} | {rec['train_seconds']:.0f} |")
+            out.append(
+                f"| {rec['tag']} | {rec['scene']} | {rec['views']} | {w}x{h} | {rec['seed']} | {overrides} | "
+                f"{at} | {rec['it_per_s']:.1f} | {rec['train_seconds']:.0f} |"
+            )
         out.append("")
     return out
 
 
 def render(results: Path = RESULTS) -> str:
     """The README text for ``results``: header, generated sections, then notes.md verbatim."""
-    parts = [HEADER.splitlines(), kernel_runs(results), fewview_benchmarks(results), ten_minute_run(results),
-             ablation_records(results)]
+    parts = [
+        HEADER.splitlines(),
+        kernel_runs(results),
+        fewview_benchmarks(results),
+        ten_minute_run(results),
+        ablation_records(results),
+    ]
     notes = results / "notes.md"
     if notes.is_file():
         parts.append(notes.read_text().rstrip("\n").splitlines())

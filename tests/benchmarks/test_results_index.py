@@ -1,4 +1,5 @@
 """benchmarks/results/README.md is generated from the committed records: it must equal the regenerated text."""
+
 import json
 
 from benchmarks.results_index import RESULTS, main, render
@@ -11,12 +12,31 @@ def test_committed_results_readme_equals_the_regenerated_one():
 
 def test_every_ablation_record_gets_one_row_with_its_rounded_metrics(tmp_path):
     records = [
-        {"tag": "a", "scene": "fern", "views": 3, "seed": 0, "preset": "tiny", "overrides": {"x.y": False},
-         "metrics": {"10": {"psnr": 18.004, "ssim": 0.5}, "2": {"psnr": 17.0, "ssim": 0.4}},
-         "it_per_s": 9.96, "train_seconds": 12.4, "resolution": [8, 6]},
-        {"tag": "b", "scene": "lego", "views": 8, "seed": 1, "preset": "tiny", "overrides": {},
-         "metrics": {"5": {"psnr": 20.0, "ssim": 0.75}}, "it_per_s": 1.0, "train_seconds": 5.0,
-         "resolution": [4, 4], "preset_note": "tiny as of commit abc"},
+        {
+            "tag": "a",
+            "scene": "fern",
+            "views": 3,
+            "seed": 0,
+            "preset": "tiny",
+            "overrides": {"x.y": False},
+            "metrics": {"10": {"psnr": 18.004, "ssim": 0.5}, "2": {"psnr": 17.0, "ssim": 0.4}},
+            "it_per_s": 9.96,
+            "train_seconds": 12.4,
+            "resolution": [8, 6],
+        },
+        {
+            "tag": "b",
+            "scene": "lego",
+            "views": 8,
+            "seed": 1,
+            "preset": "tiny",
+            "overrides": {},
+            "metrics": {"5": {"psnr": 20.0, "ssim": 0.75}},
+            "it_per_s": 1.0,
+            "train_seconds": 5.0,
+            "resolution": [4, 4],
+            "preset_note": "tiny as of commit abc",
+        },
     ]
     (tmp_path / "fewview_ablation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     text = render(tmp_path)
