@@ -1,6 +1,6 @@
-"""CUDA backend for proposal sampling: thin wrappers over the extension built from csrc/sampling.cu.
+"""CUDA backend for proposal sampling: thin wrappers over the extension built from csrc/sampling/.
 
-Implements :class:`rfkernels.sampling.SamplingKernels` (shapes and dtypes are documented there), as
+Implements :class:`rfkernels.sampling.contract.SamplingKernels` (shapes and dtypes are documented there), as
 :mod:`.triton` does; absent optional tensors (jitter, blur) are passed as empty tensors (the binding
 maps them to null pointers)."""
 from __future__ import annotations

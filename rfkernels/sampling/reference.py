@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import torch
 
-MODES = ("stratified", "single_jitter", "midpoint")
-
 
 # ------------------------------------------------------------------------------------- sampling
 def step_cdf(bins: torch.Tensor, weights: torch.Tensor, padding: float) -> torch.Tensor:

@@ -11,6 +11,8 @@
 
 Plain element-wise torch (differentiable, any device); ``near`` / ``far`` are floats or tensors
 broadcastable against the leading dims of ``t`` (e.g. ``[R]`` for ``t`` of shape ``[R, K]``).
+``near`` is finite; ``far = inf`` (an unbounded scene) is allowed where ``f(inf)`` is finite:
+``"inverse"`` and ``"power"`` with ``lam < 0`` (then ``s = 1`` is ``t = inf``).
 """
 from __future__ import annotations
 
@@ -27,6 +29,12 @@ def _power(x, lam):
 def _power_inv(y, lam):
     a = abs(lam - 1.0)
     return ((y * lam / a + 1.0) ** (1.0 / lam) - 1.0) * a
+
+
+def _bounded_at_infinity(kind: str, lam: float) -> bool:
+    """Whether f(inf) is finite, so that ``far = inf`` maps to s = 1: 1/t (``"inverse"``) and the power
+    ladder with lam < 0 are bounded; f(t) = t and the ladder with lam > 0 are not."""
+    return kind == "inverse" or (kind == "power" and lam < 0)
 
 
 def _align(v, t: torch.Tensor, name: str, t_name: str):
@@ -67,6 +75,12 @@ class SpaceMap:
             raise ValueError("`near` must be > 0 for kind='inverse' (f(t) = 1/t)")
         if kind == "power" and bool((near_t < 0).any()):
             raise ValueError("`near` must be >= 0 for kind='power'")
+        if bool(near_t.isinf().any()):
+            raise ValueError("`near` must be finite")
+        if bool(far_t.isinf().any()) and not _bounded_at_infinity(kind, lam):
+            raise ValueError(f"`far` must be finite for kind={kind!r}{'' if kind == 'linear' else f' with lam={lam}'} "
+                             "(f(far) = inf: t_to_s is 0 for every finite t, s_to_t inf or NaN); unbounded scenes use "
+                             "kind='inverse' or 'power' with lam < 0")
         self.kind, self.near, self.far, self.lam, self.premult = kind, near, far, float(lam), float(premult)
 
     def _f(self, t):

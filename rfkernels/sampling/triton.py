@@ -8,7 +8,7 @@ in blocks (``tl.cumsum`` + a scalar carry). ``_cdf_kernel`` (step CDF) -> [blur:
 (merged knots ``t -+ r`` placed by rank, density at each) -> ``_knot_cdf_kernel`` (trapezoid CDF)]
 -> ``_invert_kernel`` (one lane per output sample). See :mod:`.reference` for the formulas.
 
-Implements :class:`rfkernels.sampling.SamplingKernels` (with :mod:`.triton_interlevel`).
+Implements :class:`rfkernels.sampling.contract.SamplingKernels` (with :mod:`.triton_interlevel`).
 """
 from __future__ import annotations
 

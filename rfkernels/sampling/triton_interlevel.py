@@ -5,7 +5,7 @@ Outer loss: ``_hist_prefix_kernel`` (proposal prefix mass) -> ``_outer_fwd_kerne
 (suffix sums = grad of the proposal weights). Blurred loss: ``_hist_prefix_kernel`` (fine prefix
 mass + integral) -> ``_blurred_fwd_kernel`` (one lane per proposal bin; also writes the elementwise
 d loss / d wp used by the backward). See :mod:`.reference` for the formulas and
-:class:`rfkernels.sampling.SamplingKernels` for the launchers' contract.
+:class:`rfkernels.sampling.contract.SamplingKernels` for the launchers' contract.
 """
 from __future__ import annotations
 

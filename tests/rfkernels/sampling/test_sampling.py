@@ -13,7 +13,7 @@ from tests.helpers.numerics import assert_close, assert_close_scaled
 MODES = ("stratified", "single_jitter", "midpoint")
 
 
-FAMILY = "sampling"  # fused_backend (conftest) also runs csrc/sampling.cu on the host
+FAMILY = "sampling"  # fused_backend (conftest) also runs csrc/sampling/ on the host
 
 
 def random_hist(R, S, device, dtype=torch.float32, lo=0.5, span=4.0, zero_ray=True):
@@ -588,3 +588,31 @@ def test_space_map_known_values(device):
         rfkernels.SpaceMap("inverse", 0.0, 1.0)
     with pytest.raises(ValueError, match="far"):
         rfkernels.SpaceMap("linear", 2.0, 1.0)
+
+
+@pytest.mark.parametrize("kind, lam", [("linear", -1.5), ("power", 0.5), ("power", 2.0)])
+def test_space_map_unbounded_far_rejected_where_f_is_unbounded(kind, lam):
+    """Issue 25: f(inf) = inf (linear, power ladder with lam > 0) made every s_to_t inf or NaN and
+    every t_to_s 0; far = inf (scalar or one ray of a per-ray tensor) is a ValueError naming `far`."""
+    for far in (math.inf, torch.tensor([4.0, math.inf], dtype=torch.float64)):
+        with pytest.raises(ValueError, match="`far` must be finite"):
+            rfkernels.SpaceMap(kind, 0.0, far, lam=lam)
+    with pytest.raises(ValueError, match="`near` must be finite"):
+        rfkernels.SpaceMap("linear", -math.inf, 1.0)
+
+
+@pytest.mark.parametrize("kind, near", [("inverse", 0.5), ("power", 0.0)])
+def test_space_map_unbounded_far_where_f_is_bounded(device, kind, near):
+    """1/t and the power ladder with lam < 0 are bounded at inf: far = inf maps s = 1 to t = inf and
+    s < 1 to finite, increasing t, and the maps invert each other; a finite far in the same per-ray
+    tensor is unaffected."""
+    f64 = dict(dtype=torch.float64, device=device)
+    far = torch.tensor([math.inf, 10.0], **f64)
+    m = rfkernels.SpaceMap(kind, near, far)
+    s = torch.linspace(0, 1, 17, **f64).expand(2, 17)
+    t = m.s_to_t(s)
+    assert_close(t[:, 0], torch.full((2,), near, **f64), atol=1e-12, name="s=0 -> near")
+    assert t[0, -1].item() == math.inf and abs(t[1, -1].item() - 10.0) < 1e-9, t[:, -1]
+    assert bool(torch.isfinite(t[:, :-1]).all()) and bool((t[:, 1:] > t[:, :-1]).all()), t
+    assert_close(m.t_to_s(t), s, atol=1e-12, name="round trip s (t = inf included)")
+    assert_close(m.t_to_s(m.s_to_t(s[:, :-1])), s[:, :-1], atol=1e-12, name="round trip finite t")
