@@ -65,14 +65,20 @@ class Fused:
 
     def interlevel(self, t, w, fine: Histogram, tp, wp, prop: Histogram, blur, eps):
         device = t.device
-        t_off = fine.offsets if fine.offsets is not None else _packing.padded_offsets(fine.n_rays, fine.max_bins, device)
-        tp_off = prop.offsets if prop.offsets is not None else _packing.padded_offsets(prop.n_rays, prop.max_bins, device)
+        t_off, tp_off = _packed_offsets(fine, device), _packed_offsets(prop, device)
         loss = Interlevel.apply(
             _f32(t), _f32(w), t_off, _f32(tp), _f32(wp), tp_off,
             blur if blur is not None else t.new_empty(0, dtype=torch.float32),
             eps, fine.max_bins, prop.max_bins, self.kernels,
         )
         return loss.to(wp.dtype)
+
+
+def _packed_offsets(hist: Histogram, device) -> torch.Tensor:
+    """[R+1] int64 offsets of the packed copy (regular strides for padded inputs)."""
+    if hist.offsets is not None:
+        return hist.offsets
+    return _packing.padded_offsets(hist.n_rays, hist.max_bins, device)
 
 
 def _f32(x: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,8 @@ def _layout(sigmas, offsets, ray_indices, n_rays, name="sigmas") -> Layout:
     validate = _checks.validation_enabled()
     if sigmas.dim() == 2:
         if offsets is not None or ray_indices is not None:
-            raise ValueError(f"`{name}` is padded [R, S]: do not pass `offsets`/`ray_indices` (they are for packed [N] inputs)")
+            raise ValueError(f"`{name}` is padded [R, S]: do not pass `offsets`/`ray_indices` "
+                             "(they are for packed [N] inputs)")
         return Layout(True, sigmas.shape[0], None, tuple(sigmas.shape), name)
     if offsets is None and ray_indices is None:
         raise ValueError(f"`{name}` is packed [N]: pass `offsets` [R+1] or `ray_indices` [N] with `n_rays`")
