@@ -109,7 +109,10 @@ RFK_HD void composite_backward_ray(const CompositeArgs& a, int64_t ray, const fl
         float contrib = mul0(w, v);
         if (g_trans) contrib += T * g_trans[i];
         prefix += contrib;
-        float g_tau = (active ? T_next * v : 0.f) - (total - prefix);
+        // behind a sample that passes no light the true suffix is exactly 0; total - prefix would leave
+        // its rounding error, multiplied by sigma into the gradient (the rule of the Triton backward too)
+        const float suffix = T_next == 0.f ? 0.f : total - prefix;
+        float g_tau = (active ? T_next * v : 0.f) - suffix;
         g_sigma[i] = regular ? g_tau * delta : 0.f;  // saturated / 0 * inf taus pass no gradient
         g_delta[i] = regular ? g_tau * sigma : 0.f;
         tau_sum += tau;
