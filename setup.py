@@ -5,24 +5,37 @@ CUDA (the extension is JIT-built with ninja on first CUDA use, see ``rfkernels/_
 Set ``RFKERNELS_BUILD_CUDA=1`` (and pass ``--no-build-isolation`` so torch is importable) to build
 the CUDA extension ahead of time as ``rfkernels._C``.
 """
-import glob
+import importlib.util
 import os
 import re
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
-VERSION = re.search(r'^__version__ = "([^"]+)"', open("rfkernels/_version.py").read(), re.M).group(1)
+HERE = Path(__file__).resolve().parent
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "rfkernels/_version.py").read_text(), re.M).group(1)
 
+
+def _load_build_flags():
+    """rfkernels/_build.py loaded by path: importing the rfkernels package would import torch."""
+    spec = importlib.util.spec_from_file_location("rfkernels_build", HERE / "rfkernels" / "_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _load_build_flags()
 ext_modules, cmdclass = [], {}
 if os.environ.get("RFKERNELS_BUILD_CUDA", "0") == "1":
     from torch.utils.cpp_extension import BuildExtension, CUDAExtension  # opt-in only
 
-    sources = sorted(glob.glob("csrc/*.cu")) + sorted(glob.glob("csrc/*.cpp"))
+    csrc = HERE / "csrc"
     ext_modules = [
         CUDAExtension(
-            "rfkernels._C",
-            sources,
-            extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "--use_fast_math", "-lineinfo"]},
+            build.AOT_EXTENSION_NAME,
+            [str(p.relative_to(HERE)) for p in build.sources(csrc)],  # setuptools wants relative paths
+            include_dirs=[str(p) for p in build.include_dirs(csrc)],
+            extra_compile_args={"cxx": list(build.CXX_FLAGS), "nvcc": list(build.NVCC_FLAGS)},
         )
     ]
     cmdclass = {"build_ext": BuildExtension}
@@ -31,10 +44,11 @@ setup(
     name="rfkernels",
     version=VERSION,
     description="Fused kernels for few-view NeRF with diffusion priors, and the ReconFusion library",
-    # csrc/ also ships inside the wheel as rfkernels/_csrc so that a non-editable install can JIT-build
+    # csrc/ (every folder) also ships inside the wheel as rfkernels/_csrc so that a non-editable
+    # install can JIT-build
     packages=find_packages(include=["rfkernels*", "reconfusion*"]) + ["rfkernels._csrc"],
     package_dir={"rfkernels._csrc": "csrc"},
-    package_data={"reconfusion": ["demo/*", "demo/**/*"], "rfkernels._csrc": ["*.cu", "*.cuh", "*.h", "*.cpp"]},
+    package_data={"reconfusion": ["demo/*", "demo/**/*"], "rfkernels._csrc": list(build.PACKAGE_DATA)},
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy", "imageio", "pillow", "tqdm", "safetensors"],

@@ -6,10 +6,12 @@
    ``$RFK_CI_CACHE`` (default ``~/.cache/rfkernels-ci``) and extracts only ``torch/include``,
    ``torch/lib``, ``torch/version.py`` and ``torch/utils/cpp_extension.py`` (torch is never
    installed). If the index is unreachable it prints a ``SKIP`` line and exits 0.
-2. Compiles every ``csrc/*.cu`` with nvcc and every ``csrc/*.cpp`` with c++ using the flags the JIT
-   build (``rfkernels/_cuda_ext.py`` -> ``torch.utils.cpp_extension.load``) uses on one sm_90 GPU:
-   the ``extra_*cflags`` are read from ``_cuda_ext.py`` and ``COMMON_NVCC_FLAGS`` from the wheel's
-   ``cpp_extension.py`` (both by parsing, not copied), links the ``.so`` as ``load`` does.
+2. Checks the layout of ``csrc/`` (``common/`` and, per family, ``kernels.h``, ``kernels.cu``,
+   ``bind.cpp``), then compiles every ``.cu`` under it with nvcc and every ``.cpp`` with c++ using the
+   flags the JIT build (``rfkernels/_cuda_ext.py`` -> ``torch.utils.cpp_extension.load``) uses on one
+   sm_90 GPU: sources, include path, extension name and ``extra_*cflags`` from ``rfkernels/_build.py``
+   (loaded by path: no torch, no rfkernels import) and ``COMMON_NVCC_FLAGS`` from the wheel's
+   ``cpp_extension.py`` (parsed, not copied); links the ``.so`` as ``load`` does.
 3. Checks the ``.so``: no undefined ``rfk`` symbol, every undefined symbol is defined by torch's
    libraries, cudart, the C/C++ runtime or Python, ``PyInit_<name>`` is exported, and every
    function the Python side calls on the module (``module().<fn>(`` in ``rfkernels/``) is bound.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
@@ -36,7 +39,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TORCH_VERSION = "2.11.0"
 TORCH_LOCAL = "+cu130"
-ARCH = "90"  # H100/H200: what _get_cuda_arch_flags returns for one visible sm_90 device
+
+
+def _load_build():
+    """rfkernels/_build.py by path (the rfkernels package imports torch; this script never does)."""
+    spec = importlib.util.spec_from_file_location("rfkernels_build", ROOT / "rfkernels" / "_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BUILD = _load_build()
+ARCH = BUILD.OFFLINE_ARCH  # H100/H200: what _get_cuda_arch_flags returns for one visible sm_90 device
 
 
 def log(msg: str) -> None:
@@ -84,21 +98,19 @@ def check_version(torch_dir: Path) -> str:
     return version
 
 
-# ---------------------------------------------------------------- flags, as the JIT build makes them
-def jit_load_kwargs() -> dict:
-    """The literal keyword arguments of ``cpp_extension.load(...)`` in rfkernels/_cuda_ext.py."""
-    tree = ast.parse((ROOT / "rfkernels" / "_cuda_ext.py").read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "load":
-            out = {}
-            for kw in node.keywords:
-                try:
-                    out[kw.arg] = ast.literal_eval(kw.value)
-                except ValueError:
-                    pass
-            if "name" in out:
-                return out
-    raise SystemExit("FAILED: no cpp_extension.load(name=...) call found in rfkernels/_cuda_ext.py")
+# ---------------------------------------------------------------- layout, flags as the JIT build makes them
+def check_layout(csrc: Path) -> list[str]:
+    """The op families of ``csrc``; fails unless it has the module source and every family folder
+    (a folder other than ``common/``) holds the files every family has."""
+    problems = [] if (csrc / BUILD.MODULE_SOURCE).is_file() else [f"{BUILD.MODULE_SOURCE} is missing"]
+    folders = sorted(p for p in csrc.iterdir() if p.is_dir() and p.name != BUILD.COMMON)
+    for folder in folders:
+        missing = [f for f in BUILD.FAMILY_FILES if not (folder / f).is_file()]
+        if missing:
+            problems.append(f"{folder.name}/ lacks {', '.join(missing)}")
+    if problems:
+        raise SystemExit(f"FAILED: {csrc} does not have the csrc/ layout (rfkernels/_build.py): " + "; ".join(problems))
+    return [p.name for p in folders]
 
 
 def common_nvcc_flags(cpp_extension: Path) -> list[str]:
@@ -132,22 +144,23 @@ def cuda_home() -> Path:
     raise SystemExit("FAILED: CUDA headers not found (set CUDA_HOME)")
 
 
-def build_flags(torch_dir: Path, cuda: Path) -> dict:
-    kw = jit_load_kwargs()
-    name = kw["name"]
+def build_flags(torch_dir: Path, cuda: Path, csrc: Path) -> dict:
+    name = BUILD.EXTENSION_NAME
     abi = cxx11_abi(torch_dir / "lib" / "libc10.so")
+    # load(extra_include_paths=...) comes first, as -I; torch's, CUDA's and Python's as -isystem
+    own = [f"-I{d}" for d in BUILD.include_dirs(csrc)]
     includes = [torch_dir / "include", torch_dir / "include" / "torch" / "csrc" / "api" / "include", cuda / "include",
                 Path(sysconfig.get_path("include", scheme="posix_prefix"))]
     # _write_ninja_file_to_build_library: common_cflags, then per-language flags. The ABI define is
     # what that torch was built with (gcc's default, so the JIT build gets the same without it).
     common = [f"-DTORCH_EXTENSION_NAME={name}", "-DTORCH_API_INCLUDE_EXTENSION_H",
-              f"-D_GLIBCXX_USE_CXX11_ABI={abi}"]
+              f"-D_GLIBCXX_USE_CXX11_ABI={abi}"] + own
     for inc in includes:
         common += ["-isystem", str(inc)]
-    cflags = common + ["-fPIC", "-std=c++17"] + list(kw.get("extra_cflags", []))
+    cflags = common + ["-fPIC", "-std=c++17"] + list(BUILD.CXX_FLAGS)
     cuda_flags = (common + common_nvcc_flags(torch_dir / "utils" / "cpp_extension.py")
                   + [f"-gencode=arch=compute_{ARCH},code=compute_{ARCH}", f"-gencode=arch=compute_{ARCH},code=sm_{ARCH}",
-                     "--compiler-options", "-fPIC"] + list(kw.get("extra_cuda_cflags", [])))
+                     "--compiler-options", "-fPIC"] + list(BUILD.NVCC_FLAGS))
     if not any(f.startswith("-std=") for f in cuda_flags):
         cuda_flags.append("-std=c++17")
     ldflags = ["-shared", f"-L{torch_dir / 'lib'}", "-lc10", "-lc10_cuda", "-ltorch_cpu", "-ltorch_cuda", "-ltorch",
@@ -156,31 +169,33 @@ def build_flags(torch_dir: Path, cuda: Path) -> dict:
 
 
 # ---------------------------------------------------------------- compile + link
-def _object_key(src: Path, cmd: list[str], tool_version: str) -> str:
+def _object_key(src: Path, csrc: Path, cmd: list[str], tool_version: str) -> str:
     """Content key of one object: the command (flags), the compiler, the source and every csrc header
     (a change to any header rebuilds everything; torch's headers are fixed by its version)."""
     h = hashlib.sha1("\0".join(cmd[1:] + [tool_version]).encode())
-    for f in [src] + sorted(p for p in src.parent.iterdir() if p.suffix in (".h", ".cuh")):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    for f in [src] + BUILD.headers(csrc):
+        h.update(f.relative_to(csrc).as_posix().encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:20]
 
 
 def compile_all(csrc: Path, build: Path, flags: dict, jobs: int, objcache: Path | None) -> list[Path]:
     """Compile every source (``jobs`` at a time); objects are reused from ``objcache`` by content key."""
-    sources = sorted(csrc.glob("*.cu")) + sorted(csrc.glob("*.cpp"))
+    sources = BUILD.sources(csrc)
     nvcc = os.environ.get("NVCC") or shutil.which("nvcc")
     versions = {t: subprocess.run([t, "--version"], capture_output=True, text=True).stdout for t in (nvcc, "c++")}
     if objcache:
         objcache.mkdir(parents=True, exist_ok=True)
 
+    def stem(src: Path) -> str:  # unique across family folders (every one has kernels.cu, bind.cpp)
+        return BUILD.object_stem(src, csrc) + (".cuda" if src.suffix == ".cu" else "")
+
     def one(src: Path):
+        obj = build / f"{stem(src)}.o"
         if src.suffix == ".cu":
-            obj = build / f"{src.stem}.cuda.o"
             cmd = [nvcc, *flags["cuda_flags"], "-c", str(src), "-o", str(obj)]
         else:
-            obj = build / f"{src.stem}.o"
             cmd = ["c++", *flags["cflags"], "-c", str(src), "-o", str(obj)]
-        cached = objcache / f"{obj.stem}-{_object_key(src, cmd[:-4], versions[cmd[0]])}.o" if objcache else None
+        cached = objcache / f"{obj.stem}-{_object_key(src, csrc, cmd[:-4], versions[cmd[0]])}.o" if objcache else None
         t0 = time.perf_counter()
         if cached and cached.is_file():
             shutil.copyfile(cached, obj)
@@ -194,20 +209,20 @@ def compile_all(csrc: Path, build: Path, flags: dict, jobs: int, objcache: Path 
     failed, objects = [], []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for src, obj, r, dt in pool.map(one, sources):
+            rel = src.relative_to(csrc).as_posix()
             if r is None:
-                log(f"  {src.name:<22} cached (same source, headers and flags)")
+                log(f"  {rel:<24} cached (same source, headers and flags)")
                 objects.append(obj)
                 continue
             status = "ok" if r.returncode == 0 else f"FAILED (exit {r.returncode})"
-            log(f"  {src.name:<22} {dt:6.1f} s  {status}")
+            log(f"  {rel:<24} {dt:6.1f} s  {status}")
             if r.returncode != 0:
                 log((r.stdout + r.stderr).rstrip())
-                failed.append(src.name)
+                failed.append(rel)
             objects.append(obj)
     if objcache:  # keep the 4 most recently used objects per source
         for src in sources:
-            stem = f"{src.stem}.cuda" if src.suffix == ".cu" else src.stem
-            old = sorted(objcache.glob(f"{stem}-*.o"), key=lambda p: p.stat().st_mtime, reverse=True)[4:]
+            old = sorted(objcache.glob(f"{stem(src)}-*.o"), key=lambda p: p.stat().st_mtime, reverse=True)[4:]
             for p in old:
                 p.unlink(missing_ok=True)
     if failed:
@@ -303,16 +318,18 @@ def main(argv=None) -> int:
         return 0
     version = check_version(torch_dir)
     cuda = cuda_home()
-    flags = build_flags(torch_dir, cuda)
-    log(f"building {flags['name']}.so against torch {version} headers ({torch_dir}), CUDA {cuda}, sm_{ARCH}, "
-        f"_GLIBCXX_USE_CXX11_ABI={flags['abi']}, {args.jobs} jobs")
+    csrc = args.csrc.resolve()
+    families = check_layout(csrc)
+    flags = build_flags(torch_dir, cuda, csrc)
+    log(f"building {flags['name']}.so ({', '.join(families)}) against torch {version} headers ({torch_dir}), "
+        f"CUDA {cuda}, sm_{ARCH}, _GLIBCXX_USE_CXX11_ABI={flags['abi']}, {args.jobs} jobs")
     log("  c++  " + " ".join(f for f in flags["cflags"] if not f.startswith("/") and f != "-isystem"))
     log("  nvcc " + " ".join(f for f in flags["cuda_flags"] if not f.startswith("/") and f != "-isystem"))
     build = args.keep or Path(tempfile.mkdtemp(prefix="rfk-build-ext-"))
     build.mkdir(parents=True, exist_ok=True)
     try:
         objcache = None if args.no_object_cache else args.cache / "objects"
-        objects = compile_all(args.csrc.resolve(), build, flags, args.jobs, objcache)
+        objects = compile_all(csrc, build, flags, args.jobs, objcache)
         so = link(objects, build, flags)
         check_so(so, torch_dir, cuda, flags["name"])
     finally:

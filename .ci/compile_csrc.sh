@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# Compile-check csrc/ without a GPU:
+# Compile-check csrc/ without a GPU, with the extension's sources, include path and flags
+# (rfkernels/_build.py):
 #  - every torch-free kernel file (*.cu) with nvcc for sm_90, keeping ptxas' register/spill report;
 #  - every binding (*.cpp) with g++ -fsyntax-only against torch's headers. The CPU torch wheel lacks
 #    one generated CUDA header (c10/cuda/impl/cuda_cmake_macros.h); a stub with its one define is
-#    written to a temp dir. Usage: .ci/compile_csrc.sh [files...]  (default: all of csrc/)
+#    written to a temp dir. Usage: .ci/compile_csrc.sh [files...]  (default: every source under csrc/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+build() { python rfkernels/_build.py "$1"; }  # one value per line
 files=("$@")
-[ ${#files[@]} -gt 0 ] || files=(csrc/*.cu csrc/*.cpp)
+[ ${#files[@]} -gt 0 ] || mapfile -t files < <(build sources)
+[ ${#files[@]} -gt 0 ] || { echo "FAILED: no sources under csrc/"; exit 1; }
+INCLUDES=() NVCC_FLAGS=() CXX_FLAGS=()
+while read -r d; do INCLUDES+=("-I$d"); done < <(build include-dirs)
+mapfile -t NVCC_FLAGS < <(build nvcc-flags)
+mapfile -t CXX_FLAGS < <(build cxx-flags)
+ARCH=$(build offline-arch)
+NAME=$(build name)
 NVCC=${NVCC:-nvcc}
 command -v "$NVCC" >/dev/null || { echo "FAILED: nvcc not found (NVCC=$NVCC)"; exit 1; }
 CUDA_INC=${CUDA_INC:-$(dirname "$(dirname "$(readlink -f "$(command -v $NVCC)")")")/include}
@@ -24,7 +33,8 @@ for f in "${files[@]}"; do
       echo "== nvcc $f"
       # nvcc's exit status decides (not grep's): the full log is kept and filtered afterwards
       rc=0
-      $NVCC -c -std=c++17 -O3 -arch=sm_90 -Xptxas -v "$f" -o "$stub/$(basename "$f").o" >"$stub/log" 2>&1 || rc=$?
+      $NVCC -c -std=c++17 "${NVCC_FLAGS[@]}" -arch=sm_$ARCH -Xptxas -v "${INCLUDES[@]}" "$f" -o "$stub/unit.o" \
+        >"$stub/log" 2>&1 || rc=$?
       if [ $rc -eq 0 ]; then
         grep -E "error|warning|Compiling entry|registers|spill" "$stub/log" || true
       else
@@ -32,8 +42,8 @@ for f in "${files[@]}"; do
       fi ;;
     *.cpp)
       echo "== g++ -fsyntax-only $f"
-      g++ -std=c++20 -fsyntax-only -Wall -DTORCH_EXTENSION_NAME=rfkernels_cuda -I"$stub" $TORCH_INC \
-        -I"$CUDA_INC" $PY_INC "$f" || { echo "FAILED: $f"; status=1; } ;;
+      g++ -std=c++20 -fsyntax-only -Wall "${CXX_FLAGS[@]}" -DTORCH_EXTENSION_NAME="$NAME" -I"$stub" $TORCH_INC \
+        -I"$CUDA_INC" $PY_INC "${INCLUDES[@]}" "$f" || { echo "FAILED: $f"; status=1; } ;;
   esac
 done
 rm -rf "$stub"

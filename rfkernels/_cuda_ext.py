@@ -3,8 +3,9 @@
 Order of preference: an ahead-of-time build installed as ``rfkernels._C`` (``RFKERNELS_BUILD_CUDA=1
 pip install --no-build-isolation -e .``), else a JIT build with ``torch.utils.cpp_extension.load``
 on first CUDA use, cached under ``$RFKERNELS_CACHE`` (default ``~/.cache/rfkernels``) keyed by a
-hash of the sources, torch and CUDA versions. A failed build is remembered for the process and its
-log path is part of the error raised when ``backend="cuda"`` is requested.
+hash of the sources, torch and CUDA versions. Sources and flags come from ``rfkernels/_build.py``. A
+failed build is remembered for the process and its log path is part of the error raised when
+``backend="cuda"`` is requested.
 """
 from __future__ import annotations
 
@@ -17,32 +18,35 @@ from pathlib import Path
 
 import torch
 
+from . import _build
 from ._errors import BackendUnavailableError
 
-
-def _find_csrc() -> Path:
-    """``csrc/`` of a source checkout (editable install), else the copy a wheel ships as ``_csrc``."""
-    here = Path(__file__).resolve().parent
-    for cand in (here.parent / "csrc", here / "_csrc"):
-        if (cand / "bindings.cpp").is_file():
-            return cand
-    return here.parent / "csrc"
-
-
-CSRC = _find_csrc()
+CSRC = _build.find_csrc()
 _lock = threading.Lock()
 _module = None
 _error: str | None = None
 
 
-def _sources() -> list[Path]:
-    return sorted(CSRC.glob("*.cu")) + sorted(CSRC.glob("*.cpp"))
+def _unit_sources(build_dir: Path) -> list[Path]:
+    """One file per source, ``<build_dir>/units/<object stem><suffix>``, that includes it from the
+    csrc/ root: ``cpp_extension.load`` names objects by file name alone, and every family folder has
+    a ``kernels.cu`` and a ``bind.cpp``."""
+    units = build_dir / "units"
+    units.mkdir(parents=True, exist_ok=True)
+    out = []
+    for src in _build.sources(CSRC):
+        unit = units / f"{_build.object_stem(src, CSRC)}{src.suffix}"
+        text = f'#include "{src.relative_to(CSRC).as_posix()}"\n'
+        if not unit.is_file() or unit.read_text() != text:
+            unit.write_text(text)
+        out.append(unit)
+    return out
 
 
 def _cache_dir() -> Path:
     digest = hashlib.sha1()
-    for src in sorted(CSRC.glob("*")):
-        digest.update(src.name.encode())
+    for src in _build.sources(CSRC) + _build.headers(CSRC):
+        digest.update(src.relative_to(CSRC).as_posix().encode())
         digest.update(src.read_bytes())
     digest.update(torch.__version__.encode())
     digest.update(str(torch.version.cuda).encode())
@@ -58,7 +62,7 @@ def _static_reason() -> str | None:
     return None
 
 
-def _build():
+def _load():
     global _module, _error
     try:
         from . import _C  # type: ignore[attr-defined]  # ahead-of-time build
@@ -79,10 +83,11 @@ def _build():
           file=sys.stderr, flush=True)
     try:
         _module = cpp_extension.load(
-            name="rfkernels_cuda",
-            sources=[str(s) for s in _sources()],
-            extra_cflags=["-O3"],
-            extra_cuda_cflags=["-O3", "--use_fast_math", "-lineinfo"],
+            name=_build.EXTENSION_NAME,
+            sources=[str(s) for s in _unit_sources(build_dir)],
+            extra_include_paths=[str(p) for p in _build.include_dirs(CSRC)],
+            extra_cflags=list(_build.CXX_FLAGS),
+            extra_cuda_cflags=list(_build.NVCC_FLAGS),
             build_directory=str(build_dir),
             verbose=False,
         )
@@ -98,7 +103,7 @@ def unavailable_reason() -> str | None:
         return reason
     with _lock:
         if _module is None and _error is None:
-            _build()
+            _load()
     return _error
 
 

@@ -70,13 +70,32 @@ def _build_ext_module():
 
 
 def test_build_ext_reads_flags_and_calls_from_the_sources():
-    """The JIT flags come from rfkernels/_cuda_ext.py and the bound-function list from the Python side."""
+    """The flags are rfkernels/_build.py's (the JIT build's), loaded without importing rfkernels, and
+    the bound-function list comes from the Python side: some for every registered family."""
+    import rfkernels  # noqa: F401 - registers every family
+    from rfkernels import _build, _dispatch
+
     be = _build_ext_module()
-    kw = be.jit_load_kwargs()
-    assert kw["name"] == "rfkernels_cuda" and "--use_fast_math" in kw["extra_cuda_cflags"]
+    assert be.BUILD is not _build and be.BUILD.__file__ == _build.__file__
+    assert (be.BUILD.EXTENSION_NAME, be.BUILD.NVCC_FLAGS) == (_build.EXTENSION_NAME, _build.NVCC_FLAGS)
+    assert "--use_fast_math" in be.BUILD.NVCC_FLAGS
     calls = be.python_calls()
-    for family in ("volrend", "hashgrid", "sampling", "gather"):
+    for family in _dispatch.families():
         assert any(c.startswith(family) for c in calls), (family, calls)
+
+
+def test_build_ext_checks_the_csrc_layout(tmp_path):
+    """Every csrc family folder holds kernels.h, kernels.cu and bind.cpp; a folder that lacks one fails."""
+    import rfkernels  # noqa: F401
+    from rfkernels import _dispatch
+
+    be = _build_ext_module()
+    csrc = tmp_path / "csrc"
+    shutil.copytree(ROOT / "csrc", csrc)
+    assert sorted(be.check_layout(csrc)) == sorted(_dispatch.families())
+    (csrc / "gather" / "bind.cpp").unlink()
+    with pytest.raises(SystemExit, match="gather/ lacks bind.cpp"):
+        be.check_layout(csrc)
 
 
 def test_build_ext_skips_cleanly_without_the_index(tmp_path):
@@ -101,7 +120,7 @@ def test_build_ext_fails_on_binding_errors(tmp_path, breakage):
     _cached_torch()
     csrc = tmp_path / "csrc"
     shutil.copytree(ROOT / "csrc", csrc)
-    bind, cu = csrc / "bind_volrend.cpp", csrc / "volrend.cu"
+    bind, cu = csrc / "volrend" / "bind.cpp", csrc / "volrend" / "kernels.cu"
     text = bind.read_text()
     if breakage == "typo":
         assert "rfk::composite_forward(" in text
@@ -115,7 +134,7 @@ def test_build_ext_fails_on_binding_errors(tmp_path, breakage):
     r = subprocess.run([sys.executable, str(CI / "build_ext.py"), "--csrc", str(csrc)], cwd=ROOT,
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode != 0, r.stdout
-    expect = {"typo": ["bind_volrend.cpp:", "error:", "composite_forwrd"],
+    expect = {"typo": ["volrend/bind.cpp:", "error:", "composite_forwrd"],
               "unbound": ["does not bind: volrend_distortion_backward"],
               "undefined": ["undefined rfk symbols", "rfk::distortion_backward"]}[breakage]
     out = r.stdout + r.stderr  # compiler output on stdout, the final FAILED line on stderr

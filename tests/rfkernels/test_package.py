@@ -1,4 +1,5 @@
-"""Packaging and dispatch: setup.py never imports torch, info() reports backends, benchmark smoke."""
+"""Packaging and dispatch: setup.py never imports torch and ships csrc/, the build description
+(rfkernels/_build.py) matches csrc/ and the registry, info() reports backends, benchmark smoke."""
 import json
 import subprocess
 import sys
@@ -8,13 +9,14 @@ import pytest
 import torch
 
 import rfkernels
-from rfkernels import _dispatch
+from rfkernels import _build, _dispatch
 
 from tests.helpers.paths import ROOT  # noqa: E402
 
 
-def test_setup_py_does_not_import_torch(tmp_path):
-    # A meta-path hook makes any `import torch` fail while setup.py computes its metadata.
+@pytest.fixture
+def no_torch_env(tmp_path):
+    """An environment in which a meta-path hook makes any `import torch` fail."""
     blocker = tmp_path / "sitecustomize.py"
     blocker.write_text(
         "import sys\n"
@@ -24,11 +26,41 @@ def test_setup_py_does_not_import_torch(tmp_path):
         "            raise ImportError('torch imported at build time')\n"
         "sys.meta_path.insert(0, _Block())\n"
     )
-    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "setup.py", "--name", "--version"], cwd=ROOT, env=env,
+    return {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+
+def test_setup_py_does_not_import_torch(no_torch_env):
+    out = subprocess.run([sys.executable, "setup.py", "--name", "--version"], cwd=ROOT, env=no_torch_env,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "rfkernels" in out.stdout
+
+
+def test_wheel_ships_every_csrc_file_as_rfkernels_csrc(no_torch_env, tmp_path):
+    """What a wheel's build_py copies: csrc/ with its folders under rfkernels/_csrc (a non-editable
+    install JIT-builds from there, and _build.find_csrc finds it), without importing torch."""
+    lib = tmp_path / "lib"
+    out = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(lib)], cwd=ROOT,
+                         env=no_torch_env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    csrc = ROOT / "csrc"
+    shipped = lib / "rfkernels" / "_csrc"
+    files = {p.relative_to(csrc) for p in _build.sources(csrc) + _build.headers(csrc)}
+    assert {p.relative_to(shipped) for p in shipped.rglob("*") if p.is_file() and p.suffix != ".py"} == files
+    assert _build.find_csrc(lib / "rfkernels") == shipped
+
+
+def test_build_finds_every_family_in_csrc_and_the_registry():
+    """csrc/ has a folder for every registered family (and no other), and each source gets an object
+    name of its own (cpp_extension.load names objects by file name; every family has kernels.cu)."""
+    csrc = _build.find_csrc()
+    assert csrc == ROOT / "csrc"
+    assert _build.families(csrc) == sorted(_dispatch.families())
+    sources = _build.sources(csrc)
+    assert {p.relative_to(csrc).as_posix() for p in sources} >= {
+        f"{f}/{name}" for f in _dispatch.families() for name in ("kernels.cu", "bind.cpp")} | {"common/bindings.cpp"}
+    stems = [_build.object_stem(p, csrc) for p in sources]
+    assert len(set(stems)) == len(stems), stems
 
 
 def test_info_reports_backends():
