@@ -6,12 +6,12 @@
 
 namespace rfk {
 
-// Reduction codes across views; the Python side passes rfkernels.gather.REDUCE_CODE[reduce]
+// Reduction codes across views: REDUCE_NONE, _MEAN, _MEAN_VAR, _MAX of rfkernels/gather/contract.py
 // (tests/rfkernels/gather/test_constants.py checks both sides agree).
 enum GatherReduce : int { kGatherNone = 0, kGatherMean = 1, kGatherMeanVar = 2, kGatherMax = 3 };
 
-// Floats per packed camera (rfkernels.gather.CAM_STRIDE): [0, 12) world->camera [R|t] (opencv,
-// row-major 3x4), [12, 18) the first two rows of K_feat.
+// Floats per packed camera (CAM_STRIDE of rfkernels/gather/contract.py): [0, 12) world->camera [R|t]
+// (opencv, row-major 3x4), [12, 18) the first two rows of K_feat.
 constexpr int kGatherCamStride = 18;
 constexpr int kGatherCamK = 12;  // offset of K_feat's first row in a packed camera
 

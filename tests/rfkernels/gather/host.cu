@@ -45,6 +45,14 @@ void backward_any(const rfk::GatherArgs& a, const float* g_out, const float* g_c
 
 extern "C" {
 
+// The named kernel constants of csrc/gather/kernels.h, for tests/rfkernels/gather/test_constants.py.
+void host_gather_constants(int* reduce_none_mean_meanvar_max, int* cam_stride, int* cam_k) {
+    const int codes[4] = {rfk::kGatherNone, rfk::kGatherMean, rfk::kGatherMeanVar, rfk::kGatherMax};
+    for (int i = 0; i < 4; ++i) reduce_none_mean_meanvar_max[i] = codes[i];
+    *cam_stride = rfk::kGatherCamStride;
+    *cam_k = rfk::kGatherCamK;
+}
+
 void host_gather_forward(const float* points, const float* feat, const float* cams, int64_t B, int64_t N, int V,
                          int C, int H, int W, float near_eps, int reduce, float* out, uint8_t* mask, float* cam,
                          int32_t* arg) {
