@@ -115,7 +115,7 @@ O=$OUT
 if [ "$DRY" = 1 ]; then
   stage build 60 "$PY -m rfkernels info > '$O/info.json' && echo 'dry: CUDA JIT build skipped (no GPU; CI builds and links it with .ci/build_ext.py)'" "dry"
   stage tests 150 "$PY -m pytest -q -p no:cacheprovider --collect-only tests | tail -3" "dry: collected only"
-  stage ops 150 "$PY -m benchmarks --only volrend,hashgrid,sampling,gather --device cpu --scale tiny --reps 1 --out '$O/bench_ops.json' | tail -25" "dry: cpu tiny"
+  stage ops 150 "$PY -m benchmarks --only ops --device cpu --scale tiny --reps 1 --out '$O/bench_ops.json' | tail -25" "dry: cpu tiny"
   stage prior 150 "$PY -m benchmarks --only prior --device cpu --scale tiny --reps 1 --out '$O/bench_prior.json' | tail -8" "dry: tiny prior"
   stage recon 200 "$PY -m benchmarks.reconstruct_rate --preset tiny --iterations 2 --downscale 4 --device cpu --out '$O/recon.json'" "dry: tiny preset"
 else
@@ -134,14 +134,16 @@ else
   TIMEOUT_OPT=$($PY -c "import pytest_timeout" 2>/dev/null && echo "--timeout=120")
   # kernel families first (pytest would otherwise run files alphabetically), then the rest; the dry
   # run of this script is CI's job, not the GPU's; tests that run benchmarks never start a second nerfacc build
-  KERNELS="tests/rfkernels/volrend/test_volrend.py tests/rfkernels/hashgrid/test_hashgrid.py tests/rfkernels/sampling/test_sampling.py tests/rfkernels/gather/test_gather.py"
+  # (the op families of the registry: rfkernels._dispatch.families())
+  KERNELS=$($PY -c "import rfkernels; print(' '.join(f'tests/rfkernels/{f}/test_{f}.py' for f in rfkernels._dispatch.families()))")
+  [ -n "$KERNELS" ] || { echo "FAILED: no op family registered (import rfkernels failed?)" | tee -a "$LOG"; FAILED=1; KERNELS=tests/rfkernels; }
   PYT="RFK_BENCH_NO_NERFACC=1 $PY -m pytest -v --tb=short -rfE --maxfail=5 -p no:cacheprovider $TIMEOUT_OPT"
   stage tests 150 "$PYT $KERNELS; a=\$?; $PYT tests $(printf -- '--ignore=%s ' $KERNELS)--deselect tests/ci/test_ci_scripts.py::test_gpu_check_dry_runs_end_to_end; b=\$?; exit \$(( a ? a : b ))"
   if [ "$MODE" = full ]; then
     stage nerfacc 60 "while [ ! -f /tmp/rfk_nerfacc.rc ]; do sleep 1; done; cat /tmp/rfk_nerfacc.log; exit \$(cat /tmp/rfk_nerfacc.rc)" \
       || export RFK_BENCH_NO_NERFACC=1  # no second (uncapped) build attempt inside the benchmarks
   fi
-  stage ops 120 "$PY -m benchmarks --only volrend,hashgrid,sampling,gather --scale $SCALE --out '$O/bench_ops.json'"
+  stage ops 120 "$PY -m benchmarks --only ops --scale $SCALE --out '$O/bench_ops.json'"
   if [ "$MODE" = full ]; then
     stage prior 90 "$PY -m benchmarks --only prior --out '$O/bench_prior.json'"
     stage recon 75 "$PY -m benchmarks.reconstruct_rate --preset base --iterations 200 --out '$O/recon.json'"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .common import FAMILIES, PEERS, SCALES, copy_bandwidth_gbs, family_cases, peak_memory_mb, time_fn
+from .common import (ALL_OPS, FAMILIES, PEERS, SCALES, copy_bandwidth_gbs, family_cases, peak_memory_mb,
+                     select_families, time_fn)
 
 
 def _env(device: torch.device) -> dict:
@@ -111,19 +112,24 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="one size per op (scale 'one'; 'tiny' on CPU)")
     p.add_argument("--scale", choices=SCALES, default=None,
                    help="tiny (CPU default) | one (headline size per op) | all (GPU default)")
-    p.add_argument("--only", default=",".join(FAMILIES), help="comma-separated families")
+    p.add_argument("--only", default=",".join(FAMILIES),
+                   help=f"comma-separated families of {', '.join(FAMILIES)}; {ALL_OPS!r}: every op family")
     p.add_argument("--reps", type=int, default=None,
                    help="CPU only: at most this many timed calls per case after one warm-up (dry runs: 1)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/<device>-<date>.json)")
     args = p.parse_args(argv)
+    try:
+        families = select_families(args.only)
+    except ValueError as exc:
+        p.error(f"--only: {exc}")
     device = torch.device(args.device)
     scale = args.scale or ("tiny" if device.type == "cpu" else "one" if args.quick else "all")
     env = _env(device)
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
         f"{env['device'].replace(' ', '_')}-{env['date'][:10]}{'' if scale == 'all' else '-quick'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = run([f for f in args.only.split(",") if f], scale, device, args.reps,
+    report = run(families, scale, device, args.reps,
                  save=lambda rep: out.write_text(json.dumps(rep, indent=2)))
     print_table(report)
     out.write_text(json.dumps(report, indent=2))

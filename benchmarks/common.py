@@ -18,11 +18,32 @@ from typing import Callable
 
 import torch
 
+import rfkernels  # noqa: F401 - registers every op family
+from rfkernels import _dispatch
 
 SCALES = ("tiny", "one", "all")  # CPU/dry-run sizes | one headline size per op | every size
 PEERS = ("nerfacc", "torch.compile")  # backends that are not ours: rows get an ours / peer ratio
-# every benchmarks/bench_<family>.py, found on disk: a new family adds its file and nothing here
-FAMILIES = sorted(p.stem[len("bench_"):] for p in Path(__file__).resolve().parent.glob("bench_*.py"))
+# the op families of the registry (each has benchmarks/bench_<family>.py), in registration order
+OP_FAMILIES = tuple(_dispatch.families())
+# every benchmark: the op families, then each other benchmarks/bench_<name>.py found on disk (the prior)
+FAMILIES = OP_FAMILIES + tuple(sorted(
+    name for name in (p.stem[len("bench_"):] for p in Path(__file__).resolve().parent.glob("bench_*.py"))
+    if name not in OP_FAMILIES))
+ALL_OPS = "ops"  # in a list of families: every op family
+
+
+def select_families(only: str | None) -> list[str]:
+    """``only`` (comma-separated names, ``ops`` = every op family; None or empty = all) as a list of
+    benchmark families; raises ValueError naming an unknown one."""
+    names = [n for n in (only or "").split(",") if n] or list(FAMILIES)
+    out = []
+    for name in names:
+        for fam in (OP_FAMILIES if name == ALL_OPS else (name,)):
+            if fam not in FAMILIES:
+                raise ValueError(f"unknown benchmark family {fam!r}; known: {', '.join(FAMILIES)} (or {ALL_OPS!r})")
+            if fam not in out:
+                out.append(fam)
+    return out
 
 
 class PeerMismatch(AssertionError):

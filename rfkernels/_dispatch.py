@@ -45,7 +45,7 @@ FUSED = ("triton", "cuda")
 _default_backend = os.environ.get("RFKERNELS_BACKEND", "auto")
 
 __all__ = [
-    "BACKENDS", "BackendUnavailableError", "available_backends", "get_backend", "implementation",
+    "BACKENDS", "BackendUnavailableError", "available_backends", "families", "get_backend", "implementation",
     "register", "register_family", "registered", "resolve_backend", "set_backend",
 ]
 
@@ -259,3 +259,9 @@ def implementation(family: str, backend: str | None, *tensors) -> Any:
     name = resolve_backend(backend, *tensors, family=family)
     fam = _family(family)
     return fam.torch if name == "torch" else _adapted(fam, name)
+
+
+def families() -> list[str]:
+    """Names of the registered op families, in registration order (``import rfkernels`` registers
+    every family); scripts and benchmarks read them here instead of listing them."""
+    return list(_FAMILIES)

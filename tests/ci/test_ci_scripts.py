@@ -162,6 +162,22 @@ def test_gpu_check_dry_runs_end_to_end(tmp_path):
     assert len(list(tmp_path.iterdir())) <= 8  # the device tool returns at most 8 files
 
 
+def test_scripts_and_benchmarks_read_the_families_from_the_registry():
+    """No CI script names an op family; the benchmarks' op families are the registry's, ``ops`` selects them."""
+    import rfkernels  # noqa: F401 - registers every family
+    from benchmarks.common import FAMILIES, OP_FAMILIES, select_families
+    from rfkernels import _dispatch
+
+    families = _dispatch.families()
+    for script in (CI / "gpu_check.sh", CI / "compile_csrc.sh", CI / "build_ext.py", CI.parent / "tests/ci/triton_sm90.py"):
+        text = script.read_text()
+        assert not [f for f in families if f in text], script
+    assert OP_FAMILIES == tuple(families) and FAMILIES[:len(families)] == OP_FAMILIES
+    assert select_families("ops") == families and select_families(None) == list(FAMILIES)
+    with pytest.raises(ValueError, match="'bogus'"):
+        select_families("ops,bogus")
+
+
 def test_gpu_check_rejects_unknown_arguments_and_missing_gpu(tmp_path):
     fake = tmp_path / "bin" / "nvidia-smi"  # an nvidia-smi that finds no GPU, first on PATH (also on a GPU machine)
     fake.parent.mkdir()

@@ -31,10 +31,6 @@ from pathlib import Path
 
 RECORD_ENV = "RFKERNELS_TRITON_RECORD"
 LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
-# the test file of every rfkernels op family (a folder with reference.py): found on disk
-_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TESTS = sorted(f"tests/rfkernels/{p.parent.name}/test_{p.parent.name}.py" for p in (_ROOT / "rfkernels")
-                       .glob("*/reference.py"))
 _TORCH_TYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64", "int64": "i64",
                 "int32": "i32", "int16": "i16", "int8": "i8", "uint8": "u8", "bool": "i1"}
 
@@ -99,6 +95,14 @@ def record(pytest_args: list[str], path: str) -> int:
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "tests.ci.triton_sm90", "-m", "not slow", "-k", "triton",
            *pytest_args]
     return subprocess.run(cmd, env=env).returncode
+
+
+def default_tests() -> list[str]:
+    """The test file of every registered op family: tests/rfkernels/<family>/test_<family>.py."""
+    import rfkernels  # noqa: F401 - registers every family (this process runs no kernel)
+    from rfkernels import _dispatch
+
+    return [f"tests/rfkernels/{f}/test_{f}.py" for f in _dispatch.families()]
 
 
 # ----------------------------------------------------------------------------------------- compile
@@ -176,11 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="keep the recorded variants here")
     p.add_argument("--also-triton", action="append", default=[], metavar="DIR",
                    help="compile again with the triton installed in DIR (repeatable)")
-    p.add_argument("pytest_args", nargs="*", help="tests to record (default: the four op families)")
+    p.add_argument("pytest_args", nargs="*", help="tests to record (default: every registered op family's)")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
         path = a.json or os.path.join(d, "variants.json")
-        rc = record(a.pytest_args or DEFAULT_TESTS, path)
+        rc = record(a.pytest_args or default_tests(), path)
         if rc not in (0, 5) or not os.path.exists(path):
             print(f"recording run failed (pytest exit {rc})")
             return 1
