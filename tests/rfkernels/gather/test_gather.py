@@ -14,7 +14,7 @@ IMAGE = (24, 30)  # the intrinsics' image; feature maps are smaller and of anoth
 FEAT_HW = (6, 9)
 
 
-FAMILY = "gather"  # fused_backend (conftest) also runs csrc/gather.cu on the host
+FAMILY = "gather"  # fused_backend (conftest) also runs csrc/gather/kernels.cu on the host
 
 
 def _run(backend, points, features, K, E, upstream=None, **kw):

@@ -15,7 +15,7 @@ from rfkernels.hashgrid import reference
 from tests.helpers.numerics import assert_close, assert_close_scaled
 
 
-FAMILY = "hashgrid"  # fused_backend (conftest) also runs csrc/hashgrid.cu on the host
+FAMILY = "hashgrid"  # fused_backend (conftest) also runs csrc/hashgrid/kernels.cu on the host
 
 
 def make_encoding(D, L=4, F=2, T=10, base=4, pls=1.7, interp="linear", dtype=torch.float32, device="cpu", **kw):
