@@ -14,6 +14,12 @@ one number of input views ``V`` in ``views`` (drawn from ``(seed, epoch, j)``), 
 from ``(seed, epoch, position)``: the same example on any machine, any number of workers.
 ``DataLoader`` workers take batches round-robin, which is the order the loader returns them in;
 :meth:`PriorExamples.set_position` restarts the stream at any ``(epoch, batch)`` (resume).
+
+An example whose files cannot be read (:class:`~reconfusion.data.scene.DataError`: an image
+missing, corrupt or of another size than its camera) is left out of its batch in the stream, which
+reports it in the batch's ``bad`` list (absent when none was) (``"<file>: <reason>"``) instead of raising inside a worker;
+the training loop decides what that means (:mod:`.batches`). :meth:`PriorExamples.make_batch`
+called directly raises it.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import numpy as np
 import torch
 
 from reconfusion.data.index import SceneIndex
+from reconfusion.data.scene import DataError
 
 from .depths import depth_bounds
 from .examples import square_resize
@@ -141,25 +148,39 @@ class PriorExamples(torch.utils.data.IterableDataset):
         return ids
 
     # --------------------------------------------------------------------------- batches
-    def make_batch(self, epoch: int, batch: int) -> dict:
-        """This rank's batch ``batch`` of ``epoch`` (decodes its images)."""
-        plan, V, S = self.plan(epoch), self.batch_views(epoch, batch), self.image_size
-        out = {k: [] for k in KEYS}
+    def make_batch(self, epoch: int, batch: int, leave_out_bad: bool = False) -> dict:
+        """This rank's batch ``batch`` of ``epoch`` (decodes its images). An unreadable example raises
+        :class:`DataError`, or with ``leave_out_bad`` is left out and listed in ``bad`` (then the batch
+        may have fewer than ``batch_size`` examples, or none: only ``example``, ``epoch``, ``bad``);
+        a batch with no bad example has no ``bad`` key."""
+        V = self.batch_views(epoch, batch)
+        examples, kept, bad = [], [], []
         for pos in self.batch_positions(batch):
-            g, tgt = (int(v) for v in plan[pos])
-            sc, inp = self.scenes[g], self.input_views(epoch, pos, g, tgt, V)
-            t_img, t_K = crop_view(sc, tgt, S)
-            crops = [crop_view(sc, i, S) for i in inp]
-            near, mid, far = self.bounds[g]
-            for k, v in (("target", t_img), ("inputs", torch.stack([c[0] for c in crops])),
-                         ("input_c2w", sc.c2w[inp]), ("input_K", torch.stack([c[1] for c in crops])),
-                         ("target_c2w", sc.c2w[tgt]), ("target_K", t_K), ("near", torch.tensor(near)),
-                         ("far", torch.tensor(far)), ("mid", torch.tensor(mid))):
-                out[k].append(v.float())
-        res = {k: torch.stack(v) for k, v in out.items()}
-        res["example"] = torch.tensor(list(self.batch_positions(batch)))
+            try:
+                examples.append(self._example(epoch, pos, V))
+                kept.append(pos)
+            except DataError as exc:
+                if not leave_out_bad:
+                    raise
+                bad.append(str(exc))
+        res = {k: torch.stack([e[k] for e in examples]) for k in KEYS} if examples else {}
+        res["example"] = torch.tensor(kept, dtype=torch.int64)
         res["epoch"] = torch.tensor(epoch)
+        if bad:
+            res["bad"] = bad
         return res
+
+    def _example(self, epoch: int, pos: int, n_views: int) -> dict[str, torch.Tensor]:
+        """Plan position ``pos``: its target and ``n_views`` input views, cropped, with cameras and bounds."""
+        g, tgt = (int(v) for v in self.plan(epoch)[pos])
+        sc, inp = self.scenes[g], self.input_views(epoch, pos, g, tgt, n_views)
+        t_img, t_K = crop_view(sc, tgt, self.image_size)
+        crops = [crop_view(sc, i, self.image_size) for i in inp]
+        near, mid, far = self.bounds[g]
+        ex = {"target": t_img, "inputs": torch.stack([c[0] for c in crops]), "input_c2w": sc.c2w[inp],
+              "input_K": torch.stack([c[1] for c in crops]), "target_c2w": sc.c2w[tgt], "target_K": t_K,
+              "near": torch.tensor(near), "far": torch.tensor(far), "mid": torch.tensor(mid)}
+        return {k: v.float() for k, v in ex.items()}
 
     def set_position(self, epoch: int, batch: int) -> None:
         """Start the next iteration at ``batch`` of ``epoch``."""
@@ -180,7 +201,7 @@ class PriorExamples(torch.utils.data.IterableDataset):
         count = 0
         while True:  # endless: the training loop decides when to stop
             if count % nw == wid:
-                yield self.make_batch(epoch, batch)
+                yield self.make_batch(epoch, batch, leave_out_bad=True)
             count += 1
             batch += 1
             if batch == self.batches_per_epoch:

@@ -47,6 +47,7 @@ class TrainConfig:
     views: list[int] | None = None  # [min, max] input views (default [1, prior max_views])
     epoch_size: int | None = None  # examples per epoch (default: every (scene, view) pair once)
     num_workers: int = 4  # DataLoader workers per process (image decoding)
+    max_bad_examples: int = 0  # unreadable examples left out (each logged) before the run stops; 0: stop at the first
     device: str = "auto"
     tensorboard: bool = False
 
@@ -131,6 +132,8 @@ _FLAGS = {  # flag -> (config key, type, help)
     "--checkpoint-every": ("checkpoint_every", int, "save the full state every N steps (default 5000)"),
     "--log-every": ("log_every", int, "log loss and throughput every N steps (default 50)"),
     "--num-workers": ("num_workers", int, "DataLoader workers per process (default 4)"),
+    "--max-bad-examples": ("max_bad_examples", int, "unreadable examples to leave out (each logged) before stopping "
+                           "(default 0: the first one stops the run)"),
     "--epoch-size": ("epoch_size", int, "examples per epoch (default: every (scene, view) once)"),
     "--device": ("device", str, "auto | cpu | cuda (default auto)"),
     "--seed": ("seed", int, "seed of data plans, initial weights and noise (default 0)"),

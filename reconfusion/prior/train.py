@@ -183,7 +183,7 @@ def train_prior(prior: ReconFusionPrior, dataset, cfg: TrainConfig, out_dir: str
     """
     from tqdm import tqdm
 
-    from .dataset import loader
+    from .batches import batch_stream
 
     cfg.validate()
     device = torch.device(device)
@@ -210,13 +210,16 @@ def train_prior(prior: ReconFusionPrior, dataset, cfg: TrainConfig, out_dir: str
             log.info("resumed from %s at step %d", out_dir, res.step)
     dataset.set_position(0, 0)
     dataset.set_position(*dataset.position_after(batches))
-    data = iter(loader(dataset, cfg.num_workers, pin_memory=device.type == "cuda"))
+    start_batches = batches
     metrics, tb = _metrics_writer(out_dir, cfg.tensorboard)
     stop = StopFlag()
     meter = Throughput()
     bar = tqdm(total=cfg.steps, initial=res.step, disable=not progress_bar or rank != 0, dynamic_ncols=True,
                desc="train-prior")
+    workers = contextlib.ExitStack()
     try:
+        stream = workers.enter_context(batch_stream(dataset, cfg.num_workers, cfg.max_bad_examples,
+                                                 pin_memory=device.type == "cuda"))
         while res.step < cfg.steps:
             step = res.step + 1
             for g in opt.param_groups:
@@ -224,7 +227,7 @@ def train_prior(prior: ReconFusionPrior, dataset, cfg: TrainConfig, out_dir: str
             total, used = 0.0, []
             for micro in range(cfg.grad_accum):
                 t_wait = time.perf_counter()
-                batch = next(data)
+                batch = stream.next_batch()
                 meter.wait += time.perf_counter() - t_wait
                 used.append(batch)
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -241,11 +244,11 @@ def train_prior(prior: ReconFusionPrior, dataset, cfg: TrainConfig, out_dir: str
             scaler.update()
             opt.zero_grad(set_to_none=True)
             ema.update(prior)
-            batches += cfg.grad_accum
+            batches = start_batches + stream.consumed
             res.step = step
             res.losses.append(total)
             meter.steps += 1
-            meter.examples += cfg.grad_accum * cfg.batch_size * world
+            meter.examples += sum(len(b["example"]) for b in used) * world
             bar.update(1)
             if on_step is not None:
                 on_step(step, used, total)
@@ -260,6 +263,7 @@ def train_prior(prior: ReconFusionPrior, dataset, cfg: TrainConfig, out_dir: str
                     log.warning("SIGTERM: state saved at step %d; run the same command to continue", step)
                 break
     finally:
+        workers.close()  # reaped, also after an error
         stop.restore()
         bar.close()
         if metrics is not None:
