@@ -124,13 +124,50 @@ def rescale_poses(c2w: torch.Tensor, scale: float) -> torch.Tensor:
     return out
 
 
-def normalize_poses(c2w: torch.Tensor, target_radius: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Recentre on the average pose and scale so the farthest camera is ``target_radius`` away.
+def focus_point(c2w: torch.Tensor) -> torch.Tensor:
+    """The point nearest to every camera's optical axis in the least-squares sense ``[3]`` (the point
+    an inward-looking capture is centred on, as mip-NeRF 360's ``focus_point_fn``).
+
+    Solves ``sum_i (I - d_i d_i^T) p = sum_i (I - d_i d_i^T) o_i`` for view directions ``d_i`` and
+    centres ``o_i``; for (nearly) parallel axes the system is singular and the pseudo-inverse gives
+    the minimum-norm solution, so callers use it for converging rigs only.
+    """
+    c2w = to_homogeneous(c2w).double()
+    d = _normalize(-c2w[:, :3, 2])
+    proj = torch.eye(3, dtype=d.dtype) - d[:, :, None] * d[:, None, :]
+    rhs = (proj @ c2w[:, :3, 3, None]).sum(0)
+    return (torch.linalg.pinv(proj.sum(0)) @ rhs)[:, 0]
+
+
+def translation(offset: torch.Tensor) -> torch.Tensor:
+    """The rigid transform ``[4, 4]`` that moves points by ``offset`` ``[3]``."""
+    out = torch.eye(4, dtype=offset.dtype)
+    out[:3, 3] = offset
+    return out
+
+
+CENTERS = ("average", "focus")
+
+
+def normalize_poses(c2w: torch.Tensor, target_radius: float = 1.0,
+                    center: str = "average") -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Recentre and scale so the farthest camera is ``target_radius`` from the origin.
+
+    ``center="average"``: express the poses in their average pose's frame (LLFF/NeRF);
+    ``"focus"``: translate the cameras' :func:`focus_point` to the origin, axes unchanged (mip-NeRF
+    360's recentring of captures that look inwards at an object).
 
     Returns ``(poses [N, 4, 4], transform [4, 4], scale)``: ``poses = scale * transform @ c2w``
     (the scale applies to the translation only).
     """
-    poses, transform = recenter_poses(c2w)
+    if center not in CENTERS:
+        raise ValueError(f"`center` must be one of {CENTERS}, got {center!r}")
+    if center == "focus":
+        c2w = to_homogeneous(c2w)
+        transform = translation(-focus_point(c2w)).to(c2w.dtype)
+        poses = transform @ c2w
+    else:
+        poses, transform = recenter_poses(c2w)
     radius = camera_centers(poses).norm(dim=-1).max().item()
     scale = target_radius / radius if radius > 0 else 1.0
     return rescale_poses(poses, scale), transform, scale
@@ -169,7 +206,7 @@ def orbit_path(c2w: torch.Tensor, n_frames: int = 60) -> torch.Tensor:
 
 
 __all__ = [
-    "Intrinsics", "average_pose", "camera_centers", "convert", "look_at", "llff_to_opengl",
+    "CENTERS", "Intrinsics", "average_pose", "camera_centers", "convert", "focus_point", "look_at", "llff_to_opengl",
     "normalize_poses", "opencv_to_opengl", "opengl_to_opencv", "orbit_path", "recenter_poses",
-    "rescale_poses", "spiral_path", "to_homogeneous",
+    "rescale_poses", "spiral_path", "to_homogeneous", "translation",
 ]

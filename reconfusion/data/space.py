@@ -1,0 +1,120 @@
+"""Which space a capture is reconstructed in, decided from its cameras, and the frame each space needs.
+
+A ``poses_bounds.npy`` capture may be forward-facing (LLFF) or look inwards at an object from all
+around (mip-NeRF 360, any COLMAP ``imgs2poses`` output), so the file format does not decide it.
+:func:`choose_space` does, from the cameras:
+
+- **NDC** only when every view direction lies within ``half the narrower field of view`` of the mean
+  view direction, and every camera's nearest content lies in front of the mean camera. NDC maps the
+  frustum of the mean camera to a cube: a camera whose optical axis leaves that frustum looks mostly
+  at content NDC does not hold (and near 90 degrees its rays run parallel to the near plane and
+  never reach it); content behind the mean camera has no NDC depth at all. LLFF's scenes turn by at
+  most ~14 degrees (fern 9.5, horns 14.1) against a half field of view of ~25 degrees; a capture
+  all around an object turns by 90 degrees or more.
+- otherwise **contract**: :func:`unbounded_frame` recentres on the cameras' focus point, scales the
+  cameras into the unit ball (:func:`reconfusion.cameras.normalize_poses`, as the nerfstudio and
+  COLMAP loaders do) and the model contracts space beyond it (mip-NeRF 360).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..cameras import normalize_poses, to_homogeneous
+from .scene import SPACES, DataError
+
+SPACE_CHOICES = ("auto",) + SPACES
+# Bounds of rays in the normalized frame (cameras within radius 1): the nearest content may sit close
+# to a camera; the far bound only has to exceed where contraction saturates (the power spacing maps
+# it to s = 1), as in the nerfstudio and COLMAP loaders.
+UNBOUNDED_NEAR, UNBOUNDED_FAR = 0.05, 1000.0
+BOX_FAR = 4.0  # a ray from inside the radius-1 ball crosses the [-1, 1]^3 box within 1 + sqrt(3)
+
+
+@dataclass(frozen=True)
+class SpaceChoice:
+    """``space`` (one of :data:`~reconfusion.data.scene.SPACES`) and a one-line ``reason``."""
+
+    space: str
+    reason: str
+
+
+def view_angles_deg(c2w: torch.Tensor) -> torch.Tensor:
+    """``[N, 4, 4]`` OpenGL cameras -> ``[N]`` angle (degrees) of each view direction from their mean."""
+    fwd = -to_homogeneous(c2w)[:, :3, 2].double()
+    fwd = fwd / fwd.norm(dim=-1, keepdim=True)
+    mean = fwd.sum(0)
+    mean = mean / mean.norm().clamp_min(1e-12)
+    return torch.rad2deg(torch.acos((fwd @ mean).clamp(-1.0, 1.0)))
+
+
+def forward_cone_deg(intrinsics: torch.Tensor, width: int, height: int) -> float:
+    """Half the narrower field of view (degrees), the median over cameras ``intrinsics`` ``[N, 4]``
+    (fx, fy, cx, cy in pixels of ``width x height`` images)."""
+    half_w = torch.atan(0.5 * width / intrinsics[:, 0].double())
+    half_h = torch.atan(0.5 * height / intrinsics[:, 1].double())
+    return math.degrees(float(torch.minimum(half_w, half_h).median()))
+
+
+def content_in_front(c2w: torch.Tensor, near: torch.Tensor) -> bool:
+    """Whether every camera's nearest content (``near`` ``[N]`` along its view direction) lies in front
+    of the mean camera (positive depth along the mean view direction, from the mean centre)."""
+    c2w = to_homogeneous(c2w).double()
+    fwd = -c2w[:, :3, 2]
+    mean = fwd.sum(0)
+    mean = mean / mean.norm().clamp_min(1e-12)
+    nearest = c2w[:, :3, 3] + near.double()[:, None] * fwd
+    return bool((((nearest - c2w[:, :3, 3].mean(0)) @ mean) > 0).all())
+
+
+def choose_space(c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
+                 near: torch.Tensor) -> SpaceChoice:
+    """NDC for a forward-facing rig, else contract (see the module docstring).
+
+    Args:
+        c2w: ``[N, 4, 4]`` OpenGL camera-to-world; intrinsics ``[N, 4]`` in pixels of ``width x height``.
+        near: ``[N]`` distance from each camera to its nearest content (e.g. LLFF's near bounds).
+    """
+    spread = float(view_angles_deg(c2w).max())
+    cone = forward_cone_deg(intrinsics, width, height)
+    if spread > cone:
+        return SpaceChoice("contract", f"view directions turn up to {spread:.1f} deg from their mean, beyond "
+                                       f"{cone:.1f} deg (half the field of view): not forward-facing")
+    if not content_in_front(c2w, near):
+        return SpaceChoice("contract", "some content lies behind the mean camera: not forward-facing")
+    return SpaceChoice("ndc", f"view directions within {spread:.1f} deg of their mean (<= {cone:.1f} deg, half "
+                              "the field of view) and all content in front: forward-facing")
+
+
+def check_space(space: str) -> None:
+    if space not in SPACE_CHOICES:
+        raise DataError(f"space must be one of {SPACE_CHOICES}, got {space!r}")
+
+
+@dataclass
+class UnboundedFrame:
+    """Cameras normalized for ``contract`` or ``box`` and the ray bounds that go with them."""
+
+    c2w: torch.Tensor  # [N, 4, 4] focus point at the origin, farthest camera at radius 1
+    scale: float  # world units -> normalized units
+    near: float
+    far: float
+    bbox: torch.Tensor | None  # [2, 3] for space "box"
+
+
+def unbounded_frame(c2w: torch.Tensor, space: str) -> UnboundedFrame:
+    """Recentre ``c2w`` ``[N, 4, 4]`` on its focus point and scale the cameras into the unit ball;
+    ``space="contract"``: rays to :data:`UNBOUNDED_FAR`; ``"box"``: the ``[-1, 1]^3`` box."""
+    if space not in ("contract", "box"):
+        raise ValueError(f"unbounded_frame is for space 'contract' or 'box', got {space!r}")
+    poses, _, scale = normalize_poses(c2w.double(), target_radius=1.0, center="focus")
+    if space == "contract":
+        return UnboundedFrame(poses.float(), scale, UNBOUNDED_NEAR, UNBOUNDED_FAR, None)
+    return UnboundedFrame(poses.float(), scale, UNBOUNDED_NEAR, BOX_FAR, torch.tensor([[-1.0] * 3, [1.0] * 3]))
+
+
+__all__ = ["BOX_FAR", "SPACE_CHOICES", "SpaceChoice", "UNBOUNDED_FAR", "UNBOUNDED_NEAR", "UnboundedFrame",
+           "check_space", "choose_space", "content_in_front", "forward_cone_deg", "unbounded_frame",
+           "view_angles_deg"]
