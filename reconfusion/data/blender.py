@@ -12,6 +12,7 @@ import os
 import numpy as np
 import torch
 
+from .camera_check import check_cameras
 from .scene import DataError, Scene, composite, downscale_size, read_image, resize_image, stack_images
 
 SPLITS = ("train", "val", "test")
@@ -99,6 +100,7 @@ def load_blender(path: str, splits: tuple[str, ...] | None = None, white_backgro
     H, W = images.shape[1:3]
     focal = 0.5 * W / math.tan(0.5 * angle)
     intr = torch.tensor([[focal, focal, W / 2.0, H / 2.0]]).repeat(len(imgs), 1)
+    check_cameras(np.stack(poses), intr.numpy(), path, names)
     test_ids = [i for i, s in enumerate(split_of) if s == "test"] if len(set(split_of)) > 1 else []
     return Scene(
         images=images, c2w=torch.from_numpy(np.stack(poses)).float(), intrinsics=intr.float(),

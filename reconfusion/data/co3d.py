@@ -26,11 +26,13 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from collections import defaultdict
 
 import numpy as np
 import torch
 
+from .camera_check import check_cameras, check_unique
 from .index import SceneIndex, rig_bounds, w2c_opencv_to_c2w_opengl
 from .scene import DataError
 
@@ -44,8 +46,10 @@ def read_jgz(path: str):
     try:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             return json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
+    except EOFError as exc:
+        raise DataError(f"cannot read {path}: truncated (the gzip stream ends early)") from exc
+    except (OSError, zlib.error, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: corrupted or not gzipped JSON ({exc})") from exc
 
 
 def ndc_to_pixels(focal, principal_point, size_hw, intrinsics_format: str) -> tuple[float, float, float, float]:
@@ -76,15 +80,19 @@ def index_co3d(category_dir: str, sequences: list[str] | None = None, root: str 
     ``sequences`` restricts to those names; sequences with fewer than ``min_frames`` frames are skipped.
     """
     root = root or os.path.dirname(os.path.normpath(category_dir))
-    frames = read_jgz(os.path.join(category_dir, "frame_annotations.jgz"))
+    ann = os.path.join(category_dir, "frame_annotations.jgz")
+    frames = read_jgz(ann)
     if not isinstance(frames, list):
-        raise DataError(f"{category_dir}/frame_annotations.jgz must hold a list of frames")
+        raise DataError(f"{ann} must hold a list of frames, got {type(frames).__name__}")
     by_seq = defaultdict(list)
-    for fr in frames:
-        try:
-            by_seq[fr["sequence_name"]].append(fr)
-        except (KeyError, TypeError) as exc:
-            raise DataError(f"{category_dir}: a frame annotation lacks 'sequence_name'") from exc
+    for k, fr in enumerate(frames):
+        name = fr.get("sequence_name") if isinstance(fr, dict) else None
+        if not isinstance(name, str):
+            raise DataError(f"{ann}: frame annotation {k} needs a string 'sequence_name', got {_short(name)}")
+        number = fr.get("frame_number")
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise DataError(f"{ann}: frame annotation {k} ({name}) needs an integer 'frame_number', got {_short(number)}")
+        by_seq[name].append(fr)
     wanted = set(sequences) if sequences is not None else None
     if wanted is not None and wanted - set(by_seq):
         raise DataError(f"{category_dir}: no such sequence(s) {sorted(wanted - set(by_seq))}")
@@ -92,18 +100,11 @@ def index_co3d(category_dir: str, sequences: list[str] | None = None, root: str 
     for name in sorted(by_seq):
         if (wanted is not None and name not in wanted) or len(by_seq[name]) < min_frames:
             continue
-        w2c, intr, sizes, paths = [], [], [], []
-        for fr in sorted(by_seq[name], key=lambda f: f.get("frame_number", 0)):
-            try:
-                vp, im = fr["viewpoint"], fr["image"]
-                size = [int(v) for v in im["size"]]
-                intr.append(ndc_to_pixels(vp["focal_length"], vp["principal_point"], size,
-                                          vp.get("intrinsics_format", "ndc_norm_image_bounds")))
-                w2c.append(viewpoint_to_w2c_opencv(vp["R"], vp["T"]))
-                paths.append(os.path.join(root, im["path"]))
-                sizes.append(size)
-            except KeyError as exc:
-                raise DataError(f"{category_dir}: frame {fr.get('frame_number')} of {name} lacks {exc}") from exc
+        seq = sorted(by_seq[name], key=lambda f: f["frame_number"])
+        check_unique([f"{name}/{fr['frame_number']}" for fr in seq], ann, "frame")
+        cams = [_frame_camera(fr, root, f"{ann}: {name} frame {fr['frame_number']}") for fr in seq]
+        w2c, intr, sizes, paths = (list(c) for c in zip(*cams))
+        check_cameras(np.stack(w2c), intr, f"{ann}: {name}", [os.path.basename(p) for p in paths], sizes)
         c2w = w2c_opencv_to_c2w_opengl(np.stack(w2c))
         near, far = rig_bounds(c2w)
         out.append(SceneIndex(c2w=c2w, intrinsics=torch.tensor(intr, dtype=torch.float32),
@@ -112,6 +113,44 @@ def index_co3d(category_dir: str, sequences: list[str] | None = None, root: str 
     if not out:
         raise DataError(f"{category_dir}: no sequence with >= {min_frames} frames")
     return out
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _numbers(value, shape: tuple[int, ...], field: str, where: str) -> np.ndarray:
+    """``value`` as a float64 array of ``shape``; anything else (strings, null, ...) names ``field``."""
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: {field} must be numbers, got {_short(value)}") from None
+    if a.shape != shape:
+        raise DataError(f"{where}: {field} must have shape {list(shape)}, got {list(a.shape)}")
+    return a
+
+
+def _frame_camera(fr: dict, root: str, where: str):
+    """One frame annotation -> (OpenCV w2c ``[4, 4]``, ``(fx, fy, cx, cy)`` px, ``[H, W]``, image path)."""
+    vp, im = fr.get("viewpoint"), fr.get("image")
+    for key, value in (("viewpoint", vp), ("image", im)):
+        if not isinstance(value, dict):
+            raise DataError(f"{where}: '{key}' must be an object, got {_short(value)}")
+    if not isinstance(im.get("path"), str):
+        raise DataError(f"{where}: image.path must be a string, got {_short(im.get('path'))}")
+    size = _numbers(im.get("size"), (2,), "image.size", where)
+    if not (np.isfinite(size).all() and (size == np.round(size)).all()):
+        raise DataError(f"{where}: image.size must be two integers [H, W], got {size.tolist()}")
+    fmt = vp.get("intrinsics_format", "ndc_norm_image_bounds")
+    if fmt not in INTRINSICS_FORMATS:
+        raise DataError(f"{where}: unknown viewpoint.intrinsics_format {_short(fmt)}; known: {INTRINSICS_FORMATS}")
+    focal = _numbers(vp.get("focal_length"), (2,), "viewpoint.focal_length", where)
+    pp = _numbers(vp.get("principal_point"), (2,), "viewpoint.principal_point", where)
+    R = _numbers(vp.get("R"), (3, 3), "viewpoint.R", where)
+    T = _numbers(vp.get("T"), (3,), "viewpoint.T", where)
+    size = [int(v) for v in size]
+    return viewpoint_to_w2c_opencv(R, T), ndc_to_pixels(focal, pp, size, fmt), size, os.path.join(root, im["path"])
 
 
 def is_co3d(path: str) -> bool:

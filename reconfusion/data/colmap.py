@@ -20,6 +20,7 @@ import struct
 import numpy as np
 import torch
 
+from .camera_check import check_cameras, check_unique
 from .index import SceneIndex, rig_bounds, w2c_opencv_to_c2w_opengl
 from .scene import DataError, Scene
 
@@ -55,24 +56,22 @@ def pinhole(model: str, params, camera_id: int = 0) -> tuple[float, float, float
 def read_cameras_text(path: str) -> dict[int, tuple[str, int, int, list[float]]]:
     """-> ``{camera_id: (model, width, height, params)}``."""
     cams = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            el = line.split()
-            try:
-                cams[int(el[0])] = (el[1], int(el[2]), int(el[3]), [float(v) for v in el[4:]])
-            except (IndexError, ValueError) as exc:
-                raise DataError(f"{path}: bad camera line {line!r}") from exc
+    for line in _text_lines(path):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        el = line.split()
+        try:
+            cams[int(el[0])] = (el[1], int(el[2]), int(el[3]), [float(v) for v in el[4:]])
+        except (IndexError, ValueError) as exc:
+            raise DataError(f"{path}: bad camera line {line!r}") from exc
     return cams
 
 
 def read_images_text(path: str) -> list[tuple[int, np.ndarray, np.ndarray, int, str]]:
     """-> ``[(image_id, qvec [4], tvec [3], camera_id, name)]`` (every other line holds 2D points)."""
     out = []
-    with open(path) as f:
-        lines = [ln.strip() for ln in f if not ln.startswith("#")]
+    lines = [ln.strip() for ln in _text_lines(path) if not ln.startswith("#")]
     for i in range(0, len(lines), 2):
         if not lines[i]:
             continue
@@ -83,6 +82,15 @@ def read_images_text(path: str) -> list[tuple[int, np.ndarray, np.ndarray, int, 
         except (IndexError, ValueError) as exc:
             raise DataError(f"{path}: bad image line {lines[i]!r}") from exc
     return out
+
+
+def _text_lines(path: str) -> list[str]:
+    """The lines of a COLMAP text file, which must be UTF-8 (COLMAP writes it so)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
 
 class _Reader:
@@ -104,7 +112,10 @@ class _Reader:
         end = self.buf.find(b"\0", self.pos)
         if end < 0:
             raise DataError(f"{self.path}: truncated COLMAP binary file")
-        s = self.buf[self.pos: end].decode("utf-8")
+        try:
+            s = self.buf[self.pos: end].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{self.path}: an image name at byte {self.pos} is not UTF-8 ({exc.reason})") from exc
         self.pos = end + 1
         return s
 
@@ -152,6 +163,12 @@ def find_model(path: str) -> str:
                     "sparse and the folder itself)")
 
 
+def model_file(model: str, name: str) -> str:
+    """``model/name.bin`` if present, else ``model/name.txt``."""
+    b = os.path.join(model, f"{name}.bin")
+    return b if os.path.isfile(b) else os.path.join(model, f"{name}.txt")
+
+
 def is_colmap(path: str) -> bool:
     try:
         find_model(path)
@@ -167,20 +184,21 @@ def index_colmap(path: str, images: str | None = None, space: str = "contract") 
     radius (:func:`~reconfusion.data.index.rig_bounds`).
     """
     model = find_model(path)
-
-    def read(name, text_fn, bin_fn):
-        b = os.path.join(model, f"{name}.bin")
-        return bin_fn(b) if os.path.isfile(b) else text_fn(os.path.join(model, f"{name}.txt"))
-
-    cams = read("cameras", read_cameras_text, read_cameras_binary)
-    imgs = sorted(read("images", read_images_text, read_images_binary), key=lambda im: im[4])
+    cam_file, img_file = model_file(model, "cameras"), model_file(model, "images")
+    cams = (read_cameras_binary if cam_file.endswith(".bin") else read_cameras_text)(cam_file)
+    imgs = sorted((read_images_binary if img_file.endswith(".bin") else read_images_text)(img_file),
+                  key=lambda im: im[4])
     if not imgs:
-        raise DataError(f"{model}: the COLMAP model has no registered images")
+        raise DataError(f"{img_file}: the COLMAP model has no registered images")
     image_dir = images or os.path.join(path, "images")
+    names = [im[4] for im in imgs]
+    check_unique(names, img_file)
     w2c, intr, sizes, paths = [], [], [], []
     for _, q, t, cam_id, name in imgs:
         if cam_id not in cams:
-            raise DataError(f"{model}: image {name} uses camera {cam_id}, which is not in cameras")
+            raise DataError(f"{img_file}: image {name} uses camera {cam_id}, which is not in {cam_file}")
+        if not (np.isfinite(q).all() and np.linalg.norm(q) > 0):
+            raise DataError(f"{img_file}: image {name}: qvec must be a finite non-zero quaternion, got {q.tolist()}")
         model_name, width, height, params = cams[cam_id]
         intr.append(pinhole(model_name, params, cam_id))
         sizes.append((height, width))
@@ -188,6 +206,8 @@ def index_colmap(path: str, images: str | None = None, space: str = "contract") 
         m[:3, :3], m[:3, 3] = qvec_to_rotmat(q), t
         w2c.append(m)
         paths.append(os.path.join(image_dir, name))
+    check_cameras(None, intr, cam_file, [f"camera of {n}" for n in names], sizes)
+    check_cameras(np.stack(w2c), None, img_file, names)
     c2w = w2c_opencv_to_c2w_opengl(np.stack(w2c))
     near, far = rig_bounds(c2w)
     return SceneIndex(c2w=c2w, intrinsics=torch.tensor(intr, dtype=torch.float32), sizes=torch.tensor(sizes),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .camera_check import check_cameras
 from .scene import SPACES, DataError, Scene, composite, read_image, resize_image
 
 
@@ -56,6 +57,7 @@ class SceneIndex:
             raise DataError(f"{self.name}: space must be one of {SPACES}, got {self.space!r}")
         if not 0 <= self.near < self.far:
             raise DataError(f"{self.name}: needs 0 <= near < far, got near={self.near}, far={self.far}")
+        check_cameras(self.c2w, self.intrinsics, self.name, [str(p) for p in self.image_paths] or None, self.sizes)
 
     def __len__(self) -> int:
         return self.c2w.shape[0]

@@ -14,15 +14,19 @@ import torch
 
 from ..cameras import normalize_poses
 from .blender import _read_json, check_frame, pose_matrix
+from .camera_check import check_cameras
 from .scene import DataError, Scene, downscale_size, read_image, resize_image, stack_images, composite
 
 _DIST_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 
 
-def _get(frame: dict, meta: dict, key: str):
+def _get(frame: dict, meta: dict, key: str, where: str) -> float:
+    """Intrinsic ``key`` of a frame (per frame, else global) as a number."""
     val = frame.get(key, meta.get(key))
     if val is None:
-        raise DataError(f"transforms.json: missing intrinsic '{key}' (global or per frame)")
+        raise DataError(f"{where}: missing intrinsic '{key}' (global or per frame)")
+    if isinstance(val, bool) or not isinstance(val, (int, float)):
+        raise DataError(f"{where}: '{key}' must be a number, got {val!r}")
     return float(val)
 
 
@@ -44,7 +48,8 @@ def load_nerfstudio(path: str, downscale: float = 1.0, space: str = "contract", 
     imgs, names, poses, intr = [], [], [], []
     for k, fr in enumerate(frames):
         check_frame(fr, f"{jpath} frame {k}")
-        if any(abs(float(fr.get(k, meta.get(k, 0.0)) or 0.0)) > 0 for k in _DIST_KEYS):
+        if any(_get(fr, {**dict.fromkeys(_DIST_KEYS, 0.0), **meta}, key, f"{jpath} frame {k}") != 0
+               for key in _DIST_KEYS if fr.get(key, meta.get(key)) is not None):
             raise DataError(f"{jpath}: lens distortion is not supported (undistort the images first)")
         p = os.path.join(path, fr["file_path"])
         img = composite(read_image(p), "white" if background == "white" else "black")
@@ -59,9 +64,11 @@ def load_nerfstudio(path: str, downscale: float = 1.0, space: str = "contract", 
                 raise DataError(f"{p}: {what} {round(size / scale)} does not match {key}={value} in transforms.json")
         imgs.append(img)
         names.append(fr["file_path"])
-        poses.append(pose_matrix(fr["transform_matrix"], p, ((4, 4), (3, 4)))[:3, :4])
-        intr.append([_get(fr, meta, "fl_x") * sx, _get(fr, meta, "fl_y") * sy,
-                     _get(fr, meta, "cx") * sx, _get(fr, meta, "cy") * sy])
+        poses.append(pose_matrix(fr["transform_matrix"], f"{jpath} frame {k}", ((4, 4), (3, 4)))[:3, :4])
+        where = f"{jpath} frame {k}"
+        intr.append([_get(fr, meta, "fl_x", where) * sx, _get(fr, meta, "fl_y", where) * sy,
+                     _get(fr, meta, "cx", where) * sx, _get(fr, meta, "cy", where) * sy])
+    check_cameras(np.stack(poses), intr, jpath, names)
     images = stack_images(imgs, names)
     c2w = torch.from_numpy(np.stack(poses))
     c2w, _, _ = normalize_poses(c2w, target_radius=1.0)

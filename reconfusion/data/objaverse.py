@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..cameras import to_homogeneous
+from .camera_check import check_cameras
 from .index import SceneIndex, image_size
 from .scene import DataError
 
@@ -40,16 +41,14 @@ def index_zero123(path: str, lens_mm: float = 35.0, sensor_mm: float = 32.0) -> 
         npy = os.path.join(path, f[:-4] + ".npy")
         if not os.path.isfile(npy):
             raise DataError(f"{path}: {f} has no camera file {os.path.basename(npy)}")
-        m = np.load(npy, allow_pickle=False)
-        if m.shape not in ((3, 4), (4, 4)):
-            raise DataError(f"{npy}: expected a [3, 4] world-to-camera matrix, got {list(m.shape)}")
-        w2c.append(m[:3].astype(np.float64))
+        w2c.append(read_pose(npy))
         paths.append(os.path.join(path, f))
         sizes.append(image_size(paths[-1]))
-    c2w = torch.linalg.inv(to_homogeneous(torch.from_numpy(np.stack(w2c)))).float()
     hw = torch.tensor(sizes, dtype=torch.float64)
     f = hw[:, 1] * lens_mm / sensor_mm
     intr = torch.stack([f, f, hw[:, 1] / 2, hw[:, 0] / 2], -1).float()
+    check_cameras(np.stack(w2c), intr.numpy(), path, [os.path.basename(p)[:-4] + ".npy" for p in paths], sizes)
+    c2w = torch.linalg.inv(to_homogeneous(torch.from_numpy(np.stack(w2c)))).float()
     dist = c2w[:, :3, 3].norm(dim=-1)
     half_diag = math.sqrt(3) / 2
     return SceneIndex(c2w=c2w, intrinsics=intr, sizes=torch.tensor(sizes),
@@ -57,6 +56,22 @@ def index_zero123(path: str, lens_mm: float = 35.0, sensor_mm: float = 32.0) -> 
                       space="box", background="white", image_paths=paths,
                       bbox=torch.tensor([[-0.5] * 3, [0.5] * 3]), focus_depth=float(dist.mean()),
                       name=os.path.basename(os.path.normpath(path)))
+
+
+def read_pose(npy: str) -> np.ndarray:
+    """A view's ``[3, 4]`` world-to-camera matrix (float64) from its ``.npy``; nothing is unpickled."""
+    try:
+        m = np.load(npy, allow_pickle=False)
+    except ValueError as exc:
+        why = "a pickled object array (refused)" if "allow_pickle" in str(exc) else f"not a .npy array ({exc})"
+        raise DataError(f"{npy}: {why}") from exc
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{npy}: truncated or unreadable ({exc})") from exc
+    if not isinstance(m, np.ndarray) or m.dtype.kind not in "biuf":
+        raise DataError(f"{npy}: expected numbers, got dtype {getattr(m, 'dtype', type(m).__name__)}")
+    if m.shape not in ((3, 4), (4, 4)):
+        raise DataError(f"{npy}: expected a [3, 4] world-to-camera matrix, got {list(m.shape)}")
+    return m[:3].astype(np.float64)
 
 
 def index_zero123_folder(root: str, **kw) -> list[SceneIndex]:
@@ -71,4 +86,4 @@ def index_zero123_folder(root: str, **kw) -> list[SceneIndex]:
     return out
 
 
-__all__ = ["index_zero123", "index_zero123_folder"]
+__all__ = ["index_zero123", "index_zero123_folder", "read_pose"]

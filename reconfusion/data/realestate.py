@@ -17,6 +17,7 @@ import os
 import numpy as np
 import torch
 
+from .camera_check import check_cameras, check_unique
 from .index import SceneIndex, image_size, w2c_opencv_to_c2w_opengl
 from .scene import DataError
 
@@ -27,8 +28,12 @@ def read_clip(path: str) -> tuple[str, list[int], np.ndarray, np.ndarray]:
     """-> (url, timestamps, normalized intrinsics ``[N, 4]``, w2c ``[N, 3, 4]``)."""
     if not os.path.isfile(path):
         raise DataError(f"camera file not found: {path}")
-    with open(path) as f:
-        lines = [ln.strip() for ln in f if ln.strip()]
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [ln.strip() for ln in f if ln.strip()]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a RealEstate10K camera file (not UTF-8 text: {exc.reason} at byte "
+                        f"{exc.start})") from exc
     if len(lines) < 2:
         raise DataError(f"{path}: needs a URL line and at least one frame line")
     stamps, intr, w2c = [], [], []
@@ -70,8 +75,11 @@ def index_realestate(path: str, frames: str | None = None, near: float = 1.0, fa
         raise DataError(f"{path}: none of its {len(stamps)} frames is in {frames} (<timestamp>.png|jpg)")
     hw = np.asarray(sizes, dtype=np.float64)
     scale = np.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], -1)  # fx*W, fy*H, cx*W, cy*H
+    intr = intr_n[keep] * scale
+    check_unique([stamps[i] for i in keep], path, "timestamp")
+    check_cameras(w2c[keep], intr, path, [f"timestamp {stamps[i]}" for i in keep], sizes)
     return SceneIndex(c2w=w2c_opencv_to_c2w_opengl(w2c[keep]),
-                      intrinsics=torch.from_numpy(intr_n[keep] * scale).float(), sizes=torch.tensor(sizes),
+                      intrinsics=torch.from_numpy(intr).float(), sizes=torch.tensor(sizes),
                       near=near, far=far, space="contract", image_paths=paths, name=clip)
 
 
