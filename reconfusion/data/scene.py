@@ -35,6 +35,7 @@ class Scene:
         train_ids, test_ids: disjoint view indices (see :func:`select_views`).
         bbox: ``[2, 3]`` min/max corners for ``space == "box"``.
         focus_depth: distance the cameras look at (for spiral videos), world units.
+        space_reason: why the loader chose ``space`` (one line, for the user), or ``""``.
     """
 
     images: torch.Tensor
@@ -50,6 +51,7 @@ class Scene:
     focus_depth: float | None = None
     name: str = "scene"
     image_names: list[str] = field(default_factory=list)
+    space_reason: str = ""
 
     def __post_init__(self):
         n = self.images.shape[0] if self.images.dim() == 4 else -1
@@ -144,6 +146,27 @@ def llff_protocol_ids(n_images: int, n_views: int, test_every: int = 8) -> tuple
     _check_n_views(n_views, len(rest))
     idx = np.round(np.linspace(0, len(rest) - 1, n_views)).astype(int)
     return [rest[i] for i in idx], test
+
+
+def mipnerf360_protocol_ids(c2w: torch.Tensor, n_views: int, test_every: int = 8) -> tuple[list[int], list[int]]:
+    """ReconFusion's few-view split of a capture all around a scene (mip-NeRF 360): test = every
+    ``test_every``-th image, as mip-NeRF 360 holds out; train = ``n_views`` of the rest spread around
+    the scene by :func:`farthest_point_ids` on camera centres ``c2w`` ``[N, 4, 4]`` (an image list's
+    order need not follow the camera path, so evenly spaced indices need not be spread out)."""
+    n_images = c2w.shape[0]
+    test = list(range(0, n_images, test_every))
+    rest = [i for i in range(n_images) if i not in test]
+    return farthest_point_ids(camera_centers(c2w), rest, n_views), test
+
+
+def fewview_protocol_ids(scene: "Scene", n_views: int, test_every: int = 8) -> tuple[list[int], list[int], str]:
+    """The published few-view split for ``scene``'s kind of capture -> ``(train, test, name)``:
+    :func:`llff_protocol_ids` for forward-facing (NDC) scenes, :func:`mipnerf360_protocol_ids` else."""
+    if scene.space == "ndc":
+        train, test = llff_protocol_ids(scene.n_images, n_views, test_every)
+        return train, test, "llff: test every 8th image, N views evenly spaced over the rest"
+    train, test = mipnerf360_protocol_ids(scene.c2w, n_views, test_every)
+    return train, test, "mip-NeRF 360: test every 8th image, N views farthest-point spread over the rest"
 
 
 def farthest_point_ids(centers: torch.Tensor, candidates: list[int], n_views: int) -> list[int]:
@@ -262,5 +285,6 @@ def downscale_size(width: int, height: int, factor: float) -> tuple[int, int]:
 
 __all__ = [
     "BACKGROUNDS", "DataError", "SPACES", "Scene", "composite", "downscale_size", "farthest_point_ids",
-    "llff_protocol_ids", "read_image", "resize_image", "select_views", "stack_images",
+    "fewview_protocol_ids", "llff_protocol_ids", "mipnerf360_protocol_ids", "read_image", "resize_image",
+    "select_views", "stack_images",
 ]
