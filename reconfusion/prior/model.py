@@ -172,10 +172,20 @@ class ReconFusionPrior(nn.Module):
         for p in (cfg_path, w_path):
             if not os.path.isfile(p):
                 raise ValueError(f"not a saved prior: {p} is missing")
-        with open(cfg_path) as f:
-            cfg = PriorConfig.from_dict(json.load(f), cfg_path)
+        from ..safe_io import CheckpointError, load_safetensors, read_json
+
+        cfg = PriorConfig.from_dict(read_json(cfg_path), cfg_path)
         model = cls(cfg)
-        load_model(model, w_path, strict=True)
+        expected = model.state_dict()
+        for k, t in load_safetensors(w_path)[0].items():  # refuses pickles and truncated files first
+            if k not in expected or tuple(t.shape) != tuple(expected[k].shape):
+                want = f"shape {list(expected[k].shape)}" if k in expected else "no such tensor"
+                raise CheckpointError(f"{w_path}: tensor {k!r} has shape {list(t.shape)}, the prior of {cfg_path} "
+                                      f"has {want} (weights of another prior size)")
+        try:
+            load_model(model, w_path, strict=True)
+        except RuntimeError as exc:  # missing tensors: torch's first line names them
+            raise CheckpointError(f"{w_path}: not the weights of {cfg_path} ({str(exc).splitlines()[0]})") from exc
         model.to(device)
         if dtype is not None:
             model.to(dtype)

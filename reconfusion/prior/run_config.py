@@ -19,12 +19,12 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 
-log = logging.getLogger(__name__)
+from . import config_schema
+from .config_schema import MIXED_PRECISION
 
-MIXED_PRECISION = ("no", "bf16", "fp16")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,16 +51,9 @@ class TrainConfig:
     device: str = "auto"
     tensorboard: bool = False
 
-    def validate(self) -> "TrainConfig":
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"`mixed_precision` must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
-        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
-        if self.num_workers < 0 or self.warmup_steps < 0:
-            raise ValueError("`num_workers` and `warmup_steps` must be >= 0")
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"`ema` must be in [0, 1), got {self.ema}")
+    def validate(self, source: str = "run config") -> "TrainConfig":
+        """Check every field against the schema (:mod:`.config_schema`); all problems in one error."""
+        config_schema.check(self.to_dict(), source)
         return self
 
     def to_dict(self) -> dict:
@@ -72,20 +65,19 @@ class TrainConfig:
         write_json(path, self.to_dict())
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown train config key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d).validate()
+    def from_dict(cls, d: dict, source: str = "run config") -> "TrainConfig":
+        """A config from a dict, checked as a whole against the schema before it is built."""
+        config_schema.check(d, source)
+        return cls(**d)
 
     @classmethod
     def load(cls, path: str) -> "TrainConfig":
         try:
-            with open(path) as f:
-                return cls.from_dict(json.load(f))
-        except (OSError, json.JSONDecodeError) as exc:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"cannot read train config {path}: {exc}") from exc
+        return cls.from_dict(d, path)
 
 
 def build_prior(model: dict):
@@ -202,4 +194,4 @@ def config_from_args(args) -> TrainConfig:
     return TrainConfig.from_dict(d)
 
 
-__all__ = ["TrainConfig", "build_parser", "build_prior", "config_from_args", "resolve_resume"]
+__all__ = ["MIXED_PRECISION", "TrainConfig", "build_parser", "build_prior", "config_from_args", "resolve_resume"]

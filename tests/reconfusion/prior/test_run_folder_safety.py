@@ -1,5 +1,6 @@
-"""A hostile run folder (``latest.json`` pointing out, links planted in ``--out``) makes ``train-prior``
-refuse with one clear line, and nothing outside ``--out`` is created, changed or deleted."""
+"""A hostile run folder (``latest.json`` pointing out, links planted in ``--out``, a saved state that
+is truncated, pickled or of another prior size) makes ``train-prior`` refuse with one clear line naming
+the file, and nothing outside ``--out`` is created, changed or deleted."""
 import hashlib
 import json
 import os
@@ -9,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from reconfusion.cli import main
+from reconfusion.app.cli import main
 from tests.helpers.prior_scenes import synthetic_scene
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -94,14 +95,57 @@ def _truncated(out, victim):
     (out / "latest.json").write_text('{"dir": "state-0')
 
 
+def _resized(path: pathlib.Path):
+    """Rewrite a safetensors file with its first tensor one row longer (a state of another prior size)."""
+    from safetensors.torch import load_file, save_file
+    import torch
+
+    tensors = load_file(str(path))
+    k = sorted(k for k, t in tensors.items() if t.dim() > 0)[0]
+    tensors[k] = torch.cat([tensors[k], tensors[k][:1]])
+    save_file(tensors, str(path))
+
+
+def _model_of_other_size(out, victim):
+    _resized(out / _state(out) / "model" / "model.safetensors")
+
+
+def _ema_of_other_size(out, victim):
+    _resized(out / _state(out) / "ema.safetensors")
+
+
+def _optimizer_of_other_size(out, victim):
+    _resized(out / _state(out) / "optimizer.safetensors")
+
+
+def _model_truncated(out, victim):
+    p = out / _state(out) / "model" / "model.safetensors"
+    p.write_bytes(p.read_bytes()[:1000])
+
+
+def _model_pickled(out, victim):
+    import pickle
+
+    (out / _state(out) / "model" / "model.safetensors").write_bytes(pickle.dumps({"w": [1.0]}, protocol=4))
+
+
+def _model_config_cut(out, victim):
+    p = out / _state(out) / "model" / "config.json"
+    p.write_text(p.read_text()[:30])
+
+
 HOSTILE = {f.__name__.lstrip("_"): f for f in (
     _escape_up, _escape_absolute, _state_is_a_link_out, _latest_is_a_link_out, _saved_prior_is_a_link_out,
-    _metrics_is_a_link_out, _no_dir_key, _dir_not_a_string, _not_an_object, _truncated)}
+    _metrics_is_a_link_out, _no_dir_key, _dir_not_a_string, _not_an_object, _truncated, _model_of_other_size,
+    _ema_of_other_size, _optimizer_of_other_size, _model_truncated, _model_pickled, _model_config_cut)}
 EXPECTED = {"escape_up": "state-<step> folder", "escape_absolute": "state-<step> folder",
             "state_is_a_link_out": "outside", "latest_is_a_link_out": "outside",
             "saved_prior_is_a_link_out": "outside", "metrics_is_a_link_out": "outside",
             "no_dir_key": '"dir" and "step"', "dir_not_a_string": "state-<step> folder",
-            "not_an_object": '"dir" and "step"', "truncated": "not JSON"}
+            "not_an_object": '"dir" and "step"', "truncated": "not JSON", "model_of_other_size": "another prior size",
+            "ema_of_other_size": "another prior size", "optimizer_of_other_size": "another prior size",
+            "model_truncated": "truncated or not a safetensors", "model_pickled": "is a pickle",
+            "model_config_cut": "not JSON"}
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
