@@ -59,7 +59,7 @@ setup(
         "xformers": ["xformers>=0.0.35"],
         "video": ["imageio-ffmpeg"],
     },
-    entry_points={"console_scripts": ["reconfusion=reconfusion.cli:main"]},
+    entry_points={"console_scripts": ["reconfusion=reconfusion.app.cli:main"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -8,7 +8,7 @@ recorded beside them. One JSON line per run is appended to ``--out``::
     nice -n 10 python -m benchmarks.fewview_ablation fern --views 3 --eval-at 750,1500 \\
         --set freq_reg_fraction=0.5 --tag freq0.5 --out ablation.jsonl
 
-The scene split is ``reconfusion benchmark``'s (:func:`reconfusion.benchmark.load_pair`).
+The scene split is ``reconfusion benchmark``'s (:func:`reconfusion.app.quality_benchmark.load_pair`).
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def with_overrides(cfg, overrides: dict):
 
 
 def main(argv=None) -> int:
-    from reconfusion.benchmark import load_pair, resolve_scene
+    from reconfusion.app.quality_benchmark import load_pair, resolve_scene
     from reconfusion.config import get_preset
     from reconfusion.reconstruct import ExtraLoss, evaluate, train
 

@@ -27,8 +27,8 @@ def main(argv=None) -> int:
     p.add_argument("--downscale", type=float, default=1.0, help="extra image downscale (dry runs on a CPU)")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    from reconfusion.cli import DEMO_DATA, DEMO_FACTOR, DEMO_VIEWS
-    from reconfusion.cli import main as cli
+    from reconfusion.app.runs import DEMO_DATA, DEMO_FACTOR, DEMO_VIEWS
+    from reconfusion.app.cli import main as cli
     from reconfusion.config import get_preset
 
     run_dir = tempfile.mkdtemp(prefix="rfk-recon-")

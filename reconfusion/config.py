@@ -13,6 +13,12 @@ from dataclasses import field as dc_field
 
 from rfkernels import BACKENDS  # rfkernels' backend names; Config.backend None = its process default
 
+
+
+class ConfigError(ValueError):
+    """A config value or key the model or loop cannot use (the CLI reports it in one line)."""
+
+
 SPACINGS = ("auto", "linear", "inverse", "power")  # "auto": linear in NDC, power elsewhere
 
 
@@ -101,7 +107,7 @@ class Config:
         """Raise ``ValueError`` naming the first field with a value the model or loop cannot use."""
         def need(ok: bool, name: str, what: str):
             if not ok:
-                raise ValueError(f"config `{name}` must be {what}, got {getattr(self, name)!r}")
+                raise ConfigError(f"config `{name}` must be {what}, got {getattr(self, name)!r}")
 
         for name in ("iterations", "batch_rays", "eval_chunk", "depth_smoothness_patches", "depth_smoothness_patch_size"):
             v = getattr(self, name)
@@ -150,17 +156,17 @@ class Config:
     def replace(self, **kw) -> "Config":
         unknown = [k for k in kw if k not in {f.name for f in dataclasses.fields(self)}]
         if unknown:
-            raise ValueError(f"unknown config field(s): {unknown}")
+            raise ConfigError(f"unknown config field(s): {unknown}")
         return dataclasses.replace(self, **kw)
 
 
 def _known(cls, d: dict, where: str) -> dict:
     if not isinstance(d, dict):
-        raise ValueError(f"{where} must be a JSON object, got {type(d).__name__}")
+        raise ConfigError(f"{where} must be a JSON object, got {type(d).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; known: {sorted(names)}")
+        raise ConfigError(f"unknown key(s) {unknown} in {where}; known: {sorted(names)}")
     return d
 
 
@@ -176,11 +182,54 @@ def resolve(cfg: Config, space: str) -> Config:
     if spacing == "auto":
         spacing = "linear" if space == "ndc" else "power"
     elif space == "ndc" and spacing != "linear":
-        raise ValueError(f"config `spacing` {spacing!r} does not apply to NDC scenes: use 'auto' or 'linear'")
+        raise ConfigError(f"config `spacing` {spacing!r} does not apply to NDC scenes: use 'auto' or 'linear'")
     warmup = min(cfg.warmup_steps, max(cfg.iterations // 10, 1))
     if (spacing, warmup) == (cfg.spacing, cfg.warmup_steps):
         return cfg
     return cfg.replace(spacing=spacing, warmup_steps=warmup)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["key=value", ...]`` -> ``{key: value}``: values parse as JSON (numbers, booleans, null,
+    lists -> tuples), anything else stays a string. Dotted keys reach nested settings."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set takes key=value, got {item!r}")
+        try:
+            v = json.loads(value)
+        except json.JSONDecodeError:
+            v = value
+        out[key] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def with_overrides(cfg: Config, overrides: dict) -> Config:
+    """``cfg`` with ``overrides`` applied: dotted keys reach nested settings (``field.dir_degree``,
+    ``proposals.0.width``); the result is validated like any config, and an unknown key or index is a
+    :class:`ConfigError` that names it."""
+    d = json.loads(cfg.to_json())
+    for key, value in overrides.items():
+        *path, last = key.split(".")
+        node = d
+        for depth, part in enumerate([*path, last]):
+            where = ".".join([*path, last][:depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"config key {key!r}: {where!r} needs an index < {len(node)}")
+                part = int(part)
+            elif not isinstance(node, dict) or part not in node:
+                known = sorted(node) if isinstance(node, dict) else []
+                raise ConfigError(f"unknown config key {key!r}" + (f"; known here: {known}" if known else ""))
+            if depth < len(path):
+                node = node[part]
+            else:
+                node[part] = list(value) if isinstance(value, tuple) else value
+    try:
+        return Config.from_dict(d)
+    except TypeError as exc:  # e.g. a nested value of the wrong kind reaching a dataclass constructor
+        raise ConfigError(f"--set {', '.join(overrides)}: {exc}") from exc
 
 
 def base() -> Config:
@@ -211,9 +260,10 @@ PRESETS = {"tiny": tiny, "base": base}
 
 def get_preset(name: str) -> Config:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]()
 
 
-__all__ = ["BACKENDS", "Config", "FieldConfig", "GridConfig", "PRESETS", "ProposalConfig", "SPACINGS",
-           "base", "get_preset", "resolve", "tiny"]
+__all__ = ["BACKENDS", "Config", "ConfigError", "FieldConfig", "GridConfig", "PRESETS", "ProposalConfig", "SPACINGS",
+           "base", "get_preset", "parse_overrides", "resolve", "tiny",
+           "with_overrides"]

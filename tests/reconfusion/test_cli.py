@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from reconfusion.cli import main
+from reconfusion.app.cli import main
 from tests.helpers.recon_scenes import boxes_scene, save_npz
 from tests.helpers.scene_files import write_llff
 from tests.helpers.paths import ROOT as PATHS_ROOT
@@ -98,7 +98,7 @@ def test_python_dash_m_help():
 
 def test_embedded_demo_scene_needs_no_factor(tmp_path, capsys):
     """``reconstruct --data reconfusion/demo/fern`` finds images_32/ (the only folder there)."""
-    from reconfusion.cli import DEMO_DATA
+    from reconfusion.app.runs import DEMO_DATA
 
     out = str(tmp_path / "run")
     rc = main(["reconstruct", "--data", DEMO_DATA, "--views", "3", "--iterations", "1", "--batch-rays", "32",
@@ -225,3 +225,41 @@ def test_cli_errors_are_one_line_exit_2(npz, run_dir, tmp_path):
         assert len(err) == 1 and err[0].startswith("reconfusion: error:") and match in err[0], (argv, err)
         assert "Traceback" not in r.stderr
     assert not os.path.exists(out)  # nothing was trained
+
+
+# ----------------------------------------------------------------------- --set and error classes
+def test_set_overrides_reach_the_saved_config(npz, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    rc = main(["reconstruct", "--data", npz, "--views", "3", "--iterations", "2", "--batch-rays", "32", "--no-video",
+               "--quiet", "--device", "cpu", "--out", out, "--set", "occlusion_weight=0.05",
+               "--set", "field.dir_degree=3", "--set", "proposals.0.width=8"])
+    assert rc == 0, capsys.readouterr().err
+    cfg = json.load(open(os.path.join(out, "checkpoint", "config.json")))["config"]
+    assert cfg["occlusion_weight"] == 0.05 and cfg["field"]["dir_degree"] == 3 and cfg["proposals"][0]["width"] == 8
+
+
+@pytest.mark.parametrize("item,match", [("nope=1", "unknown config key 'nope'"),
+                                        ("field.nope=1", "unknown config key 'field.nope'"),
+                                        ("proposals.7.width=8", "'proposals.7' needs an index < 1"),
+                                        ("iterations=abc", "config `iterations` must be an integer >= 1"),
+                                        ("novalue", "--set takes key=value")])
+def test_bad_set_is_one_line_before_any_work(npz, tmp_path, capsys, item, match):
+    out = tmp_path / "run"
+    one_line_error(capsys, ["reconstruct", "--data", npz, "--views", "3", "--out", str(out), "--device", "cpu",
+                            "--set", item], match)
+    assert not out.exists()
+
+
+def test_a_value_error_inside_training_keeps_its_traceback(npz, tmp_path, monkeypatch):
+    """Only argument, config and data errors are one line: a ValueError raised by the work itself is a bug."""
+    import reconfusion.reconstruct as loop
+    from reconfusion.app.runs import WorkError
+
+    def broken_train(*args, **kwargs):
+        raise ValueError("an internal shape bug")
+
+    monkeypatch.setattr(loop, "train", broken_train)
+    with pytest.raises(WorkError) as info:
+        main(["reconstruct", "--data", npz, "--views", "3", "--iterations", "1", "--no-video", "--quiet",
+              "--device", "cpu", "--out", str(tmp_path / "run")])
+    assert isinstance(info.value.__cause__, ValueError) and "an internal shape bug" in str(info.value.__cause__)

@@ -9,8 +9,8 @@ import types
 import pytest
 import torch
 
-from reconfusion import benchmark as bm
-from reconfusion.cli import main
+from reconfusion.app import quality_benchmark as bm
+from reconfusion.app.cli import main
 from tests.helpers.scene_files import write_blender, write_llff
 from tests.helpers.paths import ROOT as PATHS_ROOT
 
@@ -102,7 +102,7 @@ def _pair(scene, views, psnr, fmt="llff"):
 
 def test_table_layout():
     sett = {"preset": "tiny", "iterations": 100, "batch_rays": 64, "seed": 0, "device": "cpu", "threads": 1,
-            "hashgrid_backend": "auto", "versions": {"reconfusion": "0", "rfkernels": "0", "torch": "0", "python": "3"}}
+            "backend": "auto", "versions": {"reconfusion": "0", "rfkernels": "0", "torch": "0", "python": "3"}}
     s = bm.summarize([_pair("fern", 3, 19.0), _pair("horns", 3, 17.0), _pair("fern", 6, 22.0)], [3, 6, 9], sett)
     assert s["mean"]["3"]["psnr"] == pytest.approx(18.0) and s["mean"]["3"]["n_scenes"] == 2
     assert "9" not in s["mean"] and s["published"]["llff_3view_psnr"]["ReconFusion"] == 21.34

@@ -145,7 +145,7 @@ def test_zero123(tmp_path):
 
 
 def test_reconstruct_accepts_a_colmap_folder(tmp_path):
-    from reconfusion.cli import main
+    from reconfusion.app.cli import main
 
     write_colmap(tmp_path / "scene", n=6)
     rc = main(["reconstruct", "--data", str(tmp_path / "scene"), "--downscale", "4", "--views", "3",

@@ -118,7 +118,7 @@ def test_co3d_and_realestate_fixtures_train_from_a_config(tmp_path, caplog):
     decoded by 2 workers; throughput logged; the run config written; a restart with more steps resumes."""
     import logging
 
-    from reconfusion.cli import main
+    from reconfusion.app.cli import main
     from tests.helpers.prior_formats import LEGO
 
     if not LEGO.is_dir():

@@ -110,7 +110,7 @@ def test_cli_train_prior_then_reconstruct_with_prior(tmp_path, capsys):
 
     import numpy as np
 
-    from reconfusion.cli import main
+    from reconfusion.app.cli import main
 
     sc = synthetic_scene(6, 32)
     data = tmp_path / "scene.npz"

@@ -177,7 +177,7 @@ def test_run_json_reproduces_the_run(tmp_path):
     import numpy as np
     from safetensors.torch import load_file
 
-    from reconfusion.cli import main
+    from reconfusion.app.cli import main
 
     sc = synthetic_scene(6, 32)
     data = tmp_path / "scene.npz"

@@ -6,178 +6,57 @@ Every user error (missing files, bad data, too few views, unknown preset) ends w
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 
-from .config import BACKENDS
-
-DEMO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo", "fern")
-DEMO_FACTOR = 32  # the embedded copy: images_32/ (126x94), i.e. the protocol's 8x images resized by 4
-DEMO_VIEWS = 3
-
-
-class CLIError(Exception):
-    pass
-
-
-def _ids(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(t) for t in text.replace(",", " ").split()]
-    except ValueError as exc:
-        raise CLIError(f"view ids must be integers separated by commas, got {text!r}") from exc
-
-
-def _device(name: str):
-    """``auto | cpu | cuda | cuda:<i>`` -> a usable ``torch.device`` (rfkernels runs on CPU and CUDA)."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    kind, _, index = name.partition(":")
-    if name == "cpu" or (kind == "cuda" and (not index or index.isdigit())):
-        if kind == "cuda" and not torch.cuda.is_available():
-            raise CLIError(f"--device {name} asked for but no CUDA GPU is available (use --device cpu)")
-        if index and int(index) >= torch.cuda.device_count():
-            raise CLIError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-        return torch.device(name)
-    raise CLIError(f"--device must be auto, cpu, cuda or cuda:<index>, got {name!r}")
-
-
-def _at_least(flag: str, value, lo: int):
-    if value is not None and value < lo:
-        raise CLIError(f"{flag} must be >= {lo}, got {value}")
-    return value
-
-
-def _check_out_dir(out: str | None, flag: str = "--out") -> None:
-    if out and os.path.exists(out) and not os.path.isdir(out):
-        raise CLIError(f"{flag} {out} is an existing file; give a folder for the results")
+from ..config import BACKENDS
+from .runs import (DEMO_DATA, DEMO_FACTOR, DEMO_VIEWS, USER_ERRORS, CLIError, at_least, check_out_dir, torch_device,
+                   load_split_scene, make_config, parse_ids, print_results, run_reconstruction, shared_fern, the_work)
 
 
 def _check_common(a) -> None:
     """Validate the common options before any data is read or a model trained."""
-    _at_least("--threads", getattr(a, "threads", 0), 0)
-    _device(a.device)
+    at_least("--threads", getattr(a, "threads", 0), 0)
+    torch_device(a.device)
     if hasattr(a, "frames") and not getattr(a, "no_video", False):
-        _at_least("--frames", a.frames, 1)
-    _at_least("--fps", getattr(a, "fps", None), 1)
-
-
-def shared_fern() -> str | None:
-    """``../shared/data/fern`` beside the project checkout (or $RECONFUSION_DATA/fern), if present."""
-    env = os.environ.get("RECONFUSION_DATA")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the project checkout
-    for cand in ([os.path.join(env, "fern")] if env else []) + [os.path.join(os.path.dirname(root), "shared", "data", "fern")]:
-        if os.path.isfile(os.path.join(cand, "poses_bounds.npy")):
-            return cand
-    return None
-
-
-def _load(data: str, fmt: str, downscale: float, factor: int | None, views: int | None,
-          train_ids, test_ids, strategy: str):
-    from .data import detect_format, load_scene, select_views
-    from .data.llff import default_factor
-
-    llff = (fmt if fmt != "auto" else detect_format(data)) == "llff"
-    if factor is not None and not llff:
-        raise CLIError("--factor applies to LLFF scenes only (use --downscale)")
-    if llff and factor is None:
-        factor = default_factor(data)  # images_8/, else the images_<k>/ folder there is
-    kw = {"factor": factor} if factor is not None else {}
-    scene = load_scene(data, format=fmt, downscale=downscale, **kw)
-    if views is None and train_ids is None:
-        raise CLIError("pass --views N or --train-ids")
-    scene = select_views(scene, n_views=views, train_ids=train_ids, test_ids=test_ids, strategy=strategy)
-    info = {"path": os.path.abspath(data), "format": fmt, "downscale": downscale, "factor": factor}
-    return scene, info
-
-
-def _config(preset: str, iterations: int | None, batch: int | None, backend: str | None):
-    """The preset with the command line's overrides (derived settings are resolved by ``train``)."""
-    from .config import get_preset
-
-    cfg = get_preset(preset)
-    kw = {"iterations": _at_least("--iterations", iterations, 1), "batch_rays": _at_least("--batch-rays", batch, 1),
-          "backend": backend}
-    return cfg.replace(**{k: v for k, v in kw.items() if v is not None})
-
-
-def _print_results(res: dict, out_dir: str | None) -> None:
-    m = res["mean"]
-    extra = f"  LPIPS {m['lpips']:.3f}" if "lpips" in m else ""
-    print(f"held-out views {res['test_ids']} ({res['resolution'][0]}x{res['resolution'][1]}): "
-          f"PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}{extra}")
-    if out_dir:
-        print(f"results: {os.path.join(out_dir, 'results.json')}")
-
-
-def _run_reconstruction(scene, info, cfg, out: str, device, resume: bool, lpips: str | None,
-                        video: bool, frames: int, quiet: bool, extra_losses=()) -> dict:
-    from .reconstruct import check_backend, evaluate, train
-    from .video import render_video
-
-    check_backend(cfg.backend, device)
-    os.makedirs(out, exist_ok=True)
-    print(f"scene {scene.name}: {scene.n_images} images {scene.width}x{scene.height}, space {scene.space}, "
-          f"train views {scene.train_ids}, test views {scene.test_ids}")
-    print(f"preset {cfg.preset}: {cfg.iterations} iterations x {cfg.batch_rays} rays on {device}")
-    t0 = time.time()
-    result = train(scene, cfg, out, device=device, resume=resume, progress_bar=not quiet, data_info=info,
-                   extra_losses=extra_losses)
-    t_train = time.time() - t0
-    res = evaluate(result.model, scene, out, device=device, lpips_path=lpips,
-                   progress_bar=not quiet)
-    res["train_seconds"] = t_train
-    if video:
-        res["video"] = render_video(result.model, scene, os.path.join(out, "video.mp4"), n_frames=frames,
-                                    device=device, progress_bar=not quiet)
-    res["total_seconds"] = time.time() - t0
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(res, f, indent=2)
-    _print_results(res, out)
-    print(f"training {t_train:.0f} s, total {res['total_seconds']:.0f} s" +
-          (f"; video: {res['video']}" if video else ""))
-    return res
+        at_least("--frames", a.frames, 1)
+    at_least("--fps", getattr(a, "fps", None), 1)
 
 
 # ----------------------------------------------------------------------------------- commands
 def cmd_reconstruct(a) -> int:
     _check_common(a)
-    _check_out_dir(a.out)
-    cfg = _config(a.preset, a.iterations, a.batch_rays, a.backend)
-    scene, info = _load(a.data, a.format, a.downscale, a.factor, a.views, _ids(a.train_ids), _ids(a.test_ids),
+    check_out_dir(a.out)
+    cfg = make_config(a.preset, a.iterations, a.batch_rays, a.backend, a.set)
+    scene, info = load_split_scene(a.data, a.format, a.downscale, a.factor, a.views, parse_ids(a.train_ids), parse_ids(a.test_ids),
                         a.strategy)
-    device = _device(a.device)
+    device = torch_device(a.device)
     extra = ()
     if a.prior:  # the diffusion sample loss (reconfusion.prior.sample_loss)
-        from .prior.sample_loss import prior_extra_loss
+        from ..prior.sample_loss import prior_extra_loss
 
         extra = (prior_extra_loss(a.prior, scene, every=a.prior_every, weight=a.prior_weight, device=device,
                                   steps=a.prior_steps, guidance=a.prior_guidance, lpips=a.lpips_weights,
                                   lpips_weight=a.prior_lpips_weight),)
         print(f"diffusion prior {a.prior}: sample loss every {a.prior_every} iterations")
-    _run_reconstruction(scene, info, cfg, a.out, device, a.resume, a.lpips_weights,
+    run_reconstruction(scene, info, cfg, a.out, device, a.resume, a.lpips_weights,
                         not a.no_video, a.frames, a.quiet, extra)
     return 0
 
 
 def cmd_train_prior(a) -> int:
-    from .prior.train import run
+    from ..prior.train import run
 
     return run(a)
 
 
 def _checkpoint_scene(a):
     """Model + the scene it was trained on (data path from the checkpoint unless --data)."""
-    from .data import load_scene
-    from .reconstruct import load_checkpoint
+    from ..data import load_scene
+    from ..reconstruct import load_checkpoint
 
     _check_common(a)
-    device = _device(a.device)
+    device = torch_device(a.device)
     model, cfg, info = load_checkpoint(a.checkpoint, device, backend=a.backend)
     meta, data = info["scene"], info["scene"].get("data", {})
     path = a.data or data.get("path")
@@ -190,27 +69,28 @@ def _checkpoint_scene(a):
 
 
 def cmd_evaluate(a) -> int:
-    from .reconstruct import checkpoint_dir, evaluate
+    from ..reconstruct import checkpoint_dir, evaluate
 
-    _check_out_dir(a.out)
+    check_out_dir(a.out)
     model, cfg, scene, device = _checkpoint_scene(a)
     out = a.out or os.path.join(os.path.dirname(os.path.abspath(checkpoint_dir(a.checkpoint))), "eval")
-    res = evaluate(model, scene, out, device=device, lpips_path=a.lpips_weights,
-                   progress_bar=not a.quiet)
-    _print_results(res, out)
+    with the_work():
+        res = evaluate(model, scene, out, device=device, lpips_path=a.lpips_weights, progress_bar=not a.quiet)
+    print_results(res, out)
     return 0
 
 
 def cmd_render_video(a) -> int:
-    from .reconstruct import checkpoint_dir
-    from .video import render_video
+    from ..reconstruct import checkpoint_dir
+    from ..video import render_video
 
     if a.out and os.path.isdir(a.out):
         raise CLIError(f"--out {a.out} is a folder; give a video file path (.mp4 or .gif)")
     model, cfg, scene, device = _checkpoint_scene(a)
     out = a.out or os.path.join(os.path.dirname(os.path.abspath(checkpoint_dir(a.checkpoint))), "video.mp4")
-    path = render_video(model, scene, out, n_frames=a.frames, fps=a.fps, device=device,
-                        progress_bar=not a.quiet)
+    with the_work():
+        path = render_video(model, scene, out, n_frames=a.frames, fps=a.fps, device=device,
+                            progress_bar=not a.quiet)
     print(f"video: {path}")
     return 0
 
@@ -219,8 +99,8 @@ def cmd_demo(a) -> int:
     """3-view fern with the tiny preset: shared data if present (images_8 resized by 4), else the
     embedded copy (the same images, already resized)."""
     _check_common(a)
-    _check_out_dir(a.out)
-    cfg = _config("tiny", a.iterations, None, a.backend)
+    check_out_dir(a.out)
+    cfg = make_config("tiny", a.iterations, None, a.backend, a.set)
     if a.data:
         data, factor, downscale = a.data, 8, 4.0
     elif shared_fern() and not a.embedded:
@@ -228,8 +108,8 @@ def cmd_demo(a) -> int:
     else:
         data, factor, downscale = DEMO_DATA, DEMO_FACTOR, 1.0
     print(f"demo data: {data} (LLFF fern, Mildenhall et al. 2019)")
-    scene, info = _load(data, "llff", downscale, factor, DEMO_VIEWS, None, None, "even")
-    _run_reconstruction(scene, info, cfg, a.out, _device(a.device), False, a.lpips_weights, not a.no_video,
+    scene, info = load_split_scene(data, "llff", downscale, factor, DEMO_VIEWS, None, None, "even")
+    run_reconstruction(scene, info, cfg, a.out, torch_device(a.device), False, a.lpips_weights, not a.no_video,
                         a.frames, a.quiet)
     return 0
 
@@ -244,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rfkernels backend of every op (default: auto, or $RFKERNELS_BACKEND)")
         q.add_argument("--threads", type=int, default=0,
                        help="CPU threads for torch (0 = torch's default; 1 is faster on a busy machine)")
+
+    def settings(q):
+        q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="config override, repeatable; dotted keys reach nested settings "
+                            "(e.g. --set occlusion_weight=0.02 --set field.dir_degree=3); values parse as JSON")
 
     def common(q, video=True):
         runtime(q)
@@ -269,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True)
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     common(r)
+    settings(r)
     r.add_argument("--prior", default=None, help="a saved diffusion prior directory: turns the sample loss on")
     r.add_argument("--prior-every", type=int, default=10, help="sample loss every k iterations")
     r.add_argument("--prior-weight", type=float, default=1.0, help="sample loss weight (x 1 / number of views)")
@@ -301,16 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--embedded", action="store_true", help="use the embedded copy even if shared data exists")
     d.add_argument("--iterations", type=int, default=None)
     common(d)
+    settings(d)
     # One thread: the tiny preset's ops are small, so a second thread barely helps on an idle
     # 2-core machine and slows training ~6x when the cores are shared (measured here).
     d.set_defaults(frames=30, threads=1)
     d.set_defaults(fn=cmd_demo)
 
-    from .benchmark import add_parser as benchmark_parser
+    from .quality_benchmark import add_parser as benchmark_parser
 
-    benchmark_parser(sub)
+    settings(benchmark_parser(sub))
 
-    from .prior.train import build_parser as prior_parser
+    from ..prior.train import build_parser as prior_parser
 
     t = sub.add_parser("train-prior", help="train the multiview diffusion prior on posed scenes")
     prior_parser(t)
@@ -341,17 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     try:
-        from .data.scene import DataError
-        from rfkernels import BackendUnavailableError
-
         try:
-            _at_least("--threads", getattr(args, "threads", 0), 0)
+            at_least("--threads", getattr(args, "threads", 0), 0)
             if getattr(args, "threads", 0):
                 import torch
 
                 torch.set_num_threads(args.threads)
             return args.fn(args)
-        except (CLIError, DataError, ValueError, OSError, BackendUnavailableError, json.JSONDecodeError) as exc:
+        # user errors, and a ValueError from checking the input before the work (inside the work,
+        # runs.the_work turns any other ValueError into a WorkError, shown with its traceback)
+        except (*USER_ERRORS, ValueError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             print(f"reconfusion: error: {msg}", file=sys.stderr)
             return 2

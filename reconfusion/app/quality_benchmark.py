@@ -1,4 +1,5 @@
-"""``reconfusion benchmark``: the few-view protocol as one command.
+"""``reconfusion benchmark``: the few-view quality protocol as one command (reconstruction quality;
+the kernels' speed is measured by ``python -m benchmarks``).
 
 Every (scene, number of views) pair is reconstructed and evaluated into ``OUT/<scene>/<N>views/``
 (``results.json`` as written by ``reconstruct``, plus the settings it ran with); a pair whose
@@ -20,6 +21,8 @@ import os
 import platform
 import time
 
+from .runs import CLIError, make_config, run_reconstruction, torch_device
+
 # Published LLFF averages over its 8 scenes, 3 input views, PSNR (as quoted by ReconFusion,
 # arXiv 2312.02981, Table 1). Zip-NeRF and FreeNeRF use no learned prior; ReconFusion does.
 PUBLISHED_LLFF_3VIEW_PSNR = {"Zip-NeRF": 17.23, "FreeNeRF": 19.63, "ReconFusion": 21.34}
@@ -28,7 +31,7 @@ LLFF_FACTOR = 8
 METRICS = ("psnr", "ssim", "lpips")
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(CLIError):
     pass
 
 
@@ -39,7 +42,7 @@ def resolve_scene(arg: str) -> str:
     if os.path.exists(arg):
         return os.path.abspath(arg)
     roots = [os.environ["RECONFUSION_DATA"]] if os.environ.get("RECONFUSION_DATA") else []
-    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    project = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
     roots.append(os.path.join(os.path.dirname(project), "shared", "data"))
     for root in roots:
         if os.path.exists(os.path.join(root, arg)):
@@ -59,7 +62,7 @@ def parse_views(text: str) -> list[int]:
 
 def blender_split(scene, n_views: int):
     """-> (train_ids, test_ids, split name) for a Blender scene (see the module docstring)."""
-    from .data import select_views
+    from ..data import select_views
 
     if scene.n_images < 100:  # not the full train split: the generic split
         s = select_views(scene, n_views=n_views, strategy="farthest")
@@ -76,7 +79,7 @@ def blender_split(scene, n_views: int):
 
 def load_pair(path: str, n_views: int):
     """-> (scene with its few-view split, data info for the checkpoint, split name, format)."""
-    from .data import detect_format, load_scene, select_views
+    from ..data import detect_format, load_scene, select_views
 
     fmt = detect_format(path)
     kw = {"factor": LLFF_FACTOR} if fmt == "llff" else {}
@@ -101,14 +104,14 @@ def settings(cfg, device: str, threads: int) -> dict:
 
     import rfkernels
 
-    from . import __version__
+    from .. import __version__
 
     return {
         "preset": cfg.preset, "iterations": cfg.iterations, "batch_rays": cfg.batch_rays, "seed": cfg.seed,
         "config": json.loads(cfg.to_json()), "device": str(device), "threads": threads or torch.get_num_threads(),
         "versions": {"reconfusion": __version__, "rfkernels": rfkernels.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
-        "hashgrid_backend": cfg.backend or rfkernels.get_backend(),  # every op's backend (key kept for old results)
+        "backend": cfg.backend or rfkernels.get_backend(),  # every op's backend
     }
 
 
@@ -119,7 +122,6 @@ def _same_settings(a: dict, b: dict) -> bool:
 def run_pair(path: str, n_views: int, cfg, out_dir: str, device, lpips: str | None, quiet: bool,
              sett: dict) -> dict:
     """Reconstruct + evaluate one pair into ``out_dir`` (or reuse its finished result)."""
-    from .cli import _run_reconstruction
 
     res_path = os.path.join(out_dir, "results.json")
     if os.path.isfile(res_path):
@@ -132,7 +134,7 @@ def run_pair(path: str, n_views: int, cfg, out_dir: str, device, lpips: str | No
             return res
     ckpt = os.path.join(out_dir, "checkpoint", "config.json")
     if os.path.isfile(ckpt):
-        from .config import resolve
+        from ..config import resolve
 
         with open(ckpt) as f:
             saved = json.load(f)
@@ -140,7 +142,7 @@ def run_pair(path: str, n_views: int, cfg, out_dir: str, device, lpips: str | No
         if saved["config"] != json.loads(resolve(cfg, saved["scene"]["space"]).to_json()):
             raise BenchmarkError(f"{out_dir} holds a checkpoint with other settings: use another --out")
     scene, info, split, fmt = load_pair(path, n_views)
-    res = _run_reconstruction(scene, info, cfg, out_dir, device, os.path.isfile(ckpt), lpips, False, 0, quiet)
+    res = run_reconstruction(scene, info, cfg, out_dir, device, os.path.isfile(ckpt), lpips, False, 0, quiet)
     res["benchmark"] = {"settings": sett, "split": split, "format": fmt, "n_views": n_views,
                         "scene_path": path, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with open(res_path, "w") as f:
@@ -213,7 +215,7 @@ def markdown(summary: dict) -> str:
                      f"{r['test_ids']} | {_fmt(r['train_seconds'], 0)} | {_fmt(r['render_seconds'], 0)} | {r['split']} |")
     v = s["versions"]
     lines += ["", f"Settings: preset `{s['preset']}`, {s['iterations']} iterations x {s['batch_rays']} rays, seed "
-              f"{s['seed']}, device {s['device']}, {s['threads']} thread(s), rfkernels backend `{s['hashgrid_backend']}`; "
+              f"{s['seed']}, device {s['device']}, {s['threads']} thread(s), rfkernels backend `{s['backend']}`; "
               f"reconfusion {v['reconfusion']}, rfkernels {v['rfkernels']}, torch {v['torch']}, Python {v['python']}. "
               "LPIPS: " + ("computed from local weights." if all(r["lpips"] is not None for r in rows) else
                            "n/a (no local weights given; nothing is downloaded).")]
@@ -236,15 +238,14 @@ def write_tables(summary: dict, out: str) -> tuple[str, str]:
 def run(a) -> int:
     from tqdm import tqdm
 
-    from .cli import _config, _device
 
     views = parse_views(a.views)
     paths = [resolve_scene(s) for s in a.scenes]
     names = [os.path.basename(os.path.normpath(p)) for p in paths]
     if len(set(names)) != len(names):
         raise BenchmarkError(f"scene names must differ (they name the output folders), got {names}")
-    cfg = _config(a.preset, a.iterations, a.batch_rays, a.backend)
-    device = _device(a.device)
+    cfg = make_config(a.preset, a.iterations, a.batch_rays, a.backend, a.set)
+    device = torch_device(a.device)
     sett = settings(cfg, device, a.threads)
     os.makedirs(a.out, exist_ok=True)
     pairs = [(p, n, v) for p, n in zip(paths, names) for v in views]
@@ -262,10 +263,12 @@ def run(a) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
-    from .config import BACKENDS
+def add_parser(sub):
+    """The ``benchmark`` subcommand's parser (the caller adds the shared ``--set``)."""
+    from ..config import BACKENDS
 
-    b = sub.add_parser("benchmark", help="the few-view protocol: every (scene, views) pair, then a table")
+    b = sub.add_parser("benchmark", help="few-view quality benchmark: every (scene, views) pair, then a PSNR/SSIM "
+                       "table (kernel speed is `python -m benchmarks`)")
     b.add_argument("scenes", nargs="+", help="scene folders (or names under ../shared/data / $RECONFUSION_DATA)")
     b.add_argument("--views", default="3,6,9", help="numbers of training views, e.g. 3,6,9")
     b.add_argument("--preset", default="tiny", help="tiny | base")
@@ -279,6 +282,7 @@ def add_parser(sub) -> None:
     b.add_argument("--lpips-weights", default=None, help="local LPIPS weights (never downloaded)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(fn=run)
+    return b
 
 
 __all__ = ["DIETNERF_BLENDER_IDS", "PUBLISHED_LLFF_3VIEW_PSNR", "BenchmarkError", "add_parser", "blender_split",
