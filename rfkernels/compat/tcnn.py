@@ -16,6 +16,7 @@ Unsupported configs raise ``ValueError`` naming the key.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +61,9 @@ def _dtype(dtype):
 
 
 def _activation(config: dict, key: str):
-    name = str(config.get(key, "ReLU" if key == "activation" else "None"))
+    name = config.get(key, "ReLU" if key == "activation" else "None")
+    if not isinstance(name, str):
+        raise ValueError(f"network_config[{key!r}] must be an activation name (a string), got {name!r}")
     if name.lower() not in ACTIVATIONS:
         raise ValueError(f"network_config[{key!r}] = {name!r} is not supported; use one of "
                          "None, ReLU, LeakyReLU, Exponential, Sine, Sigmoid, Squareplus, Softplus, Tanh")
@@ -70,6 +73,22 @@ def _activation(config: dict, key: str):
 def _as_input(x: torch.Tensor) -> torch.Tensor:
     """tcnn takes float32 inputs; float64 passes through (double-precision checks)."""
     return x if x.dtype == torch.float64 else x.float()
+
+
+def _integer(value, name: str, lo: int = 1) -> int:
+    """``value`` as an int >= ``lo`` (``True`` is not an integer, ``"abc"`` not a number), naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    return int(value)
+
+
+def _positive(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+_GRID_INTS = ("n_levels", "n_features_per_level", "log2_hashmap_size", "base_resolution")
 
 
 def _check_config(name: str, config) -> dict:
@@ -87,6 +106,12 @@ def _make_grid(n_input_dims: int, encoding_config: dict, dtype) -> rfkernels.Has
                          "only 'HashGrid' (or 'Grid' with type 'Hash')")
     if otype == "grid" and str(cfg.get("type", "Hash")).lower() != "hash":
         raise ValueError(f"encoding_config['type'] = {cfg['type']!r} is not supported; only 'Hash'")
+    _integer(n_input_dims, "n_input_dims")
+    for key in _GRID_INTS:
+        if key in cfg:
+            _integer(cfg[key], f"encoding_config[{key!r}]")
+    if "per_level_scale" in cfg:
+        _positive(cfg["per_level_scale"], "encoding_config['per_level_scale']")
     return rfkernels.HashGridEncoding.from_tcnn_config(n_input_dims, cfg, dtype=dtype)
 
 
@@ -133,8 +158,10 @@ class _MLP:
         if otype not in ("fullyfusedmlp", "cutlassmlp"):
             raise ValueError(f"network_config['otype'] = {cfg.get('otype')!r} is not supported; "
                              "only 'FullyFusedMLP' or 'CutlassMLP'")
-        width = int(cfg.get("n_neurons", 128))
-        n_hidden = int(cfg.get("n_hidden_layers", 5))
+        _integer(n_input_dims, "n_input_dims")
+        _integer(n_output_dims, "n_output_dims")
+        width = _integer(cfg.get("n_neurons", 128), "network_config['n_neurons']")
+        n_hidden = _integer(cfg.get("n_hidden_layers", 5), "network_config['n_hidden_layers']")
         if otype == "fullyfusedmlp" and width not in _FULLY_FUSED_WIDTHS:
             raise ValueError(f"network_config['n_neurons'] = {width} is not supported by FullyFusedMLP; "
                              f"use one of {_FULLY_FUSED_WIDTHS} (or CutlassMLP)")

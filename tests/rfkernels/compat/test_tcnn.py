@@ -199,6 +199,13 @@ def test_second_derivatives_through_whole_model(seed):
     ("net", {"otype": "FullyFusedMLP", "output_activation": "Softmax"}, "output_activation"),
     ("net", {"otype": "FullyFusedMLP", "bias": True}, "bias"),
     ("net", {"otype": "CutlassMLP", "n_hidden_layers": 0}, "n_hidden_layers"),
+    ("net", {"otype": "CutlassMLP", "n_hidden_layers": True}, "n_hidden_layers"),
+    ("net", {"otype": "CutlassMLP", "n_neurons": "abc"}, "n_neurons"),
+    ("net", {"otype": "FullyFusedMLP", "activation": None}, "activation"),
+    ("enc", {"otype": "HashGrid", "per_level_scale": "abc"}, "per_level_scale"),
+    ("enc", {"otype": "HashGrid", "per_level_scale": float("inf")}, "per_level_scale"),
+    ("enc", {"otype": "HashGrid", "n_levels": 2.5}, "n_levels"),
+    ("enc", {"otype": "HashGrid", "log2_hashmap_size": True}, "log2_hashmap_size"),
 ])
 def test_unsupported_configs_name_the_key(kind, cfg, key):
     with pytest.raises(ValueError, match=key):
@@ -206,6 +213,17 @@ def test_unsupported_configs_name_the_key(kind, cfg, key):
             tcnn.Encoding(3, cfg)
         else:
             tcnn.Network(8, 2, cfg)
+
+
+@pytest.mark.parametrize("n_in,n_out,bad", [(0, 2, "n_input_dims"), (-3, 2, "n_input_dims"), (8, 0, "n_output_dims"),
+                                            (8, -1, "n_output_dims"), (True, 2, "n_input_dims"),
+                                            ("8", 2, "n_input_dims")])
+def test_bad_dimensions_are_named(n_in, n_out, bad):
+    with pytest.raises(ValueError, match=bad):
+        tcnn.Network(n_in, n_out, {"otype": "CutlassMLP"})
+    if bad == "n_input_dims":
+        with pytest.raises(ValueError, match=bad):
+            tcnn.Encoding(n_in, {"otype": "HashGrid", "n_levels": 2})
 
 
 def test_install_registers_modules():
