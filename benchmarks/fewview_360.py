@@ -48,22 +48,25 @@ def load_split_scene(path: str, n_views: int, space: str, factor: int | None):
 
 
 def run(path: str, n_views: int, space: str, factor: int | None, preset: str, iterations: int, out: str,
-        renders: str | None) -> dict:
+        renders: str | None, overrides: dict | None = None, tag: str = "") -> dict:
     import torch
 
     import rfkernels
     from reconfusion.config import get_preset
     from reconfusion.reconstruct import evaluate, train
 
+    from .fewview_ablation import with_overrides
+
     scene, decided = load_split_scene(path, n_views, space, factor)
-    cfg = get_preset(preset).replace(iterations=iterations)
+    cfg = with_overrides(get_preset(preset).replace(iterations=iterations), overrides or {})
+    name = f"{space}_{n_views}views" + (f"_{tag}" if tag else "")
     print(f"scene {scene.name}: {scene.n_images} images {scene.width}x{scene.height}, space {scene.space} "
           f"(decided: {decided.space}, {decided.space_reason}); train {scene.train_ids}, test {scene.test_ids}",
           flush=True)
     t0 = time.time()
     result = train(scene, cfg, None, progress_bar=False)
     train_s = time.time() - t0
-    render_dir = os.path.join(renders, f"{space}_{n_views}views") if renders else None
+    render_dir = os.path.join(renders, name) if renders else None
     res = evaluate(result.model, scene, render_dir, log=lambda s: None, progress_bar=False)
     record = {
         "scene": scene.name, "space": scene.space, "decided_space": decided.space,
@@ -71,6 +74,7 @@ def run(path: str, n_views: int, space: str, factor: int | None, preset: str, it
         "test_ids": scene.test_ids, "split": "mip-NeRF 360 (ReconFusion): every 8th image held out, "
                                              "farthest-point training views over the rest",
         "factor": factor, "resolution": [scene.width, scene.height], "preset": preset, "iterations": iterations,
+        "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in (overrides or {}).items()},
         "mean": {k: res["mean"][k] for k in METRIC_KEYS},
         "per_view": [{"view": v["view"], **{k: v[k] for k in METRIC_KEYS}} for v in res["per_view"]],
         "train_seconds": round(train_s, 1), "threads": torch.get_num_threads(), "commit": git_commit(),
@@ -78,7 +82,7 @@ def run(path: str, n_views: int, space: str, factor: int | None, preset: str, it
         "rfkernels_backend": cfg.backend or rfkernels.get_backend(),
     }
     os.makedirs(out, exist_ok=True)
-    dest = os.path.join(out, f"{space}_{n_views}views.json")
+    dest = os.path.join(out, f"{name}.json")
     with open(dest, "w") as f:
         json.dump(record, f, indent=2)
     m = record["mean"]
@@ -89,7 +93,7 @@ def run(path: str, n_views: int, space: str, factor: int | None, preset: str, it
 
 def table(out: str) -> str:
     """Markdown: one row per number of views, PSNR / SSIM per space, from the records in ``out``."""
-    records = [json.loads(p.read_text()) for p in sorted(Path(out).glob("*_*views.json"))]
+    records = [json.loads(p.read_text()) for p in sorted(Path(out).glob("*_*views.json"))]  # untagged runs only
     spaces = sorted({r["space"] for r in records})
     by = {(r["n_views"], r["space"]): r for r in records}
     lines = ["| Views | " + " | ".join(f"{s} PSNR / SSIM" for s in spaces) + " |",
@@ -110,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="tiny")
     p.add_argument("--iterations", type=int, default=5000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", action="append", default=[], help="config override key=value (repeatable)")
+    p.add_argument("--tag", default="", help="suffix of the record's file name (runs with overrides)")
     p.add_argument("--out", default="benchmarks/results/fewview_milk")
     p.add_argument("--renders", default=None, help="folder for the test renders (outside the repository)")
     p.add_argument("--table", default=None, metavar="OUT", help="print the table of the records in OUT and exit")
@@ -123,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from reconfusion.data.llff import protocol_factor
 
+    from .fewview_ablation import parse_overrides
+
     torch.set_num_threads(a.threads)
     factor = a.factor if a.factor is not None else protocol_factor(a.scene, "contract")
-    run(a.scene, a.views, a.space, factor, a.preset, a.iterations, a.out, a.renders)
+    run(a.scene, a.views, a.space, factor, a.preset, a.iterations, a.out, a.renders, parse_overrides(a.set), a.tag)
     return 0
 
 

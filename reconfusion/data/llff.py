@@ -127,7 +127,7 @@ def load_llff(path: str, factor: int | None = None, downscale: float = 1.0, bd_f
     else:
         choice = SpaceChoice(space, f"space={space} given")
     if choice.space != "ndc":
-        frame = unbounded_frame(c2w, choice.space)
+        frame = unbounded_frame(c2w, choice.space, bounds[:, 0])
         return Scene(
             images=images, c2w=frame.c2w, intrinsics=intr.float(), near=frame.near, far=frame.far,
             space=choice.space, background="learned", test_ids=test_ids, bbox=frame.bbox,

@@ -26,10 +26,15 @@ from ..cameras import normalize_poses, to_homogeneous
 from .scene import SPACES, DataError
 
 SPACE_CHOICES = ("auto",) + SPACES
-# Bounds of rays in the normalized frame (cameras within radius 1): the nearest content may sit close
-# to a camera; the far bound only has to exceed where contraction saturates (the power spacing maps
-# it to s = 1), as in the nerfstudio and COLMAP loaders.
+# Bounds of rays in the normalized frame (cameras within radius 1) when the capture gives none: the
+# nearest content may sit close to a camera; the far bound only has to exceed where contraction
+# saturates (the power spacing maps it to s = 1), as in the nerfstudio and COLMAP loaders.
 UNBOUNDED_NEAR, UNBOUNDED_FAR = 0.05, 1000.0
+# With per-view near bounds (LLFF's poses_bounds.npy), rays start at this fraction of the nearest
+# bound, as NeRF's NDC near plane does (bd_factor 0.75): the empty space in front of the cameras is
+# not sampled, so few-view floaters cannot hide there, and FreeNeRF's occlusion term (s < 0.08)
+# acts right in front of the nearest content as it does in NDC.
+NEAR_BOUND_FRACTION = 0.75
 BOX_FAR = 4.0  # a ray from inside the radius-1 ball crosses the [-1, 1]^3 box within 1 + sqrt(3)
 
 
@@ -104,17 +109,20 @@ class UnboundedFrame:
     bbox: torch.Tensor | None  # [2, 3] for space "box"
 
 
-def unbounded_frame(c2w: torch.Tensor, space: str) -> UnboundedFrame:
+def unbounded_frame(c2w: torch.Tensor, space: str, near_bounds: torch.Tensor | None = None) -> UnboundedFrame:
     """Recentre ``c2w`` ``[N, 4, 4]`` on its focus point and scale the cameras into the unit ball;
-    ``space="contract"``: rays to :data:`UNBOUNDED_FAR`; ``"box"``: the ``[-1, 1]^3`` box."""
+    ``space="contract"``: rays to :data:`UNBOUNDED_FAR`; ``"box"``: the ``[-1, 1]^3`` box. Rays start at
+    :data:`NEAR_BOUND_FRACTION` of the nearest of ``near_bounds`` ``[N]`` (world units) if given,
+    else at :data:`UNBOUNDED_NEAR`."""
     if space not in ("contract", "box"):
         raise ValueError(f"unbounded_frame is for space 'contract' or 'box', got {space!r}")
     poses, _, scale = normalize_poses(c2w.double(), target_radius=1.0, center="focus")
+    near = UNBOUNDED_NEAR if near_bounds is None else NEAR_BOUND_FRACTION * float(near_bounds.min()) * scale
     if space == "contract":
-        return UnboundedFrame(poses.float(), scale, UNBOUNDED_NEAR, UNBOUNDED_FAR, None)
-    return UnboundedFrame(poses.float(), scale, UNBOUNDED_NEAR, BOX_FAR, torch.tensor([[-1.0] * 3, [1.0] * 3]))
+        return UnboundedFrame(poses.float(), scale, near, UNBOUNDED_FAR, None)
+    return UnboundedFrame(poses.float(), scale, near, BOX_FAR, torch.tensor([[-1.0] * 3, [1.0] * 3]))
 
 
-__all__ = ["BOX_FAR", "SPACE_CHOICES", "SpaceChoice", "UNBOUNDED_FAR", "UNBOUNDED_NEAR", "UnboundedFrame",
+__all__ = ["BOX_FAR", "NEAR_BOUND_FRACTION", "SPACE_CHOICES", "SpaceChoice", "UNBOUNDED_FAR", "UNBOUNDED_NEAR", "UnboundedFrame",
            "check_space", "choose_space", "content_in_front", "forward_cone_deg", "unbounded_frame",
            "view_angles_deg"]
