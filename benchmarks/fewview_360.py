@@ -92,16 +92,17 @@ def run(path: str, n_views: int, space: str, factor: int | None, preset: str, it
 
 
 def table(out: str) -> str:
-    """Markdown: one row per number of views, PSNR / SSIM per space, from the records in ``out``."""
-    records = [json.loads(p.read_text()) for p in sorted(Path(out).glob("*_*views.json"))]  # untagged runs only
-    spaces = sorted({r["space"] for r in records})
-    by = {(r["n_views"], r["space"]): r for r in records}
-    lines = ["| Views | " + " | ".join(f"{s} PSNR / SSIM" for s in spaces) + " |",
-             "|---:|" + "---:|" * len(spaces)]
-    for n in sorted({r["n_views"] for r in records}):
-        cells = [f"{by[n, s]['mean']['psnr']:.2f} / {by[n, s]['mean']['ssim']:.3f}" if (n, s) in by else "–"
-                 for s in spaces]
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    """Markdown: one row per number of views, PSNR / SSIM per run kind (the record's file name without
+    its ``_<N>views`` part: the space, then any tag), from the records in ``out``."""
+    cells = {}
+    for path in sorted(Path(out).glob("*_*views*.json")):
+        r = json.loads(path.read_text())
+        kind = path.stem.replace(f"_{r['n_views']}views", "")
+        cells[r["n_views"], kind] = f"{r['mean']['psnr']:.2f} / {r['mean']['ssim']:.3f}"
+    kinds = sorted({k for _, k in cells})
+    lines = ["| Views | " + " | ".join(f"{k} PSNR / SSIM" for k in kinds) + " |", "|---:|" + "---:|" * len(kinds)]
+    for n in sorted({n for n, _ in cells}):
+        lines.append(f"| {n} | " + " | ".join(cells.get((n, k), "–") for k in kinds) + " |")
     return "\n".join(lines)
 
 

@@ -123,6 +123,6 @@ def unbounded_frame(c2w: torch.Tensor, space: str, near_bounds: torch.Tensor | N
     return UnboundedFrame(poses.float(), scale, near, BOX_FAR, torch.tensor([[-1.0] * 3, [1.0] * 3]))
 
 
-__all__ = ["BOX_FAR", "NEAR_BOUND_FRACTION", "SPACE_CHOICES", "SpaceChoice", "UNBOUNDED_FAR", "UNBOUNDED_NEAR", "UnboundedFrame",
-           "check_space", "choose_space", "content_in_front", "forward_cone_deg", "unbounded_frame",
+__all__ = ["BOX_FAR", "NEAR_BOUND_FRACTION", "SPACE_CHOICES", "SpaceChoice", "UNBOUNDED_FAR", "UNBOUNDED_NEAR",
+           "UnboundedFrame", "check_space", "choose_space", "content_in_front", "forward_cone_deg", "unbounded_frame",
            "view_angles_deg"]

@@ -11,8 +11,14 @@ from reconfusion.cameras import camera_centers, focus_point, look_at, normalize_
 from reconfusion.data import DataError, load_llff, load_scene
 from reconfusion.data.llff import protocol_factor
 from reconfusion.data.scene import fewview_protocol_ids, llff_protocol_ids, mipnerf360_protocol_ids, select_views
-from reconfusion.data.space import (UNBOUNDED_FAR, UNBOUNDED_NEAR, choose_space, forward_cone_deg, unbounded_frame,
-                                    view_angles_deg)
+from reconfusion.data.space import (
+    UNBOUNDED_FAR,
+    UNBOUNDED_NEAR,
+    choose_space,
+    forward_cone_deg,
+    unbounded_frame,
+    view_angles_deg,
+)
 from reconfusion.metrics import psnr
 from reconfusion.reconstruct import render_view, train
 from tests.helpers.paths import DEMO_FERN, SHARED_DATA
