@@ -11,16 +11,16 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from . import checks
 from .pack import packed_info_to_offsets, pad
 
 
 def _scan(inputs: Tensor, packed_info: Optional[Tensor], op, exclusive: bool, identity: float) -> Tensor:
+    checks.samples("inputs", inputs, packed_info is not None)
     if packed_info is None:
         if exclusive:
             inputs = torch.cat([torch.full_like(inputs[..., :1], identity), inputs[..., :-1]], dim=-1)
         return op(inputs, dim=-1)
-    if inputs.dim() != 1:
-        raise ValueError(f"`inputs` must be flattened [n_samples] with `packed_info`, got {list(inputs.shape)}")
     offsets = packed_info_to_offsets(packed_info, inputs.shape[0])
     padded, mask = pad(inputs, offsets, identity)
     return _scan(padded, None, op, exclusive, identity)[mask]

@@ -15,7 +15,8 @@ from torch import Tensor
 
 import rfkernels
 
-from .pack import to_offsets
+from . import checks
+from .pack import pack_info, to_offsets
 from .scan import exclusive_prod
 
 
@@ -24,17 +25,13 @@ def _packed_kwargs(n: int, packed_info, ray_indices, n_rays) -> dict:
     return {} if offsets is None else {"offsets": offsets}
 
 
-def _check_flat(name, t, packed):
-    if packed and t.dim() != 1:
-        raise ValueError(f"`{name}` must be flattened [n_samples] with `packed_info`/`ray_indices`, got {list(t.shape)}")
-
-
 def render_transmittance_from_density(
     t_starts: Tensor, t_ends: Tensor, sigmas: Tensor, packed_info: Optional[Tensor] = None,
     ray_indices: Optional[Tensor] = None, n_rays: Optional[int] = None, prefix_trans: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """``T_i = exp(-sum_{j<i} sigma_j dt_j)`` and ``alpha_i``; both shaped like ``sigmas``
     (``[R, S]`` or flat ``[N]`` with ``packed_info`` or ``ray_indices`` + ``n_rays``). Fused kernel."""
+    checks.prefix_trans(prefix_trans, sigmas)
     _, trans, alphas = _weights_from_density(t_starts, t_ends, sigmas, packed_info, ray_indices, n_rays)
     if prefix_trans is not None:
         trans = trans * prefix_trans
@@ -42,8 +39,7 @@ def render_transmittance_from_density(
 
 
 def _weights_from_density(t_starts, t_ends, sigmas, packed_info, ray_indices, n_rays):
-    packed = packed_info is not None or ray_indices is not None
-    _check_flat("sigmas", sigmas, packed)
+    checks.samples("sigmas", sigmas, packed_info is not None or ray_indices is not None)
     kw = _packed_kwargs(sigmas.shape[0], packed_info, ray_indices, n_rays)
     return rfkernels.render_weights(sigmas, t_starts, t_ends, **kw)
 
@@ -53,6 +49,7 @@ def render_weight_from_density(
     ray_indices: Optional[Tensor] = None, n_rays: Optional[int] = None, prefix_trans: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """``(weights, trans, alphas)`` from densities, ``w_i = T_i alpha_i``. Fused kernel."""
+    checks.prefix_trans(prefix_trans, sigmas)
     weights, trans, alphas = _weights_from_density(t_starts, t_ends, sigmas, packed_info, ray_indices, n_rays)
     if prefix_trans is not None:
         trans = trans * prefix_trans
@@ -65,9 +62,10 @@ def render_transmittance_from_alpha(
     n_rays: Optional[int] = None, prefix_trans: Optional[Tensor] = None,
 ) -> Tensor:
     """``T_i = prod_{j<i} (1 - alpha_j)``, shaped like ``alphas``. Torch exclusive product."""
+    checks.samples("alphas", alphas, packed_info is not None or ray_indices is not None)
+    checks.prefix_trans(prefix_trans, alphas)
     if ray_indices is not None and packed_info is None:
-        from .pack import pack_info
-
+        n_rays = checks.ray_indices(ray_indices, alphas.shape[0], n_rays, sorted_=True)
         packed_info = pack_info(ray_indices, n_rays)
     trans = exclusive_prod(1 - alphas, packed_info)
     if prefix_trans is not None:
@@ -115,9 +113,11 @@ def accumulate_along_rays(
 ) -> Tensor:
     """``sum_i w_i v_i`` per ray -> ``[n_rays, D]`` (``D = 1`` when ``values`` is None).
     Batched ``weights [R, S]`` / ``values [R, S, D]`` or flat with ``ray_indices`` + ``n_rays``."""
+    checks.samples("weights", weights, ray_indices is not None)
     if values is None:
         src = weights[..., None]
     else:
+        checks.tensor("values", values)
         if values.dim() != weights.dim() + 1 or values.shape[:-1] != weights.shape:
             raise ValueError(f"`values` must have shape {list(weights.shape)} + [D], got {list(values.shape)}")
         src = weights[..., None] * values
@@ -125,7 +125,7 @@ def accumulate_along_rays(
         return src.sum(dim=-2)
     if n_rays is None:
         raise ValueError("`n_rays` must be provided with `ray_indices`")
-    _check_flat("weights", weights, True)
+    n_rays = checks.ray_indices(ray_indices, weights.shape[0], n_rays, sorted_=False)
     out = torch.zeros((n_rays, src.shape[-1]), device=src.device, dtype=src.dtype)
     return out.index_add(0, ray_indices.long(), src)
 
@@ -138,8 +138,12 @@ def rendering(
     """Render through ``rgb_sigma_fn(t_starts, t_ends, ray_indices) -> (rgbs [..., 3], sigmas [...])``
     (fused compositing) or ``rgb_alpha_fn`` (torch). Returns ``colors [R, 3]``, ``opacities [R, 1]``,
     ``depths [R, 1]`` (divided by opacity) and extras ``weights, trans, alphas, rgbs (, sigmas)``."""
-    if ray_indices is not None and not (t_starts.shape == t_ends.shape == ray_indices.shape):
-        raise ValueError("`t_starts`, `t_ends` and `ray_indices` must have the same shape (N,)")
+    checks.samples("t_starts", t_starts, ray_indices is not None)
+    checks.samples("t_ends", t_ends, ray_indices is not None)
+    if ray_indices is not None:
+        n_rays = checks.ray_indices(ray_indices, t_starts.shape[0], n_rays, sorted_=True)
+    if t_starts.shape != t_ends.shape:
+        raise ValueError(f"`t_starts` {list(t_starts.shape)} and `t_ends` {list(t_ends.shape)} must have the same shape")
     if rgb_sigma_fn is None and rgb_alpha_fn is None:
         raise ValueError("At least one of `rgb_sigma_fn` and `rgb_alpha_fn` should be specified.")
     fn = rgb_sigma_fn if rgb_sigma_fn is not None else rgb_alpha_fn
@@ -153,8 +157,6 @@ def rendering(
     if field.shape != t_starts.shape:
         name = "sigmas" if rgb_sigma_fn is not None else "alphas"
         raise ValueError(f"{name} must have the shape of `t_starts` {list(t_starts.shape)}, got {list(field.shape)}")
-    if ray_indices is not None and n_rays is None:
-        n_rays = int(ray_indices.max()) + 1 if ray_indices.numel() else 0
     eps = torch.finfo(rgbs.dtype).eps
     if rgb_sigma_fn is not None:
         kw = _packed_kwargs(field.shape[0], None, ray_indices, n_rays)
