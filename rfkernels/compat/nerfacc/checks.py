@@ -8,8 +8,6 @@ reject under their own names (``offsets``, ``bins``, ``weights``) and torch neve
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -64,24 +62,24 @@ def ray_indices(t, n_samples: int, n_rays: Optional[int], *, sorted_: bool) -> i
     return n_rays
 
 
-def packed_info(t, n_samples: int) -> Tensor:
+def packed_info(t, n_samples: int, name: str = "packed_info") -> Tensor:
     """``packed_info [n_rays, 2]`` int (start, count >= 0) of back-to-back chunks covering all
     ``n_samples``; returns the offsets ``[n_rays + 1]`` int64."""
-    tensor("packed_info", t)
+    tensor(name, t)
     if t.dim() != 2 or t.shape[-1] != 2:
-        raise ValueError(f"`packed_info` must have shape [n_rays, 2], got {list(t.shape)}")
+        raise ValueError(f"`{name}` must have shape [n_rays, 2], got {list(t.shape)}")
     if t.dtype not in INDEX_DTYPES:
-        raise ValueError(f"`packed_info` must be an int32/int64 tensor, got {t.dtype}")
+        raise ValueError(f"`{name}` must be an int32/int64 tensor, got {t.dtype}")
     starts, counts = t.long().unbind(-1)
     offsets = torch.cat([starts.new_zeros(1), torch.cumsum(counts, 0)])
     if validation_enabled() and t.shape[0]:
         if bool((counts < 0).any()):
-            raise ValueError("`packed_info` counts (column 1) must be >= 0")
+            raise ValueError(f"`{name}` counts (column 1) must be >= 0")
         if not torch.equal(starts, offsets[:-1]) or int(offsets[-1]) != n_samples:
-            raise ValueError("`packed_info` must describe contiguous back-to-back chunks covering all "
+            raise ValueError(f"`{name}` must describe contiguous back-to-back chunks covering all "
                              f"{n_samples} samples (start[i+1] == start[i] + count[i])")
     elif not t.shape[0] and n_samples:
-        raise ValueError(f"`packed_info` has no rays but there are {n_samples} samples")
+        raise ValueError(f"`{name}` has no rays but there are {n_samples} samples")
     return offsets
 
 
@@ -98,17 +96,11 @@ def prefix_trans(t, like: Tensor) -> None:
         raise ValueError(f"`prefix_trans` must have the shape of the samples {list(like.shape)}, got {list(t.shape)}")
 
 
-def sorted_rows(name: str, t: Tensor, rows: Optional[Tensor] = None) -> None:
-    """Float values, no NaN, non-decreasing along the last dim (within each ray's chunk when
-    ``rows`` gives the flat samples' ray ids)."""
-    if not t.is_floating_point():
-        raise ValueError(f"`{name}` must be a floating-point tensor, got {t.dtype}")
+def sorted_rows(name: str, t: Tensor) -> None:
+    """Finite values, non-decreasing along the last dim (each ray's edges or CDF)."""
     if not validation_enabled() or t.numel() == 0:
         return
-    if bool(t.isnan().any()):
-        raise ValueError(f"`{name}` contains NaN")
-    step = t[..., 1:] < t[..., :-1]
-    if rows is not None:
-        step = step & (rows[1:] == rows[:-1])
-    if bool(step.any()):
+    if not bool(t.isfinite().all()):
+        raise ValueError(f"`{name}` must be finite (got NaN or inf)")
+    if bool((t[..., 1:] < t[..., :-1]).any()):
         raise ValueError(f"`{name}` must be non-decreasing along each ray")

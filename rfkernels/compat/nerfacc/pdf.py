@@ -18,8 +18,9 @@ from torch import Tensor
 
 import rfkernels
 
+from . import checks
 from .data_specs import RayIntervals, RaySamples
-from .pack import packed_info_to_offsets, pad
+from .pack import pad
 
 
 def _edges_around(centers: Tensor, t_min: Tensor, t_max: Tensor) -> Tensor:
@@ -44,7 +45,7 @@ def _batched_edges(intervals: RayIntervals, cdfs: Tensor) -> Tuple[Tensor, Tenso
     """Flattened edges (``packed_info`` over edges) -> ``[R, E_max]``, rows padded with their last edge."""
     if intervals.packed_info is None:
         raise ValueError("flattened `intervals` need `packed_info` [n_rays, 2] (start, count of edges)")
-    offsets = packed_info_to_offsets(intervals.packed_info, intervals.vals.shape[0])
+    offsets = checks.packed_info(intervals.packed_info, intervals.vals.shape[0], "intervals.packed_info")
     counts = offsets[1:] - offsets[:-1]
     e_max = max(int(counts.max()) if counts.numel() else 0, 2)
     k = torch.minimum(torch.arange(e_max, device=counts.device)[None], (counts[:, None] - 1).clamp_min(0))
@@ -63,9 +64,18 @@ def importance_sampling(
 
     Returns ``(RayIntervals, RaySamples)``: batched ``[..., n + 1]`` / ``[..., n]`` for an int ``n``;
     flat with ``packed_info``, ``ray_indices`` (and ``is_left``/``is_right``) for an ``[R]`` tensor.
-    Not differentiable (as in nerfacc)."""
-    if cdfs.shape != intervals.vals.shape:
-        raise ValueError(f"`cdfs` must have the shape of `intervals.vals` {list(intervals.vals.shape)}, got {list(cdfs.shape)}")
+    Not differentiable (as in nerfacc). Edges and CDF must be finite and non-decreasing per ray."""
+    n = _check_counts(n_intervals_per_ray)
+    vals = checks.tensor("intervals.vals", getattr(intervals, "vals", None), min_dim=1)
+    if not vals.is_floating_point():
+        raise ValueError(f"`intervals.vals` must be a floating-point tensor, got {vals.dtype}")
+    checks.tensor("cdfs", cdfs)
+    if cdfs.shape != vals.shape:
+        raise ValueError(f"`cdfs` must have the shape of `intervals.vals` {list(vals.shape)}, got {list(cdfs.shape)}")
+    if not cdfs.is_floating_point():
+        raise ValueError(f"`cdfs` must be a floating-point tensor, got {cdfs.dtype}")
+    if vals.dim() > 1 and vals.shape[-1] < 2:
+        raise ValueError(f"`intervals.vals` needs >= 2 edges per ray, got shape {list(vals.shape)}")
     with torch.no_grad():
         if intervals.vals.dim() > 1:
             lead = intervals.vals.shape[:-1]
@@ -74,15 +84,25 @@ def importance_sampling(
         else:
             lead = None
             bins, cdf = _batched_edges(intervals, cdfs.float())
-        if not isinstance(n_intervals_per_ray, Tensor):
-            n = int(n_intervals_per_ray)
-            if n < 1:
-                raise ValueError(f"`n_intervals_per_ray` must be >= 1, got {n_intervals_per_ray!r}")
+        checks.sorted_rows("intervals.vals", bins)  # checked here: sample_pdf would say `bins`/`weights`
+        checks.sorted_rows("cdfs", cdf)
+        if n is not None:
             edges, centers = _sample(bins, cdf, n, stratified)
             if lead is not None:
                 edges, centers = edges.reshape(*lead, n + 1), centers.reshape(*lead, n)
             return RayIntervals(vals=edges), RaySamples(vals=centers)
         return _sample_per_ray(bins, cdf, n_intervals_per_ray, stratified)
+
+
+def _check_counts(n_intervals_per_ray):
+    """An int >= 1 (returned) or an integer ``[R]`` tensor (None returned: per-ray counts)."""
+    if isinstance(n_intervals_per_ray, Tensor):
+        if n_intervals_per_ray.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"`n_intervals_per_ray` must be an int or an int32/int64 tensor, got {n_intervals_per_ray.dtype}")
+        return None
+    if isinstance(n_intervals_per_ray, bool) or not isinstance(n_intervals_per_ray, int) or n_intervals_per_ray < 1:
+        raise ValueError(f"`n_intervals_per_ray` must be an int >= 1 or an int [n_rays] tensor, got {n_intervals_per_ray!r}")
+    return n_intervals_per_ray
 
 
 def _sample_per_ray(bins: Tensor, cdf: Tensor, n_per_ray: Tensor, stratified: bool):
@@ -131,8 +151,8 @@ def searchsorted(sorted_sequence: Union[RayIntervals, RaySamples],
             raise ValueError("`sorted_sequence` and `values` must both be batched or both be flattened")
         if sorted_sequence.packed_info is None or values.packed_info is None:
             raise ValueError("flattened `sorted_sequence` and `values` need `packed_info`")
-        k_off = packed_info_to_offsets(sorted_sequence.packed_info, key.shape[0])
-        q_off = packed_info_to_offsets(values.packed_info, query.shape[0])
+        k_off = checks.packed_info(sorted_sequence.packed_info, key.shape[0], "sorted_sequence.packed_info")
+        q_off = checks.packed_info(values.packed_info, query.shape[0], "values.packed_info")
         k_cnt = k_off[1:] - k_off[:-1]
         # each ray's first count-1 edges, +inf beyond: upper_bound over [start, last) as in nerfacc
         kp, kmask = pad(key, k_off, float("inf"))
