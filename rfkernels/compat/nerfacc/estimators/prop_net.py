@@ -7,6 +7,7 @@ interval edges, eps 1e-7, averaged over rays and intervals, summed over levels),
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, List, Literal, Optional, Tuple
 
 import torch
@@ -50,6 +51,7 @@ class PropNetEstimator(AbstractEstimator):
         are cached for :meth:`compute_loss`."""
         if len(prop_sigma_fns) != len(prop_samples):
             raise ValueError("The number of proposal networks and the number of samples should be the same.")
+        _check_planes(near_plane, far_plane, sampling_type)
         cdfs = torch.cat([torch.zeros((n_rays, 1), device=self.device), torch.ones((n_rays, 1), device=self.device)], -1)
         intervals = RayIntervals(vals=cdfs)
         for level_fn, level_samples in zip(prop_sigma_fns, prop_samples):
@@ -121,6 +123,23 @@ def get_proposal_requires_grad_fn(target: float = 5.0, num_steps: int = 1000) ->
         return requires_grad
 
     return proposal_requires_grad_fn
+
+
+def _check_planes(near_plane, far_plane, sampling_type) -> None:
+    """Planes that map every s in [0, 1] to a finite t: uniform needs finite planes, lindisp a
+    near plane > 0 (its far plane may be inf: disparity 0); both need near <= far."""
+    if sampling_type not in ("uniform", "lindisp"):
+        raise ValueError(f"`sampling_type` must be 'uniform' or 'lindisp', got {sampling_type!r}")
+    for name, v in (("near_plane", near_plane), ("far_plane", far_plane)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+            raise ValueError(f"`{name}` must be a number, got {v!r}")
+    if sampling_type == "uniform" and not (math.isfinite(near_plane) and math.isfinite(far_plane)):
+        raise ValueError(f"`near_plane` and `far_plane` must be finite with sampling_type='uniform', "
+                         f"got {near_plane!r}, {far_plane!r} (use 'lindisp' for an unbounded far plane)")
+    if sampling_type == "lindisp" and not (0 < near_plane < math.inf):
+        raise ValueError(f"`near_plane` must be finite and > 0 with sampling_type='lindisp', got {near_plane!r}")
+    if not near_plane <= far_plane:
+        raise ValueError(f"`near_plane` ({near_plane!r}) must be <= `far_plane` ({far_plane!r})")
 
 
 def _transform_stot(transform_type: str, s_vals: Tensor, t_min, t_max) -> Tensor:
