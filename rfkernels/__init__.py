@@ -5,7 +5,7 @@ see :func:`set_backend`). ``torch`` is the readable reference and ground truth o
 """
 from ._checks import set_validation, validation_enabled
 from ._compile import set_torch_compile, torch_compile_enabled, use_torch_compile
-from ._dispatch import BACKENDS, BackendUnavailableError, available_backends, get_backend, set_backend
+from ._dispatch import BACKENDS, BackendUnavailableError, available_backends, get_backend, set_backend, use_backend
 from ._info import info
 from ._packing import offsets_to_ray_indices, ray_indices_to_offsets
 from ._version import __version__
@@ -40,6 +40,7 @@ __all__ = [
     "set_validation",
     "t_to_s",
     "torch_compile_enabled",
+    "use_backend",
     "use_torch_compile",
     "validation_enabled",
     "volume_render",

@@ -27,6 +27,7 @@ to plug in the CUDA host emulation, with ``available=`` saying on which devices 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import importlib
@@ -43,10 +44,12 @@ from ._errors import BackendUnavailableError
 BACKENDS = ("auto", "torch", "triton", "cuda")
 FUSED = ("triton", "cuda")
 _default_backend = os.environ.get("RFKERNELS_BACKEND", "auto")
+# use_backend's scoped choice: a ContextVar, so threads and asyncio tasks each see their own scope
+_scoped_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("rfkernels_backend", default=None)
 
 __all__ = [
     "BACKENDS", "BackendUnavailableError", "available_backends", "families", "get_backend", "implementation",
-    "register", "register_family", "registered", "resolve_backend", "set_backend",
+    "register", "register_family", "registered", "resolve_backend", "set_backend", "use_backend",
 ]
 
 
@@ -58,8 +61,27 @@ def set_backend(backend: str) -> None:
 
 
 def get_backend() -> str:
-    """The process-wide default backend (``"auto"`` unless changed)."""
-    return _default_backend
+    """The backend an op called with ``backend=None`` uses: the innermost :func:`use_backend` scope,
+    else the process-wide default (``"auto"`` unless changed by :func:`set_backend` or
+    ``$RFKERNELS_BACKEND``)."""
+    scoped = _scoped_backend.get()
+    return _default_backend if scoped is None else scoped
+
+
+@contextlib.contextmanager
+def use_backend(backend: str | None):
+    """``with rfkernels.use_backend("triton"): ...``: every op called with ``backend=None`` inside the
+    block (in this thread or task) uses ``backend``; nested scopes restore the outer one on exit.
+    ``None`` leaves the current choice in place (so a caller can pass an optional setting through)."""
+    if backend is None:
+        yield
+        return
+    _validate_name(backend)
+    token = _scoped_backend.set(backend)
+    try:
+        yield
+    finally:
+        _scoped_backend.reset(token)
 
 
 def _validate_name(backend: str) -> None:
@@ -234,7 +256,7 @@ def resolve_backend(backend: str | None, *tensors, family: str | None = None) ->
     Raises ``ValueError`` for an unknown name and :class:`BackendUnavailableError` when an
     explicitly requested backend cannot run (for ``family``'s registered implementations if given).
     """
-    backend = _default_backend if backend is None else backend
+    backend = get_backend() if backend is None else backend
     _validate_name(backend)
     fam = _family(family) if family is not None else None
     device = _device_of(tensors)

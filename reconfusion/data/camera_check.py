@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scene import DataError
+from .errors import DataError
 
 # Rounding of a stored rotation (float32, printed decimals) moves RᵀR from I by ~1e-6; sheared or
 # scaled matrices that are not cameras are off by far more (the cases reported were 0.05 to 0.75).

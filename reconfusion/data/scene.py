@@ -11,13 +11,11 @@ import torch
 
 from .. import rays as rays_mod
 from ..cameras import camera_centers
+from .camera_check import check_cameras  # the one camera check of every loader
+from .errors import DataError
 
 SPACES = ("ndc", "contract", "box")
 BACKGROUNDS = ("white", "black", "learned")
-
-
-class DataError(ValueError):
-    """Bad or missing scene data; the message is one line meant for the user."""
 
 
 @dataclass
@@ -72,8 +70,6 @@ class Scene:
             i = int(bad.nonzero()[0])
             name = f" ({self.image_names[i]})" if i < len(self.image_names) else ""
             raise DataError(f"scene image {i}{name} has a non-finite (NaN/inf) pixel value")
-        from .camera_check import check_cameras  # the one camera check of every loader
-
         check_cameras(self.c2w, self.intrinsics, f"scene {self.name}", self.image_names or None)
         if not (0 <= self.near < self.far):
             raise DataError(f"scene needs 0 <= near < far, got near={self.near}, far={self.far}")

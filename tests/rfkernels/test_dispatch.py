@@ -1,8 +1,5 @@
 """The implementation registry (rfkernels._dispatch) and the package's import graph."""
-import ast
-import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +8,7 @@ import rfkernels
 from rfkernels import _dispatch
 
 from tests.helpers.paths import ROOT  # noqa: E402
-FAMILIES = ("volrend", "sampling", "hashgrid", "gather")
+FAMILIES = tuple(_dispatch.families())
 
 
 # ----------------------------------------------------------------------------------------- registry
@@ -93,107 +90,39 @@ def test_version_spelled_once():
     assert installed in (None, rfkernels.__version__)
 
 
-# ------------------------------------------------------------------------------------- import graph
-def _bound_names(tree: ast.Module) -> set[str]:
-    """Names a module binds at top level (what ``from module import name`` can take from it)."""
-    names = set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            for tgt in node.targets if isinstance(node, ast.Assign) else [node.target]:
-                names |= {n.id for n in ast.walk(tgt) if isinstance(n, ast.Name)}
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
-    return names
 
 
-def import_graph(package_dir: Path, package: str) -> dict[str, set[str]]:
-    """Module -> the package modules it imports (any import statement, also inside functions).
-    ``from pkg import x`` is an edge to ``pkg.x`` when x is a submodule (also a compiled one, such as
-    ``_C``, which is not followed: it imports nothing of ours), and to ``pkg`` when x is a name
-    bound in ``pkg/__init__.py``."""
-    modules = {}
-    for path in package_dir.rglob("*.py"):
-        rel = path.relative_to(package_dir.parent).with_suffix("")
-        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
-        modules[".".join(parts)] = (path, rel.name == "__init__")
-    bound = {name: _bound_names(ast.parse(path.read_text())) for name, (path, is_pkg) in modules.items() if is_pkg}
-    graph = {}
-    for name, (path, is_pkg) in modules.items():
-        here = name if is_pkg else name.rpartition(".")[0]
-        deps = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            targets = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    anchor = here.split(".")[: len(here.split(".")) - (node.level - 1)]
-                    base = ".".join(anchor + ([base] if base else []))
-                # `from pkg import mod` imports mod; `from pkg import name` needs pkg/__init__
-                targets = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules]
-                if any(a.name in bound.get(base, ()) for a in node.names) or base not in bound:
-                    targets.append(base)
-            for t in targets:
-                while t and t not in modules:  # `import a.b.c` / `from a import name` -> longest module
-                    t = t.rpartition(".")[0]
-                if t and t.startswith(package) and t != name:
-                    deps.add(t)
-        graph[name] = deps
-    return graph
+# ----------------------------------------------------------------------------------- scoped default
+def test_use_backend_scopes_nest_and_restore():
+    before = rfkernels.get_backend()
+    with rfkernels.use_backend("torch"):
+        assert rfkernels.get_backend() == "torch"
+        with rfkernels.use_backend(None):  # None keeps the current choice
+            assert rfkernels.get_backend() == "torch"
+        with pytest.raises(ValueError, match="backend must be one of"):
+            with rfkernels.use_backend("tpu"):
+                pass
+        assert rfkernels.get_backend() == "torch"
+    assert rfkernels.get_backend() == before
 
 
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    color, stack = {}, []
+def test_use_backend_reaches_ops_called_without_a_backend(monkeypatch):
+    """An op called with backend=None resolves through the scope (what reconfusion's loop relies on)."""
+    seen = []
+    real = _dispatch.resolve_backend
 
-    def visit(n):
-        color[n] = 1
-        stack.append(n)
-        for m in sorted(graph.get(n, ())):
-            if color.get(m) == 1:
-                return stack[stack.index(m):] + [m]
-            if m not in color:
-                found = visit(m)
-                if found:
-                    return found
-        color[n] = 2
-        stack.pop()
-        return None
+    def spy(backend, *tensors, family=None):
+        name = real(backend, *tensors, family=family)
+        seen.append((family, name))
+        return name
 
-    for n in sorted(graph):
-        if n not in color:
-            found = visit(n)
-            if found:
-                return found
-    return None
-
-
-def test_no_import_cycles_in_rfkernels():
-    graph = import_graph(ROOT / "rfkernels", "rfkernels")
-    assert "rfkernels._dispatch" in graph and "rfkernels.hashgrid.module" in graph
-    cycle = find_cycle(graph)
-    assert cycle is None, "import cycle: " + " -> ".join(cycle)
-
-
-def test_cycle_finder_finds_cycles(tmp_path):
-    pkg = tmp_path / "pkg"
-    (pkg / "sub").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("from .a import x\n")
-    (pkg / "a.py").write_text("x = 1\n")
-    (pkg / "sub" / "__init__.py").write_text("from .mod import y\n")
-    (pkg / "sub" / "mod.py").write_text("def f():\n    from . import y\n")  # a lazy import is still an edge
-    assert find_cycle(import_graph(pkg, "pkg")) == ["pkg.sub", "pkg.sub.mod", "pkg.sub"]
-    (pkg / "sub" / "mod.py").write_text("y = 2\n")
-    assert find_cycle(import_graph(pkg, "pkg")) is None
-
-
-def test_every_module_imports():
-    import importlib
-
-    for name in import_graph(ROOT / "rfkernels", "rfkernels"):
-        if name.endswith("__main__") or (name.endswith(".triton") and importlib.util.find_spec("triton") is None):
-            continue
-        importlib.import_module(name)
-    assert "rfkernels" in sys.modules
+    monkeypatch.setattr(_dispatch, "resolve_backend", spy)
+    sig, t = torch.rand(2, 4), torch.linspace(0, 1, 5).expand(2, 5)
+    with rfkernels.use_backend("torch"):
+        rfkernels.render_weights(sig, t[:, :-1], t[:, 1:])
+    assert seen and all(name == "torch" for _, name in seen)
+    if _dispatch.triton_unavailable_reason(torch.device("cpu")) is None:
+        seen.clear()
+        with rfkernels.use_backend("triton"):
+            rfkernels.render_weights(sig, t[:, :-1], t[:, 1:])
+        assert seen and all(name == "triton" for _, name in seen)
