@@ -52,10 +52,9 @@ def run(path: str, n_views: int, space: str, factor: int | None, preset: str, it
     import torch
 
     import rfkernels
-    from reconfusion.config import get_preset
-    from reconfusion.reconstruct import evaluate, train
-
-    from .fewview_ablation import with_overrides
+    from reconfusion.config import get_preset, with_overrides
+    from reconfusion.evaluation import evaluate
+    from reconfusion.reconstruct import train
 
     scene, decided = load_split_scene(path, n_views, space, factor)
     cfg = with_overrides(get_preset(preset).replace(iterations=iterations), overrides or {})
@@ -128,9 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("scene is required unless --table is given")
     import torch
 
+    from reconfusion.config import parse_overrides
     from reconfusion.data.llff import protocol_factor
-
-    from .fewview_ablation import parse_overrides
 
     torch.set_num_threads(a.threads)
     factor = a.factor if a.factor is not None else protocol_factor(a.scene, "contract")

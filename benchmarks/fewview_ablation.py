@@ -1,8 +1,8 @@
 """Few-view ablation: held-out PSNR at fixed iteration counts for config overrides.
 
 Wall-clock time on a shared machine is noise, so a run is judged by held-out PSNR / SSIM after a
-fixed number of iterations (evaluated in the middle of training through an ``ExtraLoss`` that
-returns no loss); the training iterations/s (evaluation excluded) and the load average are
+fixed number of iterations (evaluated in the middle of training by a per-step callback of
+``reconfusion.reconstruct.train``); the training iterations/s (evaluation excluded) and the load average are
 recorded beside them. One JSON line per run is appended to ``--out``::
 
     nice -n 10 python -m benchmarks.fewview_ablation fern --views 3 --eval-at 750,1500 \\
@@ -20,42 +20,11 @@ import time
 import torch
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """``["key=value", ...]`` (values as JSON, lists become tuples, else strings) -> dict."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set takes key=value, got {item!r}")
-        try:
-            v = json.loads(value)
-        except json.JSONDecodeError:
-            v = value
-        out[key] = tuple(v) if isinstance(v, list) else v
-    return out
-
-
-def with_overrides(cfg, overrides: dict):
-    """``cfg`` with ``overrides`` applied; dotted keys reach nested settings (``field.dir_degree``,
-    ``proposals.0.width``). Unknown keys raise ``ValueError`` (``Config.from_dict``)."""
-    from reconfusion.config import Config
-
-    d = json.loads(cfg.to_json())
-    for key, value in overrides.items():
-        *path, last = key.split(".")
-        node = d
-        for part in path:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        if isinstance(node, dict) and last not in node:
-            raise ValueError(f"unknown config key {key!r}")
-        node[int(last) if isinstance(node, list) else last] = list(value) if isinstance(value, tuple) else value
-    return Config.from_dict(d)
-
-
 def main(argv=None) -> int:
     from reconfusion.app.quality_benchmark import load_pair, resolve_scene
-    from reconfusion.config import get_preset
-    from reconfusion.reconstruct import ExtraLoss, evaluate, train
+    from reconfusion.config import get_preset, parse_overrides, with_overrides
+    from reconfusion.evaluation import evaluate
+    from reconfusion.reconstruct import train
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("scene")
@@ -77,16 +46,17 @@ def main(argv=None) -> int:
     eval_at = sorted(int(x) for x in a.eval_at.split(","))
     metrics, eval_seconds = {}, [0.0]
 
-    def probe(ctx):  # ctx.iteration updates done so far; the last count is evaluated after train()
-        if ctx.iteration in eval_at:
+    def probe(step):  # after the optimizer step: step.iteration + 1 updates done; the last is evaluated after train()
+        done = step.iteration + 1
+        if done in eval_at and done < a.iterations:
             t = time.time()
-            m = evaluate(ctx.model, scene, None, chunk=cfg.eval_chunk, log=lambda s: None, progress_bar=False)
-            metrics[ctx.iteration] = {"psnr": m["mean"]["psnr"], "ssim": m["mean"]["ssim"]}
+            m = evaluate(step.model, scene, None, chunk=cfg.eval_chunk, log=lambda s: None, progress_bar=False)
+            metrics[done] = {"psnr": m["mean"]["psnr"], "ssim": m["mean"]["ssim"]}
+            step.model.train()
             eval_seconds[0] += time.time() - t
-        return None
 
     t0 = time.time()
-    res = train(scene, cfg, None, extra_losses=(ExtraLoss(probe, every=1, name="probe"),), progress_bar=False,
+    res = train(scene, cfg, None, callbacks=[probe], progress_bar=False,
                 log=lambda s: None)
     train_seconds = time.time() - t0 - eval_seconds[0]
     if a.iterations in eval_at:

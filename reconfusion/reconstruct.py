@@ -1,15 +1,17 @@
-"""The optimization loop: data loss + few-view regularizers + pluggable extra losses, evaluation,
-checkpoints (:mod:`.checkpoint`: safetensors + JSON) and resume.
+"""The optimization loop: the training objective (:mod:`.losses`: every term behind one
+interface), the learning-rate schedule, checkpoints (:mod:`.checkpoint`: safetensors + JSON) and
+resume, and per-step callbacks (periodic evaluation, probes).
 
-The hook for the diffusion prior (a later issue) is :class:`ExtraLoss`: a callable invoked every
-``every`` iterations with a :class:`LossContext` (model, scene, iteration, a render function, ...)
-that returns a scalar loss tensor (or ``None`` to skip); it is added with ``weight``::
+The diffusion prior's sample loss is one more :class:`~reconfusion.losses.LossTerm` (see
+:func:`reconfusion.prior.sample_loss.prior_loss_term`); so is any term of the user's::
 
-    def sample_loss(ctx):           # e.g. render a novel view, ask the prior, compare
+    def my_term(ctx):               # e.g. render a novel view and compare it with something
         out = ctx.render(ctx.scene.camera_rays(pose, intr, pixels))
         return (out.rgb - target).abs().mean()
 
-    train(scene, cfg, extra_losses=[ExtraLoss(sample_loss, every=10, weight=0.1, name="prior")])
+    train(scene, cfg, extra_terms=[LossTerm("mine", my_term, weight=0.1, every=10)])
+
+The whole run uses ``cfg.backend`` for every rfkernels op (``rfkernels.use_backend``, entered once).
 """
 from __future__ import annotations
 
@@ -18,47 +20,22 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 import rfkernels
 
-from . import regularizers as reg
-from .checkpoint import (CKPT_DIR, STATE_FILE, checkpoint_dir, has_trainer_state, load_checkpoint,
-                         load_trainer_state, save_checkpoint)
+from .checkpoint import (STATE_FILE, checkpoint_dir, load_checkpoint, load_trainer_state, resumable_checkpoint,
+                         save_checkpoint)
 from .config import Config, resolve
 from .data.scene import Scene
-from .field.zipnerf import RenderOutput, ZipNeRF
-from .metrics import LPIPS_ABSENT, image_metrics, psnr
+from .evaluation import periodic_evaluation
+from .field.zipnerf import ZipNeRF
+from .losses import LossContext, LossTerm, config_terms
+from .metrics import psnr
 from .rays import RayBundle
 from .unseen import unseen_patches
-from .video import depth_image, save_image, side_by_side, to_uint8
-
-
-# ------------------------------------------------------------------------------- extra losses
-@dataclass
-class LossContext:
-    """What an :class:`ExtraLoss` sees at one iteration."""
-
-    model: ZipNeRF
-    scene: Scene
-    iteration: int
-    config: Config
-    device: torch.device
-    progress: float  # iteration / iterations, in [0, 1]
-
-    def render(self, rays: RayBundle) -> RenderOutput:
-        """Differentiable render of ``rays`` (moved to the model's device), training-mode sampling."""
-        return self.model(rays.to(self.device), progress=self.progress)
-
-
-@dataclass
-class ExtraLoss:
-    fn: Callable[[LossContext], torch.Tensor | None]
-    every: int = 1
-    weight: float = 1.0
-    name: str = "extra"
 
 
 # ------------------------------------------------------------------------------- schedule
@@ -72,7 +49,8 @@ def learning_rate(step: int, cfg: Config) -> float:
 
 
 def build_model(cfg: Config, scene: Scene) -> ZipNeRF:
-    """The model for ``scene`` with ``cfg`` resolved for its space (:func:`reconfusion.config.resolve`)."""
+    """The model for ``scene``, with ``cfg`` resolved for its space: the one place a config meets a
+    scene (:func:`reconfusion.config.resolve`); ``model.cfg`` is the resolved config."""
     return ZipNeRF(resolve(cfg, scene.space), scene.space, scene.bbox, scene.background)
 
 
@@ -100,9 +78,10 @@ def check_backend(backend: str | None, device) -> None:
             f"backend {backend!r} cannot run on {torch.device(device)} here (available: {', '.join(available)})")
 
 
-def config_differences(saved: Config, mine: Config) -> list[str]:
-    """Top-level keys where ``mine`` differs from ``saved`` (``backend`` excluded), with values."""
-    a, b = json.loads(saved.to_json()), json.loads(mine.to_json())
+def config_differences(saved: Config, mine: Config, space: str) -> list[str]:
+    """Top-level keys where ``mine`` (resolved for ``space`` as :func:`build_model` would) differs from
+    ``saved`` (a checkpoint's resolved config), ``backend`` excluded, with values."""
+    a, b = json.loads(saved.to_json()), json.loads(resolve(mine, space).to_json())
     out = []
     for k in a:
         if k != "backend" and a[k] != b.get(k):
@@ -143,56 +122,58 @@ class _RayPool:
         return unseen_patches(self.scene, self.c2w, self.intr, n_patches, patch, gen).to(self.device)
 
 
-def compute_losses(out: RenderOutput, target: torch.Tensor, cfg: Config) -> dict:
-    """The per-iteration loss terms (already weighted) from one render."""
-    losses = {"data": reg.data_loss(out.rgb, target, cfg.data_loss, cfg.charbonnier_eps)}
-    if cfg.interlevel_weight > 0 and out.proposals:
-        if len(out.proposals) != len(cfg.interlevel_blurs):  # a level must never fall back to an unblurred loss
-            raise ValueError(f"config `interlevel_blurs` has {len(cfg.interlevel_blurs)} half-width(s) but the "
-                             f"sampler returned {len(out.proposals)} histogram(s): give one per level")
-        losses["interlevel"] = cfg.interlevel_weight * sum(
-            reg.interlevel(out.s_edges, out.weights, e, w, blur, backend=cfg.backend)
-            for (e, w), blur in zip(out.proposals, cfg.interlevel_blurs))
-    if cfg.distortion_weight > 0:
-        losses["distortion"] = cfg.distortion_weight * reg.distortion(out.weights, out.s_edges, backend=cfg.backend)
-    if cfg.entropy_weight > 0:
-        losses["entropy"] = cfg.entropy_weight * reg.opacity_entropy(out.opacity)
-    if cfg.occlusion_weight > 0:
-        s_mid = 0.5 * (out.s_edges[:, :-1] + out.s_edges[:, 1:])
-        losses["occlusion"] = cfg.occlusion_weight * reg.occlusion_loss(out.sigmas, s_mid, cfg.occlusion_s)
-    return losses
+@dataclass
+class StepInfo:
+    """What a per-step callback sees, after the optimizer step of ``iteration``."""
+
+    iteration: int
+    model: ZipNeRF
+    scene: Scene
+    config: Config
+    device: torch.device
+    losses: dict  # name -> weighted loss tensor of this step
+    history: list  # the logged records so far
 
 
 def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu", resume: bool = False,
-          extra_losses: tuple[ExtraLoss, ...] = (), progress_bar: bool = True, data_info: dict | None = None,
+          extra_terms: Sequence[LossTerm] = (), callbacks: Sequence[Callable[[StepInfo], None]] = (),
+          progress_bar: bool = True, data_info: dict | None = None,
           log: Callable[[str], None] = print) -> TrainResult:
     """Optimize a :class:`ZipNeRF` on ``scene.train_ids`` for ``cfg.iterations`` steps.
 
-    ``cfg`` is resolved for the scene first (:func:`reconfusion.config.resolve`: spacing, warm-up
-    capped at a tenth of the run); ``cfg.backend`` must be able to run on ``device``.
+    ``cfg`` is resolved for the scene by :func:`build_model` (spacing, warm-up capped at a tenth of
+    the run) and the run uses the model's resolved config; ``cfg.backend`` must be able to run on ``device`` and is every
+    rfkernels op's backend for the run. The objective is ``config_terms(cfg)`` then ``extra_terms``
+    (:class:`~reconfusion.losses.LossTerm`); ``callbacks`` run after every optimizer step (with
+    ``cfg.eval_every``, a periodic held-out evaluation is the first).
     With ``out_dir``: checkpoints every ``cfg.checkpoint_every`` steps and at the end. ``resume``
     continues from ``out_dir``'s checkpoint (model, optimizer, RNG states, step) with the *saved* config,
-    as if never interrupted:
-    keys where ``cfg`` differs are logged once and ignored (except ``backend``, a choice of this
-    process).
+    as if never interrupted: keys where ``cfg`` differs are logged once and ignored (except ``backend``,
+    a choice of this process).
     """
-    from tqdm import tqdm
-
     if not scene.train_ids:
         raise ValueError("scene has no training views: call select_views first")
     device = torch.device(device)
-    resolved = resolve(cfg, scene.space)
-    if resolved.warmup_steps != cfg.warmup_steps:
-        log(f"warmup_steps {cfg.warmup_steps} -> {resolved.warmup_steps} (capped at a tenth of {cfg.iterations} iterations)")
-    cfg = resolved
     check_backend(cfg.backend, device)
+    with rfkernels.use_backend(cfg.backend):
+        return _train(scene, cfg, out_dir, device, resume, extra_terms, callbacks, progress_bar, data_info, log)
+
+
+def _train(scene, cfg, out_dir, device, resume, extra_terms, callbacks, progress_bar, data_info, log) -> TrainResult:
+    from tqdm import tqdm
+
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     meta = scene_meta(scene, data_info)
-    start, ckpt = 0, os.path.join(out_dir, CKPT_DIR) if out_dir else None
-    if resume and ckpt and has_trainer_state(ckpt):
+    warmup = resolve(cfg, scene.space).warmup_steps  # as build_model will cap it (a resume keeps the saved one)
+    if warmup != cfg.warmup_steps:
+        log(f"warmup_steps {cfg.warmup_steps} -> {warmup} (capped at a tenth of {cfg.iterations} iterations)")
+    start, ckpt = 0, resumable_checkpoint(out_dir) if resume and out_dir else None
+    if resume and out_dir and ckpt is None:
+        log(f"resume: no checkpoint with a trainer state in {out_dir}: training from scratch")
+    if ckpt:
         model, saved, _ = load_checkpoint(ckpt, device, backend=cfg.backend)
-        differ = config_differences(saved, cfg)
+        differ = config_differences(saved, cfg, scene.space)
         if differ:
             log(f"resuming with the config saved in {ckpt}; ignoring your differing key(s): {', '.join(differ)}")
         cfg = saved
@@ -202,7 +183,10 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
         log(f"resumed from {out_dir} at step {start}")
     else:
         model = build_model(cfg, scene).to(device)
+        cfg = model.cfg
         opt = make_optimizer(model, cfg)
+    terms = [*config_terms(cfg), *extra_terms]
+    callbacks = [periodic_evaluation(cfg.eval_every, log), *callbacks] if cfg.eval_every else list(callbacks)
     pool = _RayPool(scene, device)
     history, t0 = [], time.time()
     model.train()
@@ -215,40 +199,33 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
         progress = step / max(cfg.iterations, 1)
         rays, target = pool.sample(cfg.batch_rays, gen)
         out = model(rays, progress=progress)
-        losses = compute_losses(out, target, cfg)
-        if cfg.depth_smoothness_weight > 0:
-            p = min(cfg.depth_smoothness_patch_size, scene.height, scene.width)  # capped for tiny images
-            depth = model(pool.unseen(cfg.depth_smoothness_patches, p, gen), progress=progress).depth
-            losses["depth_smoothness"] = cfg.depth_smoothness_weight * reg.depth_smoothness(depth.view(-1, p, p))
-        ctx = None
-        for extra in extra_losses:
-            if extra.every > 0 and step % extra.every == 0:
-                ctx = ctx or LossContext(model, scene, step, cfg, device, progress)
-                value = extra.fn(ctx)
-                if value is not None:
-                    losses[extra.name] = extra.weight * value
+        ctx = LossContext(model, scene, step, cfg, device, progress, out, target,
+                          unseen_rays=lambda n, p: pool.unseen(n, p, gen))
+        active = [t for t in terms if t.active(step)]
+        losses = {}
+        for term in active:
+            value = term.compute(ctx)
+            if value is not None:
+                losses[term.name] = term.weight * value
         total = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         total.backward()
-        if cfg.grid_decay_weight > 0:  # its gradient added in place (cheaper than a loss term)
-            reg.add_grid_decay_grad_(model, cfg.grid_decay_weight)
+        for term in active:
+            term.add_grad(ctx)
         if cfg.grad_max_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_max_norm)
         opt.step()
-        batch_psnr = psnr(out.rgb.detach(), target)
         if step % 10 == 0 or step == cfg.iterations - 1:
+            batch_psnr = psnr(out.rgb.detach(), target)
             rec = {"step": step, "loss": float(total.detach()), "psnr": batch_psnr, "lr": lr}
             rec.update({k: float(v.detach()) for k, v in losses.items()})
-            if cfg.grid_decay_weight > 0:
-                rec["grid_decay"] = cfg.grid_decay_weight * float(reg.grid_decay(model).detach())
+            rec.update({t.name: t.weight * t.log_fn(ctx) for t in active if t.log_fn is not None})
             history.append(rec)
-            bar.set_postfix(loss=f"{float(total.detach()):.4f}", psnr=f"{batch_psnr:.2f}")
+            bar.set_postfix(loss=f"{rec['loss']:.4f}", psnr=f"{batch_psnr:.2f}")
+        info = StepInfo(step, model, scene, cfg, device, losses, history)
+        for callback in callbacks:
+            callback(info)
         done = step + 1
-        if cfg.eval_every and done % cfg.eval_every == 0 and scene.test_ids and done < cfg.iterations:
-            m = evaluate(model, scene, None, device=device, log=lambda s: None,
-                         progress_bar=False)
-            log(f"step {done}: held-out PSNR {m['mean']['psnr']:.2f} SSIM {m['mean']['ssim']:.3f}")
-            model.train()
         if out_dir and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
             save_checkpoint(out_dir, model, cfg, meta, done, opt, gen)
     bar.close()
@@ -261,59 +238,7 @@ def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu"
     return TrainResult(model, cfg, history, seconds)
 
 
-# ------------------------------------------------------------------------------- evaluation
-def render_view(model: ZipNeRF, scene: Scene, idx: int, chunk: int | None = None, device="cpu", bar=None) -> dict:
-    """Render training/test view ``idx`` (``chunk`` rays at a time, default the model's
-    ``cfg.eval_chunk``) -> ``{"rgb": [H, W, 3], "depth": [H, W], "opacity": [H, W]}``."""
-    from .render import render_image
-
-    return render_image(model, scene.view_rays(idx), scene.height, scene.width, chunk, device,
-                        outputs=("rgb", "depth", "opacity"), bar=bar)
-
-
-@torch.no_grad()
-def evaluate(model: ZipNeRF, scene: Scene, out_dir: str | None, *, chunk: int | None = None, device="cpu",
-             lpips_path: str | None = None, log: Callable[[str], None] = print, progress_bar: bool = True) -> dict:
-    """Metrics on ``scene.test_ids``; with ``out_dir``, writes ``results.json`` and per view
-    ``test_<id>.png`` (render | ground truth | error) and ``depth_<id>.png``."""
-    if not scene.test_ids:
-        raise ValueError("scene has no test views to evaluate")
-    lpips_fn = None
-    if lpips_path:
-        from .metrics import LPIPS
-
-        lpips_fn = LPIPS(lpips_path, device=device)
-    else:
-        log(LPIPS_ABSENT)
-    from .render import progress_bar as make_bar
-
-    per_view, t0 = [], time.time()
-    bar = make_bar(len(scene.test_ids) * scene.height * scene.width, "evaluate", progress_bar)
-    for i in scene.test_ids:
-        r = render_view(model, scene, i, chunk, device, bar)
-        m = image_metrics(r["rgb"], scene.images[i], lpips_fn)
-        per_view.append({"view": i, "image": scene.image_names[i], **m})
-        if out_dir:
-            save_image(os.path.join(out_dir, f"test_{i:03d}.png"), side_by_side(r["rgb"], scene.images[i]))
-            save_image(os.path.join(out_dir, f"depth_{i:03d}.png"), to_uint8(depth_image(r["depth"])))
-    bar.close()
-    keys = [k for k in per_view[0] if k not in ("view", "image")]
-    mean = {k: sum(v[k] for v in per_view) / len(per_view) for k in keys}
-    results = {
-        "scene": scene.name, "n_train_views": len(scene.train_ids), "train_ids": list(scene.train_ids),
-        "test_ids": list(scene.test_ids), "resolution": [scene.width, scene.height], "mean": mean,
-        "per_view": per_view, "lpips": "computed" if lpips_fn else LPIPS_ABSENT,
-        "render_seconds": time.time() - t0,
-    }
-    if out_dir:
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
-    return results
-
-
 __all__ = [
-    "ExtraLoss", "LossContext", "TrainResult", "build_model", "check_backend", "checkpoint_dir", "compute_losses",
-    "config_differences", "evaluate", "learning_rate", "load_checkpoint", "make_optimizer", "render_view",
-    "save_checkpoint", "scene_meta", "train",
+    "StepInfo", "TrainResult", "build_model", "check_backend", "checkpoint_dir", "config_differences",
+    "learning_rate", "load_checkpoint", "make_optimizer", "save_checkpoint", "scene_meta", "train",
 ]

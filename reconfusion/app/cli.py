@@ -33,9 +33,9 @@ def cmd_reconstruct(a) -> int:
     device = torch_device(a.device)
     extra = ()
     if a.prior:  # the diffusion sample loss (reconfusion.prior.sample_loss)
-        from ..prior.sample_loss import prior_extra_loss
+        from ..prior.sample_loss import prior_loss_term
 
-        extra = (prior_extra_loss(a.prior, scene, every=a.prior_every, weight=a.prior_weight, device=device,
+        extra = (prior_loss_term(a.prior, scene, every=a.prior_every, weight=a.prior_weight, device=device,
                                   steps=a.prior_steps, guidance=a.prior_guidance, lpips=a.lpips_weights,
                                   lpips_weight=a.prior_lpips_weight),)
         print(f"diffusion prior {a.prior}: sample loss every {a.prior_every} iterations")
@@ -69,7 +69,8 @@ def _checkpoint_scene(a):
 
 
 def cmd_evaluate(a) -> int:
-    from ..reconstruct import checkpoint_dir, evaluate
+    from ..evaluation import evaluate
+    from ..reconstruct import checkpoint_dir
 
     check_out_dir(a.out)
     model, cfg, scene, device = _checkpoint_scene(a)

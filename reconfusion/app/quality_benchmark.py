@@ -134,12 +134,12 @@ def run_pair(path: str, n_views: int, cfg, out_dir: str, device, lpips: str | No
             return res
     ckpt = os.path.join(out_dir, "checkpoint", "config.json")
     if os.path.isfile(ckpt):
-        from ..config import resolve
+        from ..config import Config
+        from ..reconstruct import config_differences
 
         with open(ckpt) as f:
             saved = json.load(f)
-        # checkpoints hold the resolved config (spacing, warm-up decided for the scene)
-        if saved["config"] != json.loads(resolve(cfg, saved["scene"]["space"]).to_json()):
+        if config_differences(Config.from_dict(saved["config"]), cfg.replace(backend=None), saved["scene"]["space"]):
             raise BenchmarkError(f"{out_dir} holds a checkpoint with other settings: use another --out")
     scene, info, split, fmt = load_pair(path, n_views)
     res = run_reconstruction(scene, info, cfg, out_dir, device, os.path.isfile(ckpt), lpips, False, 0, quiet)

@@ -142,10 +142,11 @@ def print_results(res: dict, out_dir: str | None) -> None:
 
 
 def run_reconstruction(scene, info, cfg, out: str, device, resume: bool, lpips: str | None,
-                       video: bool, frames: int, quiet: bool, extra_losses=()) -> dict:
+                       video: bool, frames: int, quiet: bool, extra_terms=()) -> dict:
     """Train on ``scene``'s training views into ``out``, evaluate the held-out views, optionally
     render the path video; writes and returns ``results.json``'s content."""
-    from ..reconstruct import check_backend, evaluate, train
+    from ..evaluation import evaluate
+    from ..reconstruct import check_backend, train
     from ..video import render_video
 
     check_backend(cfg.backend, device)
@@ -156,7 +157,7 @@ def run_reconstruction(scene, info, cfg, out: str, device, resume: bool, lpips: 
     t0 = time.time()
     with the_work():
         result = train(scene, cfg, out, device=device, resume=resume, progress_bar=not quiet, data_info=info,
-                       extra_losses=extra_losses)
+                       extra_terms=extra_terms)
         t_train = time.time() - t0
         res = evaluate(result.model, scene, out, device=device, lpips_path=lpips, progress_bar=not quiet)
         res["train_seconds"] = t_train

@@ -1,6 +1,6 @@
 """ReconFusion's sample loss: the diffusion prior as a regularizer of NeRF optimization.
 
-Every ``k`` iterations (:class:`reconfusion.reconstruct.ExtraLoss`): draw a novel camera from the
+Every ``k`` iterations (a :class:`reconfusion.losses.LossTerm`): draw a novel camera from the
 *training* cameras only (:func:`sample_novel_pose`), render it at the prior's resolution, encode it,
 noise it to ``t ~ U[t_min, t_max]`` (``t_max = 1``, ``t_min`` annealed linearly 1 -> 0 over the
 run), run ``steps`` guided DDIM steps, decode, and use the sample as a target:
@@ -95,7 +95,7 @@ def annealed_t_range(progress: float, t_max: float = 1.0) -> tuple[float, float]
 
 # ------------------------------------------------------------------------------- the loss
 class SampleLoss:
-    """Callable ``(ctx: reconfusion.reconstruct.LossContext) -> loss``; see the module docstring.
+    """Callable ``(ctx: reconfusion.losses.LossContext) -> loss``; see the module docstring.
 
     Args:
         prior: a :class:`ReconFusionPrior` (moved to the context's device on first use).
@@ -206,13 +206,14 @@ class SampleLoss:
         return loss * self.weight
 
 
-def prior_extra_loss(prior_path: str, scene, every: int = 10, weight: float = 1.0, device="cpu", **kw):
-    """Load a saved prior and wrap its :class:`SampleLoss` as a ``reconstruct.ExtraLoss``."""
-    from reconfusion.reconstruct import ExtraLoss
+def prior_loss_term(prior_path: str, scene, every: int = 10, weight: float = 1.0, device="cpu", **kw):
+    """Load a saved prior and wrap its :class:`SampleLoss` as the loop's ``prior`` term
+    (a :class:`reconfusion.losses.LossTerm` evaluated every ``every`` steps)."""
+    from reconfusion.losses import LossTerm
 
     prior = ReconFusionPrior.load(prior_path, device=device)
-    return ExtraLoss(SampleLoss(prior, scene, **kw), every=every, weight=weight, name="prior")
+    return LossTerm("prior", SampleLoss(prior, scene, **kw), weight=weight, every=every)
 
 
-__all__ = ["SampleLoss", "annealed_t_range", "focus_point", "nearest_views", "orbit_up", "prior_extra_loss",
+__all__ = ["SampleLoss", "annealed_t_range", "focus_point", "nearest_views", "orbit_up", "prior_loss_term",
            "sample_novel_pose"]

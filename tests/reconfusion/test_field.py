@@ -9,7 +9,8 @@ from reconfusion.field.encoding import Encoding, HashGridEncoder, frequency_mask
 from reconfusion.field.samplers import (ProposalSampler, Samples, Sampler, UniformSampler, annealed_s_range,
                                        make_sampler)
 from reconfusion.field.zipnerf import ZipNeRF
-from reconfusion.reconstruct import build_model, compute_losses, train
+from reconfusion.losses import LossContext, config_terms
+from reconfusion.reconstruct import build_model, train
 from tests.helpers.recon_scenes import boxes_scene
 from tests.helpers.recon_scenes import small_config
 
@@ -147,7 +148,12 @@ def test_third_proposal_level_needs_its_own_blur():
 
 
 def test_interlevel_loss_uses_each_levels_blur(scene):
-    from reconfusion import regularizers as reg
+    from reconfusion.losses import functions as reg
+
+    def compute_losses(out, target, cfg):  # the config's interlevel term, weighted as the loop does
+        term = {t.name: t for t in config_terms(cfg)}["interlevel"]
+        ctx = LossContext(model, scene, 0, cfg, torch.device("cpu"), 0.3, out, target)
+        return {"interlevel": term.weight * term.compute(ctx)}
 
     cfg = three_level_config((0.03, 0.01, 0.003))
     model = build_model(cfg, scene)

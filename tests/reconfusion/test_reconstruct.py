@@ -10,7 +10,9 @@ import torch
 from reconfusion.config import Config, get_preset, resolve
 from reconfusion.data.scene import select_views
 from reconfusion.metrics import psnr, ssim
-from reconfusion.reconstruct import (ExtraLoss, build_model, evaluate, learning_rate, load_checkpoint, render_view,
+from reconfusion.evaluation import evaluate, render_view
+from reconfusion.losses import LossTerm
+from reconfusion.reconstruct import (build_model, learning_rate, load_checkpoint,
                                      save_checkpoint, scene_meta, train)
 from reconfusion.video import side_by_side, write_video
 from tests.helpers.recon_scenes import ITERS, boxes_scene, small_config
@@ -109,7 +111,7 @@ def _interrupt_at(step):
     def fn(ctx):
         if ctx.iteration == step:
             raise _Interrupt
-    return ExtraLoss(fn, name="interrupt")
+    return LossTerm("interrupt", fn)
 
 
 def test_resume_continues_with_the_saved_config(scene, tmp_path):
@@ -118,7 +120,7 @@ def test_resume_continues_with_the_saved_config(scene, tmp_path):
     out = str(tmp_path)
     cfg = small_config(iterations=6, checkpoint_every=3)
     with pytest.raises(_Interrupt):
-        train(scene, cfg, out, progress_bar=False, extra_losses=[_interrupt_at(4)])
+        train(scene, cfg, out, progress_bar=False, extra_terms=[_interrupt_at(4)])
     assert load_checkpoint(out)[2]["step"] == 3
     logs = []
     res = train(scene, cfg.replace(eval_chunk=1000, n_samples=(8, 8)), out, resume=True, progress_bar=False,
@@ -157,7 +159,7 @@ def test_resume_restores_optimizer_state(scene, tmp_path):
             assert torch.equal(v, b["state"][pid][k]), k
 
 
-def test_extra_loss_hook(scene):
+def test_extra_loss_term(scene):
     calls = []
 
     def hook(ctx):
@@ -167,7 +169,7 @@ def test_extra_loss_hook(scene):
         return out.rgb.mean() * 0.0 if ctx.iteration % 2 == 0 else None
 
     res = train(scene, small_config(iterations=7), None, progress_bar=False,
-                extra_losses=[ExtraLoss(hook, every=3, weight=0.5, name="prior")])
+                extra_terms=[LossTerm("prior", hook, weight=0.5, every=3)])
     assert calls == [0, 3, 6]
     assert "prior" in res.history[0]
 

@@ -5,7 +5,7 @@ import torch
 
 import rfkernels
 
-from reconfusion import regularizers as reg
+from reconfusion.losses import functions as reg
 from reconfusion.data.scene import select_views
 from reconfusion.reconstruct import build_model, train
 from reconfusion.unseen import between_poses, nearest_neighbours, unseen_patches

@@ -20,7 +20,8 @@ from reconfusion.data.space import (
     view_angles_deg,
 )
 from reconfusion.metrics import psnr
-from reconfusion.reconstruct import render_view, train
+from reconfusion.evaluation import render_view
+from reconfusion.reconstruct import train
 from tests.helpers.paths import DEMO_FERN, SHARED_DATA
 from tests.helpers.recon_scenes import boxes_scene, small_config
 

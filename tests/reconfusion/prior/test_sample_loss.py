@@ -68,7 +68,8 @@ def test_nearest_views_and_annealing():
 
 def _ctx(scene, progress=0.5):
     from reconfusion.config import tiny
-    from reconfusion.reconstruct import LossContext, build_model
+    from reconfusion.losses import LossContext
+    from reconfusion.reconstruct import build_model
 
     torch.manual_seed(0)
     cfg = tiny()
@@ -92,14 +93,15 @@ def test_sample_loss_has_gradients_into_nerf(prior, kind, guidance):
 
 
 def test_reconstruct_loop_with_prior(prior, tmp_path):
-    """The whole loop on CPU: reconstruct.train with the sample loss hooked in as an ExtraLoss."""
+    """The whole loop on CPU: reconstruct.train with the sample loss as one more LossTerm."""
     from reconfusion.config import tiny
-    from reconfusion.reconstruct import ExtraLoss, train
+    from reconfusion.losses import LossTerm
+    from reconfusion.reconstruct import train
 
     scene = _scene("forward")
     cfg = tiny().replace(iterations=4, batch_rays=64, warmup_steps=1, checkpoint_every=0)
     fn = SampleLoss(prior, scene, steps=2, seed=0)
-    res = train(scene, cfg, None, extra_losses=[ExtraLoss(fn, every=2, name="prior")], progress_bar=False)
+    res = train(scene, cfg, None, extra_terms=[LossTerm("prior", fn, every=2)], progress_bar=False)
     assert "prior" in res.history[0] and res.history[0]["prior"] > 0
     assert len(fn._views) >= 1  # view encodings cached per input subset
 

@@ -1,4 +1,4 @@
-"""Losses and few-view regularizers that need no learned prior.
+"""The loss functions (tensors in, scalar out) behind the loop's terms (:mod:`.terms`).
 
 - ``charbonnier``: Zip-NeRF's data loss ``sqrt((x - y)^2 + eps^2)``.
 - ``opacity_entropy``: binary entropy of the rendered opacity, pushing rays to be fully empty or
@@ -81,17 +81,15 @@ def add_grid_decay_grad_(module: torch.nn.Module, weight: float) -> None:
             g.add_(p, alpha=2.0 * weight / n)
 
 
-def distortion(weights: torch.Tensor, s_edges: torch.Tensor, backend: str | None = None) -> torch.Tensor:
-    """``weights [R, S]``, s-space edges ``[R, S+1]`` -> scalar."""
-    return rfkernels.distortion_loss(weights, s_edges[:, :-1].contiguous(), s_edges[:, 1:].contiguous(),
-                                     backend=backend).mean()
+def distortion(weights: torch.Tensor, s_edges: torch.Tensor) -> torch.Tensor:
+    """``weights [R, S]``, s-space edges ``[R, S+1]`` -> scalar (backend: the scoped default)."""
+    return rfkernels.distortion_loss(weights, s_edges[:, :-1].contiguous(), s_edges[:, 1:].contiguous()).mean()
 
 
-def interlevel(fine_edges, fine_weights, prop_edges, prop_weights, blur_halfwidth=None,
-               backend: str | None = None) -> torch.Tensor:
-    """Proposal loss (fine histogram detached): scalar."""
+def interlevel(fine_edges, fine_weights, prop_edges, prop_weights, blur_halfwidth=None) -> torch.Tensor:
+    """Proposal loss (fine histogram detached): scalar (backend: the scoped default)."""
     return rfkernels.interlevel_loss(fine_edges.detach(), fine_weights.detach(), prop_edges, prop_weights,
-                                     blur_halfwidth=blur_halfwidth, backend=backend).mean()
+                                     blur_halfwidth=blur_halfwidth).mean()
 
 
 __all__ = ["add_grid_decay_grad_", "charbonnier", "data_loss", "depth_smoothness", "distortion", "grid_decay", "interlevel", "occlusion_loss", "opacity_entropy"]
