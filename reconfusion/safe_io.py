@@ -67,12 +67,42 @@ def write_json(path: str, obj) -> None:
             json.dump(obj, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # the mode open() would give: others may read a shared run folder
+        os.chmod(tmp, FILE_MODE)  # the mode open() would give: others may read a shared run folder
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_safetensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file`` made durable (fsync) and given the run folder's file mode
+    (:data:`FILE_MODE`: safetensors creates its files 0600, unreadable to the other users of a shared
+    run folder). Not atomic by itself: write into a folder that is published afterwards."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, path, metadata=metadata)
+    os.chmod(path, FILE_MODE)
+    fsync_path(path)
+
+
+def fsync_path(path: str) -> None:
+    """Flush a file's or a folder's entries to disk (a folder: so the renames in it survive a crash)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _read_umask() -> int:
@@ -81,7 +111,8 @@ def _read_umask() -> int:
     return mask
 
 
-_UMASK = _read_umask()  # read once, at import (setting it is process-wide, so not at every write)
+FILE_MODE = 0o666 & ~_read_umask()  # what open() gives a new file; the umask is read once, at import
+                                   # (setting it is process-wide, so not at every write)
 
 
 def inside(root: str, *parts: str, what: str = "path") -> str:
@@ -114,6 +145,24 @@ def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tenso
     return tensors, {"param_groups": groups, "scalars": scalars}
 
 
+def check_optimizer_shapes(opt: torch.optim.Optimizer, flat: dict[str, torch.Tensor], path: str,
+                           whose: str, other: str) -> None:
+    """Every ``state.<param>.<key>`` tensor of ``flat`` (:func:`optimizer_to_flat`) must name a parameter
+    of ``opt``, and a param-shaped moment must have that parameter's shape; ``whose`` ("this prior")
+    and ``other`` ("a state of another prior size") word the :class:`CheckpointError`."""
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for name, t in flat.items():
+        parts = name.split(".", 2)
+        if len(parts) != 3 or parts[0] != "state" or not parts[1].isdigit():
+            raise CheckpointError(f"{path}: unexpected optimizer entry {name!r}")
+        pid = int(parts[1])
+        if pid >= len(params):
+            raise CheckpointError(f"{path}: optimizer state for parameter {pid}, {whose} has {len(params)}")
+        if t.dim() > 0 and tuple(t.shape) != tuple(params[pid].shape):
+            raise CheckpointError(f"{path}: optimizer tensor {name!r} has shape {list(t.shape)}, parameter {pid} "
+                                  f"of {whose} is {list(params[pid].shape)} ({other})")
+
+
 def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Inverse of :func:`optimizer_to_flat` (other keys in ``tensors`` are ignored); tuples such as
     Adam's ``betas`` come back as tuples so a resumed run is bit-identical."""
@@ -130,5 +179,5 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Ten
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-__all__ = ["CheckpointError", "inside", "is_pickle", "load_safetensors", "optimizer_from_flat", "optimizer_to_flat",
-           "read_json", "write_json"]
+__all__ = ["FILE_MODE", "CheckpointError", "check_optimizer_shapes", "fsync_path", "inside", "is_pickle", "load_safetensors",
+           "optimizer_from_flat", "optimizer_to_flat", "read_json", "sha256_file", "write_json", "write_safetensors"]

@@ -28,8 +28,8 @@ import shutil
 import numpy as np
 import torch
 
-from ..safe_io import (CheckpointError, inside, load_safetensors, optimizer_from_flat, optimizer_to_flat, read_json,
-                       write_json)
+from ..safe_io import (CheckpointError, check_optimizer_shapes, fsync_path, inside, load_safetensors, optimizer_from_flat,
+                       optimizer_to_flat, read_json, write_json, write_safetensors)
 
 LATEST = "latest.json"
 STATE_NAME = re.compile(r"state-\d{6,}")
@@ -73,8 +73,6 @@ def _barrier():
 def save_state(out_dir: str, step: int, prior, ema, opt, scaler, train: dict) -> str:
     """Collective (every rank calls it): rank 0 writes the model, EMA, optimizer and ``train``
     (JSON-able: data position, config, ...), every rank its RNG states; then ``latest.json``."""
-    from safetensors.torch import save_file
-
     rank, world = _dist()
     name = f"state-{step:06d}"
     path = inside(out_dir, name, what="state folder")
@@ -84,16 +82,17 @@ def save_state(out_dir: str, step: int, prior, ema, opt, scaler, train: dict) ->
         os.makedirs(path)
     _barrier()
     t, meta = rng_state()
-    save_file(t, os.path.join(path, f"rng-rank{rank}.safetensors"))
+    write_safetensors(os.path.join(path, f"rng-rank{rank}.safetensors"), t)
     write_json(os.path.join(path, f"rng-rank{rank}.json"), meta)
     if rank == 0:
         prior.save(os.path.join(path, "model"))
-        save_file({k: v.contiguous() for k, v in ema.shadow.items()}, os.path.join(path, "ema.safetensors"))
+        write_safetensors(os.path.join(path, "ema.safetensors"), {k: v.contiguous() for k, v in ema.shadow.items()})
         ot, ometa = optimizer_to_flat(opt)
-        save_file(ot, os.path.join(path, "optimizer.safetensors"))
+        write_safetensors(os.path.join(path, "optimizer.safetensors"), ot)
         write_json(os.path.join(path, "optimizer.json"), ometa)
         write_json(os.path.join(path, "train.json"), {**train, "step": step, "world_size": world,
                                                         "scaler": scaler.state_dict()})
+        fsync_path(path)
     _barrier()
     if rank == 0:
         old = latest(out_dir)
@@ -160,7 +159,7 @@ def load_state(out_dir: str, prior, ema, opt, scaler) -> dict:
     for k, v in _load_matching({k: t for k, t in ema.shadow.items()}, file("ema.safetensors"), "EMA").items():
         ema.shadow[k].copy_(v)
     flat = load_safetensors(file("optimizer.safetensors"))[0]
-    _check_optimizer_shapes(opt, flat, file("optimizer.safetensors"))
+    check_optimizer_shapes(opt, flat, file("optimizer.safetensors"), "this prior", "a state of another prior size")
     optimizer_from_flat(opt, flat, read_json(file("optimizer.json")))
     scaler.load_state_dict(train["scaler"])
     set_rng_state(load_safetensors(file(f"rng-rank{rank}.safetensors"))[0], read_json(file(f"rng-rank{rank}.json")))
@@ -193,21 +192,6 @@ def _load_model(prior, path: str) -> None:
         load_model(prior, path, strict=True)
     except RuntimeError as exc:  # missing tensors: the first line of torch's report is enough
         raise CheckpointError(f"{path}: not a model of this prior ({str(exc).splitlines()[0]})") from exc
-
-
-def _check_optimizer_shapes(opt, flat: dict[str, torch.Tensor], path: str) -> None:
-    """Every ``state.<param>.<key>`` tensor of a param-shaped moment must match that parameter."""
-    params = [p for g in opt.param_groups for p in g["params"]]
-    for name, t in flat.items():
-        parts = name.split(".", 2)
-        if len(parts) != 3 or parts[0] != "state" or not parts[1].isdigit():
-            raise CheckpointError(f"{path}: unexpected optimizer entry {name!r}")
-        pid = int(parts[1])
-        if pid >= len(params):
-            raise CheckpointError(f"{path}: optimizer state for parameter {pid}, this prior has {len(params)}")
-        if t.dim() > 0 and tuple(t.shape) != tuple(params[pid].shape):
-            raise CheckpointError(f"{path}: optimizer tensor {name!r} has shape {list(t.shape)}, parameter {pid} "
-                                  f"of this prior is {list(params[pid].shape)} (a state of another prior size)")
 
 
 __all__ = ["LATEST", "latest", "load_state", "load_train_json", "rng_state", "save_state", "set_rng_state", "state_dir"]
