@@ -18,6 +18,35 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, not safetensors/JSON, or a (refused) pickle."""
 
 
+class OutputError(OSError):
+    """An output location that cannot be written: found before any work starts."""
+
+
+def check_writable_dir(path: str, flag: str = "--out") -> str:
+    """Prove, before any work, that the folder ``path`` can be written: a probe file is created and
+    removed in it, or, while it does not exist yet, in its nearest existing parent (so a refused
+    command leaves no folder behind; modes alone do not tell, root ignores them) -> ``path``;
+    :class:`OutputError` naming ``flag`` otherwise."""
+    import tempfile
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputError(f"{flag} {path} is an existing file; give a folder for the results")
+    base = os.path.abspath(path)
+    while not os.path.exists(base):
+        base = os.path.dirname(base)
+    where = f"{flag} {path} is not writable" if base == os.path.abspath(path) else \
+        f"{flag} {path} cannot be created: {base} is not a writable folder"
+    if not os.path.isdir(base):
+        raise OutputError(f"{flag} {path} cannot be created: {base} is a file")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=base)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise OutputError(f"{where} ({exc.strerror or exc})") from None
+    return path
+
+
 def is_pickle(path: str) -> bool:
     """True for a raw pickle (protocol >= 2) or a ``torch.save`` zip archive (holds ``*.pkl``)."""
     with open(path, "rb") as f:
@@ -179,5 +208,5 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Ten
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-__all__ = ["FILE_MODE", "CheckpointError", "check_optimizer_shapes", "fsync_path", "inside", "is_pickle", "load_safetensors",
+__all__ = ["FILE_MODE", "CheckpointError", "OutputError", "check_optimizer_shapes", "check_writable_dir", "fsync_path", "inside", "is_pickle", "load_safetensors",
            "optimizer_from_flat", "optimizer_to_flat", "read_json", "sha256_file", "write_json", "write_safetensors"]

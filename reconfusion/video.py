@@ -42,19 +42,36 @@ def save_image(path: str, img: np.ndarray) -> None:
     iio.imwrite(path, img)
 
 
+VIDEO_EXTENSIONS = (".mp4", ".gif")  # .gif: pillow, always here; .mp4: imageio-ffmpeg, else a .gif beside it
+
+
+def check_video_path(path: str) -> None:
+    """``ValueError`` naming ``path`` unless its extension is one :func:`write_video` writes."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in VIDEO_EXTENSIONS:
+        raise ValueError(f"{path}: unsupported video extension {ext or '(none)'!r}; supported: "
+                         f"{', '.join(VIDEO_EXTENSIONS)} (.mp4 needs imageio-ffmpeg, else a .gif is written beside it)")
+
+
 def write_video(frames: list[np.ndarray], path: str, fps: int = 24) -> str:
-    """Write uint8 frames as mp4 (imageio-ffmpeg) or, if that fails, a gif beside it. -> the path written."""
+    """Write uint8 frames as mp4 (imageio-ffmpeg) or, if that is not installed, a gif beside it. -> the
+    path written. The writer is closed on every path, so a failed write leaves no half-open writer
+    (whose later clean-up would print an "Exception ignored" traceback)."""
     import imageio.v2 as imageio
 
+    check_video_path(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if path.endswith(".mp4"):
+    if path.lower().endswith(".mp4"):
         try:
-            # macro_block_size=1 keeps odd frame sizes (e.g. 126x94) without resizing.
-            imageio.mimwrite(path, frames, fps=fps, macro_block_size=1, quality=8)
-            return path
-        except Exception:  # noqa: BLE001 - no ffmpeg backend: fall back to gif
+            import imageio_ffmpeg  # noqa: F401 - the mp4 backend
+        except ImportError:
             path = os.path.splitext(path)[0] + ".gif"
-    imageio.mimwrite(path, frames, duration=1.0 / fps, loop=0)
+    # macro_block_size=1 keeps odd frame sizes (e.g. 126x94) without resizing.
+    kw = {"fps": fps, "macro_block_size": 1, "quality": 8} if path.lower().endswith(".mp4") else \
+        {"duration": 1.0 / fps, "loop": 0}
+    with imageio.get_writer(path, mode="I", **kw) as writer:
+        for frame in frames:
+            writer.append_data(frame)
     return path
 
 
@@ -80,6 +97,7 @@ def render_video(model, scene, path: str, n_frames: int = 60, fps: int = 24, chu
     from .render import render_image
 
     check_video_args(n_frames, fps)
+    check_video_path(path)
     frames = []
     intr = scene.intrinsics[0]
     H, W = scene.height, scene.width
@@ -95,4 +113,4 @@ def render_video(model, scene, path: str, n_frames: int = 60, fps: int = 24, chu
     return write_video(frames, path, fps)
 
 
-__all__ = ["check_video_args", "depth_image", "heat", "render_video", "save_image", "side_by_side", "to_uint8", "video_path", "write_video"]
+__all__ = ["VIDEO_EXTENSIONS", "check_video_args", "check_video_path", "depth_image", "heat", "render_video", "save_image", "side_by_side", "to_uint8", "video_path", "write_video"]

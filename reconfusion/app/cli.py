@@ -26,8 +26,13 @@ def _check_common(a) -> None:
 # ----------------------------------------------------------------------------------- commands
 def cmd_reconstruct(a) -> int:
     _check_common(a)
-    check_out_dir(a.out)
     cfg = make_config(a.preset, a.iterations, a.batch_rays, a.backend, a.set)
+    check_out_dir(a.out)
+    if a.resume:
+        from ..checkpoint import resumable_checkpoint
+
+        if resumable_checkpoint(a.out) is None:
+            raise CLIError(f"--resume: no checkpoint to resume in {a.out} (run without --resume to start)")
     scene, info = load_split_scene(a.data, a.format, a.downscale, a.factor, a.views, parse_ids(a.train_ids), parse_ids(a.test_ids),
                         a.strategy)
     device = torch_device(a.device)
@@ -72,9 +77,9 @@ def cmd_evaluate(a) -> int:
     from ..evaluation import evaluate
     from ..reconstruct import checkpoint_dir
 
-    check_out_dir(a.out)
-    model, cfg, scene, device = _checkpoint_scene(a)
     out = a.out or os.path.join(os.path.dirname(os.path.abspath(checkpoint_dir(a.checkpoint))), "eval")
+    check_out_dir(out)
+    model, cfg, scene, device = _checkpoint_scene(a)
     with the_work():
         res = evaluate(model, scene, out, device=device, lpips_path=a.lpips_weights, progress_bar=not a.quiet)
     print_results(res, out)
@@ -83,12 +88,17 @@ def cmd_evaluate(a) -> int:
 
 def cmd_render_video(a) -> int:
     from ..reconstruct import checkpoint_dir
-    from ..video import render_video
+    from ..video import check_video_path, render_video
 
     if a.out and os.path.isdir(a.out):
         raise CLIError(f"--out {a.out} is a folder; give a video file path (.mp4 or .gif)")
-    model, cfg, scene, device = _checkpoint_scene(a)
     out = a.out or os.path.join(os.path.dirname(os.path.abspath(checkpoint_dir(a.checkpoint))), "video.mp4")
+    try:
+        check_video_path(out)
+    except ValueError as exc:
+        raise CLIError(f"--out: {exc}") from None
+    check_out_dir(os.path.dirname(os.path.abspath(out)), "--out's folder")
+    model, cfg, scene, device = _checkpoint_scene(a)
     with the_work():
         path = render_video(model, scene, out, n_frames=a.frames, fps=a.fps, device=device,
                             progress_bar=not a.quiet)
@@ -100,8 +110,8 @@ def cmd_demo(a) -> int:
     """3-view fern with the tiny preset: shared data if present (images_8 resized by 4), else the
     embedded copy (the same images, already resized)."""
     _check_common(a)
-    check_out_dir(a.out)
     cfg = make_config("tiny", a.iterations, None, a.backend, a.set)
+    check_out_dir(a.out)
     if a.data:
         data, factor, downscale = a.data, 8, 4.0
     elif shared_fern() and not a.embedded:

@@ -21,7 +21,7 @@ import os
 import platform
 import time
 
-from .runs import CLIError, make_config, run_reconstruction, torch_device
+from .runs import CLIError, check_out_dir, make_config, run_reconstruction, torch_device
 
 # Published LLFF averages over its 8 scenes, 3 input views, PSNR (as quoted by ReconFusion,
 # arXiv 2312.02981, Table 1). Zip-NeRF and FreeNeRF use no learned prior; ReconFusion does.
@@ -247,6 +247,7 @@ def run(a) -> int:
     cfg = make_config(a.preset, a.iterations, a.batch_rays, a.backend, a.set)
     device = torch_device(a.device)
     sett = settings(cfg, device, a.threads)
+    check_out_dir(a.out)
     os.makedirs(a.out, exist_ok=True)
     pairs = [(p, n, v) for p, n in zip(paths, names) for v in views]
     results = []

@@ -16,7 +16,7 @@ from rfkernels import BackendUnavailableError
 
 from ..config import ConfigError
 from ..data.scene import DataError
-from ..safe_io import CheckpointError
+from ..safe_io import CheckpointError, check_writable_dir
 
 DEMO_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo", "fern")
 DEMO_FACTOR = 32  # the embedded copy: images_32/ (126x94), i.e. the protocol's 8x images resized by 4
@@ -81,8 +81,10 @@ def at_least(flag: str, value, lo: int):
 
 
 def check_out_dir(out: str | None, flag: str = "--out") -> None:
-    if out and os.path.exists(out) and not os.path.isdir(out):
-        raise CLIError(f"{flag} {out} is an existing file; give a folder for the results")
+    """Before any work: the output folder is writable (or can be created), else one
+    :class:`~reconfusion.safe_io.OutputError` line naming ``flag``."""
+    if out:
+        check_writable_dir(out, flag)
 
 
 def make_config(preset: str, iterations: int | None = None, batch: int | None = None, backend: str | None = None,

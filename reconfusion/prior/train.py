@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..safe_io import inside
+from ..safe_io import check_writable_dir, inside
 from . import checkpoint as ckpt
 from .examples import batch_cameras, square_resize  # noqa: F401 (re-exported)
 from .model import ReconFusionPrior
@@ -338,6 +338,7 @@ def run(args) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = config_from_args(args)
+    check_writable_dir(args.out, "--out")  # before any work: a run that cannot save is refused now
     device = init_distributed(cfg.device)
     try:
         rank = _rank()
