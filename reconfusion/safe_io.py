@@ -50,8 +50,10 @@ def check_writable_dir(path: str, flag: str = "--out") -> str:
 def is_pickle(path: str) -> bool:
     """True for a raw pickle (protocol >= 2) or a ``torch.save`` zip archive (holds ``*.pkl``)."""
     with open(path, "rb") as f:
-        head = f.read(2)
-    if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        head = f.read(9)
+    if len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") <= os.path.getsize(path):
+        return False  # a safetensors header (its length, then JSON) whose length may begin 0x80 0x02..0x05
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return True
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
