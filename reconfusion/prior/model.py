@@ -156,10 +156,13 @@ class ReconFusionPrior(nn.Module):
         """``path/config.json`` + ``path/model.safetensors``."""
         from safetensors.torch import save_model
 
+        from ..safe_io import FILE_MODE
+
         os.makedirs(path, exist_ok=True)
         with open(os.path.join(path, CONFIG_NAME), "w") as f:
             json.dump(self.cfg.to_dict(), f, indent=1)
         save_model(self, os.path.join(path, WEIGHTS_NAME))
+        os.chmod(os.path.join(path, WEIGHTS_NAME), FILE_MODE)  # safetensors writes 0600: same mode as config.json
 
     @classmethod
     def load(cls, path: str, device="cpu", dtype: torch.dtype | None = None,

@@ -178,3 +178,12 @@ def test_pixelnerf_fused_backends_match_torch(fused_backend):
         rfkernels.set_backend(prev)
     assert_close(feats[1], feats[0], atol=1e-5, rtol=1e-4)
     assert_close(grads[1], grads[0], atol=1e-4 * grads[0].abs().max().item(), rtol=1e-3)
+
+
+def test_saved_prior_files_share_one_mode(prior, tmp_path):
+    """safetensors creates its files 0600; a saved prior's weights get config.json's mode (the umask's)."""
+    import stat
+
+    prior.save(str(tmp_path / "p"))
+    modes = {name: stat.S_IMODE(os.stat(tmp_path / "p" / name).st_mode) for name in ("config.json", "model.safetensors")}
+    assert len(set(modes.values())) == 1, modes
