@@ -70,8 +70,8 @@ def grid_decay(module: torch.nn.Module) -> torch.Tensor:
 @torch.no_grad()
 def add_grid_decay_grad_(module: torch.nn.Module, weight: float) -> None:
     """``params.grad += weight * d grid_decay / d params`` for every hash grid in ``module``, in place:
-    the gradient of ``weight * grid_decay(module)`` in one pass over the tables (the loss through
-    autograd, level by level, cost ~8 ms of a ~100 ms CPU step of ``tiny``)."""
+    the gradient of ``weight * grid_decay(module)`` in one pass over the tables, without the
+    per-level autograd graph the loss itself would build."""
     for params, sizes in _grid_levels(module):
         if not params.requires_grad:  # a frozen grid is not optimized
             continue

@@ -210,20 +210,27 @@ def test_config_rejects_bad_values_and_unknown_keys():
 
 # ------------------------------------------------------------------------------ backend
 def test_backend_from_config(scene, monkeypatch):
-    """``Config.backend`` reaches every rfkernels op the model and the losses call."""
-    seen = []
-    for name in ("sample_pdf", "render_weights", "volume_render", "interlevel_loss", "distortion_loss"):
-        real = getattr(rfkernels, name)
+    """``Config.backend`` reaches every rfkernels op the model and the losses call: each is called
+    without a backend and resolves it through train()'s ``rfkernels.use_backend`` scope."""
+    import rfkernels.hashgrid.module as grid_module
 
-        def spy(*a, _real=real, _name=name, **kw):
-            seen.append((_name, kw.get("backend")))
-            return _real(*a, **kw)
-        monkeypatch.setattr(rfkernels, name, spy)
-    res = train(scene, small_config(iterations=1, backend="torch"), None, progress_bar=False)
+    seen = []
+
+    def spying(owner, name):
+        real = getattr(owner, name)
+
+        def spy(*a, **kw):
+            seen.append((name, kw.get("backend") or rfkernels.get_backend()))  # the backend in effect
+            return real(*a, **kw)
+        monkeypatch.setattr(owner, name, spy)
+
+    for name in ("sample_pdf", "render_weights", "volume_render", "interlevel_loss", "distortion_loss"):
+        spying(rfkernels, name)
+    spying(grid_module, "encode")  # what HashGridEncoding.forward calls
+    train(scene, small_config(iterations=1, backend="torch"), None, progress_bar=False)
     assert {n for n, _ in seen} == {"sample_pdf", "render_weights", "volume_render", "interlevel_loss",
-                                    "distortion_loss"}
+                                    "distortion_loss", "encode"}
     assert {b for _, b in seen} == {"torch"}
-    assert res.model.field.encoding.grid.backend == "torch"
     with pytest.raises(rfkernels.BackendUnavailableError, match="cuda"):
         train(scene, small_config(iterations=1, backend="cuda"), None, progress_bar=False)
 
@@ -244,7 +251,7 @@ def test_view_independent_colour_ignores_the_direction():
 
 
 def test_ablation_overrides_reach_nested_settings():
-    from benchmarks.fewview_ablation import parse_overrides, with_overrides
+    from reconfusion.config import parse_overrides, with_overrides
 
     cfg = with_overrides(tiny(), parse_overrides(["field.view_dependent=false", "proposals.0.width=8",
                                                   "n_samples=[16,8]"]))

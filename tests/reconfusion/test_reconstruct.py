@@ -212,7 +212,7 @@ def test_video_and_side_by_side(tmp_path):
 
 def test_save_checkpoint_meta(scene, tmp_path):
     model = build_model(small_config(), scene)
-    save_checkpoint(str(tmp_path), model, small_config(), scene_meta(scene, {"path": "x"}), 0)
+    save_checkpoint(str(tmp_path), model, model.cfg, scene_meta(scene, {"path": "x"}), 0)
     m, _, info = load_checkpoint(str(tmp_path / "checkpoint"))
     assert info["scene"]["data"] == {"path": "x"} and m.space == "box"
 
