@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+import rfkernels
+
 from .rays import RayBundle
 
 OUTPUTS = ("rgb", "depth", "opacity")
@@ -26,7 +28,8 @@ def render_rays(model, rays: RayBundle, chunk: int | None = None, device="cpu", 
                 bar=None) -> dict:
     """Render ``rays`` (any device; moved to ``device`` chunk by chunk; ``chunk`` defaults to the
     model's ``cfg.eval_chunk``) -> ``{name: [R, ...]}`` (float32, on ``device``) for each name in
-    ``outputs`` (``rgb`` clamped to [0, 1])."""
+    ``outputs`` (``rgb`` clamped to [0, 1]). The rfkernels ops run on the model's ``cfg.backend``
+    (``rfkernels.use_backend``; ``None`` keeps the caller's scope)."""
     bad = [o for o in outputs if o not in OUTPUTS]
     if bad:
         raise ValueError(f"`outputs` must be drawn from {OUTPUTS}, got {bad}")
@@ -37,7 +40,7 @@ def render_rays(model, rays: RayBundle, chunk: int | None = None, device="cpu", 
     model.eval()
     parts = {o: [] for o in outputs}
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), rfkernels.use_backend(model.cfg.backend):
             for i in range(0, len(rays), chunk):
                 part = rays[i:i + chunk].to(device)
                 n = len(part)

@@ -43,13 +43,13 @@ class HashGridEncoder(Encoding):
     """``rfkernels.HashGridEncoding`` (float32 table) with an optional coarse-to-fine level mask:
     with ``freq_reg_fraction > 0``, fine levels unmask linearly over that fraction of the run."""
 
-    def __init__(self, cfg: GridConfig, freq_reg_fraction: float = 0.0, backend: str | None = None):
+    def __init__(self, cfg: GridConfig, freq_reg_fraction: float = 0.0):
         super().__init__()
         self.cfg, self.freq_reg_fraction = cfg, freq_reg_fraction
         self.grid = rfkernels.HashGridEncoding(
             n_input_dims=3, n_levels=cfg.n_levels, n_features_per_level=cfg.n_features_per_level,
             log2_hashmap_size=cfg.log2_hashmap_size, base_resolution=cfg.base_resolution,
-            max_resolution=cfg.max_resolution, dtype=torch.float32, backend=backend,
+            max_resolution=cfg.max_resolution, dtype=torch.float32,
         )
         self.output_dim = self.grid.output_dim
 

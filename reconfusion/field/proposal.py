@@ -27,11 +27,10 @@ def density_activation(raw: torch.Tensor) -> torch.Tensor:
 class ProposalField(nn.Module):
     """Encoding (a hash grid with 1 feature per level in Zip-NeRF) -> small MLP -> density."""
 
-    def __init__(self, cfg: ProposalConfig, encoding: Encoding | None = None, freq_reg_fraction: float = 0.0,
-                 backend: str | None = None):
+    def __init__(self, cfg: ProposalConfig, encoding: Encoding | None = None, freq_reg_fraction: float = 0.0):
         super().__init__()
         self.cfg = cfg
-        self.encoding = encoding if encoding is not None else HashGridEncoder(cfg.grid, freq_reg_fraction, backend)
+        self.encoding = encoding if encoding is not None else HashGridEncoder(cfg.grid, freq_reg_fraction)
         self.mlp = mlp(self.encoding.output_dim, cfg.width, cfg.depth, 1)
 
     def forward(self, u: torch.Tensor, scales: torch.Tensor | None = None,

@@ -53,7 +53,7 @@ class ProposalSampler(Sampler):
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
-        self.proposals = nn.ModuleList(ProposalField(p, freq_reg_fraction=cfg.freq_reg_fraction, backend=cfg.backend)
+        self.proposals = nn.ModuleList(ProposalField(p, freq_reg_fraction=cfg.freq_reg_fraction)
                                        for p in cfg.proposals)
 
     def forward(self, rays, points, progress=None):
@@ -67,14 +67,14 @@ class ProposalSampler(Sampler):
             t0, t1, u, scales = points(s_edges)
             with mlp_autocast(self.cfg, rays.origins.is_cuda):
                 sigma = prop(u, scales, progress).view(R, -1)
-            weights = rfkernels.render_weights(sigma, t0, t1, backend=self.cfg.backend)[0]
+            weights = rfkernels.render_weights(sigma, t0, t1)[0]
             histograms.append((s_edges, weights))
             weights = weights.detach()
         return Samples(self._resample(s_edges, weights, self.cfg.n_samples[-1], mode), histograms)
 
     def _resample(self, s_edges, weights, n, mode):
         return rfkernels.sample_pdf(s_edges, weights, n, mode=mode, histogram_padding=self.cfg.histogram_padding,
-                                    return_edges=True, backend=self.cfg.backend).detach()
+                                    return_edges=True).detach()
 
 
 class UniformSampler(Sampler):

@@ -39,11 +39,10 @@ class NeRFField(nn.Module):
     """Encoding (hash grid by default) -> density MLP -> (density, bottleneck) -> colour
     MLP(bottleneck, dir enc) -> RGB (``cfg.view_dependent`` False: MLP(bottleneck))."""
 
-    def __init__(self, cfg: FieldConfig, encoding: Encoding | None = None, freq_reg_fraction: float = 0.0,
-                 backend: str | None = None):
+    def __init__(self, cfg: FieldConfig, encoding: Encoding | None = None, freq_reg_fraction: float = 0.0):
         super().__init__()
         self.cfg = cfg
-        self.encoding = encoding if encoding is not None else HashGridEncoder(cfg.grid, freq_reg_fraction, backend)
+        self.encoding = encoding if encoding is not None else HashGridEncoder(cfg.grid, freq_reg_fraction)
         self.density_mlp = mlp(self.encoding.output_dim, cfg.density_width, cfg.density_depth, 1 + cfg.bottleneck)
         dir_dims = 3 + 6 * cfg.dir_degree if cfg.view_dependent else 0
         self.color_mlp = mlp(cfg.bottleneck + dir_dims, cfg.color_width, cfg.color_depth, 3)
@@ -82,8 +81,7 @@ class ZipNeRF(nn.Module):
                              "(reconfusion.config.resolve(cfg, space), as build_model does)")
         self.cfg, self.space, self.background = cfg, space, background
         self.register_buffer("bbox", bbox.float() if bbox is not None else torch.zeros(2, 3), persistent=False)
-        self.field = field if field is not None else NeRFField(cfg.field, freq_reg_fraction=cfg.freq_reg_fraction,
-                                                               backend=cfg.backend)
+        self.field = field if field is not None else NeRFField(cfg.field, freq_reg_fraction=cfg.freq_reg_fraction)
         self.sampler = sampler if sampler is not None else make_sampler(cfg)
         self.bg_logit = nn.Parameter(torch.zeros(3)) if background == "learned" else None
 
@@ -126,8 +124,7 @@ class ZipNeRF(nn.Module):
         with mlp_autocast(self.cfg, rays.origins.is_cuda):
             sigma, rgb = self.field(u, dirs, scales, progress)
         sigma, rgb = sigma.view(R, S), rgb.view(R, S, 3)
-        out = rfkernels.volume_render(sigma, rgb, t0, t1, background=self.background_color(dev),
-                                      backend=self.cfg.backend)
+        out = rfkernels.volume_render(sigma, rgb, t0, t1, background=self.background_color(dev))
         s_mid = 0.5 * (s_edges[:, :-1] + s_edges[:, 1:])
         depth = (out.weights * s_mid).sum(-1)
         return RenderOutput(out.rgb, depth, out.opacity, out.weights, s_edges, sigma, histograms)

@@ -197,3 +197,33 @@ def test_sample_loss_depths_cover_contracted_scenes(prior):
     near, mid, far = fn.depths
     assert (near, far) == (scene.near, 1000.0) and mid == pytest.approx(2 * (3.0**2 + 0.5**2) ** 0.5, rel=1e-4)
     assert SampleLoss(prior, _scene("forward"), steps=1).depths[1:] == (6.0, 6.0)  # NDC: linear, as given
+
+
+def test_the_runs_backend_reaches_every_op_and_the_priors_gather(prior, monkeypatch):
+    """train() enters rfkernels.use_backend(cfg.backend) once: every op of the field, the losses and the
+    prior's PixelNeRF gather is called without a backend and sees the run's choice. The run asks for
+    triton, which "auto" would never pick on the CPU; the spy records the scope each op sees, then
+    computes with torch (the interpreter would take minutes)."""
+    from rfkernels import _dispatch
+
+    from reconfusion.config import tiny
+    from reconfusion.losses import LossTerm
+    from reconfusion.reconstruct import train
+
+    if _dispatch.triton_unavailable_reason(torch.device("cpu")) is not None:
+        pytest.skip("needs Triton (GPU or interpreter): check_backend refuses the run otherwise")
+    calls, real = [], _dispatch.resolve_backend
+
+    def spy(backend, *tensors, family=None):
+        calls.append((family, backend, _dispatch.get_backend()))
+        return real("torch", *tensors, family=family)
+
+    monkeypatch.setattr(_dispatch, "resolve_backend", spy)
+    scene = _scene("forward")
+    cfg = tiny().replace(iterations=2, batch_rays=16, warmup_steps=1, checkpoint_every=0, backend="triton",
+                         torch_compile=False)
+    train(scene, cfg, None, extra_terms=[LossTerm("prior", SampleLoss(prior, scene, steps=1, seed=0))],
+          progress_bar=False)
+    families = {f for f, _, _ in calls}
+    assert {"gather", "hashgrid", "sampling", "volrend"} <= families, families
+    assert all(arg is None and scope == "triton" for _, arg, scope in calls), set(calls)
