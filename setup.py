@@ -5,6 +5,7 @@ CUDA (the extension is JIT-built with ninja on first CUDA use, see ``rfkernels/_
 Set ``RFKERNELS_BUILD_CUDA=1`` (and pass ``--no-build-isolation`` so torch is importable) to build
 the CUDA extension ahead of time as ``rfkernels._C``.
 """
+
 import importlib.util
 import os
 import re

@@ -18,6 +18,7 @@
 
 Exit status 1 (with the compiler's or checker's message) on any failure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,9 +71,22 @@ def fetch_torch(cache: Path) -> Path | None:
     if not found:
         pyver = f"{sys.version_info.major}{sys.version_info.minor}"
         log(f"downloading torch=={TORCH_VERSION} (manylinux_2_28_x86_64, cp{pyver}, ~530 MB) into {wheels}")
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-               "--platform", "manylinux_2_28_x86_64", "--python-version", pyver, "-d", str(wheels),
-               f"torch=={TORCH_VERSION}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--python-version",
+            pyver,
+            "-d",
+            str(wheels),
+            f"torch=={TORCH_VERSION}",
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True)
         found = sorted(wheels.glob(f"torch-{TORCH_VERSION}-*manylinux_2_28_x86_64.whl"))
         if r.returncode != 0 or not found:
@@ -149,22 +163,47 @@ def build_flags(torch_dir: Path, cuda: Path, csrc: Path) -> dict:
     abi = cxx11_abi(torch_dir / "lib" / "libc10.so")
     # load(extra_include_paths=...) comes first, as -I; torch's, CUDA's and Python's as -isystem
     own = [f"-I{d}" for d in BUILD.include_dirs(csrc)]
-    includes = [torch_dir / "include", torch_dir / "include" / "torch" / "csrc" / "api" / "include", cuda / "include",
-                Path(sysconfig.get_path("include", scheme="posix_prefix"))]
+    includes = [
+        torch_dir / "include",
+        torch_dir / "include" / "torch" / "csrc" / "api" / "include",
+        cuda / "include",
+        Path(sysconfig.get_path("include", scheme="posix_prefix")),
+    ]
     # _write_ninja_file_to_build_library: common_cflags, then per-language flags. The ABI define is
     # what that torch was built with (gcc's default, so the JIT build gets the same without it).
-    common = [f"-DTORCH_EXTENSION_NAME={name}", "-DTORCH_API_INCLUDE_EXTENSION_H",
-              f"-D_GLIBCXX_USE_CXX11_ABI={abi}"] + own
+    common = [
+        f"-DTORCH_EXTENSION_NAME={name}",
+        "-DTORCH_API_INCLUDE_EXTENSION_H",
+        f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+    ] + own
     for inc in includes:
         common += ["-isystem", str(inc)]
     cflags = common + ["-fPIC", "-std=c++17"] + list(BUILD.CXX_FLAGS)
-    cuda_flags = (common + common_nvcc_flags(torch_dir / "utils" / "cpp_extension.py")
-                  + [f"-gencode=arch=compute_{ARCH},code=compute_{ARCH}", f"-gencode=arch=compute_{ARCH},code=sm_{ARCH}",
-                     "--compiler-options", "-fPIC"] + list(BUILD.NVCC_FLAGS))
+    cuda_flags = (
+        common
+        + common_nvcc_flags(torch_dir / "utils" / "cpp_extension.py")
+        + [
+            f"-gencode=arch=compute_{ARCH},code=compute_{ARCH}",
+            f"-gencode=arch=compute_{ARCH},code=sm_{ARCH}",
+            "--compiler-options",
+            "-fPIC",
+        ]
+        + list(BUILD.NVCC_FLAGS)
+    )
     if not any(f.startswith("-std=") for f in cuda_flags):
         cuda_flags.append("-std=c++17")
-    ldflags = ["-shared", f"-L{torch_dir / 'lib'}", "-lc10", "-lc10_cuda", "-ltorch_cpu", "-ltorch_cuda", "-ltorch",
-               "-ltorch_python", f"-L{cuda / 'lib64'}", "-lcudart"]
+    ldflags = [
+        "-shared",
+        f"-L{torch_dir / 'lib'}",
+        "-lc10",
+        "-lc10_cuda",
+        "-ltorch_cpu",
+        "-ltorch_cuda",
+        "-ltorch",
+        "-ltorch_python",
+        f"-L{cuda / 'lib64'}",
+        "-lcudart",
+    ]
     return {"name": name, "cflags": cflags, "cuda_flags": cuda_flags, "ldflags": ldflags, "abi": abi}
 
 
@@ -283,13 +322,19 @@ def check_so(so: Path, torch_dir: Path, cuda: Path, name: str) -> None:
         problems.append("undefined rfk symbols (declared, never defined):\n    " + "\n    ".join(_demangle(rfk)))
     provided = set()
     libs = list((torch_dir / "lib").glob("*.so*")) + [cuda / "lib64" / "libcudart.so"]
-    libs += [p for p in map(_system_lib, ("libstdc++.so", "libgcc_s.so.1", "libc.so.6", "libm.so.6", "ld-linux-x86-64.so.2")) if p]
+    libs += [
+        p
+        for p in map(_system_lib, ("libstdc++.so", "libgcc_s.so.1", "libc.so.6", "libm.so.6", "ld-linux-x86-64.so.2"))
+        if p
+    ]
     for lib in libs:
         provided |= _dyn_symbols(lib, defined=True)
     unresolved = sorted(s for s in undefined - provided if not s.startswith(("Py", "_Py")))
     if unresolved:
-        problems.append("undefined symbols no torch/CUDA/C++ runtime library defines:\n    "
-                        + "\n    ".join(_demangle(unresolved)[:40]))
+        problems.append(
+            "undefined symbols no torch/CUDA/C++ runtime library defines:\n    "
+            + "\n    ".join(_demangle(unresolved)[:40])
+        )
     if f"PyInit_{name}" not in _dyn_symbols(so, defined=True):
         problems.append(f"PyInit_{name} is not exported")
     data = so.read_bytes()
@@ -299,18 +344,26 @@ def check_so(so: Path, torch_dir: Path, cuda: Path, name: str) -> None:
         problems.append("functions the Python side calls but the module does not bind: " + ", ".join(missing))
     if problems:
         raise SystemExit("FAILED: " + "\n".join(problems))
-    log(f"  {so.name}: {so.stat().st_size / 2**20:.1f} MiB, {len(undefined)} undefined symbols all resolved, "
-        f"binds all {len(calls)} functions the Python side calls")
+    log(
+        f"  {so.name}: {so.stat().st_size / 2**20:.1f} MiB, {len(undefined)} undefined symbols all resolved, "
+        f"binds all {len(calls)} functions the Python side calls"
+    )
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--csrc", type=Path, default=ROOT / "csrc")
-    p.add_argument("--cache", type=Path, default=Path(os.environ.get("RFK_CI_CACHE", Path.home() / ".cache" / "rfkernels-ci")))
+    p.add_argument(
+        "--cache", type=Path, default=Path(os.environ.get("RFK_CI_CACHE", Path.home() / ".cache" / "rfkernels-ci"))
+    )
     p.add_argument("--jobs", type=int, default=int(os.environ.get("RFK_CI_JOBS", "2")))
     p.add_argument("--keep", type=Path, default=None, help="build here and keep the objects and the .so")
-    p.add_argument("--no-object-cache", action="store_true", help="recompile every source (default: reuse "
-                   "objects from <cache>/objects when source, csrc headers, flags and compiler are unchanged)")
+    p.add_argument(
+        "--no-object-cache",
+        action="store_true",
+        help="recompile every source (default: reuse "
+        "objects from <cache>/objects when source, csrc headers, flags and compiler are unchanged)",
+    )
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     torch_dir = fetch_torch(args.cache)
@@ -321,8 +374,10 @@ def main(argv=None) -> int:
     csrc = args.csrc.resolve()
     families = check_layout(csrc)
     flags = build_flags(torch_dir, cuda, csrc)
-    log(f"building {flags['name']}.so ({', '.join(families)}) against torch {version} headers ({torch_dir}), "
-        f"CUDA {cuda}, sm_{ARCH}, _GLIBCXX_USE_CXX11_ABI={flags['abi']}, {args.jobs} jobs")
+    log(
+        f"building {flags['name']}.so ({', '.join(families)}) against torch {version} headers ({torch_dir}), "
+        f"CUDA {cuda}, sm_{ARCH}, _GLIBCXX_USE_CXX11_ABI={flags['abi']}, {args.jobs} jobs"
+    )
     log("  c++  " + " ".join(f for f in flags["cflags"] if not f.startswith("/") and f != "-isystem"))
     log("  nvcc " + " ".join(f for f in flags["cuda_flags"] if not f.startswith("/") and f != "-isystem"))
     build = args.keep or Path(tempfile.mkdtemp(prefix="rfk-build-ext-"))

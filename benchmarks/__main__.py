@@ -5,6 +5,7 @@ throughput, achieved GB/s and % of the device-to-device copy bandwidth measured 
 memory on CUDA) and writes JSON with the device, versions and date. The cases are the ones
 ``pytest benchmarks/ --benchmark-only`` runs (``bench_<family>.cases``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,17 @@ from pathlib import Path
 
 import torch
 
-from .common import (ALL_OPS, FAMILIES, PEERS, SCALES, copy_bandwidth_gbs, family_cases, peak_memory_mb,
-                     select_families, time_fn)
+from .common import (
+    ALL_OPS,
+    FAMILIES,
+    PEERS,
+    SCALES,
+    copy_bandwidth_gbs,
+    family_cases,
+    peak_memory_mb,
+    select_families,
+    time_fn,
+)
 
 
 def _env(device: torch.device) -> dict:
@@ -51,18 +61,24 @@ def run(families, scale: str, device: torch.device, reps: int | None = None, sav
             row = {"op": case.op, "size": case.size, "mode": case.mode, "backend": case.backend}
             try:
                 ms = time_fn(case.fn, device, max_reps=reps) if reps else time_fn(case.fn, device)
-                row.update({
-                    "ms": ms, "bytes_moved": case.bytes_moved,
-                    "items_per_s": case.items / (ms * 1e-3) if case.items else None, "item_name": case.item_name,
-                    "gb_per_s": case.bytes_moved / (ms * 1e-3) / 1e9 if case.bytes_moved else None,
-                    "peak_mem_mb": peak_memory_mb(case.fn, device),
-                    **case.extra,
-                })
+                row.update(
+                    {
+                        "ms": ms,
+                        "bytes_moved": case.bytes_moved,
+                        "items_per_s": case.items / (ms * 1e-3) if case.items else None,
+                        "item_name": case.item_name,
+                        "gb_per_s": case.bytes_moved / (ms * 1e-3) / 1e9 if case.bytes_moved else None,
+                        "peak_mem_mb": peak_memory_mb(case.fn, device),
+                        **case.extra,
+                    }
+                )
                 row["pct_of_copy_bw"] = 100 * row["gb_per_s"] / bandwidth if row["gb_per_s"] else None
                 print(_fmt(row), flush=True)
             except Exception as exc:  # noqa: BLE001 - report it and time the rest
                 row.update(ms=None, error=f"{type(exc).__name__}: {exc}")
-                print(f"{case.op:<22} {case.size:<36} {case.mode:<16} {case.backend:<13} ERROR {row['error']}", flush=True)
+                print(
+                    f"{case.op:<22} {case.size:<36} {case.mode:<16} {case.backend:<13} ERROR {row['error']}", flush=True
+                )
             rows.append(row)
             add_ratios(rows)
             if save:
@@ -86,36 +102,54 @@ def add_ratios(rows: list[dict]) -> None:
 
 def _fmt(r: dict) -> str:
     tp = f"{r['items_per_s'] / 1e6:9.2f} M{r['item_name']}/s" if r["items_per_s"] else " " * 18
-    bw = (f"{r['bytes_moved'] / 1e6:9.2f} MB min {r['gb_per_s']:8.1f} GB/s ({r['pct_of_copy_bw']:5.1f}% of copy)"
-          if r["gb_per_s"] else "")
+    bw = (
+        f"{r['bytes_moved'] / 1e6:9.2f} MB min {r['gb_per_s']:8.1f} GB/s ({r['pct_of_copy_bw']:5.1f}% of copy)"
+        if r["gb_per_s"]
+        else ""
+    )
     mem = f" peak {r['peak_mem_mb']:.0f} MB" if r.get("peak_mem_mb") is not None else ""
     return f"{r['op']:<22} {r['size']:<36} {r['mode']:<16} {r['backend']:<13} {r['ms']:9.3f} ms {tp} {bw}{mem}"
 
 
 def print_table(report: dict) -> None:
-    print(f"\n# {report['env']['device']}  torch {report['env']['torch']}  triton {report['env']['triton']}  "
-          f"copy bandwidth {report['copy_bandwidth_gb_per_s']:.1f} GB/s  {report['env']['date']}")
-    print(f"{'op':<22} {'size':<36} {'mode':<16} {'backend':<13} {'ms':>9}    {'speedup':>8}  {'GB/s':>8} {'%bw':>6}"
-          "  ours/peer")
+    print(
+        f"\n# {report['env']['device']}  torch {report['env']['torch']}  triton {report['env']['triton']}  "
+        f"copy bandwidth {report['copy_bandwidth_gb_per_s']:.1f} GB/s  {report['env']['date']}"
+    )
+    print(
+        f"{'op':<22} {'size':<36} {'mode':<16} {'backend':<13} {'ms':>9}    {'speedup':>8}  {'GB/s':>8} {'%bw':>6}"
+        "  ours/peer"
+    )
     for r in report["results"]:
         if r.get("error"):
             print(f"{r['op']:<22} {r['size']:<36} {r['mode']:<16} {r['backend']:<13} ERROR {r['error'][:80]}")
             continue
         sp = f"{r['speedup_vs_torch']:7.2f}x" if r["speedup_vs_torch"] else "       -"
         bw = f"{r['gb_per_s']:8.1f} {r['pct_of_copy_bw']:5.1f}%" if r["gb_per_s"] else " " * 15
-        vs = " ".join(f"{k[len('ours_over_'):]} {v:.2f}" for k, v in r.items() if k.startswith("ours_over_"))
+        vs = " ".join(f"{k[len('ours_over_') :]} {v:.2f}" for k, v in r.items() if k.startswith("ours_over_"))
         print(f"{r['op']:<22} {r['size']:<36} {r['mode']:<16} {r['backend']:<13} {r['ms']:9.3f} ms {sp}  {bw}  {vs}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument("--quick", action="store_true", help="one size per op (scale 'one'; 'tiny' on CPU)")
-    p.add_argument("--scale", choices=SCALES, default=None,
-                   help="tiny (CPU default) | one (headline size per op) | all (GPU default)")
-    p.add_argument("--only", default=",".join(FAMILIES),
-                   help=f"comma-separated families of {', '.join(FAMILIES)}; {ALL_OPS!r}: every op family")
-    p.add_argument("--reps", type=int, default=None,
-                   help="CPU only: at most this many timed calls per case after one warm-up (dry runs: 1)")
+    p.add_argument(
+        "--scale",
+        choices=SCALES,
+        default=None,
+        help="tiny (CPU default) | one (headline size per op) | all (GPU default)",
+    )
+    p.add_argument(
+        "--only",
+        default=",".join(FAMILIES),
+        help=f"comma-separated families of {', '.join(FAMILIES)}; {ALL_OPS!r}: every op family",
+    )
+    p.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="CPU only: at most this many timed calls per case after one warm-up (dry runs: 1)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/<device>-<date>.json)")
     args = p.parse_args(argv)
@@ -126,11 +160,15 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     scale = args.scale or ("tiny" if device.type == "cpu" else "one" if args.quick else "all")
     env = _env(device)
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
-        f"{env['device'].replace(' ', '_')}-{env['date'][:10]}{'' if scale == 'all' else '-quick'}.json")
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(__file__).parent
+        / "results"
+        / (f"{env['device'].replace(' ', '_')}-{env['date'][:10]}{'' if scale == 'all' else '-quick'}.json")
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = run(families, scale, device, args.reps,
-                 save=lambda rep: out.write_text(json.dumps(rep, indent=2)))
+    report = run(families, scale, device, args.reps, save=lambda rep: out.write_text(json.dumps(rep, indent=2)))
     print_table(report)
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}", file=sys.stderr)

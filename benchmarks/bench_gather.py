@@ -3,6 +3,7 @@ N = 64*64 rays x 64 samples), per-view and mean/var outputs, fwd and fwd+bwd (w.
 maps), every backend vs the torch backend, which is the peer the issue names: ``F.grid_sample`` over
 all views in one call + torch reductions (rfkernels/gather/reference.py), so its speedup column is the
 ratio against that peer."""
+
 from __future__ import annotations
 
 import torch
@@ -46,10 +47,12 @@ def cases(device: torch.device, scale: str) -> list[Case]:
         fwd_bytes = 12 * N + feat_bytes + 4 * N * width + N * V
         bwd_bytes = 12 * N + feat_bytes + 4 * N * width + N * V + feat_bytes
         for be in backends:
+
             def fwd(be=be, reduce=reduce):
                 with torch.no_grad():
-                    return rfkernels.gather_features(points, features, K, E, image_size=image, reduce=reduce,
-                                                     backend=be)
+                    return rfkernels.gather_features(
+                        points, features, K, E, image_size=image, reduce=reduce, backend=be
+                    )
 
             def fwd_bwd(be=be, reduce=reduce):
                 o = rfkernels.gather_features(points, features, K, E, image_size=image, reduce=reduce, backend=be)

@@ -2,6 +2,7 @@
 backend vs the torch reference; L=16, F=2, T=2^19, D=3, float32 and float16 tables. On CUDA a
 ``torch.compile``d reference is the second baseline at N = 2^20 (tiny-cuda-nn has no installable
 wheel), checked equal to the reference before it is timed."""
+
 from __future__ import annotations
 
 import torch

@@ -12,6 +12,7 @@ Backends of the first two:
 GPU: Stable-Diffusion-1.5-sized UNet and VAE built from config (random weights, fp16), 512x512
 images, 64x64 latents, 3 input views. Scale ``tiny`` (CPU, dry runs): the tiny test prior (16x16 latents).
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,10 +31,22 @@ def _build(device: torch.device, quick: bool):
     if quick:
         return ReconFusionPrior.tiny().to(device).eval(), torch.float32
     pn = PixelNeRFConfig()
-    clip = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                image_size=224, patch_size=14, projection_dim=768)  # CLIP ViT-L/14
-    cfg = PriorConfig(unet=sd15_unet_config(4 + pn.out_channels), vae=sd15_vae_config(), clip=clip,
-                      pixelnerf=pn.to_dict(), image_size=512)
+    clip = dict(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=224,
+        patch_size=14,
+        projection_dim=768,
+    )  # CLIP ViT-L/14
+    cfg = PriorConfig(
+        unet=sd15_unet_config(4 + pn.out_channels),
+        vae=sd15_vae_config(),
+        clip=clip,
+        pixelnerf=pn.to_dict(),
+        image_size=512,
+    )
     prior = ReconFusionPrior(cfg).to(device).eval()
     prior.unet.half()
     prior.vae.half()
@@ -87,10 +100,15 @@ def cases(device: torch.device, scale: str) -> list[Case]:
             cond = prior.condition(views, cams, (S, S))
             null = prior.condition(null_views, cams, (S, S))
         x = torch.randn(1, prior.latent_channels, h, h, device=device)
-        inp = dict(x=x, t=torch.full((1,), 500, device=device), a_t=torch.full((1, 1, 1, 1), 0.5, device=device),
-                   a_prev=torch.full((1, 1, 1, 1), 0.6, device=device),
-                   features=torch.cat([null.features, cond.features]).to(dtype),
-                   tokens=torch.cat([null.tokens, cond.tokens]).to(dtype), guidance=torch.tensor([3.0], device=device))
+        inp = dict(
+            x=x,
+            t=torch.full((1,), 500, device=device),
+            a_t=torch.full((1, 1, 1, 1), 0.5, device=device),
+            a_prev=torch.full((1, 1, 1, 1), 0.6, device=device),
+            features=torch.cat([null.features, cond.features]).to(dtype),
+            tokens=torch.cat([null.tokens, cond.tokens]).to(dtype),
+            guidance=torch.tensor([3.0], device=device),
+        )
         eager_step = make_step_fn(prior, "cfg")
 
         @torch.no_grad()
@@ -115,6 +133,7 @@ def _condition_cases(prior, views, cams, S, size, device) -> list[Case]:
     backends = backends_for(device)
     out = []
     for be in backends:
+
         @torch.no_grad()
         def condition(be=be):
             prev = rfkernels.get_backend()
@@ -125,6 +144,15 @@ def _condition_cases(prior, views, cams, S, size, device) -> list[Case]:
                 rfkernels.set_backend(prev)
 
         n = prior.pixelnerf.cfg.n_samples
-        out.append(Case("prior_condition", size + f" S={n}", be, "fwd", condition,
-                        items=(S // prior.downsample) ** 2 * n * views.features.shape[1], item_name="pts*views"))
+        out.append(
+            Case(
+                "prior_condition",
+                size + f" S={n}",
+                be,
+                "fwd",
+                condition,
+                items=(S // prior.downsample) ** 2 * n * views.features.shape[1],
+                item_name="pts*views",
+            )
+        )
     return out

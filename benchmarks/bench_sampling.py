@@ -3,6 +3,7 @@ intervals -> 32 NeRF intervals, single jitter, interval edges) and the interleve
 intervals against a 64-bin proposal, outer and blurred), forward + backward, every backend vs the
 torch reference; nerfacc 0.5.3's ``importance_sampling`` beside our midpoint sampling on the same
 histograms when it is installed (CUDA only), checked equal before it is timed."""
+
 from __future__ import annotations
 
 import torch
@@ -18,7 +19,7 @@ def _histogram(R, S, device):
     bins[:, 0], bins[:, -1] = 0.0, 1.0
     center = torch.rand(R, 1, device=device)
     mid = 0.5 * (bins[:, 1:] + bins[:, :-1])
-    weights = torch.exp(-((mid - center) / 0.05) ** 2) * (bins[:, 1:] - bins[:, :-1]) * 10
+    weights = torch.exp(-(((mid - center) / 0.05) ** 2)) * (bins[:, 1:] - bins[:, :-1]) * 10
     return bins, weights
 
 
@@ -44,8 +45,20 @@ def _nerfacc_cases(nerfacc, bins, weights, n, R, nbytes) -> list[Case]:
         return []
     out = [Case("sample_pdf", size, "nerfacc", "fwd", peer, nbytes, R, "rays")]
     for be in backends_for(bins.device):
-        out.append(Case("sample_pdf", size, be, "fwd", lambda be=be: rfkernels.sample_pdf(
-            bins, weights, n, mode="midpoint", histogram_padding=0.0, backend=be), nbytes, R, "rays"))
+        out.append(
+            Case(
+                "sample_pdf",
+                size,
+                be,
+                "fwd",
+                lambda be=be: rfkernels.sample_pdf(
+                    bins, weights, n, mode="midpoint", histogram_padding=0.0, backend=be
+                ),
+                nbytes,
+                R,
+                "rays",
+            )
+        )
     return out
 
 
@@ -71,6 +84,7 @@ def _cases_for(R: int, device: torch.device, nerfacc) -> list[Case]:
     chain = f"R={R} {S0}->{S1}->{S2}"
     out = []
     for be in backends:
+
         def resample_chain(be=be):
             e1 = rfkernels.sample_pdf(bins0, w0, S1, mode="single_jitter", return_edges=True, generator=g, backend=be)
             return rfkernels.sample_pdf(e1, w1, S2, mode="single_jitter", return_edges=True, generator=g, backend=be)
@@ -85,6 +99,7 @@ def _cases_for(R: int, device: torch.device, nerfacc) -> list[Case]:
             def fn():
                 val = rfkernels.interlevel_loss(t_f, w_f, tp, wp, blur_halfwidth=blur, backend=be)
                 torch.autograd.grad(val.sum(), wp)
+
             return fn
 
         # minimal traffic: read edges + weights, write the new edges (fp32)

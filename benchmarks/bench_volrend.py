@@ -1,6 +1,7 @@
 """Volume rendering: fused forward / forward+backward per backend vs the torch reference, padded
 and packed; nerfacc 0.5.3 (``render_weight_from_density`` + ``accumulate_along_rays``) beside it on
 the same inputs when installed (CUDA only), checked equal to ours before it is timed."""
+
 from __future__ import annotations
 
 import torch
@@ -63,14 +64,18 @@ def _cases_for(R, S, layout, sigmas, colors, t0, t1, packed, device, nerfacc) ->
     if nerfacc is not None:
         try:
             with torch.no_grad():
-                err = check_peer(f"nerfacc volume_render {size}", _ours(sigmas, colors, t0, t1, "torch", packed),
-                                 _nerfacc(nerfacc, sigmas, colors, t0, t1, packed))
+                err = check_peer(
+                    f"nerfacc volume_render {size}",
+                    _ours(sigmas, colors, t0, t1, "torch", packed),
+                    _nerfacc(nerfacc, sigmas, colors, t0, t1, packed),
+                )
             runs.append(("nerfacc", lambda: _nerfacc(nerfacc, sigmas, colors, t0, t1, packed)))
             print(f"[bench_volrend] nerfacc equal to ours on {size} (max abs err {err:.2g})")
         except Exception as exc:  # PeerMismatch, or the peer failed to run: report, time the rest
             print(f"[bench_volrend] nerfacc peer not timed: {exc}")
     out = []
     for be, render in runs:
+
         def fwd(render=render):
             with torch.no_grad():
                 return render()
@@ -79,8 +84,10 @@ def _cases_for(R, S, layout, sigmas, colors, t0, t1, packed, device, nerfacc) ->
             rgb, depth, _ = render()
             torch.autograd.grad(rgb.sum() + depth.sum(), (sigmas, colors))
 
-        out += [Case("volume_render", size, be, "fwd", fwd, fwd_bytes, R, "rays"),
-                Case("volume_render", size, be, "fwd+bwd", fwd_bwd, fwd_bytes + bwd_bytes, R, "rays")]
+        out += [
+            Case("volume_render", size, be, "fwd", fwd, fwd_bytes, R, "rays"),
+            Case("volume_render", size, be, "fwd+bwd", fwd_bwd, fwd_bytes + bwd_bytes, R, "rays"),
+        ]
     return out
 
 
@@ -95,6 +102,7 @@ def cases(device: torch.device, scale: str) -> list[Case]:
         out += _cases_for(R, S, "packed", ps, pc, p0, p1, (offsets, ray_indices), device, nerfacc)
         w = torch.rand(R, S, device=device).requires_grad_()
         for be in backends_for(device):
+
             def dist(be=be, w=w, t0=t0, t1=t1):
                 loss = rfkernels.distortion_loss(w, t0, t1, backend=be)
                 torch.autograd.grad(loss.sum(), w)

@@ -8,13 +8,14 @@ times every case, computes the speedup of each backend against the ``torch`` ref
 (op, size, mode), and the achieved bandwidth as a fraction of a device-to-device copy measured in the
 same run. Peers are checked equal to ours on the same inputs before they are timed (:func:`check_peer`).
 """
+
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -26,9 +27,13 @@ PEERS = ("nerfacc", "torch.compile")  # backends that are not ours: rows get an 
 # the op families of the registry (each has benchmarks/bench_<family>.py), in registration order
 OP_FAMILIES = tuple(_dispatch.families())
 # every benchmark: the op families, then each other benchmarks/bench_<name>.py found on disk (the prior)
-FAMILIES = OP_FAMILIES + tuple(sorted(
-    name for name in (p.stem[len("bench_"):] for p in Path(__file__).resolve().parent.glob("bench_*.py"))
-    if name not in OP_FAMILIES))
+FAMILIES = OP_FAMILIES + tuple(
+    sorted(
+        name
+        for name in (p.stem[len("bench_") :] for p in Path(__file__).resolve().parent.glob("bench_*.py"))
+        if name not in OP_FAMILIES
+    )
+)
 ALL_OPS = "ops"  # in a list of families: every op family
 
 
@@ -38,7 +43,7 @@ def select_families(only: str | None) -> list[str]:
     names = [n for n in (only or "").split(",") if n] or list(FAMILIES)
     out = []
     for name in names:
-        for fam in (OP_FAMILIES if name == ALL_OPS else (name,)):
+        for fam in OP_FAMILIES if name == ALL_OPS else (name,):
             if fam not in FAMILIES:
                 raise ValueError(f"unknown benchmark family {fam!r}; known: {', '.join(FAMILIES)} (or {ALL_OPS!r})")
             if fam not in out:
@@ -64,7 +69,7 @@ def check_peer(name: str, ours, peer, atol: float = 1e-4, rtol: float = 1e-3) ->
     return worst
 
 
-def family_cases(family: str, device: torch.device, scale: str) -> list["Case"]:
+def family_cases(family: str, device: torch.device, scale: str) -> list[Case]:
     """The cases of ``benchmarks/bench_<family>.py`` (no second copy anywhere)."""
     import importlib
 

@@ -1,5 +1,6 @@
 """pytest-benchmark front end options: ``pytest benchmarks/ --benchmark-only [--rfk-scale one]
 [--rfk-only volrend,hashgrid] [--rfk-device cuda]``."""
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -14,6 +14,7 @@ ship (milk) must not be committed::
 
 ``python -m benchmarks.fewview_360 --table OUT`` prints the markdown table of the records in ``OUT``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,13 @@ METRIC_KEYS = ("psnr", "ssim")
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=os.path.dirname(os.path.abspath(__file__)))
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -47,8 +53,18 @@ def load_split_scene(path: str, n_views: int, space: str, factor: int | None):
     return scene.replace(train_ids=train, test_ids=test), decided
 
 
-def run(path: str, n_views: int, space: str, factor: int | None, preset: str, iterations: int, out: str,
-        renders: str | None, overrides: dict | None = None, tag: str = "") -> dict:
+def run(
+    path: str,
+    n_views: int,
+    space: str,
+    factor: int | None,
+    preset: str,
+    iterations: int,
+    out: str,
+    renders: str | None,
+    overrides: dict | None = None,
+    tag: str = "",
+) -> dict:
     import torch
 
     import rfkernels
@@ -59,25 +75,37 @@ def run(path: str, n_views: int, space: str, factor: int | None, preset: str, it
     scene, decided = load_split_scene(path, n_views, space, factor)
     cfg = with_overrides(get_preset(preset).replace(iterations=iterations), overrides or {})
     name = f"{space}_{n_views}views" + (f"_{tag}" if tag else "")
-    print(f"scene {scene.name}: {scene.n_images} images {scene.width}x{scene.height}, space {scene.space} "
-          f"(decided: {decided.space}, {decided.space_reason}); train {scene.train_ids}, test {scene.test_ids}",
-          flush=True)
+    print(
+        f"scene {scene.name}: {scene.n_images} images {scene.width}x{scene.height}, space {scene.space} "
+        f"(decided: {decided.space}, {decided.space_reason}); train {scene.train_ids}, test {scene.test_ids}",
+        flush=True,
+    )
     t0 = time.time()
     result = train(scene, cfg, None, progress_bar=False)
     train_s = time.time() - t0
     render_dir = os.path.join(renders, name) if renders else None
     res = evaluate(result.model, scene, render_dir, log=lambda s: None, progress_bar=False)
     record = {
-        "scene": scene.name, "space": scene.space, "decided_space": decided.space,
-        "decided_reason": decided.space_reason, "n_views": n_views, "train_ids": scene.train_ids,
-        "test_ids": scene.test_ids, "split": "mip-NeRF 360 (ReconFusion): every 8th image held out, "
-                                             "farthest-point training views over the rest",
-        "factor": factor, "resolution": [scene.width, scene.height], "preset": preset, "iterations": iterations,
+        "scene": scene.name,
+        "space": scene.space,
+        "decided_space": decided.space,
+        "decided_reason": decided.space_reason,
+        "n_views": n_views,
+        "train_ids": scene.train_ids,
+        "test_ids": scene.test_ids,
+        "split": "mip-NeRF 360 (ReconFusion): every 8th image held out, farthest-point training views over the rest",
+        "factor": factor,
+        "resolution": [scene.width, scene.height],
+        "preset": preset,
+        "iterations": iterations,
         "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in (overrides or {}).items()},
         "mean": {k: res["mean"][k] for k in METRIC_KEYS},
         "per_view": [{"view": v["view"], **{k: v[k] for k in METRIC_KEYS}} for v in res["per_view"]],
-        "train_seconds": round(train_s, 1), "threads": torch.get_num_threads(), "commit": git_commit(),
-        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU",
+        "train_seconds": round(train_s, 1),
+        "threads": torch.get_num_threads(),
+        "commit": git_commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU",
         "rfkernels_backend": cfg.backend or rfkernels.get_backend(),
     }
     os.makedirs(out, exist_ok=True)
@@ -85,8 +113,9 @@ def run(path: str, n_views: int, space: str, factor: int | None, preset: str, it
     with open(dest, "w") as f:
         json.dump(record, f, indent=2)
     m = record["mean"]
-    print(f"{space} {n_views} views: PSNR {m['psnr']:.2f} dB SSIM {m['ssim']:.3f} ({train_s:.0f} s) -> {dest}",
-          flush=True)
+    print(
+        f"{space} {n_views} views: PSNR {m['psnr']:.2f} dB SSIM {m['ssim']:.3f} ({train_s:.0f} s) -> {dest}", flush=True
+    )
     return record
 
 

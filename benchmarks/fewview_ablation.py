@@ -10,6 +10,7 @@ recorded beside them. One JSON line per run is appended to ``--out``::
 
 The scene split is ``reconfusion benchmark``'s (:func:`reconfusion.app.quality_benchmark.load_pair`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     scene, _, split, _ = load_pair(resolve_scene(a.scene), a.views)
     overrides = parse_overrides(a.set)
-    cfg = with_overrides(get_preset(a.preset).replace(iterations=a.iterations, seed=a.seed, eval_every=0,
-                                                      checkpoint_every=0), overrides)
+    cfg = with_overrides(
+        get_preset(a.preset).replace(iterations=a.iterations, seed=a.seed, eval_every=0, checkpoint_every=0), overrides
+    )
     eval_at = sorted(int(x) for x in a.eval_at.split(","))
     metrics, eval_seconds = {}, [0.0]
 
@@ -56,18 +58,29 @@ def main(argv=None) -> int:
             eval_seconds[0] += time.time() - t
 
     t0 = time.time()
-    res = train(scene, cfg, None, callbacks=[probe], progress_bar=False,
-                log=lambda s: None)
+    res = train(scene, cfg, None, callbacks=[probe], progress_bar=False, log=lambda s: None)
     train_seconds = time.time() - t0 - eval_seconds[0]
     if a.iterations in eval_at:
         m = evaluate(res.model, scene, None, chunk=cfg.eval_chunk, log=lambda s: None, progress_bar=False)
         metrics[a.iterations] = {"psnr": m["mean"]["psnr"], "ssim": m["mean"]["ssim"]}
-    rec = {"tag": a.tag, "scene": scene.name, "views": a.views, "seed": a.seed, "iterations": a.iterations,
-           "preset": a.preset, "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
-           "metrics": {str(k): v for k, v in sorted(metrics.items())}, "train_seconds": train_seconds,
-           "it_per_s": a.iterations / train_seconds, "loadavg_end": os.getloadavg()[0], "threads": a.threads,
-           "split": split, "train_ids": scene.train_ids, "test_ids": scene.test_ids,
-           "resolution": [scene.width, scene.height]}
+    rec = {
+        "tag": a.tag,
+        "scene": scene.name,
+        "views": a.views,
+        "seed": a.seed,
+        "iterations": a.iterations,
+        "preset": a.preset,
+        "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+        "metrics": {str(k): v for k, v in sorted(metrics.items())},
+        "train_seconds": train_seconds,
+        "it_per_s": a.iterations / train_seconds,
+        "loadavg_end": os.getloadavg()[0],
+        "threads": a.threads,
+        "split": split,
+        "train_ids": scene.train_ids,
+        "test_ids": scene.test_ids,
+        "resolution": [scene.width, scene.height],
+    }
     with open(a.out, "a") as f:
         f.write(json.dumps(rec) + "\n")
     print(json.dumps(rec))

@@ -7,6 +7,7 @@ repository) for a fixed number of iterations, then writes iterations/s (training
 and kernel compilation included), the projected time of the preset's full run, peak CUDA memory and
 the CLI's results.json to ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,14 +28,32 @@ def main(argv=None) -> int:
     p.add_argument("--downscale", type=float, default=1.0, help="extra image downscale (dry runs on a CPU)")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    from reconfusion.app.runs import DEMO_DATA, DEMO_FACTOR, DEMO_VIEWS
     from reconfusion.app.cli import main as cli
+    from reconfusion.app.runs import DEMO_DATA, DEMO_FACTOR, DEMO_VIEWS
     from reconfusion.config import get_preset
 
     run_dir = tempfile.mkdtemp(prefix="rfk-recon-")
-    args = ["reconstruct", "--data", DEMO_DATA, "--factor", str(DEMO_FACTOR), "--views", str(DEMO_VIEWS),
-            "--downscale", str(a.downscale), "--preset", a.preset, "--iterations", str(a.iterations), "--device", a.device, "--no-video", "--quiet",
-            "--out", run_dir]
+    args = [
+        "reconstruct",
+        "--data",
+        DEMO_DATA,
+        "--factor",
+        str(DEMO_FACTOR),
+        "--views",
+        str(DEMO_VIEWS),
+        "--downscale",
+        str(a.downscale),
+        "--preset",
+        a.preset,
+        "--iterations",
+        str(a.iterations),
+        "--device",
+        a.device,
+        "--no-video",
+        "--quiet",
+        "--out",
+        run_dir,
+    ]
     cuda = torch.cuda.is_available() and a.device != "cpu"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -51,15 +70,22 @@ def main(argv=None) -> int:
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "preset": a.preset, "iterations": a.iterations, "train_seconds": res["train_seconds"],
-        "iterations_per_s": it_s, "full_run_iterations": full, "full_run_projected_minutes": full / it_s / 60,
+        "preset": a.preset,
+        "iterations": a.iterations,
+        "train_seconds": res["train_seconds"],
+        "iterations_per_s": it_s,
+        "full_run_iterations": full,
+        "full_run_projected_minutes": full / it_s / 60,
         "peak_cuda_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
-        "wall_seconds": wall, "results": res,
+        "wall_seconds": wall,
+        "results": res,
     }
     Path(a.out).write_text(json.dumps(out, indent=2))
-    print(f"{a.preset}: {it_s:.2f} it/s over {a.iterations} iterations (warm-up included); full run of {full} "
-          f"iterations ~{out['full_run_projected_minutes']:.1f} min; peak CUDA memory "
-          f"{out['peak_cuda_memory_mb'] if cuda else 'n/a (CPU)'} MB")
+    print(
+        f"{a.preset}: {it_s:.2f} it/s over {a.iterations} iterations (warm-up included); full run of {full} "
+        f"iterations ~{out['full_run_projected_minutes']:.1f} min; peak CUDA memory "
+        f"{out['peak_cuda_memory_mb'] if cuda else 'n/a (CPU)'} MB"
+    )
     return 0
 
 

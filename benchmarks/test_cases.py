@@ -7,6 +7,7 @@ Each timed call ends with ``torch.cuda.synchronize()`` on CUDA, so pytest-benchm
 rounds measure the device work. ``extra_info`` carries the minimum bytes moved, the achieved GB/s and
 its fraction of a device-to-device copy timed in the same session.
 """
+
 import pytest
 import torch
 
@@ -43,9 +44,17 @@ def test_case(benchmark, case, copy_gbs, request):
 
     run()  # warm-up: JIT/Triton compilation, autotuning, allocator
     benchmark.group = case.group
-    benchmark.extra_info.update(op=case.op, size=case.size, mode=case.mode, backend=case.backend,
-                                bytes_moved=case.bytes_moved, items=case.items, item_name=case.item_name,
-                                copy_gb_per_s=copy_gbs, **case.extra)
+    benchmark.extra_info.update(
+        op=case.op,
+        size=case.size,
+        mode=case.mode,
+        backend=case.backend,
+        bytes_moved=case.bytes_moved,
+        items=case.items,
+        item_name=case.item_name,
+        copy_gb_per_s=copy_gbs,
+        **case.extra,
+    )
     benchmark(run)
     stats = getattr(benchmark, "stats", None)
     if stats is not None and case.bytes_moved:

@@ -13,6 +13,7 @@ Differences from nerfacc's example: the view direction goes to the colour MLP as
 a reduced resolution. Run: ``python examples/nerfacc_prop_lego.py --steps 2000 --device cuda``
 (on the CPU, ``--steps 101 --size 50 --rays 256`` reaches a loss of about 0.01, PSNR ~20).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,13 @@ from PIL import Image
 from rfkernels.compat import nerfacc, tcnn  # <- the backend switch (see the docstring)
 
 
-
 def default_data() -> str | None:
     """``$RECONFUSION_DATA/lego``, else ``../shared/data/lego`` beside the checkout, if present."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = os.environ.get("RECONFUSION_DATA")
-    for cand in ([os.path.join(env, "lego")] if env else []) + [os.path.join(os.path.dirname(root), "shared", "data", "lego")]:
+    for cand in ([os.path.join(env, "lego")] if env else []) + [
+        os.path.join(os.path.dirname(root), "shared", "data", "lego")
+    ]:
         if os.path.isfile(os.path.join(cand, "transforms_train.json")):
             return cand
     return None
@@ -61,7 +63,9 @@ def sample_rays(images, c2w, focal, n_rays, generator):
     v = torch.randint(0, V, (n_rays,), generator=generator).to(dev)
     y = torch.randint(0, H, (n_rays,), generator=generator).to(dev)
     x = torch.randint(0, W, (n_rays,), generator=generator).to(dev)
-    cam = torch.stack([(x + 0.5 - W / 2) / focal, -(y + 0.5 - H / 2) / focal, -torch.ones_like(x, dtype=torch.float32)], -1)
+    cam = torch.stack(
+        [(x + 0.5 - W / 2) / focal, -(y + 0.5 - H / 2) / focal, -torch.ones_like(x, dtype=torch.float32)], -1
+    )
     d = (c2w[v, :3, :3] @ cam[..., None])[..., 0]
     return c2w[v, :3, 3], d / d.norm(dim=-1, keepdim=True), images[v, y, x]
 
@@ -71,12 +75,23 @@ AABB = 1.5  # lego fits in [-1.5, 1.5]^3
 
 
 def grid_config(n_levels=8, log2_size=14, max_res=256):
-    return {"otype": "HashGrid", "n_levels": n_levels, "n_features_per_level": 2, "log2_hashmap_size": log2_size,
-            "base_resolution": 16, "per_level_scale": math.exp(math.log(max_res / 16) / max(n_levels - 1, 1))}
+    return {
+        "otype": "HashGrid",
+        "n_levels": n_levels,
+        "n_features_per_level": 2,
+        "log2_hashmap_size": log2_size,
+        "base_resolution": 16,
+        "per_level_scale": math.exp(math.log(max_res / 16) / max(n_levels - 1, 1)),
+    }
 
 
-MLP = {"otype": "FullyFusedMLP", "activation": "ReLU", "output_activation": "None", "n_neurons": 64,
-       "n_hidden_layers": 1}
+MLP = {
+    "otype": "FullyFusedMLP",
+    "activation": "ReLU",
+    "output_activation": "None",
+    "n_neurons": 64,
+    "n_hidden_layers": 1,
+}
 
 
 def _to_unit(x):
@@ -110,8 +125,21 @@ class RadianceField(torch.nn.Module):
 
 
 # -------------------------------------------------------------------------------------- training
-def train(data, steps=10, n_rays=256, prop_samples=(32, 16), num_samples=16, near=2.0, far=6.0,
-          lr=1e-2, seed=0, device="cpu", log_every=0, n_levels=8, stratified=True):
+def train(
+    data,
+    steps=10,
+    n_rays=256,
+    prop_samples=(32, 16),
+    num_samples=16,
+    near=2.0,
+    far=6.0,
+    lr=1e-2,
+    seed=0,
+    device="cpu",
+    log_every=0,
+    n_levels=8,
+    stratified=True,
+):
     """Train for ``steps``; returns the per-step photometric losses (floats). ``n_levels``: hash-grid
     levels of the field (the proposals get ``max(n_levels - 3, 2)``)."""
     torch.manual_seed(seed)
@@ -140,10 +168,18 @@ def train(data, steps=10, n_rays=256, prop_samples=(32, 16), num_samples=16, nea
         proposal_requires_grad = requires_grad_fn(step)
         t_starts, t_ends = estimator.sampling(
             prop_sigma_fns=[lambda s, e, p=p: prop_sigma_fn(s, e, p) for p in props],
-            prop_samples=list(prop_samples), num_samples=num_samples, n_rays=n_rays, near_plane=near,
-            far_plane=far, sampling_type="lindisp", stratified=stratified, requires_grad=proposal_requires_grad)
-        rgb, opacity, depth, extras = nerfacc.rendering(t_starts, t_ends, ray_indices=None, n_rays=None,
-                                                        rgb_sigma_fn=rgb_sigma_fn, render_bkgd=bkgd)
+            prop_samples=list(prop_samples),
+            num_samples=num_samples,
+            n_rays=n_rays,
+            near_plane=near,
+            far_plane=far,
+            sampling_type="lindisp",
+            stratified=stratified,
+            requires_grad=proposal_requires_grad,
+        )
+        rgb, opacity, depth, extras = nerfacc.rendering(
+            t_starts, t_ends, ray_indices=None, n_rays=None, rgb_sigma_fn=rgb_sigma_fn, render_bkgd=bkgd
+        )
         estimator.update_every_n_steps(extras["trans"], proposal_requires_grad, loss_scaler=1024)
         loss = torch.nn.functional.mse_loss(rgb, target)
         opt.zero_grad()

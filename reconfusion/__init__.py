@@ -12,4 +12,5 @@ Quick start::
     result = train(scene, get_preset("tiny"), "out/")
     print(evaluate(result.model, scene, "out/")["mean"])
 """
+
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
 """``python -m reconfusion demo`` (and every other subcommand of the ``reconfusion`` CLI)."""
+
 import sys
 
 from .app.cli import main

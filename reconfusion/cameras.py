@@ -10,11 +10,13 @@ Conventions (camera-to-world matrices ``c2w`` ``[..., 4, 4]`` or ``[..., 3, 4]``
 Converting between opengl and opencv flips the camera's y and z axes (columns 1 and 2 of the
 rotation); the camera centre is unchanged. The conversion is its own inverse.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
 
 @dataclass(frozen=True)
 class Intrinsics:
@@ -28,11 +30,11 @@ class Intrinsics:
     height: int
 
     @classmethod
-    def from_focal(cls, focal: float, width: int, height: int) -> "Intrinsics":
+    def from_focal(cls, focal: float, width: int, height: int) -> Intrinsics:
         """Square pixels, principal point at the image centre."""
         return cls(float(focal), float(focal), width / 2.0, height / 2.0, int(width), int(height))
 
-    def scaled(self, sx: float, sy: float | None = None) -> "Intrinsics":
+    def scaled(self, sx: float, sy: float | None = None) -> Intrinsics:
         """Intrinsics of the image resized by ``sx`` (and ``sy``) to ``round(width * sx)`` etc."""
         sy = sx if sy is None else sy
         w, h = int(round(self.width * sx)), int(round(self.height * sy))
@@ -149,8 +151,9 @@ def translation(offset: torch.Tensor) -> torch.Tensor:
 CENTERS = ("average", "focus")
 
 
-def normalize_poses(c2w: torch.Tensor, target_radius: float = 1.0,
-                    center: str = "average") -> tuple[torch.Tensor, torch.Tensor, float]:
+def normalize_poses(
+    c2w: torch.Tensor, target_radius: float = 1.0, center: str = "average"
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Recentre and scale so the farthest camera is ``target_radius`` from the origin.
 
     ``center="average"``: express the poses in their average pose's frame (LLFF/NeRF);
@@ -173,8 +176,14 @@ def normalize_poses(c2w: torch.Tensor, target_radius: float = 1.0,
     return rescale_poses(poses, scale), transform, scale
 
 
-def spiral_path(c2w: torch.Tensor, focus_depth: float, n_frames: int = 60, rots: float = 2.0,
-                zrate: float = 0.5, radius_scale: float = 1.0) -> torch.Tensor:
+def spiral_path(
+    c2w: torch.Tensor,
+    focus_depth: float,
+    n_frames: int = 60,
+    rots: float = 2.0,
+    zrate: float = 0.5,
+    radius_scale: float = 1.0,
+) -> torch.Tensor:
     """A forward-facing spiral around the average pose, looking at ``focus_depth`` ahead: ``[n, 4, 4]``."""
     c2w = to_homogeneous(c2w)
     avg = average_pose(c2w)
@@ -206,7 +215,21 @@ def orbit_path(c2w: torch.Tensor, n_frames: int = 60) -> torch.Tensor:
 
 
 __all__ = [
-    "CENTERS", "Intrinsics", "average_pose", "camera_centers", "convert", "focus_point", "look_at", "llff_to_opengl",
-    "normalize_poses", "opencv_to_opengl", "opengl_to_opencv", "orbit_path", "recenter_poses",
-    "rescale_poses", "spiral_path", "to_homogeneous", "translation",
+    "CENTERS",
+    "Intrinsics",
+    "average_pose",
+    "camera_centers",
+    "convert",
+    "focus_point",
+    "look_at",
+    "llff_to_opengl",
+    "normalize_poses",
+    "opencv_to_opengl",
+    "opengl_to_opencv",
+    "orbit_path",
+    "recenter_poses",
+    "rescale_poses",
+    "spiral_path",
+    "to_homogeneous",
+    "translation",
 ]

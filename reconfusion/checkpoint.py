@@ -28,6 +28,7 @@ Nothing read here is unpickled: a pickle found where a checkpoint file is expect
 ``optimizer.pt`` older versions wrote) is refused with :class:`CheckpointError`, since loading it
 could run arbitrary code.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,15 +41,27 @@ import torch
 
 from .config import Config
 from .field.zipnerf import ZipNeRF
-from .safe_io import (CheckpointError, check_optimizer_shapes, fsync_path, inside, is_pickle, load_safetensors,
-                      optimizer_from_flat, optimizer_to_flat, read_json, sha256_file, write_json, write_safetensors)
+from .safe_io import (
+    CheckpointError,
+    check_optimizer_shapes,
+    fsync_path,
+    inside,
+    is_pickle,
+    load_safetensors,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    read_json,
+    sha256_file,
+    write_json,
+    write_safetensors,
+)
 
 CKPT_DIR = "checkpoint"
 PARTIAL_DIR, PREVIOUS_DIR = CKPT_DIR + ".partial", CKPT_DIR + ".previous"
 MODEL_FILE, CONFIG_FILE, STATE_FILE = "model.safetensors", "config.json", "optimizer.safetensors"
 LEGACY_STATE_FILE = "optimizer.pt"  # pickled by versions before 0.2: refused, never loaded
 
-_RUN_IDS: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()  # model -> its run
+_RUN_IDS: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()  # model -> its run
 
 
 def checkpoint_dir(path: str) -> str:
@@ -73,8 +86,15 @@ def resumable_checkpoint(out_dir: str) -> str | None:
     return d if has_trainer_state(d) else None
 
 
-def save_checkpoint(out_dir: str, model: ZipNeRF, cfg: Config, meta: dict, step: int,
-                    optimizer: torch.optim.Optimizer | None = None, generator: torch.Generator | None = None) -> str:
+def save_checkpoint(
+    out_dir: str,
+    model: ZipNeRF,
+    cfg: Config,
+    meta: dict,
+    step: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    generator: torch.Generator | None = None,
+) -> str:
     """Write ``out_dir/checkpoint/`` atomically (see the module docstring) -> its path."""
     final = inside(out_dir, CKPT_DIR, what="checkpoint folder")
     partial = inside(out_dir, PARTIAL_DIR, what="checkpoint folder")
@@ -90,9 +110,16 @@ def save_checkpoint(out_dir: str, model: ZipNeRF, cfg: Config, meta: dict, step:
     if optimizer is not None:
         save_trainer_state(os.path.join(partial, STATE_FILE), optimizer, step, generator, run_id)
         files.append(STATE_FILE)
-    write_json(os.path.join(partial, CONFIG_FILE),
-               {"config": json.loads(cfg.to_json()), "scene": meta, "step": int(step), "run_id": run_id,
-                "files": {f: sha256_file(os.path.join(partial, f)) for f in files}})
+    write_json(
+        os.path.join(partial, CONFIG_FILE),
+        {
+            "config": json.loads(cfg.to_json()),
+            "scene": meta,
+            "step": int(step),
+            "run_id": run_id,
+            "files": {f: sha256_file(os.path.join(partial, f)) for f in files},
+        },
+    )
     fsync_path(partial)
     if os.path.isdir(final):
         if os.path.lexists(previous):  # ``final`` is complete: the older set is no longer needed
@@ -134,8 +161,10 @@ def load_checkpoint(path: str, device="cpu", backend: str | None = None) -> tupl
     expected = model.state_dict()
     for name, t in tensors.items():
         if name in expected and tuple(t.shape) != tuple(expected[name].shape):
-            raise CheckpointError(f"{model_file}: tensor {name!r} has shape {list(t.shape)}, its config.json gives "
-                                  f"{list(expected[name].shape)}")
+            raise CheckpointError(
+                f"{model_file}: tensor {name!r} has shape {list(t.shape)}, its config.json gives "
+                f"{list(expected[name].shape)}"
+            )
     _check_finite(tensors, model_file)
     try:
         model.load_state_dict(tensors)
@@ -153,9 +182,16 @@ def read_manifest(ckpt_dir: str) -> dict:
     if not isinstance(info, dict) or "config" not in info or "scene" not in info:
         raise CheckpointError(f"{cfg_path} lacks 'config' or 'scene'")
     run_id, step, files = info.get("run_id"), info.get("step"), info.get("files")
-    if not isinstance(run_id, str) or isinstance(step, bool) or not isinstance(step, int) or not isinstance(files, dict):
-        raise CheckpointError(f"{cfg_path} lacks its run id, step or file list (written by a reconfusion before 0.3, "
-                              "or not a checkpoint): start the run again without --resume")
+    if (
+        not isinstance(run_id, str)
+        or isinstance(step, bool)
+        or not isinstance(step, int)
+        or not isinstance(files, dict)
+    ):
+        raise CheckpointError(
+            f"{cfg_path} lacks its run id, step or file list (written by a reconfusion before 0.3, "
+            "or not a checkpoint): start the run again without --resume"
+        )
     for name in (MODEL_FILE, STATE_FILE):
         path = inside(ckpt_dir, name, what="checkpoint file")
         if name not in files:
@@ -164,8 +200,10 @@ def read_manifest(ckpt_dir: str) -> dict:
             continue
         _, meta = load_safetensors(path)  # a truncated or pickled file is named first
         if (meta.get("run_id"), meta.get("step")) != (run_id, str(step)):
-            raise CheckpointError(f"{path} is from run {meta.get('run_id')} step {meta.get('step')}, {cfg_path} "
-                                  f"from run {run_id} step {step}: files of different checkpoints, refused")
+            raise CheckpointError(
+                f"{path} is from run {meta.get('run_id')} step {meta.get('step')}, {cfg_path} "
+                f"from run {run_id} step {step}: files of different checkpoints, refused"
+            )
         if sha256_file(path) != files[name]:
             raise CheckpointError(f"{path} was changed after it was saved (its sha256 differs from {cfg_path})")
     return info
@@ -185,15 +223,20 @@ def _check_finite(tensors: dict[str, torch.Tensor], path: str) -> None:
 
 
 # ------------------------------------------------------------------------------- trainer state
-def save_trainer_state(path: str, optimizer: torch.optim.Optimizer, step: int,
-                       generator: torch.Generator | None = None, run_id: str = "") -> None:
+def save_trainer_state(
+    path: str, optimizer: torch.optim.Optimizer, step: int, generator: torch.Generator | None = None, run_id: str = ""
+) -> None:
     """Optimizer state + torch RNG state (+ ``generator``'s) + step + run id as one safetensors file."""
     tensors, flat = optimizer_to_flat(optimizer)
     tensors["rng.torch"] = torch.get_rng_state()
     if generator is not None:
         tensors["rng.rays"] = generator.get_state()
-    meta = {"step": str(int(step)), "run_id": run_id, "param_groups": json.dumps(flat["param_groups"]),
-            "scalars": json.dumps(flat["scalars"])}
+    meta = {
+        "step": str(int(step)),
+        "run_id": run_id,
+        "param_groups": json.dumps(flat["param_groups"]),
+        "scalars": json.dumps(flat["scalars"]),
+    }
     write_safetensors(path, tensors, meta)
 
 
@@ -201,8 +244,10 @@ def has_trainer_state(ckpt_dir: str) -> bool:
     """True if ``ckpt_dir`` holds a trainer state; a legacy pickled one is refused, not ignored."""
     legacy = os.path.join(ckpt_dir, LEGACY_STATE_FILE)
     if not os.path.isfile(os.path.join(ckpt_dir, STATE_FILE)) and os.path.isfile(legacy):
-        raise CheckpointError(f"{legacy} is a pickled optimizer state (older reconfusion): refused "
-                              "(unpickling can run arbitrary code); start the run again without --resume")
+        raise CheckpointError(
+            f"{legacy} is a pickled optimizer state (older reconfusion): refused "
+            "(unpickling can run arbitrary code); start the run again without --resume"
+        )
     return os.path.isfile(os.path.join(ckpt_dir, STATE_FILE))
 
 
@@ -217,8 +262,11 @@ def load_trainer_state(path: str, optimizer: torch.optim.Optimizer, generator: t
     _check_finite(state, path)
     try:
         step = int(meta["step"])
-        optimizer_from_flat(optimizer, tensors, {"param_groups": json.loads(meta["param_groups"]),
-                                                 "scalars": json.loads(meta["scalars"])})
+        optimizer_from_flat(
+            optimizer,
+            tensors,
+            {"param_groups": json.loads(meta["param_groups"]), "scalars": json.loads(meta["scalars"])},
+        )
         torch.set_rng_state(tensors["rng.torch"])
         if generator is not None and "rng.rays" in tensors:
             generator.set_state(tensors["rng.rays"])
@@ -227,6 +275,21 @@ def load_trainer_state(path: str, optimizer: torch.optim.Optimizer, generator: t
     return step
 
 
-__all__ = ["CKPT_DIR", "CONFIG_FILE", "CheckpointError", "MODEL_FILE", "PARTIAL_DIR", "PREVIOUS_DIR", "STATE_FILE",
-           "checkpoint_dir", "has_trainer_state", "is_pickle", "load_checkpoint", "load_trainer_state", "read_manifest",
-           "resumable_checkpoint", "save_checkpoint", "save_trainer_state"]
+__all__ = [
+    "CKPT_DIR",
+    "CONFIG_FILE",
+    "CheckpointError",
+    "MODEL_FILE",
+    "PARTIAL_DIR",
+    "PREVIOUS_DIR",
+    "STATE_FILE",
+    "checkpoint_dir",
+    "has_trainer_state",
+    "is_pickle",
+    "load_checkpoint",
+    "load_trainer_state",
+    "read_manifest",
+    "resumable_checkpoint",
+    "save_checkpoint",
+    "save_trainer_state",
+]

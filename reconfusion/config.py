@@ -3,6 +3,7 @@
 ``base`` follows Zip-NeRF's published settings (Barron et al., ICCV 2023); where it departs, the
 field says so in its comment (and the README lists it).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,6 @@ from dataclasses import asdict, dataclass
 from dataclasses import field as dc_field
 
 from rfkernels import BACKENDS  # rfkernels' backend names; Config.backend None = its process default
-
 
 
 class ConfigError(ValueError):
@@ -58,8 +58,12 @@ class ProposalConfig:
 class Config:
     preset: str = "base"
     field: FieldConfig = dc_field(default_factory=FieldConfig)
-    proposals: list = dc_field(default_factory=lambda: [
-        ProposalConfig(GridConfig(10, 1, 21, 16, 512)), ProposalConfig(GridConfig(10, 1, 21, 16, 2048))])
+    proposals: list = dc_field(
+        default_factory=lambda: [
+            ProposalConfig(GridConfig(10, 1, 21, 16, 512)),
+            ProposalConfig(GridConfig(10, 1, 21, 16, 2048)),
+        ]
+    )
     n_samples: tuple = (64, 64, 32)  # per proposal round, then the NeRF round
     sampler: str = "proposal"  # reconfusion.field.samplers: "proposal" (Zip-NeRF) or "uniform" (proposals=[])
     spacing: str = "auto"  # s-space curve; "auto" = "linear" in NDC, "power" elsewhere (see resolve)
@@ -105,55 +109,90 @@ class Config:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field with a value the model or loop cannot use."""
+
         def need(ok: bool, name: str, what: str):
             if not ok:
                 raise ConfigError(f"config `{name}` must be {what}, got {getattr(self, name)!r}")
 
-        for name in ("iterations", "batch_rays", "eval_chunk", "depth_smoothness_patches", "depth_smoothness_patch_size"):
+        for name in (
+            "iterations",
+            "batch_rays",
+            "eval_chunk",
+            "depth_smoothness_patches",
+            "depth_smoothness_patch_size",
+        ):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "an integer >= 1")
         for name in ("warmup_steps", "eval_every", "checkpoint_every", "seed", "sample_anneal_steps"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, name, "an integer >= 0")
-        need(isinstance(self.grid_decay_weight, (int, float)) and math.isfinite(self.grid_decay_weight)
-             and self.grid_decay_weight >= 0, "grid_decay_weight", "a finite number >= 0")
+        need(
+            isinstance(self.grid_decay_weight, (int, float))
+            and math.isfinite(self.grid_decay_weight)
+            and self.grid_decay_weight >= 0,
+            "grid_decay_weight",
+            "a finite number >= 0",
+        )
         for name in ("lr_init", "lr_final"):
-            need(isinstance(getattr(self, name), (int, float)) and math.isfinite(getattr(self, name))
-                 and getattr(self, name) > 0, name, "a finite number > 0")
-        need(isinstance(self.sample_anneal_mid, (int, float)) and 0.0 <= self.sample_anneal_mid <= 1.0,
-             "sample_anneal_mid", "a number in [0, 1]")
+            need(
+                isinstance(getattr(self, name), (int, float))
+                and math.isfinite(getattr(self, name))
+                and getattr(self, name) > 0,
+                name,
+                "a finite number > 0",
+            )
+        need(
+            isinstance(self.sample_anneal_mid, (int, float)) and 0.0 <= self.sample_anneal_mid <= 1.0,
+            "sample_anneal_mid",
+            "a number in [0, 1]",
+        )
         need(self.backend is None or self.backend in BACKENDS, "backend", f"None or one of {BACKENDS}")
         need(self.spacing in SPACINGS, "spacing", f"one of {SPACINGS}")
         need(isinstance(self.torch_compile, bool), "torch_compile", "a bool")
         need(self.data_loss in ("charbonnier", "mse"), "data_loss", "'charbonnier' or 'mse'")
-        need(len(self.n_samples) == len(self.proposals) + 1 and all(
-            isinstance(n, int) and n >= 1 for n in self.n_samples), "n_samples",
-            f"{len(self.proposals) + 1} integers >= 1 (one per proposal round, then the NeRF round)")
+        need(
+            len(self.n_samples) == len(self.proposals) + 1
+            and all(isinstance(n, int) and n >= 1 for n in self.n_samples),
+            "n_samples",
+            f"{len(self.proposals) + 1} integers >= 1 (one per proposal round, then the NeRF round)",
+        )
         # Each proposal level gets its own blur: a level without one would silently get an unblurred loss.
-        need(len(self.interlevel_blurs) == len(self.proposals), "interlevel_blurs",
-             f"{len(self.proposals)} half-width(s), one per proposal level")
+        need(
+            len(self.interlevel_blurs) == len(self.proposals),
+            "interlevel_blurs",
+            f"{len(self.proposals)} half-width(s), one per proposal level",
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Config":
+    def from_dict(cls, d: dict) -> Config:
         """Inverse of ``json.loads(cfg.to_json())``; an unknown key (at any level) is a ``ValueError``."""
         d = dict(d)
         f = d.pop("field", None)
         p = d.pop("proposals", None)
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in _known(cls, d, "config").items()}
         if f is not None:
-            kw["field"] = FieldConfig(**{**_known(FieldConfig, f, "config.field"),
-                                         "grid": GridConfig(**_known(GridConfig, f.get("grid", {}), "config.field.grid"))})
+            kw["field"] = FieldConfig(
+                **{
+                    **_known(FieldConfig, f, "config.field"),
+                    "grid": GridConfig(**_known(GridConfig, f.get("grid", {}), "config.field.grid")),
+                }
+            )
         if p is not None:
-            kw["proposals"] = [ProposalConfig(**{**_known(ProposalConfig, q, f"config.proposals[{i}]"),
-                                                 "grid": GridConfig(**_known(GridConfig, q.get("grid", {}),
-                                                                             f"config.proposals[{i}].grid"))})
-                               for i, q in enumerate(p)]
+            kw["proposals"] = [
+                ProposalConfig(
+                    **{
+                        **_known(ProposalConfig, q, f"config.proposals[{i}]"),
+                        "grid": GridConfig(**_known(GridConfig, q.get("grid", {}), f"config.proposals[{i}].grid")),
+                    }
+                )
+                for i, q in enumerate(p)
+            ]
         return cls(**kw)
 
-    def replace(self, **kw) -> "Config":
+    def replace(self, **kw) -> Config:
         unknown = [k for k in kw if k not in {f.name for f in dataclasses.fields(self)}]
         if unknown:
             raise ConfigError(f"unknown config field(s): {unknown}")
@@ -214,7 +253,7 @@ def with_overrides(cfg: Config, overrides: dict) -> Config:
         *path, last = key.split(".")
         node = d
         for depth, part in enumerate([*path, last]):
-            where = ".".join([*path, last][:depth + 1])
+            where = ".".join([*path, last][: depth + 1])
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
                     raise ConfigError(f"config key {key!r}: {where!r} needs an index < {len(node)}")
@@ -240,17 +279,37 @@ def tiny() -> Config:
     """Minutes on a 2-core CPU for a ~126x94 3-view scene."""
     return Config(
         preset="tiny",
-        field=FieldConfig(GridConfig(8, 2, 16, 16, 512), density_width=32, density_depth=1, bottleneck=15,
-                          color_width=32, color_depth=1, dir_degree=2),
+        field=FieldConfig(
+            GridConfig(8, 2, 16, 16, 512),
+            density_width=32,
+            density_depth=1,
+            bottleneck=15,
+            color_width=32,
+            color_depth=1,
+            dir_degree=2,
+        ),
         proposals=[ProposalConfig(GridConfig(5, 1, 14, 16, 128), width=16, depth=1)],
-        n_samples=(32, 24), interlevel_blurs=(0.03,),
-        data_loss="mse", iterations=1500, batch_rays=1024, warmup_steps=100, lr_init=1e-2, lr_final=1e-3,
+        n_samples=(32, 24),
+        interlevel_blurs=(0.03,),
+        data_loss="mse",
+        iterations=1500,
+        batch_rays=1024,
+        warmup_steps=100,
+        lr_init=1e-2,
+        lr_final=1e-3,
         # FreeNeRF occlusion + RegNeRF depth smoothness: +0.7 / +0.2 / +0.05 dB on 3/6/9-view fern at
         # 504x378 (README, few-view ablation); entropy and frequency masking lowered it and stay off.
         # Zip-NeRF's grid decay, weaker than its 0.1: 3-view fern 20.30 -> 21.08 dB at 6500 it. (0.1: 20.76).
-        entropy_weight=0.0, freq_reg_fraction=0.0, occlusion_weight=0.01,
-        depth_smoothness_weight=0.1, depth_smoothness_patches=8, grid_decay_weight=0.03,
-        mixed_precision=False, eval_every=0, checkpoint_every=500, eval_chunk=4096,
+        entropy_weight=0.0,
+        freq_reg_fraction=0.0,
+        occlusion_weight=0.01,
+        depth_smoothness_weight=0.1,
+        depth_smoothness_patches=8,
+        grid_decay_weight=0.03,
+        mixed_precision=False,
+        eval_every=0,
+        checkpoint_every=500,
+        eval_chunk=4096,
         torch_compile=True,  # ~1.6x faster training steps and ~3x faster hash-grid rendering on CPU (README)
     )
 
@@ -264,6 +323,19 @@ def get_preset(name: str) -> Config:
     return PRESETS[name]()
 
 
-__all__ = ["BACKENDS", "Config", "ConfigError", "FieldConfig", "GridConfig", "PRESETS", "ProposalConfig", "SPACINGS",
-           "base", "get_preset", "parse_overrides", "resolve", "tiny",
-           "with_overrides"]
+__all__ = [
+    "BACKENDS",
+    "Config",
+    "ConfigError",
+    "FieldConfig",
+    "GridConfig",
+    "PRESETS",
+    "ProposalConfig",
+    "SPACINGS",
+    "base",
+    "get_preset",
+    "parse_overrides",
+    "resolve",
+    "tiny",
+    "with_overrides",
+]

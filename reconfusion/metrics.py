@@ -2,6 +2,7 @@
 
 Images are ``[H, W, 3]`` float tensors in [0, 1].
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,9 @@ def _gaussian_taps(size: int, sigma: float, device) -> torch.Tensor:
     return g / g.sum()
 
 
-def ssim(pred: torch.Tensor, gt: torch.Tensor, window: int = 11, sigma: float = 1.5,
-         k1: float = 0.01, k2: float = 0.03) -> float:
+def ssim(
+    pred: torch.Tensor, gt: torch.Tensor, window: int = 11, sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03
+) -> float:
     """Mean SSIM over channels and 'valid' window positions (11x11 Gaussian, sigma 1.5, L = 1),
     as in the reference implementation and mip-NeRF's ``compute_ssim``. The separable window runs
     as a column then a row pass over the five moments at once (float64)."""
@@ -38,8 +40,11 @@ def ssim(pred: torch.Tensor, gt: torch.Tensor, window: int = 11, sigma: float = 
     g = _gaussian_taps(window, sigma, x.device)
     moments = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # [1, 5C, H, W]
     n = moments.shape[1]
-    blurred = F.conv2d(F.conv2d(moments, g.view(1, 1, -1, 1).expand(n, 1, -1, 1), groups=n),
-                       g.view(1, 1, 1, -1).expand(n, 1, 1, -1), groups=n)
+    blurred = F.conv2d(
+        F.conv2d(moments, g.view(1, 1, -1, 1).expand(n, 1, -1, 1), groups=n),
+        g.view(1, 1, 1, -1).expand(n, 1, 1, -1),
+        groups=n,
+    )
     mx, my, exx, eyy, exy = blurred.split(C, dim=1)
     sxx = exx - mx * mx
     syy = eyy - my * my
@@ -64,8 +69,10 @@ class LPIPS:
                 self.model = torch.jit.load(path, map_location=device)
                 return
             except (RuntimeError, ValueError) as exc:
-                raise ValueError(f"{path} is not a TorchScript module; give LPIPS weights as a TorchScript "
-                                 "module or an lpips.LPIPS state dict in .safetensors") from exc
+                raise ValueError(
+                    f"{path} is not a TorchScript module; give LPIPS weights as a TorchScript "
+                    "module or an lpips.LPIPS state dict in .safetensors"
+                ) from exc
         try:
             import lpips  # noqa: PLC0415
         except ImportError as exc:
@@ -78,7 +85,7 @@ class LPIPS:
 
     @torch.no_grad()
     def __call__(self, pred: torch.Tensor, gt: torch.Tensor) -> float:
-        to = lambda z: (z.float().permute(2, 0, 1)[None].to(self.device) * 2.0 - 1.0)  # noqa: E731
+        to = lambda z: z.float().permute(2, 0, 1)[None].to(self.device) * 2.0 - 1.0  # noqa: E731
         return float(self.model(to(pred), to(gt)).mean())
 
 

@@ -4,6 +4,7 @@ A pixel at row ``i``, column ``j`` is the ray through its centre ``(x, y) = (j +
 Camera-space directions lie on the plane at unit depth: OpenGL ``((x-cx)/fx, -(y-cy)/fy, -1)``,
 OpenCV ``((x-cx)/fx, (y-cy)/fy, 1)``; they are rotated to world space by ``c2w[:3, :3]``.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,17 +37,18 @@ class RayBundle:
     def __len__(self) -> int:
         return self.origins.shape[0]
 
-    def __getitem__(self, idx) -> "RayBundle":
+    def __getitem__(self, idx) -> RayBundle:
         return RayBundle(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
-    def to(self, device) -> "RayBundle":
+    def to(self, device) -> RayBundle:
         return RayBundle(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
 def pixel_centers(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x, y)`` ``[H, W]`` pixel-centre coordinates."""
-    y, x = torch.meshgrid(torch.arange(height, dtype=torch.float32) + 0.5,
-                          torch.arange(width, dtype=torch.float32) + 0.5, indexing="ij")
+    y, x = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32) + 0.5, torch.arange(width, dtype=torch.float32) + 0.5, indexing="ij"
+    )
     return x, y
 
 
@@ -62,8 +64,9 @@ def camera_directions(x: torch.Tensor, y: torch.Tensor, intr: torch.Tensor, conv
     raise ValueError(f"unknown camera convention {convention!r}; use 'opengl' or 'opencv'")
 
 
-def generate_rays(c2w: torch.Tensor, intr: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                  convention: str = "opengl") -> tuple[torch.Tensor, torch.Tensor]:
+def generate_rays(
+    c2w: torch.Tensor, intr: torch.Tensor, x: torch.Tensor, y: torch.Tensor, convention: str = "opengl"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """World-space rays through pixel coordinates ``(x, y)``.
 
     Args:
@@ -80,8 +83,9 @@ def generate_rays(c2w: torch.Tensor, intr: torch.Tensor, x: torch.Tensor, y: tor
     return origins, dirs
 
 
-def image_rays(c2w: torch.Tensor, intr: torch.Tensor, height: int, width: int,
-               convention: str = "opengl") -> tuple[torch.Tensor, torch.Tensor]:
+def image_rays(
+    c2w: torch.Tensor, intr: torch.Tensor, height: int, width: int, convention: str = "opengl"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """All rays of one camera: ``(origins, directions)`` ``[H, W, 3]``."""
     x, y = pixel_centers(height, width)
     x, y = x.to(c2w.device), y.to(c2w.device)
@@ -89,8 +93,9 @@ def image_rays(c2w: torch.Tensor, intr: torch.Tensor, height: int, width: int,
 
 
 # ------------------------------------------------------------------------------------------ NDC
-def ndc_rays(origins: torch.Tensor, directions: torch.Tensor, intr: torch.Tensor, width: int, height: int,
-             near: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def ndc_rays(
+    origins: torch.Tensor, directions: torch.Tensor, intr: torch.Tensor, width: int, height: int, near: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """NeRF's NDC for forward-facing scenes (OpenGL convention, scene at z < -near).
 
     Rays are first moved to the plane ``z = -near``; then ``t in [0, 1]`` along the returned NDC
@@ -124,6 +129,13 @@ def ndc_to_world(points: torch.Tensor, intr: torch.Tensor, width: int, height: i
 
 
 __all__ = [
-    "PIXEL_RADIUS", "RayBundle", "camera_directions", "generate_rays", "image_rays", "ndc_rays",
-    "ndc_to_world", "pixel_centers", "world_to_ndc",
+    "PIXEL_RADIUS",
+    "RayBundle",
+    "camera_directions",
+    "generate_rays",
+    "image_rays",
+    "ndc_rays",
+    "ndc_to_world",
+    "pixel_centers",
+    "world_to_ndc",
 ]

@@ -5,6 +5,7 @@ chunks of ``chunk`` rays, keeping only the outputs asked for; the sampling is th
 evaluation sampling of :meth:`ZipNeRF.forward` (``progress=None``), so the pixels are exactly
 those of the model's forward pass in eval mode. One ``tqdm`` bar counts rays across all views of a call.
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,12 +21,14 @@ def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "ray")
     """A ``tqdm`` bar (disabled: a no-op one) counting ``total`` units."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, disable=not enabled,
-                leave=False)
+    return tqdm(
+        total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, disable=not enabled, leave=False
+    )
 
 
-def render_rays(model, rays: RayBundle, chunk: int | None = None, device="cpu", outputs=("rgb", "depth"),
-                bar=None) -> dict:
+def render_rays(
+    model, rays: RayBundle, chunk: int | None = None, device="cpu", outputs=("rgb", "depth"), bar=None
+) -> dict:
     """Render ``rays`` (any device; moved to ``device`` chunk by chunk; ``chunk`` defaults to the
     model's ``cfg.eval_chunk``) -> ``{name: [R, ...]}`` (float32, on ``device``) for each name in
     ``outputs`` (``rgb`` clamped to [0, 1]). The rfkernels ops run on the model's ``cfg.backend``
@@ -42,7 +45,7 @@ def render_rays(model, rays: RayBundle, chunk: int | None = None, device="cpu", 
     try:
         with torch.inference_mode(), rfkernels.use_backend(model.cfg.backend):
             for i in range(0, len(rays), chunk):
-                part = rays[i:i + chunk].to(device)
+                part = rays[i : i + chunk].to(device)
                 n = len(part)
                 if n < chunk < len(rays):  # the last chunk padded to the others' size: one shape for compiled paths
                     part = _pad_rays(part, chunk)
@@ -66,8 +69,16 @@ def _pad_rays(rays: RayBundle, size: int) -> RayBundle:
     return rays[idx]
 
 
-def render_image(model, rays: RayBundle, height: int, width: int, chunk: int | None = None, device="cpu",
-                 outputs=("rgb", "depth"), bar=None) -> dict:
+def render_image(
+    model,
+    rays: RayBundle,
+    height: int,
+    width: int,
+    chunk: int | None = None,
+    device="cpu",
+    outputs=("rgb", "depth"),
+    bar=None,
+) -> dict:
     """:func:`render_rays` of one image's ``H * W`` rays -> ``{"rgb": [H, W, 3], "depth": [H, W], ...}`` on CPU."""
     if len(rays) != height * width:
         raise ValueError(f"`rays` must hold height * width = {height * width} rays, got {len(rays)}")

@@ -5,6 +5,7 @@ optimizer state flattened into tensors + JSON. Shared by the reconstruction chec
 Nothing read here is unpickled: a pickle found where a safetensors file is expected is refused with
 :class:`CheckpointError`, since loading it could run arbitrary code.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,11 @@ def check_writable_dir(path: str, flag: str = "--out") -> str:
     base = os.path.abspath(path)
     while not os.path.exists(base):
         base = os.path.dirname(base)
-    where = f"{flag} {path} is not writable" if base == os.path.abspath(path) else \
-        f"{flag} {path} cannot be created: {base} is not a writable folder"
+    where = (
+        f"{flag} {path} is not writable"
+        if base == os.path.abspath(path)
+        else f"{flag} {path} cannot be created: {base} is not a writable folder"
+    )
     if not os.path.isdir(base):
         raise OutputError(f"{flag} {path} cannot be created: {base} is a file")
     try:
@@ -143,7 +147,7 @@ def _read_umask() -> int:
 
 
 FILE_MODE = 0o666 & ~_read_umask()  # what open() gives a new file; the umask is read once, at import
-                                   # (setting it is process-wide, so not at every write)
+# (setting it is process-wide, so not at every write)
 
 
 def inside(root: str, *parts: str, what: str = "path") -> str:
@@ -176,8 +180,9 @@ def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tenso
     return tensors, {"param_groups": groups, "scalars": scalars}
 
 
-def check_optimizer_shapes(opt: torch.optim.Optimizer, flat: dict[str, torch.Tensor], path: str,
-                           whose: str, other: str) -> None:
+def check_optimizer_shapes(
+    opt: torch.optim.Optimizer, flat: dict[str, torch.Tensor], path: str, whose: str, other: str
+) -> None:
     """Every ``state.<param>.<key>`` tensor of ``flat`` (:func:`optimizer_to_flat`) must name a parameter
     of ``opt``, and a param-shaped moment must have that parameter's shape; ``whose`` ("this prior")
     and ``other`` ("a state of another prior size") word the :class:`CheckpointError`."""
@@ -190,8 +195,10 @@ def check_optimizer_shapes(opt: torch.optim.Optimizer, flat: dict[str, torch.Ten
         if pid >= len(params):
             raise CheckpointError(f"{path}: optimizer state for parameter {pid}, {whose} has {len(params)}")
         if t.dim() > 0 and tuple(t.shape) != tuple(params[pid].shape):
-            raise CheckpointError(f"{path}: optimizer tensor {name!r} has shape {list(t.shape)}, parameter {pid} "
-                                  f"of {whose} is {list(params[pid].shape)} ({other})")
+            raise CheckpointError(
+                f"{path}: optimizer tensor {name!r} has shape {list(t.shape)}, parameter {pid} "
+                f"of {whose} is {list(params[pid].shape)} ({other})"
+            )
 
 
 def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
@@ -205,10 +212,27 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Ten
     for name, v in meta["scalars"].items():
         pid, k = name.split(".", 1)
         state.setdefault(int(pid), {})[k] = v
-    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
-              for g in meta["param_groups"]]
+    groups = [
+        {k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
+        for g in meta["param_groups"]
+    ]
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-__all__ = ["FILE_MODE", "CheckpointError", "OutputError", "check_optimizer_shapes", "check_writable_dir", "fsync_path", "inside", "is_pickle", "load_safetensors",
-           "optimizer_from_flat", "optimizer_to_flat", "read_json", "sha256_file", "write_json", "write_safetensors"]
+__all__ = [
+    "FILE_MODE",
+    "CheckpointError",
+    "OutputError",
+    "check_optimizer_shapes",
+    "check_writable_dir",
+    "fsync_path",
+    "inside",
+    "is_pickle",
+    "load_safetensors",
+    "optimizer_from_flat",
+    "optimizer_to_flat",
+    "read_json",
+    "sha256_file",
+    "write_json",
+    "write_safetensors",
+]

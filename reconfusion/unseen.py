@@ -9,6 +9,7 @@ cuts through the object as the straight segment between two far-apart cameras do
 has camera ``i``'s intrinsics and contributes one ``p x p`` patch of adjacent pixels at a random
 place in the image.
 """
+
 from __future__ import annotations
 
 import torch
@@ -50,8 +51,9 @@ def _slerp(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def between_poses(c2w: torch.Tensor, n: int, gen: torch.Generator,
-                  center: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def between_poses(
+    c2w: torch.Tensor, n: int, gen: torch.Generator, center: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` random c2w ``[n, 4, 4]`` between neighbouring cameras of ``c2w`` ``[V, 4, 4]``, and the
     index ``[n]`` of the camera each one starts from. With ``center`` ``[3]`` the camera centres
     orbit it (see the module docstring), else they lie on the segment between the two cameras."""
@@ -74,14 +76,17 @@ def between_poses(c2w: torch.Tensor, n: int, gen: torch.Generator,
     return out, i
 
 
-def unseen_patches(scene: Scene, c2w: torch.Tensor, intrinsics: torch.Tensor, n_patches: int, patch: int,
-                   gen: torch.Generator) -> RayBundle:
+def unseen_patches(
+    scene: Scene, c2w: torch.Tensor, intrinsics: torch.Tensor, n_patches: int, patch: int, gen: torch.Generator
+) -> RayBundle:
     """Rays of ``n_patches`` ``patch x patch`` pixel patches from cameras between the training cameras
     ``c2w`` ``[V, 4, 4]`` (``intrinsics`` ``[V, 4]``): ``n_patches * patch**2`` rays, patch-major
     (row-major inside a patch); ``1 <= patch <= min(height, width)``."""
     if not 1 <= patch <= min(scene.height, scene.width):
-        raise ValueError(f"`patch` must be in [1, {min(scene.height, scene.width)}] for "
-                         f"{scene.width}x{scene.height} images, got {patch}")
+        raise ValueError(
+            f"`patch` must be in [1, {min(scene.height, scene.width)}] for "
+            f"{scene.width}x{scene.height} images, got {patch}"
+        )
     center = None if scene.space == "ndc" else orbit_center(c2w)
     poses, src = between_poses(c2w, n_patches, gen, center)
     x0 = torch.randint(scene.width - patch + 1, (n_patches,), generator=gen)

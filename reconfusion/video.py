@@ -1,4 +1,5 @@
 """Image/video output: side-by-side comparisons, depth visualization, camera-path videos."""
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,10 @@ def check_video_path(path: str) -> None:
     """``ValueError`` naming ``path`` unless its extension is one :func:`write_video` writes."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in VIDEO_EXTENSIONS:
-        raise ValueError(f"{path}: unsupported video extension {ext or '(none)'!r}; supported: "
-                         f"{', '.join(VIDEO_EXTENSIONS)} (.mp4 needs imageio-ffmpeg, else a .gif is written beside it)")
+        raise ValueError(
+            f"{path}: unsupported video extension {ext or '(none)'!r}; supported: "
+            f"{', '.join(VIDEO_EXTENSIONS)} (.mp4 needs imageio-ffmpeg, else a .gif is written beside it)"
+        )
 
 
 def write_video(frames: list[np.ndarray], path: str, fps: int = 24) -> str:
@@ -67,8 +70,11 @@ def write_video(frames: list[np.ndarray], path: str, fps: int = 24) -> str:
         except ImportError:
             path = os.path.splitext(path)[0] + ".gif"
     # macro_block_size=1 keeps odd frame sizes (e.g. 126x94) without resizing.
-    kw = {"fps": fps, "macro_block_size": 1, "quality": 8} if path.lower().endswith(".mp4") else \
-        {"duration": 1.0 / fps, "loop": 0}
+    kw = (
+        {"fps": fps, "macro_block_size": 1, "quality": 8}
+        if path.lower().endswith(".mp4")
+        else {"duration": 1.0 / fps, "loop": 0}
+    )
     with imageio.get_writer(path, mode="I", **kw) as writer:
         for frame in frames:
             writer.append_data(frame)
@@ -89,8 +95,17 @@ def check_video_args(n_frames: int, fps: int) -> None:
             raise ValueError(f"`{name}` must be an integer >= 1, got {v!r}")
 
 
-def render_video(model, scene, path: str, n_frames: int = 60, fps: int = 24, chunk: int | None = None,
-                 device="cpu", with_depth: bool = True, progress_bar: bool = True) -> str:
+def render_video(
+    model,
+    scene,
+    path: str,
+    n_frames: int = 60,
+    fps: int = 24,
+    chunk: int | None = None,
+    device="cpu",
+    with_depth: bool = True,
+    progress_bar: bool = True,
+) -> str:
     """Render ``video_path(scene)`` (rgb | depth) with ``scene``'s first intrinsics and image size
     (``chunk`` rays at a time, default the model's ``cfg.eval_chunk``)."""
     from .render import progress_bar as make_bar
@@ -103,8 +118,16 @@ def render_video(model, scene, path: str, n_frames: int = 60, fps: int = 24, chu
     H, W = scene.height, scene.width
     bar = make_bar(n_frames * H * W, "render-video", progress_bar)
     for c2w in video_path(scene, n_frames):
-        out = render_image(model, scene.camera_rays(c2w, intr), H, W, chunk, device,
-                           outputs=("rgb", "depth") if with_depth else ("rgb",), bar=bar)
+        out = render_image(
+            model,
+            scene.camera_rays(c2w, intr),
+            H,
+            W,
+            chunk,
+            device,
+            outputs=("rgb", "depth") if with_depth else ("rgb",),
+            bar=bar,
+        )
         rgb = out["rgb"].numpy()
         if with_depth:
             rgb = np.concatenate([rgb, depth_image(out["depth"])], axis=1)
@@ -113,4 +136,16 @@ def render_video(model, scene, path: str, n_frames: int = 60, fps: int = 24, chu
     return write_video(frames, path, fps)
 
 
-__all__ = ["VIDEO_EXTENSIONS", "check_video_args", "check_video_path", "depth_image", "heat", "render_video", "save_image", "side_by_side", "to_uint8", "video_path", "write_video"]
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "check_video_args",
+    "check_video_path",
+    "depth_image",
+    "heat",
+    "render_video",
+    "save_image",
+    "side_by_side",
+    "to_uint8",
+    "video_path",
+    "write_video",
+]

@@ -1,4 +1,5 @@
 """``python -m rfkernels info [--build]``"""
+
 import argparse
 import json
 

@@ -13,6 +13,7 @@ Layout of ``csrc/`` (the include root: every ``#include "..."`` is relative to i
 per op family with ``kernels.h`` (torch-free launchers), ``kernels.cu`` (+ further ``.cu`` files) and
 ``bind.cpp``. Sources are found by walking ``csrc/``: a new family folder is built without an edit here.
 """
+
 from __future__ import annotations
 
 import sys

@@ -7,6 +7,7 @@ hash of the sources, torch and CUDA versions. Sources and flags come from ``rfke
 failed build is remembered for the process and its log path is part of the error raised when
 ``backend="cuda"`` is requested.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -79,8 +80,11 @@ def _load():
     build_dir = _cache_dir()
     build_dir.mkdir(parents=True, exist_ok=True)
     log = build_dir / "build.log"
-    print(f"[rfkernels] building the CUDA extension in {build_dir} (first use only, ~1 min)...",
-          file=sys.stderr, flush=True)
+    print(
+        f"[rfkernels] building the CUDA extension in {build_dir} (first use only, ~1 min)...",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         _module = cpp_extension.load(
             name=_build.EXTENSION_NAME,

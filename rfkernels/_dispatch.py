@@ -24,6 +24,7 @@ Registry. Each op family makes one call, at the end of its ``__init__.py``::
 :func:`registered` does the same for a ``with`` block and restores the previous entry (tests use it
 to plug in the CUDA host emulation, with ``available=`` saying on which devices it runs).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,7 +35,8 @@ import importlib
 import importlib.util
 import os
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -48,8 +50,18 @@ _default_backend = os.environ.get("RFKERNELS_BACKEND", "auto")
 _scoped_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("rfkernels_backend", default=None)
 
 __all__ = [
-    "BACKENDS", "BackendUnavailableError", "available_backends", "families", "get_backend", "implementation",
-    "register", "register_family", "registered", "resolve_backend", "set_backend", "use_backend",
+    "BACKENDS",
+    "BackendUnavailableError",
+    "available_backends",
+    "families",
+    "get_backend",
+    "implementation",
+    "register",
+    "register_family",
+    "registered",
+    "resolve_backend",
+    "set_backend",
+    "use_backend",
 ]
 
 
@@ -94,7 +106,7 @@ def triton_interpreter() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _triton_import_error() -> str | None:
     if importlib.util.find_spec("triton") is None:
         return "the `triton` package is not installed (pip install 'triton>=3.6')"
@@ -195,8 +207,14 @@ def _family(name: str) -> _Family:
         raise ValueError(f"unknown op family {name!r}; registered: {sorted(_FAMILIES)}") from None
 
 
-def register(family: str, backend: str, kernels: Any, *,
-             available: Callable[[torch.device], str | None] | None = None, override: bool = False) -> None:
+def register(
+    family: str,
+    backend: str,
+    kernels: Any,
+    *,
+    available: Callable[[torch.device], str | None] | None = None,
+    override: bool = False,
+) -> None:
     """Register ``kernels`` (an object or module path satisfying the family contract) as ``backend``
     (``"triton"`` or ``"cuda"``) of ``family``. ``available(device)`` returns None when it can run on
     ``device``, else the reason (default: the backend's usual requirements). Replacing an existing
@@ -209,8 +227,9 @@ def register(family: str, backend: str, kernels: Any, *,
 
 
 @contextlib.contextmanager
-def registered(family: str, backend: str, kernels: Any, *,
-               available: Callable[[torch.device], str | None] | None = None):
+def registered(
+    family: str, backend: str, kernels: Any, *, available: Callable[[torch.device], str | None] | None = None
+):
     """``register(..., override=True)`` for the duration of a ``with`` block, then restore."""
     fam = _family(family)
     previous = fam.backends.get(backend)
@@ -236,8 +255,10 @@ def _adapted(fam: _Family, backend: str) -> Any:
         kernels = importlib.import_module(entry.kernels) if isinstance(entry.kernels, str) else entry.kernels
         missing = _missing_members(kernels, fam.contract)
         if missing:
-            raise TypeError(f"{fam.name} backend {backend!r} ({kernels!r}) does not satisfy "
-                            f"{fam.contract.__name__}: missing {missing}")
+            raise TypeError(
+                f"{fam.name} backend {backend!r} ({kernels!r}) does not satisfy "
+                f"{fam.contract.__name__}: missing {missing}"
+            )
         entry.adapted = fam.fused(kernels, backend)
     return entry.adapted
 

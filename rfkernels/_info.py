@@ -1,4 +1,5 @@
 """``rfkernels.info()`` / ``python -m rfkernels info``: versions, device, available backends."""
+
 from __future__ import annotations
 
 import importlib.metadata as md

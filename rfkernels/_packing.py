@@ -17,6 +17,7 @@ Users: ``volume_render``/``render_weights``/``distortion_loss`` (``offsets`` or 
 ``sample_pdf`` and ``interlevel_loss`` (histograms, per level). Fused kernels see only the packed
 form (float32 contiguous, int64 offsets); the torch reference pads (:func:`pad`, :func:`pad_histogram`).
 """
+
 from __future__ import annotations
 
 import torch
@@ -80,8 +81,11 @@ def pad(packed: torch.Tensor, offsets: torch.Tensor, fill: float = 0.0):
     if n_rays * s_max == packed.shape[0]:  # every ray is full: a view, no scatter
         return packed.reshape((n_rays, s_max) + tuple(packed.shape[1:])), mask
     out = packed.new_full((n_rays, s_max) + tuple(packed.shape[1:]), fill)
-    out = out.masked_scatter(mask.view(mask.shape + (1,) * (packed.dim() - 1)).expand_as(out), packed) \
-        if packed.numel() else out
+    out = (
+        out.masked_scatter(mask.view(mask.shape + (1,) * (packed.dim() - 1)).expand_as(out), packed)
+        if packed.numel()
+        else out
+    )
     return out, mask
 
 

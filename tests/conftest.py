@@ -3,6 +3,7 @@
 On a machine without a GPU, Triton kernels run in the interpreter (``TRITON_INTERPRET=1`` is set
 here before any kernel module is imported); CUDA-backend tests are skipped.
 """
+
 import importlib
 import os
 
@@ -16,7 +17,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # tests/rfkernels/test_compile.py lifts the veto for what it checks
 os.environ.setdefault("RFKERNELS_TORCH_COMPILE", "0")
 
-import rfkernels  # noqa: E402
 from rfkernels import _dispatch  # noqa: E402
 from tests.helpers.backends import DEVICE, backend_unavailable_reason  # noqa: E402
 
@@ -84,7 +84,3 @@ def seed():
     s = int.from_bytes(os.urandom(4), "little")
     torch.manual_seed(s)
     return s
-
-
-
-

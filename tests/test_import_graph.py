@@ -1,4 +1,5 @@
 """No import circle anywhere: rfkernels, reconfusion and benchmarks, read from source with ast."""
+
 import importlib
 import sys
 

@@ -26,8 +26,8 @@ inline void check_cuda(cudaError_t err, const char* what) {
 
 // Every tensor a kernel indexes must live on the guarded device (the kernels get raw pointers), be
 // contiguous, have the expected dtype and, when numel >= 0, exactly numel entries.
-inline void check_tensor(const torch::Tensor& t, const char* name, const torch::Device& device,
-                         torch::ScalarType dtype, int64_t numel = -1) {
+inline void check_tensor(const torch::Tensor& t, const char* name, const torch::Device& device, torch::ScalarType dtype,
+                         int64_t numel = -1) {
     TORCH_CHECK(t.is_cuda() && t.device() == device, name, " must be a CUDA tensor on ", device);
     TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
     TORCH_CHECK(t.scalar_type() == dtype, name, " must be ", dtype, ", got ", t.scalar_type());
@@ -48,10 +48,14 @@ inline int64_t check_offsets(const torch::Tensor& t, const char* name, const tor
 
 // Optional inputs/outputs travel as empty tensors and reach the kernels as null pointers.
 template <typename T = float>
-inline const T* opt_ptr(const torch::Tensor& t) { return t.numel() ? t.data_ptr<T>() : nullptr; }
+inline const T* opt_ptr(const torch::Tensor& t) {
+    return t.numel() ? t.data_ptr<T>() : nullptr;
+}
 
 template <typename T = float>
-inline T* opt_mut_ptr(torch::Tensor& t) { return t.numel() ? t.data_ptr<T>() : nullptr; }
+inline T* opt_mut_ptr(torch::Tensor& t) {
+    return t.numel() ? t.data_ptr<T>() : nullptr;
+}
 
 // An output computed only when `need`: zero-filled (for atomics) or uninitialized, else empty.
 inline torch::Tensor zeros_if(bool need, torch::IntArrayRef sizes, const torch::TensorOptions& opts) {
@@ -90,7 +94,7 @@ inline void bind_all_families(pybind11::module_& m) {
 }  // namespace rfk::bind
 
 // RFK_BIND_FAMILY(volrend) { m.def("volrend_...", ...); }  -- defines and registers the family's binder.
-#define RFK_BIND_FAMILY(family)                                                                   \
-    static void rfk_bind_##family(pybind11::module_& m);                                          \
+#define RFK_BIND_FAMILY(family)                                                                  \
+    static void rfk_bind_##family(pybind11::module_& m);                                         \
     static const ::rfk::bind::RegisterFamily rfk_register_##family(#family, &rfk_bind_##family); \
     static void rfk_bind_##family(pybind11::module_& m)

@@ -50,12 +50,11 @@ std::vector<torch::Tensor> gather_forward(torch::Tensor points, torch::Tensor fe
     auto out = torch::empty(out_shape(a), points.options());
     auto mask = torch::empty({a.batch, a.n_points, a.views}, points.options().dtype(torch::kUInt8));
     auto cam = empty_if(want_cam, {a.batch, a.n_points, a.views, 3}, points.options());
-    auto argmax = empty_if(reduce == rfk::kGatherMax, {a.batch, a.n_points, a.channels},
-                           points.options().dtype(torch::kInt32));
+    auto argmax =
+        empty_if(reduce == rfk::kGatherMax, {a.batch, a.n_points, a.channels}, points.options().dtype(torch::kInt32));
     check_cuda(rfk::gather_forward(a, out.data_ptr<float>(), mask.data_ptr<uint8_t>(),
                                    want_cam ? cam.data_ptr<float>() : nullptr,
-                                   reduce == rfk::kGatherMax ? argmax.data_ptr<int32_t>() : nullptr,
-                                   stream()),
+                                   reduce == rfk::kGatherMax ? argmax.data_ptr<int32_t>() : nullptr, stream()),
                "gather_forward");
     return {out, mask, cam, argmax};
 }
@@ -64,8 +63,8 @@ std::vector<torch::Tensor> gather_forward(torch::Tensor points, torch::Tensor fe
 // ([1] float32 power of two) selects the deterministic int64 fixed-point accumulation.
 std::vector<torch::Tensor> gather_backward(torch::Tensor g_out, torch::Tensor g_cam, torch::Tensor points,
                                            torch::Tensor feats, torch::Tensor cams, torch::Tensor out,
-                                           torch::Tensor mask, torch::Tensor argmax, double near_eps,
-                                           int64_t reduce, bool need_points, torch::Tensor fixed_scale) {
+                                           torch::Tensor mask, torch::Tensor argmax, double near_eps, int64_t reduce,
+                                           bool need_points, torch::Tensor fixed_scale) {
     const DeviceGuard guard(points.device());
     const auto a = make_args(points, feats, cams, near_eps, reduce);
     const auto device = points.device();
@@ -88,16 +87,14 @@ std::vector<torch::Tensor> gather_backward(torch::Tensor g_out, torch::Tensor g_
     }
     auto g_feats = fixed ? torch::zeros_like(feats, feats.options().dtype(torch::kInt64)) : torch::zeros_like(feats);
     auto g_points = zeros_if(need_points, points.sizes(), points.options());
-    check_cuda(rfk::gather_backward(a, g_out.data_ptr<float>(), g_cam.numel() ? g_cam.data_ptr<float>() : nullptr,
-                                    reduce == rfk::kGatherMeanVar ? out.data_ptr<float>() : nullptr,
-                                    mask.data_ptr<uint8_t>(),
-                                    reduce == rfk::kGatherMax ? argmax.data_ptr<int32_t>() : nullptr,
-                                    fixed ? nullptr : g_feats.data_ptr<float>(),
-                                    fixed ? g_feats.data_ptr<int64_t>() : nullptr,
-                                    fixed ? fixed_scale.data_ptr<float>() : nullptr,
-                                    need_points ? g_points.data_ptr<float>() : nullptr,
-                                    stream()),
-               "gather_backward");
+    check_cuda(
+        rfk::gather_backward(a, g_out.data_ptr<float>(), g_cam.numel() ? g_cam.data_ptr<float>() : nullptr,
+                             reduce == rfk::kGatherMeanVar ? out.data_ptr<float>() : nullptr, mask.data_ptr<uint8_t>(),
+                             reduce == rfk::kGatherMax ? argmax.data_ptr<int32_t>() : nullptr,
+                             fixed ? nullptr : g_feats.data_ptr<float>(), fixed ? g_feats.data_ptr<int64_t>() : nullptr,
+                             fixed ? fixed_scale.data_ptr<float>() : nullptr,
+                             need_points ? g_points.data_ptr<float>() : nullptr, stream()),
+        "gather_backward");
     if (fixed) g_feats = g_feats.to(torch::kFloat64).div(fixed_scale.to(torch::kFloat64)).to(torch::kFloat32);
     return {g_feats, g_points};
 }

@@ -61,8 +61,7 @@ RFK_HD void load_corners(const float* __restrict__ f, const Footprint& fp, float
 // One lane of a point's team: channels lane, lane + team, ...; lane 0 also writes mask / cam_out.
 template <int REDUCE>
 RFK_HD void gather_forward_lane(const GatherArgs& a, int64_t point, int lane, int team, float* __restrict__ out,
-                                uint8_t* __restrict__ mask, float* __restrict__ cam_out,
-                                int32_t* __restrict__ argmax) {
+                                uint8_t* __restrict__ mask, float* __restrict__ cam_out, int32_t* __restrict__ argmax) {
     const int64_t b = point / a.n_points;
     const int V = a.views, C = a.channels, H = a.height, W = a.width;
     const int64_t plane = static_cast<int64_t>(H) * W * C;
@@ -287,13 +286,13 @@ cudaError_t gather_backward(const GatherArgs& a, const float* g_out, const float
     const int64_t threads = a.batch * a.n_points * team;
     if (threads == 0) return cudaSuccess;
     const dim3 grid(num_blocks(threads)), block(kThreads);
-#define RFK_GATHER_BWD(R)                                                                                \
-    if (g_fixed)                                                                                         \
-        gather_bwd_kernel<R, true><<<grid, block, 0, stream>>>(a, team, g_out, g_cam, out, mask, argmax,  \
-                                                               g_feat, g_fixed, fixed_scale, g_points);   \
-    else                                                                                                 \
-        gather_bwd_kernel<R, false><<<grid, block, 0, stream>>>(a, team, g_out, g_cam, out, mask, argmax, \
-                                                                g_feat, g_fixed, fixed_scale, g_points)
+#define RFK_GATHER_BWD(R)                                                                                         \
+    if (g_fixed)                                                                                                  \
+        gather_bwd_kernel<R, true><<<grid, block, 0, stream>>>(a, team, g_out, g_cam, out, mask, argmax, g_feat,  \
+                                                               g_fixed, fixed_scale, g_points);                   \
+    else                                                                                                          \
+        gather_bwd_kernel<R, false><<<grid, block, 0, stream>>>(a, team, g_out, g_cam, out, mask, argmax, g_feat, \
+                                                                g_fixed, fixed_scale, g_points)
     switch (a.reduce) {
         case kGatherNone: RFK_GATHER_BWD(kGatherNone); break;
         case kGatherMean: RFK_GATHER_BWD(kGatherMean); break;

@@ -14,8 +14,7 @@ using namespace rfk::bind;
 rfk::HashGridArgs make_args(const torch::Tensor& points, const torch::Tensor& params, const torch::Tensor& scales,
                             const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes,
                             const std::vector<double>& level_scales, const std::vector<int64_t>& strides,
-                            const std::vector<int64_t>& hashed, int64_t n_features, bool smoothstep,
-                            double aa_z_max) {
+                            const std::vector<int64_t>& hashed, int64_t n_features, bool smoothstep, double aa_z_max) {
     const auto device = points.device();
     check_f32(points, "points", device);
     TORCH_CHECK(points.dim() == 2 && points.size(1) >= 1 && points.size(1) <= rfk::kHashGridMaxDims,
@@ -51,8 +50,8 @@ rfk::HashGridArgs make_args(const torch::Tensor& points, const torch::Tensor& pa
     a.aa_z_max = static_cast<float>(aa_z_max);
     int64_t n_rows = params.numel() / n_features;
     for (int64_t l = 0; l < L; ++l) {
-        TORCH_CHECK(sizes[l] >= 1 && offsets[l] >= 0 && offsets[l] + sizes[l] <= n_rows,
-                    "level ", l, " lies outside params");
+        TORCH_CHECK(sizes[l] >= 1 && offsets[l] >= 0 && offsets[l] + sizes[l] <= n_rows, "level ", l,
+                    " lies outside params");
         rfk::set_level(a.levels, static_cast<int>(l), offsets[l], sizes[l], level_scales[l], hashed[l],
                        strides.data() + l * rfk::kHashGridMaxDims);
     }
@@ -67,8 +66,7 @@ torch::Tensor hashgrid_forward(torch::Tensor points, torch::Tensor params, torch
     const auto a = make_args(points, params, scales, offsets, sizes, level_scales, strides, hashed, n_features,
                              smoothstep, aa_z_max);
     auto out = torch::empty({a.n_points, a.n_levels * n_features}, points.options());
-    check_cuda(rfk::hashgrid_forward(a, out.data_ptr<float>(), stream()),
-               "hashgrid forward");
+    check_cuda(rfk::hashgrid_forward(a, out.data_ptr<float>(), stream()), "hashgrid forward");
     return out;
 }
 
@@ -77,8 +75,8 @@ std::vector<torch::Tensor> hashgrid_backward(torch::Tensor g_out, torch::Tensor 
                                              torch::Tensor scales, std::vector<int64_t> offsets,
                                              std::vector<int64_t> sizes, std::vector<double> level_scales,
                                              std::vector<int64_t> strides, std::vector<int64_t> hashed,
-                                             int64_t n_features, bool smoothstep, double aa_z_max,
-                                             bool need_points, bool need_params, bool need_scales) {
+                                             int64_t n_features, bool smoothstep, double aa_z_max, bool need_points,
+                                             bool need_params, bool need_scales) {
     const DeviceGuard guard(points.device());
     const auto a = make_args(points, params, scales, offsets, sizes, level_scales, strides, hashed, n_features,
                              smoothstep, aa_z_max);
@@ -92,8 +90,7 @@ std::vector<torch::Tensor> hashgrid_backward(torch::Tensor g_out, torch::Tensor 
     auto g_scales = zeros_if(need_scales, {a.n_points}, opts);
     check_cuda(rfk::hashgrid_backward(a, g_out.data_ptr<float>(), need_params ? g_table.data_ptr<float>() : nullptr,
                                       need_points ? g_points.data_ptr<float>() : nullptr,
-                                      need_scales ? g_scales.data_ptr<float>() : nullptr,
-                                      stream()),
+                                      need_scales ? g_scales.data_ptr<float>() : nullptr, stream()),
                "hashgrid backward");
     return {g_points, g_table, g_scales};
 }
@@ -121,14 +118,12 @@ std::vector<torch::Tensor> hashgrid_backward_levels(torch::Tensor g_out, torch::
     auto w = empty_if(need_params, {n_levels, a.n_points, C}, opts);
     auto px = empty_if(need_points, {n_levels, a.n_points, a.n_dims}, opts);
     auto ps = empty_if(need_scales, {n_levels, a.n_points}, opts);
-    check_cuda(rfk::hashgrid_backward_levels(a, g_out.data_ptr<float>(), static_cast<int>(level_base),
-                                             static_cast<int>(n_levels),
-                                             need_params ? rows.data_ptr<int64_t>() : nullptr,
-                                             need_params ? w.data_ptr<float>() : nullptr,
-                                             need_points ? px.data_ptr<float>() : nullptr,
-                                             need_scales ? ps.data_ptr<float>() : nullptr,
-                                             stream()),
-               "hashgrid backward_levels");
+    check_cuda(
+        rfk::hashgrid_backward_levels(
+            a, g_out.data_ptr<float>(), static_cast<int>(level_base), static_cast<int>(n_levels),
+            need_params ? rows.data_ptr<int64_t>() : nullptr, need_params ? w.data_ptr<float>() : nullptr,
+            need_points ? px.data_ptr<float>() : nullptr, need_scales ? ps.data_ptr<float>() : nullptr, stream()),
+        "hashgrid backward_levels");
     return {rows, w, px, ps};
 }
 
@@ -159,8 +154,7 @@ std::vector<torch::Tensor> hashgrid_double_backward(torch::Tensor tangent, torch
                                              need_g_out ? gg_out.data_ptr<float>() : nullptr,
                                              need_params ? g_table.data_ptr<float>() : nullptr,
                                              need_points ? g_points.data_ptr<float>() : nullptr,
-                                             need_scales ? g_scales.data_ptr<float>() : nullptr,
-                                             stream()),
+                                             need_scales ? g_scales.data_ptr<float>() : nullptr, stream()),
                "hashgrid double_backward");
     return {gg_out, g_points, g_table, g_scales};
 }

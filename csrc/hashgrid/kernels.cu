@@ -69,8 +69,7 @@ struct Cell {
     float w1[D], dw[D], ddw[D];
     RFK_HD Cell(const HashGridArgs& a, int64_t i, float scale) {
 #pragma unroll
-        for (int d = 0; d < D; ++d)
-            locate(a.points[i * D + d], scale, a.smoothstep, cell[d], w1[d], dw[d], ddw[d]);
+        for (int d = 0; d < D; ++d) locate(a.points[i * D + d], scale, a.smoothstep, cell[d], w1[d], dw[d], ddw[d]);
     }
     // Corner c: its vertex, its weight, and the per-axis factors of the weight.
     RFK_HD float corner(int c, uint32_t (&v)[D], float (&f)[D]) const {

@@ -28,9 +28,9 @@ torch::Tensor sample_pdf(torch::Tensor bins, torch::Tensor weights, torch::Tenso
     a.jitter = nullptr;
     if (jitter.numel()) {
         check_f32(jitter, "jitter", device);
-        TORCH_CHECK(jitter.dim() == 2 && jitter.size(0) == n_rays &&
-                        (jitter.size(1) == 1 || jitter.size(1) == n_samples),
-                    "jitter must be [R, 1] or [R, n_samples]");
+        TORCH_CHECK(
+            jitter.dim() == 2 && jitter.size(0) == n_rays && (jitter.size(1) == 1 || jitter.size(1) == n_samples),
+            "jitter must be [R, 1] or [R, n_samples]");
         a.jitter = jitter.data_ptr<float>();
         a.jitter_mode = jitter.size(1) == 1 ? 1 : 2;
     }
@@ -95,8 +95,7 @@ std::vector<torch::Tensor> interlevel_forward(torch::Tensor t, torch::Tensor w, 
     auto loss = torch::empty({a.n_rays}, t.options());
     auto dwp = torch::empty({a.blur ? wp.numel() : 0}, wp.options());
     check_cuda(rfk::interlevel_forward(a, cy.data_ptr<double>(), a.blur ? g.data_ptr<double>() : nullptr,
-                                       loss.data_ptr<float>(), a.blur ? dwp.data_ptr<float>() : nullptr,
-                                       stream()),
+                                       loss.data_ptr<float>(), a.blur ? dwp.data_ptr<float>() : nullptr, stream()),
                "sampling interlevel_forward");
     return {loss, dwp};
 }

@@ -181,8 +181,8 @@ cudaError_t interlevel_forward(const InterlevelArgs& a, double* cy, double* g, f
     return last_launch_error();
 }
 
-cudaError_t interlevel_outer_backward(const InterlevelArgs& a, const float* g_loss, double* cy, double* u,
-                                      float* g_wp, cudaStream_t stream) {
+cudaError_t interlevel_outer_backward(const InterlevelArgs& a, const float* g_loss, double* cy, double* u, float* g_wp,
+                                      cudaStream_t stream) {
     if (a.n_rays == 0) return cudaSuccess;
     const unsigned int blocks = num_blocks(a.n_rays);
     prefix_kernel<<<blocks, kThreads, 0, stream>>>(a.tp, a.wp, a.offp, a.n_rays, false, cy, nullptr);

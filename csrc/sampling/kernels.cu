@@ -86,9 +86,7 @@ RFK_HD void knot_cdf_ray(const SampleArgs& a, int64_t ray, const float* __restri
 // Inverse CDF at u_k = (k + j) / n.
 RFK_HD float sample_at(const SampleArgs& a, int64_t ray, int k, const RaySpan& s, const float* __restrict__ cdf,
                        const float* __restrict__ kx, const float* __restrict__ kp, const float* __restrict__ kf) {
-    const float jit = a.jitter_mode == 0 ? 0.5f
-                      : a.jitter_mode == 1 ? a.jitter[ray]
-                                           : a.jitter[ray * a.n_samples + k];
+    const float jit = a.jitter_mode == 0 ? 0.5f : a.jitter_mode == 1 ? a.jitter[ray] : a.jitter[ray * a.n_samples + k];
     const float u = (static_cast<float>(k) + jit) / static_cast<float>(a.n_samples);
     const float* t = a.bins + s.edge;
     if (a.blur) {

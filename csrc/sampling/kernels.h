@@ -46,7 +46,7 @@ cudaError_t interlevel_forward(const InterlevelArgs& a, double* cy, double* g, f
 
 // Outer loss backward. Scratch: cy [Np + R] float64, u [Np] float64 zero-initialized by the caller.
 // Output: g_wp [Np].
-cudaError_t interlevel_outer_backward(const InterlevelArgs& a, const float* g_loss, double* cy, double* u,
-                                      float* g_wp, cudaStream_t stream);
+cudaError_t interlevel_outer_backward(const InterlevelArgs& a, const float* g_loss, double* cy, double* u, float* g_wp,
+                                      cudaStream_t stream);
 
 }  // namespace rfk

@@ -10,8 +10,8 @@ namespace {
 using namespace rfk::bind;
 
 rfk::CompositeArgs make_args(const torch::Tensor& sigmas, const torch::Tensor& deltas, const torch::Tensor& tmids,
-                             const torch::Tensor& colors, const torch::Tensor& offsets, int64_t channels,
-                             double eps, double tau_max) {
+                             const torch::Tensor& colors, const torch::Tensor& offsets, int64_t channels, double eps,
+                             double tau_max) {
     const auto device = sigmas.device();
     check_f32(sigmas, "sigmas", device);
     const int64_t N = sigmas.numel();
@@ -38,8 +38,8 @@ rfk::CompositeArgs make_args(const torch::Tensor& sigmas, const torch::Tensor& d
 }
 
 std::vector<torch::Tensor> composite_forward(torch::Tensor sigmas, torch::Tensor deltas, torch::Tensor tmids,
-                                             torch::Tensor colors, torch::Tensor offsets, int64_t channels,
-                                             double eps, double tau_max) {
+                                             torch::Tensor colors, torch::Tensor offsets, int64_t channels, double eps,
+                                             double tau_max) {
     const DeviceGuard guard(sigmas.device());
     const auto a = make_args(sigmas, deltas, tmids, colors, offsets, channels, eps, tau_max);
     auto rgb = torch::empty({a.n_rays, channels}, sigmas.options());
@@ -48,8 +48,7 @@ std::vector<torch::Tensor> composite_forward(torch::Tensor sigmas, torch::Tensor
     auto weights = torch::empty_like(sigmas);
     auto trans = torch::empty_like(sigmas);
     check_cuda(rfk::composite_forward(a, rgb.data_ptr<float>(), depth.data_ptr<float>(), opacity.data_ptr<float>(),
-                                      weights.data_ptr<float>(), trans.data_ptr<float>(),
-                                      stream()),
+                                      weights.data_ptr<float>(), trans.data_ptr<float>(), stream()),
                "volrend composite_forward");
     return {rgb, depth, opacity, weights, trans};
 }
@@ -77,14 +76,13 @@ std::vector<torch::Tensor> composite_backward(torch::Tensor g_rgb, torch::Tensor
     auto g_deltas = torch::empty_like(deltas);
     auto g_tmids = torch::empty_like(tmids);
     auto g_colors = torch::empty_like(colors);
-    check_cuda(rfk::composite_backward(a, channels > 0 ? g_rgb.data_ptr<float>() : nullptr, g_depth.data_ptr<float>(),
-                                       g_opacity.data_ptr<float>(), opt_ptr(g_weights), opt_ptr(g_trans),
-                                       channels > 0 ? rgb.data_ptr<float>() : nullptr, depth.data_ptr<float>(),
-                                       opacity.data_ptr<float>(), g_sigmas.data_ptr<float>(),
-                                       g_deltas.data_ptr<float>(), opt_mut_ptr(g_tmids),
-                                       channels > 0 ? g_colors.data_ptr<float>() : nullptr,
-                                       stream()),
-               "volrend composite_backward");
+    check_cuda(
+        rfk::composite_backward(a, channels > 0 ? g_rgb.data_ptr<float>() : nullptr, g_depth.data_ptr<float>(),
+                                g_opacity.data_ptr<float>(), opt_ptr(g_weights), opt_ptr(g_trans),
+                                channels > 0 ? rgb.data_ptr<float>() : nullptr, depth.data_ptr<float>(),
+                                opacity.data_ptr<float>(), g_sigmas.data_ptr<float>(), g_deltas.data_ptr<float>(),
+                                opt_mut_ptr(g_tmids), channels > 0 ? g_colors.data_ptr<float>() : nullptr, stream()),
+        "volrend composite_backward");
     return {g_sigmas, g_deltas, g_tmids, g_colors};
 }
 
@@ -98,8 +96,7 @@ torch::Tensor distortion_forward(torch::Tensor weights, torch::Tensor tmids, tor
     const int64_t n_rays = check_offsets(offsets, "offsets", device);
     auto loss = torch::empty({n_rays}, weights.options());
     check_cuda(rfk::distortion_forward(weights.data_ptr<float>(), tmids.data_ptr<float>(), deltas.data_ptr<float>(),
-                                       offsets.data_ptr<int64_t>(), n_rays, loss.data_ptr<float>(),
-                                       stream()),
+                                       offsets.data_ptr<int64_t>(), n_rays, loss.data_ptr<float>(), stream()),
                "volrend distortion_forward");
     return loss;
 }
@@ -118,8 +115,7 @@ std::vector<torch::Tensor> distortion_backward(torch::Tensor g_loss, torch::Tens
     auto g_d = torch::empty_like(deltas);
     check_cuda(rfk::distortion_backward(g_loss.data_ptr<float>(), weights.data_ptr<float>(), tmids.data_ptr<float>(),
                                         deltas.data_ptr<float>(), offsets.data_ptr<int64_t>(), n_rays,
-                                        g_w.data_ptr<float>(), g_m.data_ptr<float>(), g_d.data_ptr<float>(),
-                                        stream()),
+                                        g_w.data_ptr<float>(), g_m.data_ptr<float>(), g_d.data_ptr<float>(), stream()),
                "volrend distortion_backward");
     return {g_w, g_m, g_d};
 }

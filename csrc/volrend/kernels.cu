@@ -25,8 +25,8 @@ RFK_HD float mul0(float a, float b) { return (a == 0.f || b == 0.f) ? 0.f : a * 
 // Sweeps the ray once per chunk of 4 channels (one sweep for C <= 4), keeping the colour sums in
 // registers; the per-sample outputs are written during the first sweep.
 RFK_HD void composite_forward_ray(const CompositeArgs& a, int64_t ray, float* __restrict__ rgb,
-                                  float* __restrict__ depth, float* __restrict__ opacity,
-                                  float* __restrict__ weight, float* __restrict__ trans_out) {
+                                  float* __restrict__ depth, float* __restrict__ opacity, float* __restrict__ weight,
+                                  float* __restrict__ trans_out) {
     const int64_t start = a.offsets[ray], end = a.offsets[ray + 1];
     // All C columns of rgb are written (zeros for empty rays). color may be null with C > 0 only when
     // there are no samples at all (N = 0: empty colors map to a null pointer), so it is never read then.
@@ -158,10 +158,10 @@ __global__ void composite_fwd_kernel(CompositeArgs a, float* rgb, float* depth, 
     if (ray < a.n_rays) composite_forward_ray(a, ray, rgb, depth, opacity, weight, trans);
 }
 
-__global__ void composite_bwd_kernel(CompositeArgs a, const float* g_rgb, const float* g_depth,
-                                     const float* g_opacity, const float* g_weight, const float* g_trans,
-                                     const float* rgb, const float* depth, const float* opacity, float* g_sigma,
-                                     float* g_delta, float* g_tmid, float* g_color) {
+__global__ void composite_bwd_kernel(CompositeArgs a, const float* g_rgb, const float* g_depth, const float* g_opacity,
+                                     const float* g_weight, const float* g_trans, const float* rgb, const float* depth,
+                                     const float* opacity, float* g_sigma, float* g_delta, float* g_tmid,
+                                     float* g_color) {
     const int64_t ray = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
     if (ray < a.n_rays)
         composite_backward_ray(a, ray, g_rgb, g_depth, g_opacity, g_weight, g_trans, rgb, depth, opacity, g_sigma,
@@ -185,21 +185,21 @@ cudaError_t composite_forward(const CompositeArgs& a, float* rgb, float* depth, 
     return cudaGetLastError();
 }
 
-cudaError_t composite_backward(const CompositeArgs& a, const float* g_rgb, const float* g_depth,
-                               const float* g_opacity, const float* g_weight, const float* g_trans,
-                               const float* rgb, const float* depth, const float* opacity, float* g_sigma,
-                               float* g_delta, float* g_tmid, float* g_color, cudaStream_t stream) {
+cudaError_t composite_backward(const CompositeArgs& a, const float* g_rgb, const float* g_depth, const float* g_opacity,
+                               const float* g_weight, const float* g_trans, const float* rgb, const float* depth,
+                               const float* opacity, float* g_sigma, float* g_delta, float* g_tmid, float* g_color,
+                               cudaStream_t stream) {
     if (a.n_rays == 0) return cudaSuccess;
     composite_bwd_kernel<<<num_blocks(a.n_rays), kThreads, 0, stream>>>(
         a, g_rgb, g_depth, g_opacity, g_weight, g_trans, rgb, depth, opacity, g_sigma, g_delta, g_tmid, g_color);
     return cudaGetLastError();
 }
 
-cudaError_t distortion_forward(const float* w, const float* m, const float* d, const int64_t* offsets,
-                               int64_t n_rays, float* loss, cudaStream_t stream) {
+cudaError_t distortion_forward(const float* w, const float* m, const float* d, const int64_t* offsets, int64_t n_rays,
+                               float* loss, cudaStream_t stream) {
     if (n_rays == 0) return cudaSuccess;
     distortion_kernel<false><<<num_blocks(n_rays), kThreads, 0, stream>>>(w, m, d, offsets, n_rays, loss, nullptr,
-                                                                           nullptr, nullptr, nullptr);
+                                                                          nullptr, nullptr, nullptr);
     return cudaGetLastError();
 }
 
@@ -207,8 +207,8 @@ cudaError_t distortion_backward(const float* g_loss, const float* w, const float
                                 const int64_t* offsets, int64_t n_rays, float* g_w, float* g_m, float* g_d,
                                 cudaStream_t stream) {
     if (n_rays == 0) return cudaSuccess;
-    distortion_kernel<true><<<num_blocks(n_rays), kThreads, 0, stream>>>(w, m, d, offsets, n_rays, nullptr, g_loss,
-                                                                          g_w, g_m, g_d);
+    distortion_kernel<true>
+        <<<num_blocks(n_rays), kThreads, 0, stream>>>(w, m, d, offsets, n_rays, nullptr, g_loss, g_w, g_m, g_d);
     return cudaGetLastError();
 }
 

@@ -19,23 +19,22 @@ struct CompositeArgs {
 };
 
 // Outputs: rgb [R, C], depth [R], opacity [R], weight [N], trans [N].
-cudaError_t composite_forward(const CompositeArgs& a, float* rgb, float* depth, float* opacity,
-                              float* weight, float* trans, cudaStream_t stream);
+cudaError_t composite_forward(const CompositeArgs& a, float* rgb, float* depth, float* opacity, float* weight,
+                              float* trans, cudaStream_t stream);
 
 // Inputs: grads of the outputs (g_rgb [R, C] or null, g_depth [R], g_opacity [R], g_weight [N] or
 // null, g_trans [N] or null) and the saved outputs rgb/depth/opacity. Outputs: g_sigma, g_delta
 // [N], g_tmid [N] (if tmid), g_color [N, C] (if color).
-cudaError_t composite_backward(const CompositeArgs& a, const float* g_rgb, const float* g_depth,
-                               const float* g_opacity, const float* g_weight, const float* g_trans,
-                               const float* rgb, const float* depth, const float* opacity,
-                               float* g_sigma, float* g_delta, float* g_tmid, float* g_color,
+cudaError_t composite_backward(const CompositeArgs& a, const float* g_rgb, const float* g_depth, const float* g_opacity,
+                               const float* g_weight, const float* g_trans, const float* rgb, const float* depth,
+                               const float* opacity, float* g_sigma, float* g_delta, float* g_tmid, float* g_color,
                                cudaStream_t stream);
 
 // Distortion loss per ray (loss [R]) and its backward (g_w, g_m, g_d [N]).
-cudaError_t distortion_forward(const float* w, const float* m, const float* d, const int64_t* offsets,
-                               int64_t n_rays, float* loss, cudaStream_t stream);
+cudaError_t distortion_forward(const float* w, const float* m, const float* d, const int64_t* offsets, int64_t n_rays,
+                               float* loss, cudaStream_t stream);
 cudaError_t distortion_backward(const float* g_loss, const float* w, const float* m, const float* d,
-                                const int64_t* offsets, int64_t n_rays, float* g_w, float* g_m,
-                                float* g_d, cudaStream_t stream);
+                                const int64_t* offsets, int64_t n_rays, float* g_w, float* g_m, float* g_d,
+                                cudaStream_t stream);
 
 }  // namespace rfk

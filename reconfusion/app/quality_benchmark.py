@@ -14,6 +14,7 @@ use DietNeRF's 8-view training ids (the first N of them); test views are the off
 when loaded, else every 8th train-split image not among those 8 ids. Other scenes: every 8th image
 held out, N training views by farthest-point sampling of the camera centres.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,12 +69,16 @@ def blender_split(scene, n_views: int):
         s = select_views(scene, n_views=n_views, strategy="farthest")
         return s.train_ids, s.test_ids, "blender: every 8th held out, farthest-point training views"
     if n_views > len(DIETNERF_BLENDER_IDS):
-        raise BenchmarkError(f"--views {n_views}: the Blender few-view split has {len(DIETNERF_BLENDER_IDS)} "
-                             "training views at most")
+        raise BenchmarkError(
+            f"--views {n_views}: the Blender few-view split has {len(DIETNERF_BLENDER_IDS)} training views at most"
+        )
     train = sorted(DIETNERF_BLENDER_IDS[:n_views])
     test = scene.test_ids or [i for i in range(0, scene.n_images, 8) if i not in DIETNERF_BLENDER_IDS]
-    name = "blender: DietNeRF 8-view ids " + ("(first N), official test split" if scene.test_ids else
-                                               "(first N), every 8th train image not among them held out")
+    name = "blender: DietNeRF 8-view ids " + (
+        "(first N), official test split"
+        if scene.test_ids
+        else "(first N), every 8th train image not among them held out"
+    )
     return train, sorted(test), name
 
 
@@ -107,10 +112,19 @@ def settings(cfg, device: str, threads: int) -> dict:
     from .. import __version__
 
     return {
-        "preset": cfg.preset, "iterations": cfg.iterations, "batch_rays": cfg.batch_rays, "seed": cfg.seed,
-        "config": json.loads(cfg.to_json()), "device": str(device), "threads": threads or torch.get_num_threads(),
-        "versions": {"reconfusion": __version__, "rfkernels": rfkernels.__version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
+        "preset": cfg.preset,
+        "iterations": cfg.iterations,
+        "batch_rays": cfg.batch_rays,
+        "seed": cfg.seed,
+        "config": json.loads(cfg.to_json()),
+        "device": str(device),
+        "threads": threads or torch.get_num_threads(),
+        "versions": {
+            "reconfusion": __version__,
+            "rfkernels": rfkernels.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
         "backend": cfg.backend or rfkernels.get_backend(),  # every op's backend
     }
 
@@ -119,8 +133,7 @@ def _same_settings(a: dict, b: dict) -> bool:
     return all(a.get(k) == b.get(k) for k in ("preset", "iterations", "batch_rays", "seed", "config"))
 
 
-def run_pair(path: str, n_views: int, cfg, out_dir: str, device, lpips: str | None, quiet: bool,
-             sett: dict) -> dict:
+def run_pair(path: str, n_views: int, cfg, out_dir: str, device, lpips: str | None, quiet: bool, sett: dict) -> dict:
     """Reconstruct + evaluate one pair into ``out_dir`` (or reuse its finished result)."""
 
     res_path = os.path.join(out_dir, "results.json")
@@ -143,8 +156,14 @@ def run_pair(path: str, n_views: int, cfg, out_dir: str, device, lpips: str | No
             raise BenchmarkError(f"{out_dir} holds a checkpoint with other settings: use another --out")
     scene, info, split, fmt = load_pair(path, n_views)
     res = run_reconstruction(scene, info, cfg, out_dir, device, os.path.isfile(ckpt), lpips, False, 0, quiet)
-    res["benchmark"] = {"settings": sett, "split": split, "format": fmt, "n_views": n_views,
-                        "scene_path": path, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    res["benchmark"] = {
+        "settings": sett,
+        "split": split,
+        "format": fmt,
+        "n_views": n_views,
+        "scene_path": path,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     with open(res_path, "w") as f:
         json.dump(res, f, indent=2)
     res["reused"] = False
@@ -161,24 +180,50 @@ def summarize(results: list[dict], views: list[int], sett: dict) -> dict:
     rows = []
     for r in results:
         m = r["mean"]
-        rows.append({"scene": r["scene"], "views": r["benchmark"]["n_views"], "psnr": m["psnr"], "ssim": m["ssim"],
-                     "lpips": m.get("lpips"), "train_seconds": r.get("train_seconds"),
-                     "render_seconds": r.get("render_seconds"), "resolution": r["resolution"],
-                     "train_ids": r["train_ids"], "test_ids": r["test_ids"], "split": r["benchmark"]["split"],
-                     "format": r["benchmark"]["format"], "reused": r.get("reused", False)})
+        rows.append(
+            {
+                "scene": r["scene"],
+                "views": r["benchmark"]["n_views"],
+                "psnr": m["psnr"],
+                "ssim": m["ssim"],
+                "lpips": m.get("lpips"),
+                "train_seconds": r.get("train_seconds"),
+                "render_seconds": r.get("render_seconds"),
+                "resolution": r["resolution"],
+                "train_ids": r["train_ids"],
+                "test_ids": r["test_ids"],
+                "split": r["benchmark"]["split"],
+                "format": r["benchmark"]["format"],
+                "reused": r.get("reused", False),
+            }
+        )
     mean = {}
     for n in views:
         sel = [row for row in rows if row["views"] == n]
         if sel:
-            mean[str(n)] = {k: (None if any(s[k] is None for s in sel) else sum(s[k] for s in sel) / len(sel))
-                            for k in METRICS + ("train_seconds", "render_seconds")}
+            mean[str(n)] = {
+                k: (None if any(s[k] is None for s in sel) else sum(s[k] for s in sel) / len(sel))
+                for k in METRICS + ("train_seconds", "render_seconds")
+            }
             mean[str(n)]["n_scenes"] = len(sel)
     llff = bool(rows) and all(row["format"] == "llff" for row in rows)
-    published = {"llff_3view_psnr": PUBLISHED_LLFF_3VIEW_PSNR,
-                 "source": "ReconFusion (arXiv 2312.02981), Table 1: means over the 8 LLFF scenes"} if llff else None
-    return {"settings": sett, "views": views, "pairs": rows, "mean": mean, "published": published,
-            "scenes": sorted({row["scene"] for row in rows}),
-            "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    published = (
+        {
+            "llff_3view_psnr": PUBLISHED_LLFF_3VIEW_PSNR,
+            "source": "ReconFusion (arXiv 2312.02981), Table 1: means over the 8 LLFF scenes",
+        }
+        if llff
+        else None
+    )
+    return {
+        "settings": sett,
+        "views": views,
+        "pairs": rows,
+        "mean": mean,
+        "published": published,
+        "scenes": sorted({row["scene"] for row in rows}),
+        "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def markdown(summary: dict) -> str:
@@ -187,8 +232,12 @@ def markdown(summary: dict) -> str:
     scenes = summary["scenes"]
     head = "| Method | " + " | ".join(f"{n}-view PSNR↑ | SSIM↑ | LPIPS↓" for n in views) + " |"
     sep = "|---|" + "---:|" * (3 * len(views))
-    lines = [f"### Few-view benchmark: {', '.join(scenes)} ({len(scenes)} scene{'s' * (len(scenes) != 1)})", "",
-             head, sep]
+    lines = [
+        f"### Few-view benchmark: {', '.join(scenes)} ({len(scenes)} scene{'s' * (len(scenes) != 1)})",
+        "",
+        head,
+        sep,
+    ]
     if summary["published"]:
         for method, v in summary["published"]["llff_3view_psnr"].items():
             cells = [(f"{v:.2f}" if n == 3 else "–") + " | – | –" for n in views]
@@ -196,32 +245,57 @@ def markdown(summary: dict) -> str:
     ours = []
     for n in views:
         m = summary["mean"].get(str(n))
-        ours.append("– | – | –" if m is None else f"{_fmt(m['psnr'], 2)} | {_fmt(m['ssim'], 3)} | {_fmt(m['lpips'], 3)}")
-    lines.append(f"| ours, `{s['preset']}` {s['iterations']} it., no prior (mean of {', '.join(scenes)}) | "
-                 + " | ".join(ours) + " |")
-    lines += ["", "Per scene:", "", "| Scene | " + " | ".join(f"{n}-view PSNR↑ | SSIM↑ | LPIPS↓" for n in views) + " |",
-              sep]
+        ours.append(
+            "– | – | –" if m is None else f"{_fmt(m['psnr'], 2)} | {_fmt(m['ssim'], 3)} | {_fmt(m['lpips'], 3)}"
+        )
+    lines.append(
+        f"| ours, `{s['preset']}` {s['iterations']} it., no prior (mean of {', '.join(scenes)}) | "
+        + " | ".join(ours)
+        + " |"
+    )
+    lines += [
+        "",
+        "Per scene:",
+        "",
+        "| Scene | " + " | ".join(f"{n}-view PSNR↑ | SSIM↑ | LPIPS↓" for n in views) + " |",
+        sep,
+    ]
     for sc in scenes:
         cells = []
         for n in views:
             r = next((row for row in rows if row["scene"] == sc and row["views"] == n), None)
-            cells.append("– | – | –" if r is None else
-                         f"{_fmt(r['psnr'], 2)} | {_fmt(r['ssim'], 3)} | {_fmt(r['lpips'], 3)}")
+            cells.append(
+                "– | – | –" if r is None else f"{_fmt(r['psnr'], 2)} | {_fmt(r['ssim'], 3)} | {_fmt(r['lpips'], 3)}"
+            )
         lines.append(f"| {sc} | " + " | ".join(cells) + " |")
-    lines += ["", "| Scene | Views | Resolution | Train views | Test views | Train s | Render s | Split |",
-              "|---|---:|---|---|---|---:|---:|---|"]
+    lines += [
+        "",
+        "| Scene | Views | Resolution | Train views | Test views | Train s | Render s | Split |",
+        "|---|---:|---|---|---|---:|---:|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['scene']} | {r['views']} | {r['resolution'][0]}x{r['resolution'][1]} | {r['train_ids']} | "
-                     f"{r['test_ids']} | {_fmt(r['train_seconds'], 0)} | {_fmt(r['render_seconds'], 0)} | {r['split']} |")
+        lines.append(
+            f"| {r['scene']} | {r['views']} | {r['resolution'][0]}x{r['resolution'][1]} | {r['train_ids']} | "
+            f"{r['test_ids']} | {_fmt(r['train_seconds'], 0)} | {_fmt(r['render_seconds'], 0)} | {r['split']} |"
+        )
     v = s["versions"]
-    lines += ["", f"Settings: preset `{s['preset']}`, {s['iterations']} iterations x {s['batch_rays']} rays, seed "
-              f"{s['seed']}, device {s['device']}, {s['threads']} thread(s), rfkernels backend `{s['backend']}`; "
-              f"reconfusion {v['reconfusion']}, rfkernels {v['rfkernels']}, torch {v['torch']}, Python {v['python']}. "
-              "LPIPS: " + ("computed from local weights." if all(r["lpips"] is not None for r in rows) else
-                           "n/a (no local weights given; nothing is downloaded).")]
+    lines += [
+        "",
+        f"Settings: preset `{s['preset']}`, {s['iterations']} iterations x {s['batch_rays']} rays, seed "
+        f"{s['seed']}, device {s['device']}, {s['threads']} thread(s), rfkernels backend `{s['backend']}`; "
+        f"reconfusion {v['reconfusion']}, rfkernels {v['rfkernels']}, torch {v['torch']}, Python {v['python']}. "
+        "LPIPS: "
+        + (
+            "computed from local weights."
+            if all(r["lpips"] is not None for r in rows)
+            else "n/a (no local weights given; nothing is downloaded)."
+        ),
+    ]
     if summary["published"]:
-        lines.append("Published rows: " + summary["published"]["source"] + "; they cover all 8 LLFF scenes, "
-                     "ours only the scenes listed, so the means are not directly comparable.")
+        lines.append(
+            "Published rows: " + summary["published"]["source"] + "; they cover all 8 LLFF scenes, "
+            "ours only the scenes listed, so the means are not directly comparable."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -237,7 +311,6 @@ def write_tables(summary: dict, out: str) -> tuple[str, str]:
 # ------------------------------------------------------------------------------------ command
 def run(a) -> int:
     from tqdm import tqdm
-
 
     views = parse_views(a.views)
     paths = [resolve_scene(s) for s in a.scenes]
@@ -268,8 +341,11 @@ def add_parser(sub):
     """The ``benchmark`` subcommand's parser (the caller adds the shared ``--set``)."""
     from ..config import BACKENDS
 
-    b = sub.add_parser("benchmark", help="few-view quality benchmark: every (scene, views) pair, then a PSNR/SSIM "
-                       "table (kernel speed is `python -m benchmarks`)")
+    b = sub.add_parser(
+        "benchmark",
+        help="few-view quality benchmark: every (scene, views) pair, then a PSNR/SSIM "
+        "table (kernel speed is `python -m benchmarks`)",
+    )
     b.add_argument("scenes", nargs="+", help="scene folders (or names under ../shared/data / $RECONFUSION_DATA)")
     b.add_argument("--views", default="3,6,9", help="numbers of training views, e.g. 3,6,9")
     b.add_argument("--preset", default="tiny", help="tiny | base")
@@ -277,8 +353,12 @@ def add_parser(sub):
     b.add_argument("--batch-rays", type=int, default=None)
     b.add_argument("--out", default="benchmark", help="output folder (finished pairs in it are reused)")
     b.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
-    b.add_argument("--backend", default=None, choices=BACKENDS,
-                   help="rfkernels backend of every op (default: auto, or $RFKERNELS_BACKEND)")
+    b.add_argument(
+        "--backend",
+        default=None,
+        choices=BACKENDS,
+        help="rfkernels backend of every op (default: auto, or $RFKERNELS_BACKEND)",
+    )
     b.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     b.add_argument("--lpips-weights", default=None, help="local LPIPS weights (never downloaded)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -286,5 +366,18 @@ def add_parser(sub):
     return b
 
 
-__all__ = ["DIETNERF_BLENDER_IDS", "PUBLISHED_LLFF_3VIEW_PSNR", "BenchmarkError", "add_parser", "blender_split",
-           "load_pair", "markdown", "parse_views", "resolve_scene", "run", "run_pair", "summarize", "write_tables"]
+__all__ = [
+    "DIETNERF_BLENDER_IDS",
+    "PUBLISHED_LLFF_3VIEW_PSNR",
+    "BenchmarkError",
+    "add_parser",
+    "blender_split",
+    "load_pair",
+    "markdown",
+    "parse_views",
+    "resolve_scene",
+    "run",
+    "run_pair",
+    "summarize",
+    "write_tables",
+]

@@ -1,4 +1,5 @@
 """Scene loaders: every format returns one :class:`Scene`; :func:`load_scene` detects the format."""
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,10 @@ def detect_format(path: str) -> str:
             return "nerfstudio"
         if is_colmap(path):
             return "colmap"
-    raise DataError(f"unrecognized scene format at {path} (expected poses_bounds.npy, "
-                    "transforms_train.json, transforms.json, a COLMAP sparse model or a .npz bundle)")
+    raise DataError(
+        f"unrecognized scene format at {path} (expected poses_bounds.npy, "
+        "transforms_train.json, transforms.json, a COLMAP sparse model or a .npz bundle)"
+    )
 
 
 def load_scene(path: str, format: str = "auto", downscale: float = 1.0, **kwargs) -> Scene:
@@ -49,5 +52,17 @@ def load_scene(path: str, format: str = "auto", downscale: float = 1.0, **kwargs
     return load_npz(path, **kwargs)
 
 
-__all__ = ["DataError", "FORMATS", "Scene", "detect_format", "llff_protocol_ids", "load_blender", "load_colmap",
-           "load_llff", "load_nerfstudio", "load_npz", "load_scene", "select_views"]
+__all__ = [
+    "DataError",
+    "FORMATS",
+    "Scene",
+    "detect_format",
+    "llff_protocol_ids",
+    "load_blender",
+    "load_colmap",
+    "load_llff",
+    "load_nerfstudio",
+    "load_npz",
+    "load_scene",
+    "select_views",
+]

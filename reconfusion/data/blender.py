@@ -3,6 +3,7 @@
 RGBA images are composited on white (customary) or black. Focal from ``camera_angle_x``:
 ``0.5 * W / tan(0.5 * camera_angle_x)``. Bounds 2..6, scene inside [-1.5, 1.5]^3.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,13 +63,16 @@ def pose_matrix(value, where: str, shapes=((4, 4),)) -> np.ndarray:
     except (TypeError, ValueError):
         raise DataError(f"{where}: transform_matrix must be a matrix of numbers") from None
     if m.shape not in shapes:
-        raise DataError(f"{where}: transform_matrix must be {' or '.join('x'.join(map(str, s)) for s in shapes)}, "
-                        f"got {list(m.shape)}")
+        raise DataError(
+            f"{where}: transform_matrix must be {' or '.join('x'.join(map(str, s)) for s in shapes)}, "
+            f"got {list(m.shape)}"
+        )
     return m
 
 
-def load_blender(path: str, splits: tuple[str, ...] | None = None, white_background: bool = True,
-                 downscale: float = 1.0) -> Scene:
+def load_blender(
+    path: str, splits: tuple[str, ...] | None = None, white_background: bool = True, downscale: float = 1.0
+) -> Scene:
     """Load the given splits (default: all present); the ``test`` split, if loaded, is the test set."""
     present = [s for s in SPLITS if os.path.isfile(os.path.join(path, f"transforms_{s}.json"))]
     if not present:
@@ -103,8 +107,16 @@ def load_blender(path: str, splits: tuple[str, ...] | None = None, white_backgro
     check_cameras(np.stack(poses), intr.numpy(), path, names)
     test_ids = [i for i, s in enumerate(split_of) if s == "test"] if len(set(split_of)) > 1 else []
     return Scene(
-        images=images, c2w=torch.from_numpy(np.stack(poses)).float(), intrinsics=intr.float(),
-        near=2.0, far=6.0, space="box", background=bg, test_ids=test_ids,
-        bbox=torch.tensor([[-1.5] * 3, [1.5] * 3]), focus_depth=4.0,
-        name=os.path.basename(os.path.normpath(path)), image_names=names,
+        images=images,
+        c2w=torch.from_numpy(np.stack(poses)).float(),
+        intrinsics=intr.float(),
+        near=2.0,
+        far=6.0,
+        space="box",
+        background=bg,
+        test_ids=test_ids,
+        bbox=torch.tensor([[-1.5] * 3, [1.5] * 3]),
+        focus_depth=4.0,
+        name=os.path.basename(os.path.normpath(path)),
+        image_names=names,
     )

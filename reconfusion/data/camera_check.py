@@ -9,6 +9,7 @@ The pose may be camera-to-world or world-to-camera, in any axis convention: the 
 either is orthonormal. Loaders check world-to-camera matrices before inverting them, so a singular
 (e.g. all-zero) pose is an error naming the frame rather than a ``LinAlgError``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,11 +33,15 @@ def _pose_checks(poses: np.ndarray, source: str) -> list:
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.abs(np.einsum("nji,njk->nik", R, R) - np.eye(3)).max(axis=(1, 2))
         det = np.linalg.det(np.where(np.isfinite(R), R, 0.0))
-    checks = [(~np.isfinite(R).all(axis=(1, 2)), lambda i: "rotation has a non-finite (NaN/inf) value"),
-              (~np.isfinite(t).all(axis=1), lambda i: "translation has a non-finite (NaN/inf) value"),
-              (~(err <= ROTATION_TOLERANCE), lambda i: f"rotation is not orthonormal (max |RᵀR - I| = {err[i]:.3g}, "
-                                                       f"tolerance {ROTATION_TOLERANCE:g})"),
-              (det < 0, lambda i: "rotation is a reflection (determinant < 0)")]
+    checks = [
+        (~np.isfinite(R).all(axis=(1, 2)), lambda i: "rotation has a non-finite (NaN/inf) value"),
+        (~np.isfinite(t).all(axis=1), lambda i: "translation has a non-finite (NaN/inf) value"),
+        (
+            ~(err <= ROTATION_TOLERANCE),
+            lambda i: f"rotation is not orthonormal (max |RᵀR - I| = {err[i]:.3g}, tolerance {ROTATION_TOLERANCE:g})",
+        ),
+        (det < 0, lambda i: "rotation is a reflection (determinant < 0)"),
+    ]
     if poses.shape[1] == 4:
         bottom = ~np.all(poses[:, 3] == [0.0, 0.0, 0.0, 1.0], axis=1)
         checks.append((bottom, lambda i: f"last row must be [0, 0, 0, 1], got {poses[i, 3].tolist()}"))
@@ -58,8 +63,12 @@ def check_cameras(poses, intrinsics=None, source: str = "cameras", names=None, s
     if intrinsics is not None:
         k = np.asarray(intrinsics, dtype=np.float64).reshape(n or -1, 4)
         for j, field in enumerate(("focal length fx", "focal length fy")):
-            checks.append((~(np.isfinite(k[:, j]) & (k[:, j] > 0)),
-                           lambda i, j=j, field=field: f"{field} must be a finite number > 0, got {k[i, j]}"))
+            checks.append(
+                (
+                    ~(np.isfinite(k[:, j]) & (k[:, j] > 0)),
+                    lambda i, j=j, field=field: f"{field} must be a finite number > 0, got {k[i, j]}",
+                )
+            )
         for j, field in ((2, "principal point cx"), (3, "principal point cy")):
             checks.append((~np.isfinite(k[:, j]), lambda i, j=j, field=field: f"{field} must be finite, got {k[i, j]}"))
     if sizes is not None:

@@ -21,6 +21,7 @@ scale (object-centric, unbounded: bounds from the camera rig, see ``rig_bounds``
 on full frames: masks and depth maps are not read, and ``sequence_annotations.jgz`` is not needed
 (sequence names come with every frame).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -72,8 +73,9 @@ def viewpoint_to_w2c_opencv(R, T) -> np.ndarray:
     return m
 
 
-def index_co3d(category_dir: str, sequences: list[str] | None = None, root: str | None = None,
-               min_frames: int = 2) -> list[SceneIndex]:
+def index_co3d(
+    category_dir: str, sequences: list[str] | None = None, root: str | None = None, min_frames: int = 2
+) -> list[SceneIndex]:
     """One :class:`SceneIndex` per sequence of a CO3D category folder (frames sorted by number).
 
     ``root`` (default: the category folder's parent) is what ``image.path`` is relative to;
@@ -91,7 +93,9 @@ def index_co3d(category_dir: str, sequences: list[str] | None = None, root: str 
             raise DataError(f"{ann}: frame annotation {k} needs a string 'sequence_name', got {_short(name)}")
         number = fr.get("frame_number")
         if isinstance(number, bool) or not isinstance(number, int):
-            raise DataError(f"{ann}: frame annotation {k} ({name}) needs an integer 'frame_number', got {_short(number)}")
+            raise DataError(
+                f"{ann}: frame annotation {k} ({name}) needs an integer 'frame_number', got {_short(number)}"
+            )
         by_seq[name].append(fr)
     wanted = set(sequences) if sequences is not None else None
     if wanted is not None and wanted - set(by_seq):
@@ -107,9 +111,18 @@ def index_co3d(category_dir: str, sequences: list[str] | None = None, root: str 
         check_cameras(np.stack(w2c), intr, f"{ann}: {name}", [os.path.basename(p) for p in paths], sizes)
         c2w = w2c_opencv_to_c2w_opengl(np.stack(w2c))
         near, far = rig_bounds(c2w)
-        out.append(SceneIndex(c2w=c2w, intrinsics=torch.tensor(intr, dtype=torch.float32),
-                              sizes=torch.tensor(sizes), near=near, far=far, space="contract",
-                              image_paths=paths, name=f"{os.path.basename(os.path.normpath(category_dir))}/{name}"))
+        out.append(
+            SceneIndex(
+                c2w=c2w,
+                intrinsics=torch.tensor(intr, dtype=torch.float32),
+                sizes=torch.tensor(sizes),
+                near=near,
+                far=far,
+                space="contract",
+                image_paths=paths,
+                name=f"{os.path.basename(os.path.normpath(category_dir))}/{name}",
+            )
+        )
     if not out:
         raise DataError(f"{category_dir}: no sequence with >= {min_frames} frames")
     return out

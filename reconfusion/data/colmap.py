@@ -12,6 +12,7 @@ pinhole part is used: **non-zero distortion is rejected** with an error naming t
 ``colmap image_undistorter``, which writes PINHOLE cameras and undistorted images, and point the
 loader at its output). Fisheye and other models are rejected the same way.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,19 @@ from .index import SceneIndex, rig_bounds, w2c_opencv_to_c2w_opengl
 from .scene import DataError, Scene
 
 # model id -> (name, number of params, index of the first distortion param or None)
-CAMERA_MODELS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5),
-                 4: ("OPENCV", 8), 5: ("OPENCV_FISHEYE", 8), 6: ("FULL_OPENCV", 12), 7: ("FOV", 5),
-                 8: ("SIMPLE_RADIAL_FISHEYE", 4), 9: ("RADIAL_FISHEYE", 5), 10: ("THIN_PRISM_FISHEYE", 12)}
+CAMERA_MODELS = {
+    0: ("SIMPLE_PINHOLE", 3),
+    1: ("PINHOLE", 4),
+    2: ("SIMPLE_RADIAL", 4),
+    3: ("RADIAL", 5),
+    4: ("OPENCV", 8),
+    5: ("OPENCV_FISHEYE", 8),
+    6: ("FULL_OPENCV", 12),
+    7: ("FOV", 5),
+    8: ("SIMPLE_RADIAL_FISHEYE", 4),
+    9: ("RADIAL_FISHEYE", 5),
+    10: ("THIN_PRISM_FISHEYE", 12),
+}
 MODEL_IDS = {name: i for i, (name, _) in CAMERA_MODELS.items()}
 SUPPORTED = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 
@@ -36,8 +47,10 @@ def pinhole(model: str, params, camera_id: int = 0) -> tuple[float, float, float
     """``(fx, fy, cx, cy)`` of a COLMAP camera; non-zero distortion or another model -> DataError."""
     p = [float(v) for v in params]
     if model not in SUPPORTED:
-        raise DataError(f"COLMAP camera {camera_id}: model {model} is not supported (supported: "
-                        f"{', '.join(SUPPORTED)}); undistort with `colmap image_undistorter`")
+        raise DataError(
+            f"COLMAP camera {camera_id}: model {model} is not supported (supported: "
+            f"{', '.join(SUPPORTED)}); undistort with `colmap image_undistorter`"
+        )
     n = CAMERA_MODELS[MODEL_IDS[model]][1]
     if len(p) != n:
         raise DataError(f"COLMAP camera {camera_id}: {model} takes {n} params, got {len(p)}")
@@ -47,8 +60,10 @@ def pinhole(model: str, params, camera_id: int = 0) -> tuple[float, float, float
     else:
         fx, fy, cx, cy, dist = p[0], p[1], p[2], p[3], p[4:]
     if any(d != 0.0 for d in dist):
-        raise DataError(f"COLMAP camera {camera_id} ({model}) has lens distortion {dist}: distorted images are "
-                        "not supported; undistort them with `colmap image_undistorter` and load its output")
+        raise DataError(
+            f"COLMAP camera {camera_id} ({model}) has lens distortion {dist}: distorted images are "
+            "not supported; undistort them with `colmap image_undistorter` and load its output"
+        )
     return fx, fy, cx, cy
 
 
@@ -77,8 +92,15 @@ def read_images_text(path: str) -> list[tuple[int, np.ndarray, np.ndarray, int, 
             continue
         el = lines[i].split()
         try:
-            out.append((int(el[0]), np.array(el[1:5], dtype=np.float64), np.array(el[5:8], dtype=np.float64),
-                        int(el[8]), " ".join(el[9:])))
+            out.append(
+                (
+                    int(el[0]),
+                    np.array(el[1:5], dtype=np.float64),
+                    np.array(el[5:8], dtype=np.float64),
+                    int(el[8]),
+                    " ".join(el[9:]),
+                )
+            )
         except (IndexError, ValueError) as exc:
             raise DataError(f"{path}: bad image line {lines[i]!r}") from exc
     return out
@@ -113,7 +135,7 @@ class _Reader:
         if end < 0:
             raise DataError(f"{self.path}: truncated COLMAP binary file")
         try:
-            s = self.buf[self.pos: end].decode("utf-8")
+            s = self.buf[self.pos : end].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DataError(f"{self.path}: an image name at byte {self.pos} is not UTF-8 ({exc.reason})") from exc
         self.pos = end + 1
@@ -147,9 +169,13 @@ def read_images_binary(path: str) -> list[tuple[int, np.ndarray, np.ndarray, int
 def qvec_to_rotmat(q: np.ndarray) -> np.ndarray:
     """Unit quaternion (w, x, y, z) -> rotation ``[3, 3]``."""
     w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------------- layout
@@ -159,8 +185,10 @@ def find_model(path: str) -> str:
         d = os.path.join(path, sub)
         if all(any(os.path.isfile(os.path.join(d, f"{n}.{e}")) for e in ("bin", "txt")) for n in ("cameras", "images")):
             return d
-    raise DataError(f"no COLMAP model in {path} (looked for cameras.bin|txt + images.bin|txt in sparse/0, "
-                    "sparse and the folder itself)")
+    raise DataError(
+        f"no COLMAP model in {path} (looked for cameras.bin|txt + images.bin|txt in sparse/0, "
+        "sparse and the folder itself)"
+    )
 
 
 def model_file(model: str, name: str) -> str:
@@ -186,8 +214,9 @@ def index_colmap(path: str, images: str | None = None, space: str = "contract") 
     model = find_model(path)
     cam_file, img_file = model_file(model, "cameras"), model_file(model, "images")
     cams = (read_cameras_binary if cam_file.endswith(".bin") else read_cameras_text)(cam_file)
-    imgs = sorted((read_images_binary if img_file.endswith(".bin") else read_images_text)(img_file),
-                  key=lambda im: im[4])
+    imgs = sorted(
+        (read_images_binary if img_file.endswith(".bin") else read_images_text)(img_file), key=lambda im: im[4]
+    )
     if not imgs:
         raise DataError(f"{img_file}: the COLMAP model has no registered images")
     image_dir = images or os.path.join(path, "images")
@@ -210,13 +239,21 @@ def index_colmap(path: str, images: str | None = None, space: str = "contract") 
     check_cameras(np.stack(w2c), None, img_file, names)
     c2w = w2c_opencv_to_c2w_opengl(np.stack(w2c))
     near, far = rig_bounds(c2w)
-    return SceneIndex(c2w=c2w, intrinsics=torch.tensor(intr, dtype=torch.float32), sizes=torch.tensor(sizes),
-                      near=near, far=far, space=space, image_paths=paths,
-                      name=os.path.basename(os.path.normpath(path)))
+    return SceneIndex(
+        c2w=c2w,
+        intrinsics=torch.tensor(intr, dtype=torch.float32),
+        sizes=torch.tensor(sizes),
+        near=near,
+        far=far,
+        space=space,
+        image_paths=paths,
+        name=os.path.basename(os.path.normpath(path)),
+    )
 
 
-def load_colmap(path: str, downscale: float = 1.0, images: str | None = None, normalize: bool = True,
-                background: str = "learned") -> Scene:
+def load_colmap(
+    path: str, downscale: float = 1.0, images: str | None = None, normalize: bool = True, background: str = "learned"
+) -> Scene:
     """A COLMAP scene for reconstruction: as nerfstudio's loader, poses recentred and scaled to radius
     1, unbounded (contraction), ``near = 0.05``, ``far = 1000`` (``normalize=False`` keeps COLMAP's frame)."""
     from ..cameras import normalize_poses
@@ -230,5 +267,17 @@ def load_colmap(path: str, downscale: float = 1.0, images: str | None = None, no
     return scene.replace(image_names=[os.path.basename(p) for p in idx.image_paths])
 
 
-__all__ = ["CAMERA_MODELS", "SUPPORTED", "find_model", "index_colmap", "is_colmap", "load_colmap", "pinhole",
-           "qvec_to_rotmat", "read_cameras_binary", "read_cameras_text", "read_images_binary", "read_images_text"]
+__all__ = [
+    "CAMERA_MODELS",
+    "SUPPORTED",
+    "find_model",
+    "index_colmap",
+    "is_colmap",
+    "load_colmap",
+    "pinhole",
+    "qvec_to_rotmat",
+    "read_cameras_binary",
+    "read_cameras_text",
+    "read_images_binary",
+    "read_images_text",
+]

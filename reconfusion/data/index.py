@@ -6,6 +6,7 @@ first; :meth:`SceneIndex.read_image` decodes one view on demand (in ``DataLoader
 Cameras follow :class:`Scene`: OpenGL camera-to-world, intrinsics ``(fx, fy, cx, cy)`` in pixels of
 each view's own image (sizes may differ per view, as in CO3D), pixel centres at ``+0.5``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,18 +73,24 @@ class SceneIndex:
             raise DataError(f"{self.image_paths[i]} is {img.shape[1]}x{img.shape[0]}, its camera says {w}x{h}")
         return torch.from_numpy(np.ascontiguousarray(img)).float()
 
-    def subset(self, ids: list[int]) -> "SceneIndex":
+    def subset(self, ids: list[int]) -> SceneIndex:
         """The views ``ids`` only."""
         return dataclasses.replace(
-            self, c2w=self.c2w[ids], intrinsics=self.intrinsics[ids], sizes=self.sizes[ids],
+            self,
+            c2w=self.c2w[ids],
+            intrinsics=self.intrinsics[ids],
+            sizes=self.sizes[ids],
             image_paths=[self.image_paths[i] for i in ids] if self.images is None else [],
-            images=None if self.images is None else self.images[ids])
+            images=None if self.images is None else self.images[ids],
+        )
 
     def to_scene(self, downscale: float = 1.0) -> Scene:
         """Decode every view (all must share one size) -> :class:`Scene`."""
         if len({tuple(s.tolist()) for s in self.sizes}) > 1:
-            raise DataError(f"{self.name}: views have different image sizes; a Scene needs one size "
-                            "(use the streaming dataset, which crops each view itself)")
+            raise DataError(
+                f"{self.name}: views have different image sizes; a Scene needs one size "
+                "(use the streaming dataset, which crops each view itself)"
+            )
         intr = self.intrinsics.clone()
         imgs = []
         for i in range(len(self)):
@@ -96,18 +103,37 @@ class SceneIndex:
                 img = resize_image(img, w, h)
             imgs.append(torch.from_numpy(np.ascontiguousarray(img)))
         names = [str(p) for p in self.image_paths] or [f"{i:03d}" for i in range(len(self))]
-        return Scene(images=torch.stack(imgs).float(), c2w=self.c2w.float(), intrinsics=intr.float(), near=self.near,
-                     far=self.far, space=self.space, background=self.background, bbox=self.bbox,
-                     focus_depth=self.focus_depth, name=self.name, image_names=names)
+        return Scene(
+            images=torch.stack(imgs).float(),
+            c2w=self.c2w.float(),
+            intrinsics=intr.float(),
+            near=self.near,
+            far=self.far,
+            space=self.space,
+            background=self.background,
+            bbox=self.bbox,
+            focus_depth=self.focus_depth,
+            name=self.name,
+            image_names=names,
+        )
 
     @classmethod
-    def from_scene(cls, scene: Scene) -> "SceneIndex":
+    def from_scene(cls, scene: Scene) -> SceneIndex:
         """An in-memory scene (any existing loader) as an index."""
         n, H, W = scene.images.shape[:3]
-        return cls(c2w=scene.c2w.float(), intrinsics=scene.intrinsics.float(),
-                   sizes=torch.tensor([[H, W]]).repeat(n, 1), near=float(scene.near), far=float(scene.far),
-                   space=scene.space, background=scene.background, images=scene.images, bbox=scene.bbox,
-                   focus_depth=scene.focus_depth, name=scene.name)
+        return cls(
+            c2w=scene.c2w.float(),
+            intrinsics=scene.intrinsics.float(),
+            sizes=torch.tensor([[H, W]]).repeat(n, 1),
+            near=float(scene.near),
+            far=float(scene.far),
+            space=scene.space,
+            background=scene.background,
+            images=scene.images,
+            bbox=scene.bbox,
+            focus_depth=scene.focus_depth,
+            name=scene.name,
+        )
 
 
 def rig_bounds(c2w: torch.Tensor, near_frac: float = 0.05, far_mult: float = 1000.0) -> tuple[float, float]:

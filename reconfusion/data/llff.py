@@ -11,6 +11,7 @@ cameras (:func:`reconfusion.data.space.choose_space`) unless ``space`` says othe
 
 Test views follow the few-view protocols (every 8th image).
 """
+
 from __future__ import annotations
 
 import glob
@@ -39,7 +40,7 @@ def available_factors(path: str) -> list[int]:
     """The ``k`` of every ``images_<k>/`` folder in ``path``, sorted."""
     out = []
     for d in glob.glob(os.path.join(path, "images_*")):
-        k = os.path.basename(d)[len("images_"):]
+        k = os.path.basename(d)[len("images_") :]
         if os.path.isdir(d) and k.isdigit() and int(k) > 0:
             out.append(int(k))
     return sorted(out)
@@ -61,8 +62,14 @@ def protocol_factor(path: str, space: str) -> int:
     return default_factor(path, DEFAULT_FACTOR if space == "ndc" else MIPNERF360_FACTOR)
 
 
-def load_llff(path: str, factor: int | None = None, downscale: float = 1.0, bd_factor: float = 0.75,
-              test_every: int = 8, space: str = "auto") -> Scene:
+def load_llff(
+    path: str,
+    factor: int | None = None,
+    downscale: float = 1.0,
+    bd_factor: float = 0.75,
+    test_every: int = 8,
+    space: str = "auto",
+) -> Scene:
     """Load an LLFF-layout scene folder.
 
     Args:
@@ -129,10 +136,19 @@ def load_llff(path: str, factor: int | None = None, downscale: float = 1.0, bd_f
     if choice.space != "ndc":
         frame = unbounded_frame(c2w, choice.space, bounds[:, 0])
         return Scene(
-            images=images, c2w=frame.c2w, intrinsics=intr.float(), near=frame.near, far=frame.far,
-            space=choice.space, background="learned", test_ids=test_ids, bbox=frame.bbox,
+            images=images,
+            c2w=frame.c2w,
+            intrinsics=intr.float(),
+            near=frame.near,
+            far=frame.far,
+            space=choice.space,
+            background="learned",
+            test_ids=test_ids,
+            bbox=frame.bbox,
             focus_depth=float(camera_centers(frame.c2w).norm(dim=-1).mean()),
-            name=os.path.basename(os.path.normpath(path)), image_names=names, space_reason=choice.reason,
+            name=os.path.basename(os.path.normpath(path)),
+            image_names=names,
+            space_reason=choice.reason,
         )
     scale = 1.0 / (bounds.min().item() * bd_factor) if bd_factor else 1.0
     c2w = rescale_poses(c2w, scale)
@@ -142,7 +158,16 @@ def load_llff(path: str, factor: int | None = None, downscale: float = 1.0, bd_f
     close, inf = bounds.min().item() * 0.9, bounds.max().item() * 5.0
     focus = 1.0 / (0.25 / close + 0.75 / inf)
     return Scene(
-        images=images, c2w=c2w.float(), intrinsics=intr.float(), near=1.0, far=float(bounds.max()),
-        space="ndc", background="learned", test_ids=test_ids, focus_depth=focus,
-        name=os.path.basename(os.path.normpath(path)), image_names=names, space_reason=choice.reason,
+        images=images,
+        c2w=c2w.float(),
+        intrinsics=intr.float(),
+        near=1.0,
+        far=float(bounds.max()),
+        space="ndc",
+        background="learned",
+        test_ids=test_ids,
+        focus_depth=focus,
+        name=os.path.basename(os.path.normpath(path)),
+        image_names=names,
+        space_reason=choice.reason,
     )

@@ -5,6 +5,7 @@ Without bounds, the scene is taken as object-centric around the origin: with the
 distance ``r``, near = 0.5 r, far = 1.5 r and the object box is [-0.375 r, 0.375 r]^3 (for the
 classic bundle, r = 4: bounds 2..6 and box [-1.5, 1.5]^3 as in NeRF's Blender setup).
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,9 @@ def _array(data, key: str, path: str) -> np.ndarray:
     try:
         a = data[key]
     except ValueError as exc:  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
-        raise DataError(f"{path}: '{key}' is a pickled object array (refused: unpickling can run code); "
-                        "store a numeric array") from exc
+        raise DataError(
+            f"{path}: '{key}' is a pickled object array (refused: unpickling can run code); store a numeric array"
+        ) from exc
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: cannot read '{key}' ({exc})") from exc
     if a.dtype.kind not in "biuf":
@@ -75,8 +77,14 @@ def load_npz(path: str, background: str = "black") -> Scene:
     half = 0.375 * r
     intr = torch.tensor([[focal, focal, W / 2.0, H / 2.0]]).repeat(N, 1)
     return Scene(
-        images=torch.from_numpy(images.copy()), c2w=torch.from_numpy(poses).float(), intrinsics=intr.float(),
-        near=near, far=far, space="box", background=background,
-        bbox=torch.tensor([[-half] * 3, [half] * 3]), focus_depth=r,
+        images=torch.from_numpy(images.copy()),
+        c2w=torch.from_numpy(poses).float(),
+        intrinsics=intr.float(),
+        near=near,
+        far=far,
+        space="box",
+        background=background,
+        bbox=torch.tensor([[-half] * 3, [half] * 3]),
+        focus_depth=r,
         name=os.path.splitext(os.path.basename(path))[0],
     )

@@ -12,6 +12,7 @@ Conventions (Zero-1-to-3's ``blender_script.py``):
 - Objects are normalized into the unit cube ``[-0.5, 0.5]^3``: a bounded scene with that box and
   bounds ``near = max(min camera distance - sqrt(3)/2, 0.01)``, ``far = max distance + sqrt(3)/2``.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,11 +52,19 @@ def index_zero123(path: str, lens_mm: float = 35.0, sensor_mm: float = 32.0) -> 
     c2w = torch.linalg.inv(to_homogeneous(torch.from_numpy(np.stack(w2c)))).float()
     dist = c2w[:, :3, 3].norm(dim=-1)
     half_diag = math.sqrt(3) / 2
-    return SceneIndex(c2w=c2w, intrinsics=intr, sizes=torch.tensor(sizes),
-                      near=max(float(dist.min()) - half_diag, 0.01), far=float(dist.max()) + half_diag,
-                      space="box", background="white", image_paths=paths,
-                      bbox=torch.tensor([[-0.5] * 3, [0.5] * 3]), focus_depth=float(dist.mean()),
-                      name=os.path.basename(os.path.normpath(path)))
+    return SceneIndex(
+        c2w=c2w,
+        intrinsics=intr,
+        sizes=torch.tensor(sizes),
+        near=max(float(dist.min()) - half_diag, 0.01),
+        far=float(dist.max()) + half_diag,
+        space="box",
+        background="white",
+        image_paths=paths,
+        bbox=torch.tensor([[-0.5] * 3, [0.5] * 3]),
+        focus_depth=float(dist.mean()),
+        name=os.path.basename(os.path.normpath(path)),
+    )
 
 
 def read_pose(npy: str) -> np.ndarray:

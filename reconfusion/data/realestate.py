@@ -10,6 +10,7 @@ after the clip); frames whose image is missing (lost in download) are skipped.
 Bounds: the scale is unknown, so the common ``near = 1``, ``far = 100`` of RealEstate10K
 view-synthesis work (pixelSplat, MVSplat) is used, unbounded (contraction).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ def read_clip(path: str) -> tuple[str, list[int], np.ndarray, np.ndarray]:
         with open(path, encoding="utf-8") as f:
             lines = [ln.strip() for ln in f if ln.strip()]
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not a RealEstate10K camera file (not UTF-8 text: {exc.reason} at byte "
-                        f"{exc.start})") from exc
+        raise DataError(
+            f"{path}: not a RealEstate10K camera file (not UTF-8 text: {exc.reason} at byte {exc.start})"
+        ) from exc
     if len(lines) < 2:
         raise DataError(f"{path}: needs a URL line and at least one frame line")
     stamps, intr, w2c = [], [], []
@@ -78,9 +80,16 @@ def index_realestate(path: str, frames: str | None = None, near: float = 1.0, fa
     intr = intr_n[keep] * scale
     check_unique([stamps[i] for i in keep], path, "timestamp")
     check_cameras(w2c[keep], intr, path, [f"timestamp {stamps[i]}" for i in keep], sizes)
-    return SceneIndex(c2w=w2c_opencv_to_c2w_opengl(w2c[keep]),
-                      intrinsics=torch.from_numpy(intr).float(), sizes=torch.tensor(sizes),
-                      near=near, far=far, space="contract", image_paths=paths, name=clip)
+    return SceneIndex(
+        c2w=w2c_opencv_to_c2w_opengl(w2c[keep]),
+        intrinsics=torch.from_numpy(intr).float(),
+        sizes=torch.tensor(sizes),
+        near=near,
+        far=far,
+        space="contract",
+        image_paths=paths,
+        name=clip,
+    )
 
 
 def index_realestate_folder(cameras_dir: str, frames_dir: str | None = None, **kw) -> list[SceneIndex]:

@@ -1,4 +1,5 @@
 """The common ``Scene`` type every loader returns, few-view selection, and image I/O helpers."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -92,7 +93,7 @@ class Scene:
     def width(self) -> int:
         return self.images.shape[2]
 
-    def replace(self, **kw) -> "Scene":
+    def replace(self, **kw) -> Scene:
         return dataclasses.replace(self, **kw)
 
     # ------------------------------------------------------------------------------- rays
@@ -121,8 +122,14 @@ class Scene:
         """Rays of image ``idx``: all ``H*W`` (row-major), or flat pixel indices ``pixels`` ``[R]``."""
         return self.camera_rays(self.c2w[idx], self.intrinsics[idx], pixels)
 
-    def camera_rays(self, c2w: torch.Tensor, intr: torch.Tensor, pixels: torch.Tensor | None = None,
-                    height: int | None = None, width: int | None = None) -> rays_mod.RayBundle:
+    def camera_rays(
+        self,
+        c2w: torch.Tensor,
+        intr: torch.Tensor,
+        pixels: torch.Tensor | None = None,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> rays_mod.RayBundle:
         """Rays of an arbitrary camera (e.g. a video frame) with this scene's image size by default."""
         H, W = height or self.height, width or self.width
         if pixels is None:
@@ -155,7 +162,7 @@ def mipnerf360_protocol_ids(c2w: torch.Tensor, n_views: int, test_every: int = 8
     return farthest_point_ids(camera_centers(c2w), rest, n_views), test
 
 
-def fewview_protocol_ids(scene: "Scene", n_views: int, test_every: int = 8) -> tuple[list[int], list[int], str]:
+def fewview_protocol_ids(scene: Scene, n_views: int, test_every: int = 8) -> tuple[list[int], list[int], str]:
     """The published few-view split for ``scene``'s kind of capture -> ``(train, test, name)``:
     :func:`llff_protocol_ids` for forward-facing (NDC) scenes, :func:`mipnerf360_protocol_ids` else."""
     if scene.space == "ndc":
@@ -186,8 +193,14 @@ def _check_n_views(n_views: int, available: int) -> None:
         raise DataError(f"too few views: asked for {n_views} training views, only {available} available")
 
 
-def select_views(scene: Scene, n_views: int | None = None, train_ids: list[int] | None = None,
-                 test_ids: list[int] | None = None, strategy: str = "auto", test_every: int = 8) -> Scene:
+def select_views(
+    scene: Scene,
+    n_views: int | None = None,
+    train_ids: list[int] | None = None,
+    test_ids: list[int] | None = None,
+    strategy: str = "auto",
+    test_every: int = 8,
+) -> Scene:
     """Return the scene with its few-view split set; held-out test views are never in ``train_ids``.
 
     - explicit ``train_ids`` (and optionally ``test_ids``) are used as given;
@@ -247,7 +260,9 @@ def resize_image(img: np.ndarray, width: int, height: int) -> np.ndarray:
     """Area-style (Lanczos) resize of a float image ``[H, W, C]``."""
     from PIL import Image
 
-    chans = [np.asarray(Image.fromarray(img[..., c]).resize((width, height), Image.LANCZOS)) for c in range(img.shape[-1])]
+    chans = [
+        np.asarray(Image.fromarray(img[..., c]).resize((width, height), Image.LANCZOS)) for c in range(img.shape[-1])
+    ]
     return np.clip(np.stack(chans, axis=-1), 0.0, 1.0).astype(np.float32)
 
 
@@ -267,9 +282,11 @@ def stack_images(images: list[np.ndarray], names: list[str]) -> torch.Tensor:
     if len(sizes) > 1:
         first = images[0].shape[:2]
         bad = next(n for n, im in zip(names, images) if im.shape[:2] != first)
-        raise DataError(f"inconsistent image sizes: {names[0]} is {first[1]}x{first[0]}, {bad} is "
-                        f"{[im.shape[1] for im in images if im.shape[:2] != first][0]}x"
-                        f"{[im.shape[0] for im in images if im.shape[:2] != first][0]}")
+        raise DataError(
+            f"inconsistent image sizes: {names[0]} is {first[1]}x{first[0]}, {bad} is "
+            f"{[im.shape[1] for im in images if im.shape[:2] != first][0]}x"
+            f"{[im.shape[0] for im in images if im.shape[:2] != first][0]}"
+        )
     return torch.from_numpy(np.stack(images)).float()
 
 
@@ -280,7 +297,18 @@ def downscale_size(width: int, height: int, factor: float) -> tuple[int, int]:
 
 
 __all__ = [
-    "BACKGROUNDS", "DataError", "SPACES", "Scene", "composite", "downscale_size", "farthest_point_ids",
-    "fewview_protocol_ids", "llff_protocol_ids", "mipnerf360_protocol_ids", "read_image", "resize_image",
-    "select_views", "stack_images",
+    "BACKGROUNDS",
+    "DataError",
+    "SPACES",
+    "Scene",
+    "composite",
+    "downscale_size",
+    "farthest_point_ids",
+    "fewview_protocol_ids",
+    "llff_protocol_ids",
+    "mipnerf360_protocol_ids",
+    "read_image",
+    "resize_image",
+    "select_views",
+    "stack_images",
 ]

@@ -15,6 +15,7 @@ around (mip-NeRF 360, any COLMAP ``imgs2poses`` output), so the file format does
   cameras into the unit ball (:func:`reconfusion.cameras.normalize_poses`, as the nerfstudio and
   COLMAP loaders do) and the model contracts space beyond it (mip-NeRF 360).
 """
+
 from __future__ import annotations
 
 import math
@@ -74,8 +75,9 @@ def content_in_front(c2w: torch.Tensor, near: torch.Tensor) -> bool:
     return bool((((nearest - c2w[:, :3, 3].mean(0)) @ mean) > 0).all())
 
 
-def choose_space(c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
-                 near: torch.Tensor) -> SpaceChoice:
+def choose_space(
+    c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int, near: torch.Tensor
+) -> SpaceChoice:
     """NDC for a forward-facing rig, else contract (see the module docstring).
 
     Args:
@@ -85,12 +87,18 @@ def choose_space(c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height
     spread = float(view_angles_deg(c2w).max())
     cone = forward_cone_deg(intrinsics, width, height)
     if spread > cone:
-        return SpaceChoice("contract", f"view directions turn up to {spread:.1f} deg from their mean, beyond "
-                                       f"{cone:.1f} deg (half the field of view): not forward-facing")
+        return SpaceChoice(
+            "contract",
+            f"view directions turn up to {spread:.1f} deg from their mean, beyond "
+            f"{cone:.1f} deg (half the field of view): not forward-facing",
+        )
     if not content_in_front(c2w, near):
         return SpaceChoice("contract", "some content lies behind the mean camera: not forward-facing")
-    return SpaceChoice("ndc", f"view directions within {spread:.1f} deg of their mean (<= {cone:.1f} deg, half "
-                              "the field of view) and all content in front: forward-facing")
+    return SpaceChoice(
+        "ndc",
+        f"view directions within {spread:.1f} deg of their mean (<= {cone:.1f} deg, half "
+        "the field of view) and all content in front: forward-facing",
+    )
 
 
 def check_space(space: str) -> None:
@@ -123,6 +131,18 @@ def unbounded_frame(c2w: torch.Tensor, space: str, near_bounds: torch.Tensor | N
     return UnboundedFrame(poses.float(), scale, near, BOX_FAR, torch.tensor([[-1.0] * 3, [1.0] * 3]))
 
 
-__all__ = ["BOX_FAR", "NEAR_BOUND_FRACTION", "SPACE_CHOICES", "SpaceChoice", "UNBOUNDED_FAR", "UNBOUNDED_NEAR",
-           "UnboundedFrame", "check_space", "choose_space", "content_in_front", "forward_cone_deg", "unbounded_frame",
-           "view_angles_deg"]
+__all__ = [
+    "BOX_FAR",
+    "NEAR_BOUND_FRACTION",
+    "SPACE_CHOICES",
+    "SpaceChoice",
+    "UNBOUNDED_FAR",
+    "UNBOUNDED_NEAR",
+    "UnboundedFrame",
+    "check_space",
+    "choose_space",
+    "content_in_front",
+    "forward_cone_deg",
+    "unbounded_frame",
+    "view_angles_deg",
+]

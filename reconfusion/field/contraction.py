@@ -8,6 +8,7 @@
 - ``to_unit_cube``: points of a scene space (``ndc``, ``contract`` or ``box``) -> ``[0, 1]^3`` and
   the factor that converts a world-space footprint radius to unit-cube units.
 """
+
 from __future__ import annotations
 
 import torch

@@ -7,6 +7,7 @@ the training progress in [0, 1] (``None`` at evaluation) for coarse-to-fine sche
 encoding is a new class passed to a field (``NeRFField(cfg, encoding=...)``); the fields only
 call this interface.
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,8 +35,9 @@ class Encoding(nn.Module):
 
     output_dim: int
 
-    def forward(self, u: torch.Tensor, scales: torch.Tensor | None = None,
-                progress: float | None = None) -> torch.Tensor:  # pragma: no cover - interface
+    def forward(
+        self, u: torch.Tensor, scales: torch.Tensor | None = None, progress: float | None = None
+    ) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -47,9 +49,13 @@ class HashGridEncoder(Encoding):
         super().__init__()
         self.cfg, self.freq_reg_fraction = cfg, freq_reg_fraction
         self.grid = rfkernels.HashGridEncoding(
-            n_input_dims=3, n_levels=cfg.n_levels, n_features_per_level=cfg.n_features_per_level,
-            log2_hashmap_size=cfg.log2_hashmap_size, base_resolution=cfg.base_resolution,
-            max_resolution=cfg.max_resolution, dtype=torch.float32,
+            n_input_dims=3,
+            n_levels=cfg.n_levels,
+            n_features_per_level=cfg.n_features_per_level,
+            log2_hashmap_size=cfg.log2_hashmap_size,
+            base_resolution=cfg.base_resolution,
+            max_resolution=cfg.max_resolution,
+            dtype=torch.float32,
         )
         self.output_dim = self.grid.output_dim
 
@@ -57,8 +63,9 @@ class HashGridEncoder(Encoding):
         feats = self.grid(u, scales)
         if progress is None or self.freq_reg_fraction <= 0:
             return feats
-        mask = frequency_mask(self.cfg.n_levels, self.cfg.n_features_per_level,
-                              progress / self.freq_reg_fraction, feats.device)
+        mask = frequency_mask(
+            self.cfg.n_levels, self.cfg.n_features_per_level, progress / self.freq_reg_fraction, feats.device
+        )
         return feats * mask.to(feats)
 
 

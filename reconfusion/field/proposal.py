@@ -1,4 +1,5 @@
 """Building blocks shared by the fields, and the proposal (density-only) field."""
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,9 @@ class ProposalField(nn.Module):
         self.encoding = encoding if encoding is not None else HashGridEncoder(cfg.grid, freq_reg_fraction)
         self.mlp = mlp(self.encoding.output_dim, cfg.width, cfg.depth, 1)
 
-    def forward(self, u: torch.Tensor, scales: torch.Tensor | None = None,
-                progress: float | None = None) -> torch.Tensor:
+    def forward(
+        self, u: torch.Tensor, scales: torch.Tensor | None = None, progress: float | None = None
+    ) -> torch.Tensor:
         """``u [N, 3]`` in [0, 1], ``scales [N]`` (unit-cube std) -> density ``[N]``."""
         return density_activation(self.mlp(self.encoding(u, scales, progress))[:, 0])
 

@@ -8,9 +8,11 @@ the model) maps edges to ``(t_starts, t_ends [R, n], u [R*n, 3] in the unit cube
 ``progress`` in [0, 1] means training (jittered samples), ``None`` evaluation (deterministic).
 A new sampler is a new class in :data:`SAMPLERS` (selected by ``Config.sampler``).
 """
+
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -53,8 +55,7 @@ class ProposalSampler(Sampler):
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
-        self.proposals = nn.ModuleList(ProposalField(p, freq_reg_fraction=cfg.freq_reg_fraction)
-                                       for p in cfg.proposals)
+        self.proposals = nn.ModuleList(ProposalField(p, freq_reg_fraction=cfg.freq_reg_fraction) for p in cfg.proposals)
 
     def forward(self, rays, points, progress=None):
         R, dev = len(rays), rays.origins.device
@@ -73,8 +74,9 @@ class ProposalSampler(Sampler):
         return Samples(self._resample(s_edges, weights, self.cfg.n_samples[-1], mode), histograms)
 
     def _resample(self, s_edges, weights, n, mode):
-        return rfkernels.sample_pdf(s_edges, weights, n, mode=mode, histogram_padding=self.cfg.histogram_padding,
-                                    return_edges=True).detach()
+        return rfkernels.sample_pdf(
+            s_edges, weights, n, mode=mode, histogram_padding=self.cfg.histogram_padding, return_edges=True
+        ).detach()
 
 
 class UniformSampler(Sampler):

@@ -7,6 +7,7 @@ Per ray (``R`` rays): the sampler (:mod:`.samplers`) places intervals in normali
 the unit cube (:mod:`.contraction`), the field (:class:`NeRFField` on an :mod:`.encoding`) gives
 density and colour, and ``rfkernels.volume_render`` composites them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -73,12 +74,21 @@ class ZipNeRF(nn.Module):
     does it). ``sampler``/``field`` replace the ones the config describes (see :mod:`.samplers`,
     :mod:`.encoding`)."""
 
-    def __init__(self, cfg: Config, space: str, bbox: torch.Tensor | None = None, background: str = "black",
-                 sampler: Sampler | None = None, field: nn.Module | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        space: str,
+        bbox: torch.Tensor | None = None,
+        background: str = "black",
+        sampler: Sampler | None = None,
+        field: nn.Module | None = None,
+    ):
         super().__init__()
         if cfg.spacing == "auto":
-            raise ValueError("config `spacing` is 'auto': resolve it for the scene first "
-                             "(reconfusion.config.resolve(cfg, space), as build_model does)")
+            raise ValueError(
+                "config `spacing` is 'auto': resolve it for the scene first "
+                "(reconfusion.config.resolve(cfg, space), as build_model does)"
+            )
         self.cfg, self.space, self.background = cfg, space, background
         self.register_buffer("bbox", bbox.float() if bbox is not None else torch.zeros(2, 3), persistent=False)
         self.field = field if field is not None else NeRFField(cfg.field, freq_reg_fraction=cfg.freq_reg_fraction)

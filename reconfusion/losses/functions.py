@@ -12,6 +12,7 @@
 - ``grid_decay``: Zip-NeRF's hash decay, the mean squared entry of each hash-grid level, summed.
 - ``distortion`` / ``interlevel``: mip-NeRF 360 / Zip-NeRF losses, computed by ``rfkernels``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -62,8 +63,10 @@ def _grid_levels(module: torch.nn.Module):
 def grid_decay(module: torch.nn.Module) -> torch.Tensor:
     """Sum over every ``rfkernels.HashGridEncoding`` in ``module`` and each of its levels of the
     level's mean squared entry (scalar)."""
-    terms = [torch.stack([part.mean() for part in params.square().split(sizes)]).sum()
-             for params, sizes in _grid_levels(module)]
+    terms = [
+        torch.stack([part.mean() for part in params.square().split(sizes)]).sum()
+        for params, sizes in _grid_levels(module)
+    ]
     return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
@@ -88,8 +91,19 @@ def distortion(weights: torch.Tensor, s_edges: torch.Tensor) -> torch.Tensor:
 
 def interlevel(fine_edges, fine_weights, prop_edges, prop_weights, blur_halfwidth=None) -> torch.Tensor:
     """Proposal loss (fine histogram detached): scalar (backend: the scoped default)."""
-    return rfkernels.interlevel_loss(fine_edges.detach(), fine_weights.detach(), prop_edges, prop_weights,
-                                     blur_halfwidth=blur_halfwidth).mean()
+    return rfkernels.interlevel_loss(
+        fine_edges.detach(), fine_weights.detach(), prop_edges, prop_weights, blur_halfwidth=blur_halfwidth
+    ).mean()
 
 
-__all__ = ["add_grid_decay_grad_", "charbonnier", "data_loss", "depth_smoothness", "distortion", "grid_decay", "interlevel", "occlusion_loss", "opacity_entropy"]
+__all__ = [
+    "add_grid_decay_grad_",
+    "charbonnier",
+    "data_loss",
+    "depth_smoothness",
+    "distortion",
+    "grid_decay",
+    "interlevel",
+    "occlusion_loss",
+    "opacity_entropy",
+]

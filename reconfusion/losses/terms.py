@@ -11,10 +11,11 @@ the hash-grid decay). Values are logged by the loop, under the term's name, weig
 terms (the diffusion sample loss of :mod:`reconfusion.prior.sample_loss`, a probe) are more
 ``LossTerm`` objects passed to ``train(extra_terms=...)``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -59,8 +60,9 @@ class LossTerm:
     log_fn: Callable[[LossContext], float] | None = None
 
     def active(self, step: int) -> bool:
-        return (self.every > 0 and step % self.every == 0 and step >= self.start
-                and (self.stop is None or step < self.stop))
+        return (
+            self.every > 0 and step % self.every == 0 and step >= self.start and (self.stop is None or step < self.stop)
+        )
 
     def compute(self, ctx: LossContext) -> torch.Tensor | None:
         return None if self.fn is None else self.fn(ctx)
@@ -81,8 +83,10 @@ def _interlevel(ctx):
     if not out.proposals:
         return None
     if len(out.proposals) != len(blurs):  # a level must never fall back to an unblurred loss
-        raise ValueError(f"config `interlevel_blurs` has {len(blurs)} half-width(s) but the "
-                         f"sampler returned {len(out.proposals)} histogram(s): give one per level")
+        raise ValueError(
+            f"config `interlevel_blurs` has {len(blurs)} half-width(s) but the "
+            f"sampler returned {len(out.proposals)} histogram(s): give one per level"
+        )
     return sum(F.interlevel(out.s_edges, out.weights, e, w, blur) for (e, w), blur in zip(out.proposals, blurs))
 
 
@@ -105,8 +109,9 @@ def config_terms(cfg) -> list[LossTerm]:
     if cfg.interlevel_weight > 0:
         terms.append(LossTerm("interlevel", _interlevel, cfg.interlevel_weight))
     if cfg.distortion_weight > 0:
-        terms.append(LossTerm("distortion", lambda ctx: F.distortion(ctx.out.weights, ctx.out.s_edges),
-                              cfg.distortion_weight))
+        terms.append(
+            LossTerm("distortion", lambda ctx: F.distortion(ctx.out.weights, ctx.out.s_edges), cfg.distortion_weight)
+        )
     if cfg.entropy_weight > 0:
         terms.append(LossTerm("entropy", lambda ctx: F.opacity_entropy(ctx.out.opacity), cfg.entropy_weight))
     if cfg.occlusion_weight > 0:
@@ -114,7 +119,12 @@ def config_terms(cfg) -> list[LossTerm]:
     if cfg.depth_smoothness_weight > 0:
         terms.append(LossTerm("depth_smoothness", _depth_smoothness, cfg.depth_smoothness_weight))
     if cfg.grid_decay_weight > 0:  # its gradient added in place: one pass over the tables, no autograd graph
-        terms.append(LossTerm("grid_decay", weight=cfg.grid_decay_weight,
-                              grad_fn=lambda ctx, w: F.add_grid_decay_grad_(ctx.model, w),
-                              log_fn=lambda ctx: float(F.grid_decay(ctx.model).detach())))
+        terms.append(
+            LossTerm(
+                "grid_decay",
+                weight=cfg.grid_decay_weight,
+                grad_fn=lambda ctx, w: F.add_grid_decay_grad_(ctx.model, w),
+                log_fn=lambda ctx: float(F.grid_decay(ctx.model).detach()),
+            )
+        )
     return terms

@@ -6,6 +6,7 @@ reference (explicit softmax) the others are tested against. The choice is made p
 processor works on CPU and GPU; a requested backend that cannot run falls back to SDPA with one log
 line (per reason).
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,8 +68,9 @@ def attention(q, k, v, mask=None, scale=None, backend: str = "auto"):
         import xformers.ops as xops
 
         bias = None if mask is None else mask.to(q.dtype).expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-        out = xops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                              attn_bias=bias, scale=scale)
+        out = xops.memory_efficient_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias=bias, scale=scale
+        )
         return out.transpose(1, 2)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
@@ -85,8 +87,9 @@ class FastAttnProcessor:
             raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
-                 *args, **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
@@ -142,5 +145,12 @@ def set_attention_backend(module: torch.nn.Module, backend: str = "auto") -> int
     return n
 
 
-__all__ = ["BACKENDS", "FastAttnProcessor", "attention", "math_attention", "resolve_attention_backend",
-           "set_attention_backend", "xformers_available"]
+__all__ = [
+    "BACKENDS",
+    "FastAttnProcessor",
+    "attention",
+    "math_attention",
+    "resolve_attention_backend",
+    "set_attention_backend",
+    "xformers_available",
+]

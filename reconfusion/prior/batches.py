@@ -11,6 +11,7 @@ examples, and a worker's failure reported with its own message.
 - Any other exception in a worker is re-raised with the worker's last line (type and message)
   instead of torch's ``Caught X in DataLoader worker process 0.``
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -18,6 +18,7 @@ Nothing read from a run folder can point outside it: ``latest.json``'s ``dir`` m
 ``state-<step>`` folder of ``OUT`` itself (not ``../x``, not absolute, not a link out), and every
 file read, written or deleted is checked with :func:`~reconfusion.safe_io.inside`.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,18 @@ import shutil
 import numpy as np
 import torch
 
-from ..safe_io import (CheckpointError, check_optimizer_shapes, fsync_path, inside, load_safetensors, optimizer_from_flat,
-                       optimizer_to_flat, read_json, write_json, write_safetensors)
+from ..safe_io import (
+    CheckpointError,
+    check_optimizer_shapes,
+    fsync_path,
+    inside,
+    load_safetensors,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    read_json,
+    write_json,
+    write_safetensors,
+)
 
 LATEST = "latest.json"
 STATE_NAME = re.compile(r"state-\d{6,}")
@@ -90,8 +101,10 @@ def save_state(out_dir: str, step: int, prior, ema, opt, scaler, train: dict) ->
         ot, ometa = optimizer_to_flat(opt)
         write_safetensors(os.path.join(path, "optimizer.safetensors"), ot)
         write_json(os.path.join(path, "optimizer.json"), ometa)
-        write_json(os.path.join(path, "train.json"), {**train, "step": step, "world_size": world,
-                                                        "scaler": scaler.state_dict()})
+        write_json(
+            os.path.join(path, "train.json"),
+            {**train, "step": step, "world_size": world, "scaler": scaler.state_dict()},
+        )
         fsync_path(path)
     _barrier()
     if rank == 0:
@@ -112,12 +125,12 @@ def latest(out_dir: str) -> dict | None:
         return None
     info = read_json(p)
     if not isinstance(info, dict) or "dir" not in info or "step" not in info:
-        raise CheckpointError(f"{p} must be an object with \"dir\" and \"step\", got {_short(info)}")
+        raise CheckpointError(f'{p} must be an object with "dir" and "step", got {_short(info)}')
     name, step = info["dir"], info["step"]
     if not isinstance(name, str) or not STATE_NAME.fullmatch(name):
-        raise CheckpointError(f"{p}: \"dir\" must name a state-<step> folder of {out_dir}, got {_short(name)}")
+        raise CheckpointError(f'{p}: "dir" must name a state-<step> folder of {out_dir}, got {_short(name)}')
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise CheckpointError(f"{p}: \"step\" must be an integer >= 0, got {_short(step)}")
+        raise CheckpointError(f'{p}: "step" must be an integer >= 0, got {_short(step)}')
     state_dir(out_dir, info)
     return {"dir": name, "step": step}
 
@@ -153,8 +166,10 @@ def load_state(out_dir: str, prior, ema, opt, scaler) -> dict:
 
     train = read_json(file("train.json"))
     if train.get("world_size") != world:
-        raise CheckpointError(f"{path} was saved by {train.get('world_size')} processes, this run has {world}: the "
-                              "data shards and RNG states would not match (resume with the same number of processes)")
+        raise CheckpointError(
+            f"{path} was saved by {train.get('world_size')} processes, this run has {world}: the "
+            "data shards and RNG states would not match (resume with the same number of processes)"
+        )
     _load_model(prior, file("model", "model.safetensors"))
     for k, v in _load_matching({k: t for k, t in ema.shadow.items()}, file("ema.safetensors"), "EMA").items():
         ema.shadow[k].copy_(v)
@@ -166,8 +181,9 @@ def load_state(out_dir: str, prior, ema, opt, scaler) -> dict:
     return train
 
 
-def _load_matching(expected: dict[str, torch.Tensor], path: str, what: str,
-                   exact: bool = True) -> dict[str, torch.Tensor]:
+def _load_matching(
+    expected: dict[str, torch.Tensor], path: str, what: str, exact: bool = True
+) -> dict[str, torch.Tensor]:
     """Tensors of ``path`` after checking their names and shapes against ``expected`` (a state of
     another prior size is refused before anything is copied). ``exact``: no name may be missing
     (a model file may omit tensors that share storage with another one)."""
@@ -175,12 +191,15 @@ def _load_matching(expected: dict[str, torch.Tensor], path: str, what: str,
     missing = sorted(set(expected) - set(tensors)) if exact else []
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
-        raise CheckpointError(f"{path}: the {what} state is not of this prior (missing {missing[:3]}, "
-                              f"unexpected {extra[:3]})")
+        raise CheckpointError(
+            f"{path}: the {what} state is not of this prior (missing {missing[:3]}, unexpected {extra[:3]})"
+        )
     for k, t in tensors.items():
         if tuple(t.shape) != tuple(expected[k].shape):
-            raise CheckpointError(f"{path}: {what} tensor {k!r} has shape {list(t.shape)}, this prior's run config "
-                                  f"gives {list(expected[k].shape)} (a state of another prior size)")
+            raise CheckpointError(
+                f"{path}: {what} tensor {k!r} has shape {list(t.shape)}, this prior's run config "
+                f"gives {list(expected[k].shape)} (a state of another prior size)"
+            )
     return tensors
 
 

@@ -1,4 +1,5 @@
 """CLIP image embeddings of the input views: the UNet's cross-attention tokens (one per view)."""
+
 from __future__ import annotations
 
 import torch
@@ -11,8 +12,15 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 def tiny_clip_config() -> dict:
     """A 2-layer ViT (32x32 input, 8x8 patches) for CPU tests."""
-    return dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                image_size=32, patch_size=8, projection_dim=32)
+    return dict(
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+    )
 
 
 def build_clip(config: dict):
@@ -48,8 +56,9 @@ class ClipTokens(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         B, V = images.shape[:2]
         size = self.clip.config.image_size
-        x = F.interpolate(images.flatten(0, 1).float(), size=(size, size), mode="bilinear", antialias=True,
-                          align_corners=False)
+        x = F.interpolate(
+            images.flatten(0, 1).float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
         x = (x - self.mean) / self.std
         with torch.no_grad():
             emb = self.clip(pixel_values=x.to(self.clip.dtype)).image_embeds  # [B*V, proj]

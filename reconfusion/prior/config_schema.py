@@ -5,6 +5,7 @@ before anything runs.
 range; ``true`` is not an integer, ``"0.9"`` is not a number), one line each; :func:`check` raises
 one ``ValueError`` that lists them all on one line (the CLI prints one line).
 """
+
 from __future__ import annotations
 
 import math
@@ -35,6 +36,7 @@ def _number(lo: float, hi: float | None = None, lo_open: bool = False, hi_open: 
             return None
         left, right = "(" if lo_open else "[", ")" if hi_open or hi is None else "]"
         return f"must be a number in {left}{lo}, {'inf' if hi is None else hi}{right}"
+
     return check
 
 
@@ -68,17 +70,49 @@ def _device(v):
     return None if isinstance(v, str) and DEVICE.fullmatch(v) else "must be auto, cpu, cuda or cuda:<index>"
 
 
-DATA_ENTRY = {"format": _one_of(DATA_FORMATS), "weight": _number(0, lo_open=True), "frames": _string,
-              "sequences": _strings, "categories": _strings, "downscale": _number(0, lo_open=True), "name": _string,
-              "path": lambda v: None if (isinstance(v, str) and v) or (isinstance(v, list) and v and not _strings(v))
-              else "must be a path or a non-empty list of paths"}
-MODEL = {"tiny": _bool, "init": _string, "base_unet": _string, "base_vae": _string, "base_clip": _string,
-         "prediction_type": _one_of(PREDICTION_TYPES), "tiny_latent_size": _int(1)}
-TOP = {"steps": _int(1), "batch_size": _int(1), "grad_accum": _int(1), "lr": _number(0, lo_open=True),
-       "warmup_steps": _int(0), "weight_decay": _number(0), "grad_clip": _number(0), "ema": _number(0, 1),
-       "mixed_precision": _one_of(MIXED_PRECISION), "checkpoint_every": _int(1), "log_every": _int(1),
-       "seed": _int(0), "views": _views, "epoch_size": _optional(_int(1)), "num_workers": _int(0),
-       "max_bad_examples": _int(0), "device": _device, "tensorboard": _bool}
+DATA_ENTRY = {
+    "format": _one_of(DATA_FORMATS),
+    "weight": _number(0, lo_open=True),
+    "frames": _string,
+    "sequences": _strings,
+    "categories": _strings,
+    "downscale": _number(0, lo_open=True),
+    "name": _string,
+    "path": lambda v: (
+        None
+        if (isinstance(v, str) and v) or (isinstance(v, list) and v and not _strings(v))
+        else "must be a path or a non-empty list of paths"
+    ),
+}
+MODEL = {
+    "tiny": _bool,
+    "init": _string,
+    "base_unet": _string,
+    "base_vae": _string,
+    "base_clip": _string,
+    "prediction_type": _one_of(PREDICTION_TYPES),
+    "tiny_latent_size": _int(1),
+}
+TOP = {
+    "steps": _int(1),
+    "batch_size": _int(1),
+    "grad_accum": _int(1),
+    "lr": _number(0, lo_open=True),
+    "warmup_steps": _int(0),
+    "weight_decay": _number(0),
+    "grad_clip": _number(0),
+    "ema": _number(0, 1),
+    "mixed_precision": _one_of(MIXED_PRECISION),
+    "checkpoint_every": _int(1),
+    "log_every": _int(1),
+    "seed": _int(0),
+    "views": _views,
+    "epoch_size": _optional(_int(1)),
+    "num_workers": _int(0),
+    "max_bad_examples": _int(0),
+    "device": _device,
+    "tensorboard": _bool,
+}
 
 
 def _short(v) -> str:
@@ -87,7 +121,9 @@ def _short(v) -> str:
 
 
 def _check_object(d, spec: dict, where: str, required=()) -> list[str]:
-    out = [f"`{where}{k}`: unknown train config key (known: {', '.join(sorted(spec))})" for k in sorted(set(d) - set(spec))]
+    out = [
+        f"`{where}{k}`: unknown train config key (known: {', '.join(sorted(spec))})" for k in sorted(set(d) - set(spec))
+    ]
     out += [f"`{where}{k}` is required" for k in required if k not in d]
     for k, check in spec.items():
         if k in d and (msg := check(d[k])) is not None:

@@ -11,6 +11,7 @@ forward-facing (``ndc``) scenes keep their bounds, linear; unbounded (``contract
 inner sphere is then in the linear part), so a loader's ``far = 1000`` no longer puts the whole
 scene inside the first of 32 linear bins.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,8 +38,9 @@ def focus_point(c2w: torch.Tensor, fallback_depth: float | None = None) -> torch
     return (mean_c + depth * mean_f).float()
 
 
-def depth_bounds(c2w: torch.Tensor, near: float, far: float, space: str,
-                 focus_depth: float | None = None) -> tuple[float, float, float]:
+def depth_bounds(
+    c2w: torch.Tensor, near: float, far: float, space: str, focus_depth: float | None = None
+) -> tuple[float, float, float]:
     """``(near, mid, far)`` of PixelNeRF's samples for a scene with OpenGL cameras ``c2w`` ``[N, 4, 4]``
     (all of the scene's views, or the ones at hand) and loader bounds ``near < far``."""
     if not 0 <= near < far:

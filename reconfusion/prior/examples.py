@@ -1,4 +1,5 @@
 """Views as the prior sees them: centre-cropped squares at its resolution, and batch cameras."""
+
 from __future__ import annotations
 
 import torch
@@ -13,7 +14,7 @@ def square_resize(images: torch.Tensor, intrinsics: torch.Tensor, size: int) -> 
     N, H, W, _ = images.shape
     s = min(H, W)
     y0, x0 = (H - s) // 2, (W - s) // 2
-    x = images[:, y0: y0 + s, x0: x0 + s].permute(0, 3, 1, 2).float()
+    x = images[:, y0 : y0 + s, x0 : x0 + s].permute(0, 3, 1, 2).float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
     r = size / s
     fx, fy, cx, cy = intrinsics.float().unbind(-1)
@@ -25,8 +26,15 @@ def square_resize(images: torch.Tensor, intrinsics: torch.Tensor, size: int) -> 
 
 def batch_cameras(batch: dict) -> Cameras:
     """The :class:`Cameras` of a training batch (:mod:`reconfusion.prior.dataset`)."""
-    return Cameras(batch["input_c2w"], batch["input_K"], batch["target_c2w"], batch["target_K"], batch["near"],
-                   batch["far"], batch.get("mid"))
+    return Cameras(
+        batch["input_c2w"],
+        batch["input_K"],
+        batch["target_c2w"],
+        batch["target_K"],
+        batch["near"],
+        batch["far"],
+        batch.get("mid"),
+    )
 
 
 __all__ = ["batch_cameras", "square_resize"]

@@ -5,6 +5,7 @@ Save/load: ``prior.save(dir)`` writes ``config.json`` (every component's config)
 weights come from local diffusers/transformers directories (:meth:`ReconFusionPrior.from_components`,
 ``local_files_only=True``, never a hub name).
 """
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,7 @@ class PriorConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "prior config") -> "PriorConfig":
+    def from_dict(cls, d: dict, where: str = "prior config") -> PriorConfig:
         """Inverse of :meth:`to_dict`; an unknown or missing key is a ``ValueError`` naming it."""
         from dataclasses import fields
 
@@ -118,24 +119,31 @@ class ReconFusionPrior(nn.Module):
         # store the configs as actually built (e.g. widened conv_in) so load() rebuilds the same modules
         cfg.unet, cfg.vae = _json_safe(unet.config), _json_safe(vae.config)
         cfg.clip = self.clip.clip.config.to_dict()
-        betas = torch.linspace(cfg.beta_start**0.5, cfg.beta_end**0.5, cfg.num_train_timesteps,
-                               dtype=torch.float64) ** 2
+        betas = (
+            torch.linspace(cfg.beta_start**0.5, cfg.beta_end**0.5, cfg.num_train_timesteps, dtype=torch.float64) ** 2
+        )
         self.register_buffer("alphas_cumprod", torch.cumprod(1.0 - betas, 0).float(), persistent=False)
 
     # ---------------------------------------------------------------------------- constructors
     @classmethod
-    def tiny(cls, latent_size: int = 16, pixelnerf: dict | None = None, **kw) -> "ReconFusionPrior":
+    def tiny(cls, latent_size: int = 16, pixelnerf: dict | None = None, **kw) -> ReconFusionPrior:
         """Random weights, everything small: images ``4 * latent_size`` square (VAE factor 4)."""
-        pn = dict(feature_channels=8, encoder_width=8, hidden=16, out_channels=4, n_samples=8, pe_freqs=2,
-                  downsample=4)
+        pn = dict(feature_channels=8, encoder_width=8, hidden=16, out_channels=4, n_samples=8, pe_freqs=2, downsample=4)
         pn.update(pixelnerf or {})
-        cfg = PriorConfig(unet=tiny_unet_config(4 + pn["out_channels"], 32, latent_size), vae=tiny_vae_config(),
-                          clip=tiny_clip_config(), pixelnerf=pn, image_size=4 * latent_size, **kw)
+        cfg = PriorConfig(
+            unet=tiny_unet_config(4 + pn["out_channels"], 32, latent_size),
+            vae=tiny_vae_config(),
+            clip=tiny_clip_config(),
+            pixelnerf=pn,
+            image_size=4 * latent_size,
+            **kw,
+        )
         return cls(cfg)
 
     @classmethod
-    def from_components(cls, unet_dir: str, vae_dir: str, clip_dir: str, pixelnerf: dict | None = None,
-                        **kw) -> "ReconFusionPrior":
+    def from_components(
+        cls, unet_dir: str, vae_dir: str, clip_dir: str, pixelnerf: dict | None = None, **kw
+    ) -> ReconFusionPrior:
         """Base weights from local directories (e.g. a Stable Diffusion ``unet/`` and ``vae/`` and a
         CLIP vision model); the UNet's ``conv_in`` is widened with zero-initialized channels."""
         from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -165,8 +173,9 @@ class ReconFusionPrior(nn.Module):
         os.chmod(os.path.join(path, WEIGHTS_NAME), FILE_MODE)  # safetensors writes 0600: same mode as config.json
 
     @classmethod
-    def load(cls, path: str, device="cpu", dtype: torch.dtype | None = None,
-             prediction_type: str | None = None) -> "ReconFusionPrior":
+    def load(
+        cls, path: str, device="cpu", dtype: torch.dtype | None = None, prediction_type: str | None = None
+    ) -> ReconFusionPrior:
         """Rebuild a saved prior; ``prediction_type`` switches the parameterization (e.g. fine-tune an
         epsilon-trained base as v-prediction): same weights, new training target."""
         from safetensors.torch import load_model
@@ -183,8 +192,10 @@ class ReconFusionPrior(nn.Module):
         for k, t in load_safetensors(w_path)[0].items():  # refuses pickles and truncated files first
             if k not in expected or tuple(t.shape) != tuple(expected[k].shape):
                 want = f"shape {list(expected[k].shape)}" if k in expected else "no such tensor"
-                raise CheckpointError(f"{w_path}: tensor {k!r} has shape {list(t.shape)}, the prior of {cfg_path} "
-                                      f"has {want} (weights of another prior size)")
+                raise CheckpointError(
+                    f"{w_path}: tensor {k!r} has shape {list(t.shape)}, the prior of {cfg_path} "
+                    f"has {want} (weights of another prior size)"
+                )
         try:
             load_model(model, w_path, strict=True)
         except RuntimeError as exc:  # missing tensors: torch's first line names them
@@ -229,11 +240,22 @@ class ReconFusionPrior(nn.Module):
             raise ValueError(f"`images` must be [B, V, 3, H, W], got {list(images.shape)}")
         return ViewEncoding(self.pixelnerf.encode(images), self.clip(images))
 
-    def condition(self, views: ViewEncoding, cams: Cameras, image_size: tuple[int, int],
-                  stratified: bool = False) -> Conditioning:
+    def condition(
+        self, views: ViewEncoding, cams: Cameras, image_size: tuple[int, int], stratified: bool = False
+    ) -> Conditioning:
         """Render the PixelNeRF feature map of the target camera; pair it with the CLIP tokens."""
-        out = self.pixelnerf(views.features, cams.input_c2w, cams.input_K, cams.target_c2w, cams.target_K,
-                             image_size, cams.near, cams.far, cams.mid, stratified=stratified)
+        out = self.pixelnerf(
+            views.features,
+            cams.input_c2w,
+            cams.input_K,
+            cams.target_c2w,
+            cams.target_K,
+            image_size,
+            cams.near,
+            cams.far,
+            cams.mid,
+            stratified=stratified,
+        )
         return Conditioning(out.features, views.tokens, out)
 
     def null_views(self, like: torch.Tensor) -> ViewEncoding:

@@ -13,6 +13,7 @@ does not depend on the world frame or scale. Samples are spaced uniformly in con
 (linear in depth over ``[near, mid]``, in disparity over ``[mid, far]``; see
 :mod:`reconfusion.prior.depths`), so unbounded scenes with ``far = 1000`` keep their geometry.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,8 +69,16 @@ class ViewEncoder(nn.Module):
         c = width
         for i in range(levels):
             c_out = min(width * 2 ** (i + 1), 4 * width)
-            self.levels.append(nn.Sequential(nn.Conv2d(c, c_out, 3, stride=2, padding=1), _gn(c_out), nn.SiLU(),
-                                             nn.Conv2d(c_out, c_out, 3, padding=1), _gn(c_out), nn.SiLU()))
+            self.levels.append(
+                nn.Sequential(
+                    nn.Conv2d(c, c_out, 3, stride=2, padding=1),
+                    _gn(c_out),
+                    nn.SiLU(),
+                    nn.Conv2d(c_out, c_out, 3, padding=1),
+                    _gn(c_out),
+                    nn.SiLU(),
+                )
+            )
             c = c_out
         total = width + sum(min(width * 2 ** (i + 1), 4 * width) for i in range(levels))
         self.fuse = nn.Conv2d(total, out_channels, 1)
@@ -132,10 +141,15 @@ class PixelNeRF(nn.Module):
         self.cfg = cfg
         self.encoder = ViewEncoder(cfg.encoder_width, cfg.feature_channels, cfg.downsample)
         pe_dim = 3 * (1 + 2 * cfg.pe_freqs)
-        self.view_mlp = nn.Sequential(nn.Linear(cfg.feature_channels + pe_dim + 3, cfg.hidden), nn.SiLU(),
-                                      nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU())
-        self.head = nn.Sequential(nn.Linear(2 * cfg.hidden + 1, cfg.hidden), nn.SiLU(),
-                                  nn.Linear(cfg.hidden, 1 + cfg.out_channels + 3))
+        self.view_mlp = nn.Sequential(
+            nn.Linear(cfg.feature_channels + pe_dim + 3, cfg.hidden),
+            nn.SiLU(),
+            nn.Linear(cfg.hidden, cfg.hidden),
+            nn.SiLU(),
+        )
+        self.head = nn.Sequential(
+            nn.Linear(2 * cfg.hidden + 1, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, 1 + cfg.out_channels + 3)
+        )
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """``[B, V, 3, H, W]`` -> per-view features ``[B, V, C, H/d, W/d]``."""
@@ -143,8 +157,19 @@ class PixelNeRF(nn.Module):
         f = self.encoder(images.flatten(0, 1))
         return f.view(B, V, *f.shape[1:])
 
-    def forward(self, view_features, input_c2w, input_K, target_c2w, target_K, image_size, near, far, mid=None,
-                stratified: bool = False) -> PixelNeRFOutput:
+    def forward(
+        self,
+        view_features,
+        input_c2w,
+        input_K,
+        target_c2w,
+        target_K,
+        image_size,
+        near,
+        far,
+        mid=None,
+        stratified: bool = False,
+    ) -> PixelNeRFOutput:
         """Render the target camera at latent resolution.
 
         Args:
@@ -169,17 +194,27 @@ class PixelNeRF(nn.Module):
         rel = relative_cameras(input_c2w.to(dt), target_c2w.to(dt), scale)  # target = identity
         w2c = torch.linalg.inv(rel)
         # one ray per latent pixel centre, in the target camera (= world) frame, unit depth
-        ys, xs = torch.meshgrid((torch.arange(h, device=dev, dtype=dt) + 0.5) * (H / h),
-                                (torch.arange(w, device=dev, dtype=dt) + 0.5) * (W / w), indexing="ij")
+        ys, xs = torch.meshgrid(
+            (torch.arange(h, device=dev, dtype=dt) + 0.5) * (H / h),
+            (torch.arange(w, device=dev, dtype=dt) + 0.5) * (W / w),
+            indexing="ij",
+        )
         intr = torch.stack([target_K[:, 0, 0], target_K[:, 1, 1], target_K[:, 0, 2], target_K[:, 1, 2]], -1).to(dt)
         dirs = camera_directions(xs[None], ys[None], intr[:, None, None], cfg.convention).reshape(B, h * w, 3)
         S = cfg.n_samples
         u = torch.rand(B, h * w, S, device=dev) if stratified else torch.full((B, h * w, S), 0.5, device=dev)
         s_starts, s_ends, t_mid = sample_bins(near, mid, far, u)
         points = (dirs[:, :, None, :] * t_mid[..., None]).reshape(B, h * w * S, 3)
-        g = rfkernels.gather_features(points, view_features.float(), input_K.float(), w2c[:, :, :3, :4],
-                                      image_size=(H, W), convention=cfg.convention, reduce="none",
-                                      return_camera_coords=True)
+        g = rfkernels.gather_features(
+            points,
+            view_features.float(),
+            input_K.float(),
+            w2c[:, :, :3, :4],
+            image_size=(H, W),
+            convention=cfg.convention,
+            reduce="none",
+            return_camera_coords=True,
+        )
         vdir = F.normalize(dirs, dim=-1)  # target view direction, rotated into each input camera
         vdir_in = torch.einsum("bvij,brj->brvi", w2c[:, :, :3, :3], vdir)  # [B, hw, V, 3]
         vdir_in = vdir_in[:, :, None].expand(B, h * w, S, V, 3).reshape(B, h * w * S, V, 3)
@@ -191,18 +226,31 @@ class PixelNeRF(nn.Module):
         var = ((hid - mean[:, :, None]) ** 2 * m).sum(2) / cnt.clamp_min(1.0)
         out = self.head(torch.cat([mean, var, cnt / V], dim=-1))  # [B, N, 1 + F + 3]
         sigma = F.softplus(out[..., 0] - 1.0).reshape(B * h * w, S) * S  # density per unit s
-        colors = torch.cat([out[..., 1: 1 + cfg.out_channels], torch.sigmoid(out[..., 1 + cfg.out_channels:])], -1)
-        r = rfkernels.volume_render(sigma.float(), colors.reshape(B * h * w, S, -1).float().contiguous(),
-                                    s_starts.reshape(B * h * w, S).contiguous(),
-                                    s_ends.reshape(B * h * w, S).contiguous())
+        colors = torch.cat([out[..., 1 : 1 + cfg.out_channels], torch.sigmoid(out[..., 1 + cfg.out_channels :])], -1)
+        r = rfkernels.volume_render(
+            sigma.float(),
+            colors.reshape(B * h * w, S, -1).float().contiguous(),
+            s_starts.reshape(B * h * w, S).contiguous(),
+            s_ends.reshape(B * h * w, S).contiguous(),
+        )
 
         def img(x):
             return x.reshape(B, h, w, -1).permute(0, 3, 1, 2)
 
         feat = img(r.rgb)
-        return PixelNeRFOutput(feat[:, : cfg.out_channels], feat[:, cfg.out_channels:], img(r.depth[:, None]),
-                               img(r.opacity[:, None]))
+        return PixelNeRFOutput(
+            feat[:, : cfg.out_channels], feat[:, cfg.out_channels :], img(r.depth[:, None]), img(r.opacity[:, None])
+        )
 
 
-__all__ = ["PixelNeRF", "PixelNeRFConfig", "PixelNeRFOutput", "ViewEncoder", "contract_distance",
-           "positional_encoding", "relative_cameras", "sample_bins", "uncontract_distance"]
+__all__ = [
+    "PixelNeRF",
+    "PixelNeRFConfig",
+    "PixelNeRFOutput",
+    "ViewEncoder",
+    "contract_distance",
+    "positional_encoding",
+    "relative_cameras",
+    "sample_bins",
+    "uncontract_distance",
+]

@@ -13,6 +13,7 @@ Command-line flags override the file; the resolved config is written to ``OUT/ru
 every saved state. A restarted run uses its saved config (only ``steps`` may grow) and says which
 given values differ.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,7 @@ class TrainConfig:
     device: str = "auto"
     tensorboard: bool = False
 
-    def validate(self, source: str = "run config") -> "TrainConfig":
+    def validate(self, source: str = "run config") -> TrainConfig:
         """Check every field against the schema (:mod:`.config_schema`); all problems in one error."""
         config_schema.check(self.to_dict(), source)
         return self
@@ -65,13 +66,13 @@ class TrainConfig:
         write_json(path, self.to_dict())
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "run config") -> "TrainConfig":
+    def from_dict(cls, d: dict, source: str = "run config") -> TrainConfig:
         """A config from a dict, checked as a whole against the schema before it is built."""
         config_schema.check(d, source)
         return cls(**d)
 
     @classmethod
-    def load(cls, path: str) -> "TrainConfig":
+    def load(cls, path: str) -> TrainConfig:
         try:
             with open(path, encoding="utf-8") as f:
                 d = json.load(f)
@@ -106,8 +107,11 @@ def resolve_resume(cfg: TrainConfig, out_dir: str) -> tuple[TrainConfig, str | N
     saved = TrainConfig.from_dict(ckpt.load_train_json(out_dir)["config"])
     diff = {k: (v, getattr(cfg, k)) for k, v in saved.to_dict().items() if k != "steps" and getattr(cfg, k) != v}
     if diff:
-        log.warning("resuming %s: the saved run config is used; given values that differ are ignored: %s", out_dir,
-                    ", ".join(f"{k}={new!r} (saved {old!r})" for k, (old, new) in sorted(diff.items())))
+        log.warning(
+            "resuming %s: the saved run config is used; given values that differ are ignored: %s",
+            out_dir,
+            ", ".join(f"{k}={new!r} (saved {old!r})" for k, (old, new) in sorted(diff.items())),
+        )
     saved.steps = cfg.steps
     return saved, inside(ckpt.state_dir(out_dir, info), "model", what="saved model")
 
@@ -124,8 +128,11 @@ _FLAGS = {  # flag -> (config key, type, help)
     "--checkpoint-every": ("checkpoint_every", int, "save the full state every N steps (default 5000)"),
     "--log-every": ("log_every", int, "log loss and throughput every N steps (default 50)"),
     "--num-workers": ("num_workers", int, "DataLoader workers per process (default 4)"),
-    "--max-bad-examples": ("max_bad_examples", int, "unreadable examples to leave out (each logged) before stopping "
-                           "(default 0: the first one stops the run)"),
+    "--max-bad-examples": (
+        "max_bad_examples",
+        int,
+        "unreadable examples to leave out (each logged) before stopping (default 0: the first one stops the run)",
+    ),
     "--epoch-size": ("epoch_size", int, "examples per epoch (default: every (scene, view) once)"),
     "--device": ("device", str, "auto | cpu | cuda (default auto)"),
     "--seed": ("seed", int, "seed of data plans, initial weights and noise (default 0)"),
@@ -135,18 +142,28 @@ _FLAGS = {  # flag -> (config key, type, help)
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = p or argparse.ArgumentParser(prog="reconfusion train-prior", description="train the multiview diffusion prior")
     p.add_argument("scenes", nargs="*", help="scene directories / .npz bundles (any reconfusion loader format)")
-    p.add_argument("--out", required=True,
-                   help="run directory: state-*/ (resume), ema/, last/, run.json, metrics.jsonl")
+    p.add_argument(
+        "--out", required=True, help="run directory: state-*/ (resume), ema/, last/, run.json, metrics.jsonl"
+    )
     p.add_argument("--config", default=None, help="a JSON run config (flags override it)")
-    p.add_argument("--data", action="append", default=[], metavar="FORMAT:PATH[:WEIGHT]",
-                   help="a data source (co3d, realestate, colmap, zero123, scene); repeatable")
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="FORMAT:PATH[:WEIGHT]",
+        help="a data source (co3d, realestate, colmap, zero123, scene); repeatable",
+    )
     p.add_argument("--init", default=None, help="a saved prior to fine-tune")
     p.add_argument("--base-unet", default=None, help="local diffusers UNet directory (e.g. SD-1.5/unet)")
     p.add_argument("--base-vae", default=None, help="local diffusers VAE directory")
     p.add_argument("--base-clip", default=None, help="local transformers CLIPVisionModelWithProjection directory")
     p.add_argument("--tiny", action="store_true", help="tiny random prior (smoke tests)")
-    p.add_argument("--prediction", default=None, choices=("epsilon", "v_prediction"),
-                   help="parameterization (default v_prediction, also on an epsilon base such as SD-1.5)")
+    p.add_argument(
+        "--prediction",
+        default=None,
+        choices=("epsilon", "v_prediction"),
+        help="parameterization (default v_prediction, also on an epsilon base such as SD-1.5)",
+    )
     p.add_argument("--downscale", type=float, default=1.0, help="downscale of the positional scenes")
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs tensorboard)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

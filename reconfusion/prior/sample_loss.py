@@ -7,6 +7,7 @@ run), run ``steps`` guided DDIM steps, decode, and use the sample as a target:
 ``(L1 + lpips_weight * LPIPS)(render, sample) / n_input_views``. The input views given to the
 prior are the training views nearest to the novel camera.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,10 +18,10 @@ import torch.nn.functional as F
 
 from reconfusion.cameras import look_at
 
-from .model import Cameras, ReconFusionPrior
-from .sampler import DDIMSampler
 from .depths import depth_bounds, focus_point  # noqa: F401 (focus_point re-exported)
 from .examples import square_resize
+from .model import Cameras, ReconFusionPrior
+from .sampler import DDIMSampler
 
 log = logging.getLogger(__name__)
 LPIPS_WEIGHT_NDC = 0.25  # default LPIPS weight of the sample loss on forward-facing (NDC) scenes; 0 otherwise
@@ -41,8 +42,13 @@ def orbit_up(c2w: torch.Tensor) -> torch.Tensor:
     return up
 
 
-def sample_novel_pose(train_c2w: torch.Tensor, forward_facing: bool, generator: torch.Generator | None = None,
-                      focus_depth: float | None = None, jitter: float = 0.5) -> torch.Tensor:
+def sample_novel_pose(
+    train_c2w: torch.Tensor,
+    forward_facing: bool,
+    generator: torch.Generator | None = None,
+    focus_depth: float | None = None,
+    jitter: float = 0.5,
+) -> torch.Tensor:
     """A random OpenGL camera ``[4, 4]`` looking at the training cameras' focus point.
 
     - forward-facing: a random convex combination of the training camera centres, perturbed by
@@ -108,9 +114,19 @@ class SampleLoss:
             Without LPIPS weights the term is off: a warning says so once per process (not silently).
     """
 
-    def __init__(self, prior: ReconFusionPrior, scene, steps: int = 10, guidance: float = 3.0,
-                 t_max: float = 1.0, lpips=None, lpips_weight: float | None = None, seed: int = 0,
-                 cuda_graph: bool = True, chunk: int = 1 << 16):
+    def __init__(
+        self,
+        prior: ReconFusionPrior,
+        scene,
+        steps: int = 10,
+        guidance: float = 3.0,
+        t_max: float = 1.0,
+        lpips=None,
+        lpips_weight: float | None = None,
+        seed: int = 0,
+        cuda_graph: bool = True,
+        chunk: int = 1 << 16,
+    ):
         if not scene.train_ids:
             raise ValueError("scene has no training views: call select_views first")
         self.prior = prior.eval().requires_grad_(False)
@@ -136,13 +152,23 @@ class SampleLoss:
         if self.lpips is not None and self.lpips_weight > 0:
             return
         if self.lpips is None and self.lpips_weight > 0:
-            key, msg = "no-weights", ("sample loss: LPIPS term OFF, no LPIPS weights given (--lpips-weights): "
-                                      "the prior's sample is matched with L1 only (LPIPS weight would be "
-                                      f"{self.lpips_weight:g})")
+            key, msg = (
+                "no-weights",
+                (
+                    "sample loss: LPIPS term OFF, no LPIPS weights given (--lpips-weights): "
+                    "the prior's sample is matched with L1 only (LPIPS weight would be "
+                    f"{self.lpips_weight:g})"
+                ),
+            )
         elif self.lpips is not None:
-            key, msg = f"zero-weight-{space}", (f"sample loss: LPIPS weights given but the LPIPS weight is 0 on "
-                                                f"this {space!r} scene (default: {LPIPS_WEIGHT_NDC:g} for NDC "
-                                                "scenes, 0 otherwise): L1 only; pass lpips_weight to use it")
+            key, msg = (
+                f"zero-weight-{space}",
+                (
+                    f"sample loss: LPIPS weights given but the LPIPS weight is 0 on "
+                    f"this {space!r} scene (default: {LPIPS_WEIGHT_NDC:g} for NDC "
+                    "scenes, 0 otherwise): L1 only; pass lpips_weight to use it"
+                ),
+            )
         else:
             return  # no weights and weight 0: nothing would be used, nothing lost
         if key not in _LPIPS_WARNED:
@@ -184,14 +210,21 @@ class SampleLoss:
         ids = nearest_views(self.train_c2w, c2w, prior.cfg.max_views)
         intr = torch.stack([K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
         rays = self.scene.camera_rays(c2w, intr, height=S, width=S)
-        rgb = torch.cat([ctx.render(rays[i: i + self.chunk]).rgb for i in range(0, S * S, self.chunk)])
+        rgb = torch.cat([ctx.render(rays[i : i + self.chunk]).rgb for i in range(0, S * S, self.chunk)])
         render = rgb.view(S, S, 3).permute(2, 0, 1)[None].clamp(0, 1)
         t_min, t_max = annealed_t_range(ctx.progress, self.t_max)
         t = t_min + float(torch.rand(1, generator=self.gen)) * (t_max - t_min)
         views, null_views = self._encodings(ids, device)
         near, mid, far = (torch.tensor([v], device=device) for v in self.depths)
-        cams = Cameras(self.train_c2w[ids][None].to(device), self.K[ids][None].to(device), c2w[None].to(device),
-                       K[None].to(device), near, far, mid)
+        cams = Cameras(
+            self.train_c2w[ids][None].to(device),
+            self.K[ids][None].to(device),
+            c2w[None].to(device),
+            K[None].to(device),
+            near,
+            far,
+            mid,
+        )
         with torch.no_grad():
             cond = prior.condition(views, cams, (S, S)) if self.sampler.guidance != 0 else None
             null = prior.condition(null_views, cams, (S, S)) if self.sampler.guidance != 1 else None
@@ -215,5 +248,12 @@ def prior_loss_term(prior_path: str, scene, every: int = 10, weight: float = 1.0
     return LossTerm("prior", SampleLoss(prior, scene, **kw), weight=weight, every=every)
 
 
-__all__ = ["SampleLoss", "annealed_t_range", "focus_point", "nearest_views", "orbit_up", "prior_loss_term",
-           "sample_novel_pose"]
+__all__ = [
+    "SampleLoss",
+    "annealed_t_range",
+    "focus_point",
+    "nearest_views",
+    "orbit_up",
+    "prior_loss_term",
+    "sample_novel_pose",
+]

@@ -12,10 +12,11 @@ Speed: on CUDA the whole DDIM step (UNet + guidance + update) is captured once p
 every step and every later regularization step of the same shape; if capture fails the sampler logs
 one line and runs that shape eagerly. ``compile=True`` wraps the step in ``torch.compile``.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -97,8 +98,7 @@ class DDIMSampler:
         compile: wrap the step in ``torch.compile``.
     """
 
-    def __init__(self, prior: ReconFusionPrior, guidance: float = 3.0, cuda_graph: bool = True,
-                 compile: bool = False):
+    def __init__(self, prior: ReconFusionPrior, guidance: float = 3.0, cuda_graph: bool = True, compile: bool = False):
         self.prior = prior
         self.guidance = float(guidance)
         self.cuda_graph = cuda_graph
@@ -115,15 +115,17 @@ class DDIMSampler:
 
     def _graph(self, mode: str, inputs: dict) -> CudaGraphStep | None:
         w = self.prior.unet.conv_in.weight  # a moved / recast model invalidates captured graphs
-        key = (mode, w.data_ptr(), w.dtype) + tuple((k, tuple(v.shape), v.dtype, str(v.device))
-                                                    for k, v in inputs.items())
+        key = (mode, w.data_ptr(), w.dtype) + tuple(
+            (k, tuple(v.shape), v.dtype, str(v.device)) for k, v in inputs.items()
+        )
         if key not in self._graphs:
             try:
                 self._graphs[key] = CudaGraphStep(self._fn(mode), inputs)
                 log.info("captured a CUDA graph for the DDIM step (%s, x %s)", mode, list(inputs["x"].shape))
             except Exception as exc:  # noqa: BLE001 - any capture failure -> eager, said once per shape
-                log.warning("CUDA graph capture of the DDIM step failed (%s: %s); running it eagerly",
-                            type(exc).__name__, exc)
+                log.warning(
+                    "CUDA graph capture of the DDIM step failed (%s: %s); running it eagerly", type(exc).__name__, exc
+                )
                 self._graphs[key] = None
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
@@ -141,14 +143,16 @@ class DDIMSampler:
             if self.graph_supported(inputs["x"]):
                 graph = self._graph(mode, inputs)
             elif self.last_path is None:
-                log.info("CUDA graphs need CUDA tensors (x on %s); running the DDIM step eagerly",
-                         inputs["x"].device.type)
+                log.info(
+                    "CUDA graphs need CUDA tensors (x on %s); running the DDIM step eagerly", inputs["x"].device.type
+                )
         self.last_path = "graph" if graph is not None else "eager"
         return graph(**inputs) if graph is not None else self._fn(mode)(**inputs)
 
     @torch.no_grad()
-    def sample(self, x_t: torch.Tensor, t_start: int, cond: Conditioning | None, null: Conditioning | None,
-               steps: int) -> torch.Tensor:
+    def sample(
+        self, x_t: torch.Tensor, t_start: int, cond: Conditioning | None, null: Conditioning | None, steps: int
+    ) -> torch.Tensor:
         """Run ``steps`` DDIM steps from latents ``x_t`` at integer timestep ``t_start``; -> clean latents."""
         mode = guidance_mode(self.guidance)
         need = {"cfg": (cond, null), "cond": (cond,), "uncond": (null,)}[mode]
@@ -172,8 +176,15 @@ class DDIMSampler:
         return x
 
     @torch.no_grad()
-    def regularize(self, render: torch.Tensor, cond: Conditioning | None, null: Conditioning | None,
-                   t: float, steps: int = 10, generator: torch.Generator | None = None) -> torch.Tensor:
+    def regularize(
+        self,
+        render: torch.Tensor,
+        cond: Conditioning | None,
+        null: Conditioning | None,
+        t: float,
+        steps: int = 10,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """One regularization sample: encode ``render`` ``[B, 3, H, W]`` in [0, 1], noise to level
         ``t`` in [0, 1], ``steps`` guided DDIM steps, decode -> ``[B, 3, H, W]``."""
         if not 0.0 <= t <= 1.0:

@@ -11,6 +11,7 @@ Formats (each indexes cameras + image paths only; see :mod:`reconfusion.data`):
 - ``scene``: any scene :func:`reconfusion.data.load_scene` reads (LLFF, Blender, nerfstudio, npz,
   COLMAP); ``"path"`` may be a list; ``"downscale"`` as in ``load_scene``. Loaded into memory.
 """
+
 from __future__ import annotations
 
 import os
@@ -72,8 +73,9 @@ def build_sources(specs: list[dict]) -> list[Source]:
     """One weighted :class:`Source` per data entry (``"weight"``, default 1)."""
     if not specs:
         raise ValueError("the run config has no data entries")
-    return [Source(index_source(s), float(s.get("weight", 1.0)), s.get("name", f"{s['format']}:{s['path']}"))
-            for s in specs]
+    return [
+        Source(index_source(s), float(s.get("weight", 1.0)), s.get("name", f"{s['format']}:{s['path']}")) for s in specs
+    ]
 
 
 __all__ = ["FORMATS", "build_sources", "index_source"]

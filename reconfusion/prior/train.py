@@ -13,6 +13,7 @@ Multi-process: ``torchrun --nproc_per_node N [--nnodes ...] -m reconfusion train
 process per GPU, NCCL; gloo on CPUs). Each rank reads its own shard of every epoch; gradients are
 all-reduced by DDP (once per optimizer step with gradient accumulation).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,8 +40,9 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------- loss
-def prior_loss(prior: ReconFusionPrior, batch: dict, generator: torch.Generator | None = None,
-               stratified: bool = True) -> tuple[torch.Tensor, dict]:
+def prior_loss(
+    prior: ReconFusionPrior, batch: dict, generator: torch.Generator | None = None, stratified: bool = True
+) -> tuple[torch.Tensor, dict]:
     """Diffusion + PixelNeRF photometric loss of one batch -> (loss, {"diffusion": .., "photometric": ..})."""
     cfg = prior.cfg
     target, inputs = batch["target"], batch["inputs"]
@@ -155,8 +157,11 @@ class Throughput:
 
     def summary(self) -> dict:
         dt = max(time.perf_counter() - self.t0, 1e-9)
-        return {"examples_per_s": self.examples / dt, "s_per_step": dt / max(self.steps, 1),
-                "data_wait": self.wait / dt}
+        return {
+            "examples_per_s": self.examples / dt,
+            "s_per_step": dt / max(self.steps, 1),
+            "data_wait": self.wait / dt,
+        }
 
 
 def _metrics_writer(out_dir: str | None, tensorboard: bool):
@@ -172,8 +177,15 @@ def _metrics_writer(out_dir: str | None, tensorboard: bool):
     return open(inside(out_dir, "metrics.jsonl", what="metrics file"), "a"), tb
 
 
-def train_prior(prior: ReconFusionPrior, dataset, cfg: TrainConfig, out_dir: str | None = None, device="cpu",
-                on_step=None, progress_bar: bool = False) -> TrainResult:
+def train_prior(
+    prior: ReconFusionPrior,
+    dataset,
+    cfg: TrainConfig,
+    out_dir: str | None = None,
+    device="cpu",
+    on_step=None,
+    progress_bar: bool = False,
+) -> TrainResult:
     """Train ``prior`` in place on ``dataset`` (:class:`~reconfusion.prior.dataset.PriorExamples`)
     up to ``cfg.steps`` optimizer steps; resumes from ``out_dir``'s saved state when there is one.
 
@@ -214,12 +226,14 @@ def train_prior(prior: ReconFusionPrior, dataset, cfg: TrainConfig, out_dir: str
     metrics, tb = _metrics_writer(out_dir, cfg.tensorboard)
     stop = StopFlag()
     meter = Throughput()
-    bar = tqdm(total=cfg.steps, initial=res.step, disable=not progress_bar or rank != 0, dynamic_ncols=True,
-               desc="train-prior")
+    bar = tqdm(
+        total=cfg.steps, initial=res.step, disable=not progress_bar or rank != 0, dynamic_ncols=True, desc="train-prior"
+    )
     workers = contextlib.ExitStack()
     try:
-        stream = workers.enter_context(batch_stream(dataset, cfg.num_workers, cfg.max_bad_examples,
-                                                 pin_memory=device.type == "cuda"))
+        stream = workers.enter_context(
+            batch_stream(dataset, cfg.num_workers, cfg.max_bad_examples, pin_memory=device.type == "cuda")
+        )
         while res.step < cfg.steps:
             step = res.step + 1
             for g in opt.param_groups:
@@ -232,8 +246,10 @@ def train_prior(prior: ReconFusionPrior, dataset, cfg: TrainConfig, out_dir: str
                 used.append(batch)
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 sync = world == 1 or micro == cfg.grad_accum - 1
-                with (contextlib.nullcontext() if sync else module.no_sync()), \
-                        torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                with (
+                    contextlib.nullcontext() if sync else module.no_sync(),
+                    torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None),
+                ):
                     loss, parts = module(batch)
                 scaler.scale(loss / cfg.grad_accum).backward()
                 total += float(loss.detach()) / cfg.grad_accum
@@ -276,11 +292,18 @@ def train_prior(prior: ReconFusionPrior, dataset, cfg: TrainConfig, out_dir: str
 def _log(step, cfg, loss, parts, meter, metrics, tb, bar) -> None:
     if _rank() != 0:
         return
-    rec = {"step": step, "loss": loss, "diffusion": float(parts["diffusion"]),
-           "photometric": float(parts["photometric"]), **meter.summary()}
-    msg = (f"step {step}/{cfg.steps} loss {loss:.4f} (diffusion {rec['diffusion']:.4f} photometric "
-           f"{rec['photometric']:.4f}) | {rec['examples_per_s']:.2f} examples/s (all ranks), "
-           f"{rec['s_per_step']:.3f} s/step, data wait {100 * rec['data_wait']:.0f}%")
+    rec = {
+        "step": step,
+        "loss": loss,
+        "diffusion": float(parts["diffusion"]),
+        "photometric": float(parts["photometric"]),
+        **meter.summary(),
+    }
+    msg = (
+        f"step {step}/{cfg.steps} loss {loss:.4f} (diffusion {rec['diffusion']:.4f} photometric "
+        f"{rec['photometric']:.4f}) | {rec['examples_per_s']:.2f} examples/s (all ranks), "
+        f"{rec['s_per_step']:.3f} s/step, data wait {100 * rec['data_wait']:.0f}%"
+    )
     log.info(msg)
     bar.set_postfix(loss=f"{loss:.4f}", ex_s=f"{rec['examples_per_s']:.1f}")
     if metrics is not None:
@@ -294,8 +317,15 @@ def _log(step, cfg, loss, parts, meter, metrics, tb, bar) -> None:
 
 
 def _checkpoint(out_dir, step, batches, prior, ema, opt, scaler, cfg, dataset) -> None:
-    ckpt.save_state(out_dir, step, prior, ema, opt, scaler,
-                    {"batches": batches, "data_position": list(dataset.position_after(0)), "config": cfg.to_dict()})
+    ckpt.save_state(
+        out_dir,
+        step,
+        prior,
+        ema,
+        opt,
+        scaler,
+        {"batches": batches, "data_position": list(dataset.position_after(0)), "config": cfg.to_dict()},
+    )
     if _rank() == 0:  # plain saved priors for use (reconstruct --prior OUT/ema)
         prior.save(_saved_prior_dir(out_dir, "last"))
         ema_prior = copy.deepcopy(prior)
@@ -332,8 +362,8 @@ def init_distributed(device_arg: str) -> torch.device:
 
 
 def run(args) -> int:
-    from .run_config import build_prior, config_from_args, resolve_resume
     from .dataset import PriorExamples
+    from .run_config import build_prior, config_from_args, resolve_resume
     from .sources import build_sources
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -350,12 +380,14 @@ def run(args) -> int:
         prior = ReconFusionPrior.load(saved_model) if saved_model else build_prior(cfg.model)
         torch.manual_seed(cfg.seed + 1000 * rank)  # per-rank noise / dropout streams
         views = tuple(cfg.views) if cfg.views else (1, prior.cfg.max_views)
-        dataset = PriorExamples(build_sources(cfg.data), prior.cfg.image_size, cfg.batch_size, views, cfg.seed,
-                                epoch_size=cfg.epoch_size)
+        dataset = PriorExamples(
+            build_sources(cfg.data), prior.cfg.image_size, cfg.batch_size, views, cfg.seed, epoch_size=cfg.epoch_size
+        )
         res = train_prior(prior, dataset, cfg, args.out, device, progress_bar=not args.no_progress)
         if rank == 0:
-            print(f"train-prior: step {res.step}/{cfg.steps}" + (" (interrupted, state saved)" if res.interrupted
-                                                                 else ""))
+            print(
+                f"train-prior: step {res.step}/{cfg.steps}" + (" (interrupted, state saved)" if res.interrupted else "")
+            )
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

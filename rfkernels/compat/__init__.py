@@ -7,6 +7,7 @@
 registers :mod:`.nerfacc` (with its submodules) as ``nerfacc`` and :mod:`.tcnn` as ``tinycudann``
 in ``sys.modules``.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,17 @@ import sys
 from . import nerfacc, tcnn
 
 ENV_VAR = "RFKERNELS_COMPAT"
-_SUBMODULES = ("data_specs", "estimators", "estimators.base", "estimators.prop_net", "losses", "pack", "pdf",
-               "scan", "volrend")
+_SUBMODULES = (
+    "data_specs",
+    "estimators",
+    "estimators.base",
+    "estimators.prop_net",
+    "losses",
+    "pack",
+    "pdf",
+    "scan",
+    "volrend",
+)
 
 
 def _targets(which):
@@ -44,8 +54,13 @@ def install(which=("nerfacc", "tinycudann"), force: bool = True) -> None:
 
 def uninstall() -> None:
     """Remove the registrations made by :func:`install` (a real package imported later is untouched)."""
-    for key in [k for k, v in sys.modules.items() if v is nerfacc or v is tcnn or
-                (k.startswith("nerfacc.") and getattr(v, "__name__", "").startswith(nerfacc.__name__))]:
+    for key in [
+        k
+        for k, v in sys.modules.items()
+        if v is nerfacc
+        or v is tcnn
+        or (k.startswith("nerfacc.") and getattr(v, "__name__", "").startswith(nerfacc.__name__))
+    ]:
         del sys.modules[key]
 
 

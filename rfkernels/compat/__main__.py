@@ -5,6 +5,7 @@
 The compat layers are registered as ``nerfacc`` and ``tinycudann`` (:func:`rfkernels.compat.install`)
 before the script runs as ``__main__``.
 """
+
 from __future__ import annotations
 
 import runpy

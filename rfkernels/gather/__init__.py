@@ -12,6 +12,7 @@ Where each piece lives: :mod:`.api` (the public function, argument checks), :mod
 output, the fused-kernel Protocol, the reduction codes and camera layout), :mod:`.ops` (the autograd
 Function, the fixed-point scale), :mod:`.adapters` (what the registry stores, camera packing).
 """
+
 from __future__ import annotations
 
 from .. import _dispatch
@@ -20,8 +21,22 @@ from .api import gather_features
 from .contract import CAM_STRIDE, CONVENTIONS, REDUCE_CODE, REDUCTIONS, GatherKernels, GatherOutput
 from .ops import fixed_point_scale
 
-_dispatch.register_family("gather", GatherKernels, torch=Reference(), fused=Fused,
-                          triton="rfkernels.gather.triton", cuda="rfkernels.gather.cuda")
+_dispatch.register_family(
+    "gather",
+    GatherKernels,
+    torch=Reference(),
+    fused=Fused,
+    triton="rfkernels.gather.triton",
+    cuda="rfkernels.gather.cuda",
+)
 
-__all__ = ["CAM_STRIDE", "CONVENTIONS", "REDUCE_CODE", "REDUCTIONS", "GatherKernels", "GatherOutput",
-           "fixed_point_scale", "gather_features"]
+__all__ = [
+    "CAM_STRIDE",
+    "CONVENTIONS",
+    "REDUCE_CODE",
+    "REDUCTIONS",
+    "GatherKernels",
+    "GatherOutput",
+    "fixed_point_scale",
+    "gather_features",
+]

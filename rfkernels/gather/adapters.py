@@ -1,6 +1,7 @@
 """What the registry stores for the gather: :class:`Reference` (the ``torch`` backend) and
 :class:`Fused` (a :class:`~.contract.GatherKernels` object behind :class:`~.ops.Gather`), with
 :func:`pack_cameras`, the fused kernels' per-view camera layout."""
+
 from __future__ import annotations
 
 import torch
@@ -29,11 +30,31 @@ class Reference:
     (also w.r.t. the cameras); ``deterministic`` does not apply. Mixed dtypes: computes in float32
     (float64 if every input is), returns ``features.dtype`` / ``points.dtype`` like the fused ones."""
 
-    def gather(self, points, features, intrinsics, extrinsics, image_size, convention, reduce, near_eps,
-               want_cam, deterministic) -> GatherOutput:
+    def gather(
+        self,
+        points,
+        features,
+        intrinsics,
+        extrinsics,
+        image_size,
+        convention,
+        reduce,
+        near_eps,
+        want_cam,
+        deterministic,
+    ) -> GatherOutput:
         cd = _checks.compute_dtype(points, features, intrinsics, extrinsics)  # float32 unless all float64
-        out, mask, cam = reference.gather(points.to(cd), features.to(cd), intrinsics.to(cd), extrinsics.to(cd),
-                                          image_size, convention, reduce, near_eps, want_cam)
+        out, mask, cam = reference.gather(
+            points.to(cd),
+            features.to(cd),
+            intrinsics.to(cd),
+            extrinsics.to(cd),
+            image_size,
+            convention,
+            reduce,
+            near_eps,
+            want_cam,
+        )
         return GatherOutput(out.to(features.dtype), mask, None if cam is None else cam.to(points.dtype))
 
 
@@ -44,15 +65,29 @@ class Fused:
     def __init__(self, kernels: GatherKernels, name: str):
         self.kernels, self.name = kernels, name
 
-    def gather(self, points, features, intrinsics, extrinsics, image_size, convention, reduce, near_eps,
-               want_cam, deterministic) -> GatherOutput:
+    def gather(
+        self,
+        points,
+        features,
+        intrinsics,
+        extrinsics,
+        image_size,
+        convention,
+        reduce,
+        near_eps,
+        want_cam,
+        deterministic,
+    ) -> GatherOutput:
         if torch.is_grad_enabled() and (intrinsics.requires_grad or extrinsics.requires_grad):
-            raise ValueError(f"backend={self.name!r} does not differentiate w.r.t. `intrinsics`/`extrinsics`: "
-                             "detach them or use backend='torch'")
+            raise ValueError(
+                f"backend={self.name!r} does not differentiate w.r.t. `intrinsics`/`extrinsics`: "
+                "detach them or use backend='torch'"
+            )
         cams = pack_cameras(intrinsics, extrinsics, image_size, features.shape[-2:], convention)
         feats = features.permute(0, 1, 3, 4, 2).float().contiguous()  # [B, V, H, W, C]
-        out, mask, cam = Gather.apply(points.float().contiguous(), feats, cams, near_eps, reduce, want_cam,
-                                      deterministic, self.kernels)
+        out, mask, cam = Gather.apply(
+            points.float().contiguous(), feats, cams, near_eps, reduce, want_cam, deterministic, self.kernels
+        )
         if cam is not None:
             if convention == "opengl":
                 cam = cam * cam.new_tensor(OPENGL_FLIP)

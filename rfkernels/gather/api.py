@@ -1,5 +1,6 @@
 """The gather's public function :func:`gather_features`: argument checks, then the backend chosen by
 :mod:`rfkernels._dispatch`."""
+
 from __future__ import annotations
 
 import torch
@@ -48,7 +49,6 @@ def _validate(points, features, intrinsics, extrinsics, image_size, convention, 
         if bool((torch.linalg.det(K).abs() < 1e-12).any()):
             raise ValueError("`intrinsics` is singular (fx * fy == 0) for some camera")
     return int(image_size[0]), int(image_size[1])
-
 
 
 def gather_features(
@@ -100,5 +100,15 @@ def gather_features(
     if deterministic is None:
         deterministic = torch.are_deterministic_algorithms_enabled()
     impl = _dispatch.implementation("gather", backend, features)
-    return impl.gather(points, features, intrinsics, extrinsics, image_size, convention, reduce, near_eps,
-                       return_camera_coords, bool(deterministic))
+    return impl.gather(
+        points,
+        features,
+        intrinsics,
+        extrinsics,
+        image_size,
+        convention,
+        reduce,
+        near_eps,
+        return_camera_coords,
+        bool(deterministic),
+    )

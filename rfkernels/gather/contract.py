@@ -1,6 +1,7 @@
 """What every gather backend shares: the output (:class:`GatherOutput`), the fused-kernel contract
 (:class:`GatherKernels`) and the constants both sides of it use, named once here: the reduction
 codes the kernels branch on, the packed camera layout, the supported conventions."""
+
 from __future__ import annotations
 
 from typing import NamedTuple, Protocol
@@ -33,14 +34,27 @@ class GatherKernels(Protocol):
     ``feats`` ``[B, V, H, W, C]`` (channels last), ``cams`` ``[B, V, CAM_STRIDE]``
     (:func:`~.adapters.pack_cameras`), all float32 contiguous; ``reduce`` is a :data:`REDUCE_CODE`."""
 
-    def gather_forward(self, points: Tensor, feats: Tensor, cams: Tensor, near_eps: float, reduce: int,
-                       want_cam: bool) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    def gather_forward(
+        self, points: Tensor, feats: Tensor, cams: Tensor, near_eps: float, reduce: int, want_cam: bool
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         """-> features (shape by ``reduce``), mask [B, N, V] bool, camera coords [B, N, V, 3] | None,
         argmax view [B, N, C] int32 (``max`` only) | None."""
 
-    def gather_backward(self, g_out: Tensor, g_cam: Tensor | None, points: Tensor, feats: Tensor, cams: Tensor,
-                        out: Tensor | None, mask: Tensor, arg: Tensor | None, near_eps: float, reduce: int,
-                        need_points: bool, scale: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def gather_backward(
+        self,
+        g_out: Tensor,
+        g_cam: Tensor | None,
+        points: Tensor,
+        feats: Tensor,
+        cams: Tensor,
+        out: Tensor | None,
+        mask: Tensor,
+        arg: Tensor | None,
+        near_eps: float,
+        reduce: int,
+        need_points: bool,
+        scale: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
         """-> d feats [B, V, H, W, C], d points [B, N, 3] | None. ``out``: the forward output
         (``mean_var`` only); ``scale`` [1]: int64 fixed-point accumulation with this scale
         (deterministic) instead of float atomics."""

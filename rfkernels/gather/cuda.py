@@ -3,6 +3,7 @@
 Implements :class:`rfkernels.gather.contract.GatherKernels` (shapes and dtypes are documented there), as
 :mod:`.triton` does; absent optional tensors are passed as empty tensors (the binding maps them to
 null pointers)."""
+
 from __future__ import annotations
 
 import torch
@@ -24,9 +25,17 @@ def gather_forward(points, feats, cams, near_eps, reduce, want_cam):
 def gather_backward(g_out, g_cam, points, feats, cams, out, mask, arg, near_eps, reduce, need_points, scale=None):
     """:meth:`GatherKernels.gather_backward` via the extension's ``gather`` binding."""
     g_feats, g_points = module().gather_backward(
-        g_out, g_cam if g_cam is not None else _empty(points), points, feats, cams,
-        out if out is not None else _empty(points), mask.view(torch.uint8),
-        arg if arg is not None else _empty(points, torch.int32), float(near_eps), int(reduce), bool(need_points),
+        g_out,
+        g_cam if g_cam is not None else _empty(points),
+        points,
+        feats,
+        cams,
+        out if out is not None else _empty(points),
+        mask.view(torch.uint8),
+        arg if arg is not None else _empty(points, torch.int32),
+        float(near_eps),
+        int(reduce),
+        bool(need_points),
         scale if scale is not None else _empty(points),
     )
     return g_feats, (g_points if need_points else None)

@@ -1,5 +1,6 @@
 """The fused backends' autograd Function :class:`Gather` (forward + hand-written backward) and the
 scale of its deterministic (int64 fixed-point) backward, :func:`fixed_point_scale`."""
+
 from __future__ import annotations
 
 import torch
@@ -28,8 +29,9 @@ class Gather(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, points, feats, cams, near_eps, reduce, want_cam, deterministic, kernels):
-        out, mask, cam, argmax = kernels.gather_forward(points, feats, cams, float(near_eps), REDUCE_CODE[reduce],
-                                                        want_cam)
+        out, mask, cam, argmax = kernels.gather_forward(
+            points, feats, cams, float(near_eps), REDUCE_CODE[reduce], want_cam
+        )
         ctx.save_for_backward(points, feats, cams, out if reduce == "mean_var" else None, mask, argmax)
         ctx.near_eps, ctx.reduce, ctx.deterministic, ctx.kernels = float(near_eps), reduce, deterministic, kernels
         ctx.mark_non_differentiable(mask)
@@ -42,7 +44,17 @@ class Gather(torch.autograd.Function):
         g_out = g_out.contiguous()
         scale = fixed_point_scale(g_out, feats, ctx.reduce) if ctx.deterministic else None
         g_feats, g_points = ctx.kernels.gather_backward(
-            g_out, g_cam.contiguous() if (g_cam is not None and need_points) else None,
-            points, feats, cams, out, mask, argmax, ctx.near_eps, REDUCE_CODE[ctx.reduce], need_points, scale,
+            g_out,
+            g_cam.contiguous() if (g_cam is not None and need_points) else None,
+            points,
+            feats,
+            cams,
+            out,
+            mask,
+            argmax,
+            ctx.near_eps,
+            REDUCE_CODE[ctx.reduce],
+            need_points,
+            scale,
         )
         return g_points, g_feats, None, None, None, None, None, None

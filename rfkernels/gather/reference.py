@@ -16,6 +16,7 @@ centre of pixel column ``i`` is at ``u = i + 0.5`` (a centred principal point is
 Intrinsics calibrated with pixel centres at integers (OpenCV) need ``cx + 0.5, cy + 0.5``. Because
 edges map to edges, the same ``grid`` addresses a feature map of any size (H, W).
 """
+
 from __future__ import annotations
 
 import torch
@@ -53,8 +54,9 @@ def sample(features: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     B, V, C, H, W = features.shape
     N = grid.shape[1]
     g = grid.permute(0, 2, 1, 3).reshape(B * V, N, 1, 2)
-    out = F.grid_sample(features.reshape(B * V, C, H, W), g, mode="bilinear", padding_mode="zeros",
-                        align_corners=False)  # [B*V, C, N, 1]
+    out = F.grid_sample(
+        features.reshape(B * V, C, H, W), g, mode="bilinear", padding_mode="zeros", align_corners=False
+    )  # [B*V, C, N, 1]
     # invalid views were sent to grid = -2, whose four corners are all outside: exactly 0 already
     return out.reshape(B, V, C, N).permute(0, 3, 1, 2)
 
@@ -79,8 +81,7 @@ def reduce_views(per_view: torch.Tensor, valid: torch.Tensor, reduce: str) -> to
     return torch.where(valid.any(dim=2, keepdim=True), best, torch.zeros_like(best))
 
 
-def gather(points, features, intrinsics, extrinsics, image_size, convention, reduce, near_eps,
-           return_camera_coords):
+def gather(points, features, intrinsics, extrinsics, image_size, convention, reduce, near_eps, return_camera_coords):
     """-> (features, mask [B, N, V], camera_coords [B, N, V, 3] | None); see the module docstring."""
     cam = camera_coords(points, extrinsics)
     grid, valid = project(cam, intrinsics, image_size, convention, near_eps)

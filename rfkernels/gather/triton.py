@@ -11,6 +11,7 @@ feature-map gradient with ``tl.atomic_add`` (float, or int64 fixed point when de
 
 Implements :class:`rfkernels.gather.contract.GatherKernels` (the public launchers below).
 """
+
 from __future__ import annotations
 
 import torch
@@ -72,8 +73,18 @@ def _corners(xf, yf, valid, H, W, C):
     in_y0 = valid & (y0 >= 0) & (y0 < H)
     in_y1 = valid & (y0 + 1 >= 0) & (y0 + 1 < H)
     o00 = (y0 * W + x0) * C
-    return (o00, o00 + C, o00 + W * C, o00 + W * C + C,
-            in_y0 & in_x0, in_y0 & in_x1, in_y1 & in_x0, in_y1 & in_x1, wx1, wy1)
+    return (
+        o00,
+        o00 + C,
+        o00 + W * C,
+        o00 + W * C + C,
+        in_y0 & in_x0,
+        in_y0 & in_x1,
+        in_y1 & in_x0,
+        in_y1 & in_x1,
+        wx1,
+        wy1,
+    )
 
 
 @triton.jit
@@ -93,9 +104,23 @@ def _scatter(ptr, off, m, ch, cm, val, scale, FIXED: tl.constexpr):
 
 @triton.jit
 def _gather_fwd_kernel(
-    points_ptr, feat_ptr, cam_ptr, out_ptr, mask_ptr, camc_ptr, arg_ptr,
-    N, V, C, H, W, near_eps,
-    REDUCE: tl.constexpr, WRITE_CAM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+    points_ptr,
+    feat_ptr,
+    cam_ptr,
+    out_ptr,
+    mask_ptr,
+    camc_ptr,
+    arg_ptr,
+    N,
+    V,
+    C,
+    H,
+    W,
+    near_eps,
+    REDUCE: tl.constexpr,
+    WRITE_CAM: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     """REDUCE: REDUCE_NONE -> out [B,N,V,C]; REDUCE_MEAN, REDUCE_MAX -> [B,N,C]; REDUCE_MEAN_VAR -> [B,N,2C]."""
     b = tl.program_id(2).to(tl.int64)
@@ -126,8 +151,9 @@ def _gather_fwd_kernel(
         fbase = feat_ptr + bv * H * W * C
         wx1 = wx1[:, None]
         wy1 = wy1[:, None]
-        s = ((1.0 - wy1) * ((1.0 - wx1) * _load_tile(fbase, o00, m00, ch, cm) + wx1 * _load_tile(fbase, o01, m01, ch, cm))
-             + wy1 * ((1.0 - wx1) * _load_tile(fbase, o10, m10, ch, cm) + wx1 * _load_tile(fbase, o11, m11, ch, cm)))
+        s = (1.0 - wy1) * (
+            (1.0 - wx1) * _load_tile(fbase, o00, m00, ch, cm) + wx1 * _load_tile(fbase, o01, m01, ch, cm)
+        ) + wy1 * ((1.0 - wx1) * _load_tile(fbase, o10, m10, ch, cm) + wx1 * _load_tile(fbase, o11, m11, ch, cm))
         vm = valid[:, None]
         if REDUCE == REDUCE_NONE:
             tl.store(out_ptr + row[:, None] * C + ch[None, :], s, mask=nm[:, None] & cm[None, :])
@@ -158,10 +184,29 @@ def _gather_fwd_kernel(
 
 @triton.jit
 def _gather_bwd_kernel(
-    g_out_ptr, g_cam_ptr, points_ptr, feat_ptr, cam_ptr, out_ptr, mask_ptr, arg_ptr, g_feat_ptr, g_points_ptr,
-    scale_ptr, N, V, C, H, W, near_eps,
-    REDUCE: tl.constexpr, HAS_GCAM: tl.constexpr, NEED_GP: tl.constexpr, FIXED: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+    g_out_ptr,
+    g_cam_ptr,
+    points_ptr,
+    feat_ptr,
+    cam_ptr,
+    out_ptr,
+    mask_ptr,
+    arg_ptr,
+    g_feat_ptr,
+    g_points_ptr,
+    scale_ptr,
+    N,
+    V,
+    C,
+    H,
+    W,
+    near_eps,
+    REDUCE: tl.constexpr,
+    HAS_GCAM: tl.constexpr,
+    NEED_GP: tl.constexpr,
+    FIXED: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     """Validity comes from the saved mask (same views as the forward). Per view, the gradient of
     the sample is g_s = g_out[v] (none), g/count (mean), (g_mean + 2 g_var (s - mean))/count
@@ -277,9 +322,24 @@ def gather_forward(points, feats, cams, near_eps, reduce, want_cam):
         block_n, block_c = _blocks(C)
         grid = (triton.cdiv(N, block_n), triton.cdiv(C, block_c), B)
         _gather_fwd_kernel[grid](
-            points, feats, cams, out, mask, cam if cam is not None else out, arg if arg is not None else mask,
-            N, V, C, H, W, near_eps,
-            REDUCE=reduce, WRITE_CAM=want_cam, BLOCK_N=block_n, BLOCK_C=block_c, num_warps=NUM_WARPS,
+            points,
+            feats,
+            cams,
+            out,
+            mask,
+            cam if cam is not None else out,
+            arg if arg is not None else mask,
+            N,
+            V,
+            C,
+            H,
+            W,
+            near_eps,
+            REDUCE=reduce,
+            WRITE_CAM=want_cam,
+            BLOCK_N=block_n,
+            BLOCK_C=block_c,
+            num_warps=NUM_WARPS,
         )
     return out, mask.view(torch.bool), cam, arg
 
@@ -297,12 +357,30 @@ def gather_backward(g_out, g_cam, points, feats, cams, out, mask, arg, near_eps,
     g_points = torch.zeros((grid[1], B, N, 3), device=points.device) if need_points else None
     if B * N:
         _gather_bwd_kernel[grid](
-            g_out, g_cam if g_cam is not None else g_out, points, feats, cams,
-            out if out is not None else g_out, mask.view(torch.uint8), arg if arg is not None else mask,
-            acc, g_points if g_points is not None else points, scale if fixed else cams,
-            N, V, C, H, W, near_eps,
-            REDUCE=reduce, HAS_GCAM=g_cam is not None, NEED_GP=need_points, FIXED=fixed,
-            BLOCK_N=block_n, BLOCK_C=block_c, num_warps=NUM_WARPS,
+            g_out,
+            g_cam if g_cam is not None else g_out,
+            points,
+            feats,
+            cams,
+            out if out is not None else g_out,
+            mask.view(torch.uint8),
+            arg if arg is not None else mask,
+            acc,
+            g_points if g_points is not None else points,
+            scale if fixed else cams,
+            N,
+            V,
+            C,
+            H,
+            W,
+            near_eps,
+            REDUCE=reduce,
+            HAS_GCAM=g_cam is not None,
+            NEED_GP=need_points,
+            FIXED=fixed,
+            BLOCK_N=block_n,
+            BLOCK_C=block_c,
+            num_warps=NUM_WARPS,
         )
     g_feats = (acc.double() / scale.double()).float() if fixed else acc
     return g_feats, (g_points.sum(0) if need_points else None)

@@ -15,6 +15,7 @@ fused-kernel Protocol, shared constants), :mod:`.ops` (autograd Functions), :mod
 the registry stores), :mod:`.module` (``HashGridEncoding``, a layer above this API: import it from
 ``rfkernels.hashgrid.module``).
 """
+
 from __future__ import annotations
 
 from .. import _dispatch
@@ -23,8 +24,21 @@ from .api import OUT_OF_BOUNDS, encode, hash_grid_encode
 from .contract import TABLE_DTYPES, HashGridKernels
 from .layout import HashGridLayout, make_layout
 
-_dispatch.register_family("hashgrid", HashGridKernels, torch=Reference(), fused=Fused,
-                          triton="rfkernels.hashgrid.triton", cuda="rfkernels.hashgrid.cuda")
+_dispatch.register_family(
+    "hashgrid",
+    HashGridKernels,
+    torch=Reference(),
+    fused=Fused,
+    triton="rfkernels.hashgrid.triton",
+    cuda="rfkernels.hashgrid.cuda",
+)
 
-__all__ = ["OUT_OF_BOUNDS", "TABLE_DTYPES", "HashGridKernels", "HashGridLayout", "encode", "hash_grid_encode",
-           "make_layout"]
+__all__ = [
+    "OUT_OF_BOUNDS",
+    "TABLE_DTYPES",
+    "HashGridKernels",
+    "HashGridLayout",
+    "encode",
+    "hash_grid_encode",
+    "make_layout",
+]

@@ -1,5 +1,6 @@
 """What the registry stores for the hash grid: :class:`Reference` (the ``torch`` backend) and
 :class:`Fused` (a :class:`~.contract.HashGridKernels` object behind :class:`~.ops.Encode`)."""
+
 from __future__ import annotations
 
 import torch
@@ -44,8 +45,15 @@ class Fused:
 
     def encode(self, points, params, scales, layout, deterministic):
         if params.dtype == torch.float64:
-            raise ValueError("`params` is float64: only backend='torch' supports float64 tables "
-                             "(the fused backends take float16 or float32)")
-        return Encode.apply(points.float().contiguous(), params.contiguous(),
-                            None if scales is None else scales.float().contiguous(), layout, self.kernels,
-                            deterministic)
+            raise ValueError(
+                "`params` is float64: only backend='torch' supports float64 tables "
+                "(the fused backends take float16 or float32)"
+            )
+        return Encode.apply(
+            points.float().contiguous(),
+            params.contiguous(),
+            None if scales is None else scales.float().contiguous(),
+            layout,
+            self.kernels,
+            deterministic,
+        )

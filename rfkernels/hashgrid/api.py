@@ -1,13 +1,21 @@
 """The hash grid's public functions, :func:`hash_grid_encode` and :func:`encode` (prebuilt layout):
 argument checks, then the backend chosen by :mod:`rfkernels._dispatch`."""
+
 from __future__ import annotations
 
 import torch
 
 from .. import _checks, _dispatch
 from .contract import TABLE_DTYPES
-from .layout import (BASE_RESOLUTION, LOG2_HASHMAP_SIZE, MAX_DIMS, N_FEATURES_PER_LEVEL, N_LEVELS, HashGridLayout,
-                     make_layout)
+from .layout import (
+    BASE_RESOLUTION,
+    LOG2_HASHMAP_SIZE,
+    MAX_DIMS,
+    N_FEATURES_PER_LEVEL,
+    N_LEVELS,
+    HashGridLayout,
+    make_layout,
+)
 
 OUT_OF_BOUNDS = ("clamp", "error")
 
@@ -15,13 +23,17 @@ OUT_OF_BOUNDS = ("clamp", "error")
 def _validate(points, params, layout: HashGridLayout, scales, out_of_bounds):
     _checks.check_tensor("points", points, ndim=2)
     if points.shape[1] != layout.n_input_dims:
-        raise ValueError(f"`points` must have shape [N, {layout.n_input_dims}] (n_input_dims), got {list(points.shape)}")
+        raise ValueError(
+            f"`points` must have shape [N, {layout.n_input_dims}] (n_input_dims), got {list(points.shape)}"
+        )
     device = points.device
     _checks.check_tensor("params", params, ndim=1, dtypes=TABLE_DTYPES + (torch.float64,), device=device)
     if params.numel() != layout.n_params:
-        raise ValueError(f"`params` must have {layout.n_params} entries for this configuration "
-                         f"(levels at entry offsets {list(layout.level_offsets)} x {layout.n_features_per_level} "
-                         f"features), got {params.numel()}")
+        raise ValueError(
+            f"`params` must have {layout.n_params} entries for this configuration "
+            f"(levels at entry offsets {list(layout.level_offsets)} x {layout.n_features_per_level} "
+            f"features), got {params.numel()}"
+        )
     if scales is not None:
         _checks.check_tensor("scales", scales, shape=[points.shape[0]], device=device)
     if out_of_bounds not in OUT_OF_BOUNDS:
@@ -32,16 +44,25 @@ def _validate(points, params, layout: HashGridLayout, scales, out_of_bounds):
         if out_of_bounds == "error" and points.numel():
             bad = ~((points >= 0) & (points <= 1))  # also catches NaN
             if bool(bad.any()):
-                raise ValueError(f"`points` has {int(bad.any(1).sum())} point(s) outside [0, 1]^D or NaN "
-                                 f"(first: {points[bad.any(1)][0].tolist()}); normalize them or pass "
-                                 "out_of_bounds='clamp'")
+                raise ValueError(
+                    f"`points` has {int(bad.any(1).sum())} point(s) outside [0, 1]^D or NaN "
+                    f"(first: {points[bad.any(1)][0].tolist()}); normalize them or pass "
+                    "out_of_bounds='clamp'"
+                )
         if scales is not None and scales.numel() and not bool((scales >= 0).all()):
             raise ValueError("`scales` must be >= 0 and not NaN (Gaussian standard deviations)")
 
 
-def encode(points: torch.Tensor, params: torch.Tensor, layout: HashGridLayout, *,
-           scales: torch.Tensor | None = None, out_of_bounds: str = "clamp", backend: str | None = None,
-           deterministic: bool = False) -> torch.Tensor:
+def encode(
+    points: torch.Tensor,
+    params: torch.Tensor,
+    layout: HashGridLayout,
+    *,
+    scales: torch.Tensor | None = None,
+    out_of_bounds: str = "clamp",
+    backend: str | None = None,
+    deterministic: bool = False,
+) -> torch.Tensor:
     """:func:`hash_grid_encode` with a prebuilt :class:`~.layout.HashGridLayout` (used by the module)."""
     _validate(points, params, layout, scales, out_of_bounds)
     impl = _dispatch.implementation("hashgrid", backend, points)
@@ -85,8 +106,16 @@ def hash_grid_encode(
     _checks.check_tensor("points", points, ndim=2)
     if not 1 <= points.shape[1] <= MAX_DIMS:
         raise ValueError(f"`points` must be [N, D] with D in 1..{MAX_DIMS}, got shape {list(points.shape)}")
-    layout = make_layout(points.shape[1], n_levels, n_features_per_level, log2_hashmap_size, base_resolution,
-                         per_level_scale, max_resolution, interpolation)
-    return encode(points, params, layout, scales=scales, out_of_bounds=out_of_bounds, backend=backend,
-                  deterministic=deterministic)
-
+    layout = make_layout(
+        points.shape[1],
+        n_levels,
+        n_features_per_level,
+        log2_hashmap_size,
+        base_resolution,
+        per_level_scale,
+        max_resolution,
+        interpolation,
+    )
+    return encode(
+        points, params, layout, scales=scales, out_of_bounds=out_of_bounds, backend=backend, deterministic=deterministic
+    )

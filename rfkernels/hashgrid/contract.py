@@ -2,6 +2,7 @@
 table dtypes the fused kernels take, and the anti-aliasing cut-off every backend applies.
 
 Layout and index formula of the table: :mod:`.layout`."""
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -23,20 +24,48 @@ class HashGridKernels(Protocol):
     def forward(self, points: Tensor, params: Tensor, scales: Tensor | None, layout: HashGridLayout) -> Tensor:
         """-> features [N, L*F] float32."""
 
-    def backward(self, g_out: Tensor, points: Tensor, params: Tensor, scales: Tensor | None,
-                 layout: HashGridLayout, need_points: bool, need_params: bool,
-                 need_scales: bool) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    def backward(
+        self,
+        g_out: Tensor,
+        points: Tensor,
+        params: Tensor,
+        scales: Tensor | None,
+        layout: HashGridLayout,
+        need_points: bool,
+        need_params: bool,
+        need_scales: bool,
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """-> d points [N, D], d params [n_params] (params dtype), d scales [N]; float atomics."""
 
-    def backward_levels(self, g_out: Tensor, points: Tensor, params: Tensor, scales: Tensor | None,
-                        layout: HashGridLayout, level_base: int, n_levels: int, need_points: bool,
-                        need_params: bool, need_scales: bool) -> tuple[Tensor | None, ...]:
+    def backward_levels(
+        self,
+        g_out: Tensor,
+        points: Tensor,
+        params: Tensor,
+        scales: Tensor | None,
+        layout: HashGridLayout,
+        level_base: int,
+        n_levels: int,
+        need_points: bool,
+        need_params: bool,
+        need_scales: bool,
+    ) -> tuple[Tensor | None, ...]:
         """Levels ``[level_base, level_base + n_levels)`` without atomics (``deterministic=True``, see
         :mod:`.deterministic`): -> corner table rows [n, N, 2^D], corner weights [n, N, 2^D],
         per-level d points [n, N, D], per-level d scales [n, N]."""
 
-    def double_backward(self, gg_x: Tensor, g_out: Tensor, points: Tensor, params: Tensor,
-                        scales: Tensor | None, layout: HashGridLayout, need_g_out: bool, need_points: bool,
-                        need_params: bool, need_scales: bool) -> tuple[Tensor | None, ...]:
+    def double_backward(
+        self,
+        gg_x: Tensor,
+        g_out: Tensor,
+        points: Tensor,
+        params: Tensor,
+        scales: Tensor | None,
+        layout: HashGridLayout,
+        need_g_out: bool,
+        need_points: bool,
+        need_params: bool,
+        need_scales: bool,
+    ) -> tuple[Tensor | None, ...]:
         """Backward of the backward when only d points is used downstream (``gg_x`` [N, D]):
         -> d g_out [N, L*F], d points [N, D], d params [n_params], d scales [N]."""

@@ -2,6 +2,7 @@
 csrc/hashgrid/. Implements :class:`rfkernels.hashgrid.contract.HashGridKernels` (shapes and dtypes are
 documented there), as :mod:`.triton` does; level metadata is passed as Python lists (the kernels
 receive it by value)."""
+
 from __future__ import annotations
 
 import functools
@@ -17,9 +18,16 @@ from .layout import MAX_DIMS, HashGridLayout
 def _meta(layout: HashGridLayout) -> tuple:
     L = layout.n_levels
     strides = [s for st in layout.level_strides for s in list(st) + [0] * (MAX_DIMS - len(st))]
-    return (list(layout.level_offsets[:L]), [layout.level_size(l) for l in range(L)], list(layout.level_scales),
-            strides, [int(h) for h in layout.level_hashed], layout.n_features_per_level,
-            layout.interpolation == "smoothstep", AA_Z_MAX)
+    return (
+        list(layout.level_offsets[:L]),
+        [layout.level_size(l) for l in range(L)],
+        list(layout.level_scales),
+        strides,
+        [int(h) for h in layout.level_hashed],
+        layout.n_features_per_level,
+        layout.interpolation == "smoothstep",
+        AA_Z_MAX,
+    )
 
 
 def _aligned(params: torch.Tensor, F: int) -> torch.Tensor:
@@ -40,29 +48,68 @@ def forward(points, params, scales, layout: HashGridLayout):
 def backward(g_out, points, params, scales, layout: HashGridLayout, need_points, need_params, need_scales):
     """:meth:`HashGridKernels.backward` via the extension's ``hashgrid`` binding."""
     params = _aligned(params, layout.n_features_per_level)
-    g_x, g_table, g_s = module().hashgrid_backward(g_out, points, params, _opt(scales, points), *_meta(layout),
-                                                    bool(need_points), bool(need_params), bool(need_scales))
-    return (g_x if need_points else None, g_table.to(params.dtype) if need_params else None,
-            g_s if need_scales else None)
+    g_x, g_table, g_s = module().hashgrid_backward(
+        g_out,
+        points,
+        params,
+        _opt(scales, points),
+        *_meta(layout),
+        bool(need_points),
+        bool(need_params),
+        bool(need_scales),
+    )
+    return (
+        g_x if need_points else None,
+        g_table.to(params.dtype) if need_params else None,
+        g_s if need_scales else None,
+    )
 
 
-def backward_levels(g_out, points, params, scales, layout: HashGridLayout, level_base, n_levels,
-                    need_points, need_params, need_scales):
+def backward_levels(
+    g_out, points, params, scales, layout: HashGridLayout, level_base, n_levels, need_points, need_params, need_scales
+):
     """:meth:`HashGridKernels.backward_levels` via the extension's ``hashgrid`` binding."""
     params = _aligned(params, layout.n_features_per_level)
     rows, w, px, ps = module().hashgrid_backward_levels(
-        g_out, points, params, _opt(scales, points), *_meta(layout), int(level_base), int(n_levels),
-        bool(need_points), bool(need_params), bool(need_scales))
-    return (rows if need_params else None, w if need_params else None, px if need_points else None,
-            ps if need_scales else None)
+        g_out,
+        points,
+        params,
+        _opt(scales, points),
+        *_meta(layout),
+        int(level_base),
+        int(n_levels),
+        bool(need_points),
+        bool(need_params),
+        bool(need_scales),
+    )
+    return (
+        rows if need_params else None,
+        w if need_params else None,
+        px if need_points else None,
+        ps if need_scales else None,
+    )
 
 
-def double_backward(gg_x, g_out, points, params, scales, layout: HashGridLayout,
-                    need_g_out, need_points, need_params, need_scales):
+def double_backward(
+    gg_x, g_out, points, params, scales, layout: HashGridLayout, need_g_out, need_points, need_params, need_scales
+):
     """:meth:`HashGridKernels.double_backward` via the extension's ``hashgrid`` binding."""
     params = _aligned(params, layout.n_features_per_level)
     gg_out, g_x, g_table, g_s = module().hashgrid_double_backward(
-        gg_x, g_out, points, params, _opt(scales, points), *_meta(layout),
-        bool(need_g_out), bool(need_points), bool(need_params), bool(need_scales))
-    return (gg_out if need_g_out else None, g_x if need_points else None,
-            g_table.to(params.dtype) if need_params else None, g_s if need_scales else None)
+        gg_x,
+        g_out,
+        points,
+        params,
+        _opt(scales, points),
+        *_meta(layout),
+        bool(need_g_out),
+        bool(need_points),
+        bool(need_params),
+        bool(need_scales),
+    )
+    return (
+        gg_out if need_g_out else None,
+        g_x if need_points else None,
+        g_table.to(params.dtype) if need_params else None,
+        g_s if need_scales else None,
+    )

@@ -5,6 +5,7 @@ weight and the per-level partial point/scale gradients; the table gradient is th
 ``index_put_(accumulate=True)`` (sequential on CPU, sort-based and order-fixed on CUDA) and the
 partials are reduced over levels with ``sum``. Costs ``N * 2^D * (12 + 4F)`` bytes per level chunk.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,10 +28,11 @@ def backward(mod, g_out, points, params, scales, layout: HashGridLayout, need_po
     g_levels = g_out.view(N, L, F)
     for base in range(0, L if N else 0, chunk):
         n = min(chunk, L - base)
-        rows, w, px, ps = mod.backward_levels(g_out, points, params, scales, layout, base, n,
-                                              need_points, need_params, need_scales)
+        rows, w, px, ps = mod.backward_levels(
+            g_out, points, params, scales, layout, base, n, need_points, need_params, need_scales
+        )
         if need_params:
-            contrib = w[..., None] * g_levels[:, base:base + n].transpose(0, 1)[:, :, None, :]  # [n, N, C, F]
+            contrib = w[..., None] * g_levels[:, base : base + n].transpose(0, 1)[:, :, None, :]  # [n, N, C, F]
             g_table.index_put_((rows.reshape(-1),), contrib.reshape(-1, F), accumulate=True)
         if need_points:
             g_x += px.sum(0)

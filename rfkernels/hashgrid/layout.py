@@ -25,6 +25,7 @@ precomputes, per level, the dense strides actually used (``stride_d``, 0 for dim
 never reached; uint32-wrapped exactly as tcnn's loop, which matters for resolutions >= 65536) and
 whether the level hashes.
 """
+
 from __future__ import annotations
 
 import functools
@@ -108,9 +109,14 @@ N_FEATURES_PER_LEVEL = 2
 LOG2_HASHMAP_SIZE = 19
 BASE_RESOLUTION = 16
 PER_LEVEL_SCALE = 2.0
-TCNN_DEFAULTS = {"n_levels": N_LEVELS, "n_features_per_level": N_FEATURES_PER_LEVEL,
-                 "log2_hashmap_size": LOG2_HASHMAP_SIZE, "base_resolution": BASE_RESOLUTION,
-                 "per_level_scale": PER_LEVEL_SCALE, "interpolation": "Linear"}
+TCNN_DEFAULTS = {
+    "n_levels": N_LEVELS,
+    "n_features_per_level": N_FEATURES_PER_LEVEL,
+    "log2_hashmap_size": LOG2_HASHMAP_SIZE,
+    "base_resolution": BASE_RESOLUTION,
+    "per_level_scale": PER_LEVEL_SCALE,
+    "interpolation": "Linear",
+}
 
 
 def resolve_per_level_scale(n_levels, base_resolution, per_level_scale, max_resolution) -> float:
@@ -120,8 +126,10 @@ def resolve_per_level_scale(n_levels, base_resolution, per_level_scale, max_reso
         raise ValueError("pass either `per_level_scale` or `max_resolution`, not both")
     if max_resolution is not None:
         if not (math.isfinite(max_resolution) and max_resolution >= base_resolution):
-            raise ValueError(f"`max_resolution` must be a finite number >= `base_resolution` ({base_resolution}), "
-                             f"got {max_resolution}")
+            raise ValueError(
+                f"`max_resolution` must be a finite number >= `base_resolution` ({base_resolution}), "
+                f"got {max_resolution}"
+            )
         if n_levels == 1:
             return 1.0
         return math.exp((math.log(max_resolution) - math.log(base_resolution)) / (n_levels - 1))
@@ -176,8 +184,20 @@ def _build(D, L, F, T, N0, b, interpolation) -> HashGridLayout:
         hashed.append(h)
     if offsets[-1] * F >= 1 << 31:
         raise ValueError(f"the table would hold {offsets[-1] * F} parameters (>= 2**31): lower `log2_hashmap_size`")
-    return HashGridLayout(D, L, F, T, N0, b, interpolation, tuple(scales), tuple(resolutions), tuple(offsets),
-                          tuple(strides), tuple(hashed))
+    return HashGridLayout(
+        D,
+        L,
+        F,
+        T,
+        N0,
+        b,
+        interpolation,
+        tuple(scales),
+        tuple(resolutions),
+        tuple(offsets),
+        tuple(strides),
+        tuple(hashed),
+    )
 
 
 @functools.lru_cache(maxsize=64)

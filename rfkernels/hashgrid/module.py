@@ -1,4 +1,5 @@
 """``HashGridEncoding``: the hash grid as an ``nn.Module`` owning its flat table (tcnn layout)."""
+
 from __future__ import annotations
 
 import torch
@@ -6,8 +7,7 @@ from torch import nn
 
 from .api import OUT_OF_BOUNDS, encode
 from .contract import TABLE_DTYPES
-from .layout import (BASE_RESOLUTION, LOG2_HASHMAP_SIZE, N_FEATURES_PER_LEVEL, N_LEVELS, TCNN_DEFAULTS,
-                     make_layout)
+from .layout import BASE_RESOLUTION, LOG2_HASHMAP_SIZE, N_FEATURES_PER_LEVEL, N_LEVELS, TCNN_DEFAULTS, make_layout
 
 _TCNN_KEYS = set(TCNN_DEFAULTS) | {"otype", "type", "hash"}
 
@@ -23,17 +23,37 @@ class HashGridEncoding(nn.Module):
     the anti-aliasing factor ``erf(1 / sqrt(8 * scales**2 * level_scales[l]**2))``.
     """
 
-    def __init__(self, n_input_dims: int = 3, n_levels: int = N_LEVELS,
-                 n_features_per_level: int = N_FEATURES_PER_LEVEL, log2_hashmap_size: int = LOG2_HASHMAP_SIZE,
-                 base_resolution: int = BASE_RESOLUTION, per_level_scale: float | None = None,
-                 max_resolution: float | None = None, interpolation: str = "linear",
-                 dtype: torch.dtype = torch.float32, out_of_bounds: str = "clamp", backend: str | None = None,
-                 device: torch.device | str | None = None, deterministic: bool = False):
+    def __init__(
+        self,
+        n_input_dims: int = 3,
+        n_levels: int = N_LEVELS,
+        n_features_per_level: int = N_FEATURES_PER_LEVEL,
+        log2_hashmap_size: int = LOG2_HASHMAP_SIZE,
+        base_resolution: int = BASE_RESOLUTION,
+        per_level_scale: float | None = None,
+        max_resolution: float | None = None,
+        interpolation: str = "linear",
+        dtype: torch.dtype = torch.float32,
+        out_of_bounds: str = "clamp",
+        backend: str | None = None,
+        device: torch.device | str | None = None,
+        deterministic: bool = False,
+    ):
         super().__init__()
-        self.layout = make_layout(n_input_dims, n_levels, n_features_per_level, log2_hashmap_size,
-                                  base_resolution, per_level_scale, max_resolution, interpolation)
+        self.layout = make_layout(
+            n_input_dims,
+            n_levels,
+            n_features_per_level,
+            log2_hashmap_size,
+            base_resolution,
+            per_level_scale,
+            max_resolution,
+            interpolation,
+        )
         if dtype not in TABLE_DTYPES + (torch.float64,):
-            raise ValueError(f"`dtype` must be torch.float32 or torch.float16 (float64: torch backend only), got {dtype}")
+            raise ValueError(
+                f"`dtype` must be torch.float32 or torch.float16 (float64: torch backend only), got {dtype}"
+            )
         if out_of_bounds not in OUT_OF_BOUNDS:
             raise ValueError(f"`out_of_bounds` must be one of {OUT_OF_BOUNDS}, got {out_of_bounds!r}")
         self.out_of_bounds = out_of_bounds
@@ -69,17 +89,24 @@ class HashGridEncoding(nn.Module):
         """View ``[entries_l, F]`` of one level's rows of ``params``."""
         F = self.layout.n_features_per_level
         start, end = self.layout.level_offsets[level], self.layout.level_offsets[level + 1]
-        return self.params[start * F:end * F].view(end - start, F)
+        return self.params[start * F : end * F].view(end - start, F)
 
     # ------------------------------------------------------------------------------- forward
     def forward(self, points: torch.Tensor, scales: torch.Tensor | None = None) -> torch.Tensor:
         """``points [N, D]`` in [0, 1], optional Zip-NeRF ``scales [N]`` -> ``[N, output_dim]`` float32."""
-        return encode(points, self.params, self.layout, scales=scales, out_of_bounds=self.out_of_bounds,
-                      backend=self.backend, deterministic=self.deterministic)
+        return encode(
+            points,
+            self.params,
+            self.layout,
+            scales=scales,
+            out_of_bounds=self.out_of_bounds,
+            backend=self.backend,
+            deterministic=self.deterministic,
+        )
 
     # -------------------------------------------------------------------------- tcnn interop
     @classmethod
-    def from_tcnn_config(cls, n_input_dims: int, config: dict, **kwargs) -> "HashGridEncoding":
+    def from_tcnn_config(cls, n_input_dims: int, config: dict, **kwargs) -> HashGridEncoding:
         """Build from a tiny-cuda-nn encoding config (``{"otype": "HashGrid", ...}``, or
         ``{"otype": "Grid", "type": "Hash", ...}``); missing keys take tcnn's defaults. ``kwargs``
         (dtype, out_of_bounds, backend, device) pass through. The table layout is tcnn's, so
@@ -92,26 +119,38 @@ class HashGridEncoding(nn.Module):
         otype = str(config.get("otype", "HashGrid")).lower()
         gtype = str(config.get("type", "Hash")).lower()
         if otype not in ("hashgrid", "grid") or gtype != "hash":
-            raise ValueError(f"`config` must describe a hash grid (otype 'HashGrid', or 'Grid' with type 'Hash'), "
-                             f"got otype={config.get('otype')!r} type={config.get('type')!r}")
+            raise ValueError(
+                f"`config` must describe a hash grid (otype 'HashGrid', or 'Grid' with type 'Hash'), "
+                f"got otype={config.get('otype')!r} type={config.get('type')!r}"
+            )
         if str(config.get("hash", "CoherentPrime")).lower() != "coherentprime":
             raise ValueError(f"`config['hash']` must be 'CoherentPrime' (tcnn's default), got {config['hash']!r}")
         cfg = {**TCNN_DEFAULTS, **{k: v for k, v in config.items() if k in TCNN_DEFAULTS}}
         interp = str(cfg.pop("interpolation")).lower()
         if interp not in ("linear", "smoothstep"):
-            raise ValueError(f"`config['interpolation']` must be 'Linear' or 'Smoothstep', got {config['interpolation']!r}")
+            raise ValueError(
+                f"`config['interpolation']` must be 'Linear' or 'Smoothstep', got {config['interpolation']!r}"
+            )
         return cls(n_input_dims, interpolation=interp, **cfg, **kwargs)
 
     def tcnn_config(self) -> dict:
         """The equivalent tiny-cuda-nn encoding config."""
         lay = self.layout
-        return {"otype": "HashGrid", "n_levels": lay.n_levels, "n_features_per_level": lay.n_features_per_level,
-                "log2_hashmap_size": lay.log2_hashmap_size, "base_resolution": lay.base_resolution,
-                "per_level_scale": lay.per_level_scale, "interpolation": lay.interpolation.capitalize()}
+        return {
+            "otype": "HashGrid",
+            "n_levels": lay.n_levels,
+            "n_features_per_level": lay.n_features_per_level,
+            "log2_hashmap_size": lay.log2_hashmap_size,
+            "base_resolution": lay.base_resolution,
+            "per_level_scale": lay.per_level_scale,
+            "interpolation": lay.interpolation.capitalize(),
+        }
 
     def extra_repr(self) -> str:
         lay = self.layout
-        return (f"n_input_dims={lay.n_input_dims}, n_levels={lay.n_levels}, n_features_per_level="
-                f"{lay.n_features_per_level}, log2_hashmap_size={lay.log2_hashmap_size}, base_resolution="
-                f"{lay.base_resolution}, per_level_scale={lay.per_level_scale:.6g}, interpolation="
-                f"{lay.interpolation!r}, dtype={self.params.dtype}, n_params={lay.n_params}")
+        return (
+            f"n_input_dims={lay.n_input_dims}, n_levels={lay.n_levels}, n_features_per_level="
+            f"{lay.n_features_per_level}, log2_hashmap_size={lay.log2_hashmap_size}, base_resolution="
+            f"{lay.base_resolution}, per_level_scale={lay.per_level_scale:.6g}, interpolation="
+            f"{lay.interpolation!r}, dtype={self.params.dtype}, n_params={lay.n_params}"
+        )

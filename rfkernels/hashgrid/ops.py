@@ -4,6 +4,7 @@
 Both take the tensors and a :class:`~.contract.HashGridKernels` object; the backward scatters
 table gradients with float atomics, or without them through :mod:`.deterministic`, and computes
 each gradient only when autograd needs it."""
+
 from __future__ import annotations
 
 import torch
@@ -24,8 +25,16 @@ class Encode(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_out):
         points, params, scales = ctx.saved_tensors
-        args = (g_out.contiguous().float(), points, params, scales, ctx.layout, ctx.kernels, ctx.deterministic,
-                *ctx.needs_input_grad[:3])
+        args = (
+            g_out.contiguous().float(),
+            points,
+            params,
+            scales,
+            ctx.layout,
+            ctx.kernels,
+            ctx.deterministic,
+            *ctx.needs_input_grad[:3],
+        )
         if torch.is_grad_enabled():  # create_graph=True: the backward itself is differentiable
             g_x, g_p, g_s = EncodeBackward.apply(*args)
         else:
@@ -60,10 +69,15 @@ class EncodeBackward(torch.autograd.Function):
             return (None,) * 4 + none6
         if gg_p is None and gg_s is None and not torch.is_grad_enabled():
             grads = ctx.kernels.double_backward(
-                gg_x.contiguous().float(), g_out, points, params, scales, ctx.layout, *needs)
+                gg_x.contiguous().float(), g_out, points, params, scales, ctx.layout, *needs
+            )
             return (*grads, *none6)
-        return (*_reference_double_vjp((gg_x, gg_p, gg_s), (g_out, points, params, scales), ctx.layout,
-                                       ctx.first_needs, needs), *none6)
+        return (
+            *_reference_double_vjp(
+                (gg_x, gg_p, gg_s), (g_out, points, params, scales), ctx.layout, ctx.first_needs, needs
+            ),
+            *none6,
+        )
 
 
 def _reference_vjp(g_out, points, params, scales, layout, needs):
@@ -79,8 +93,10 @@ def _reference_vjp(g_out, points, params, scales, layout, needs):
 def _reference_double_vjp(grads_in, saved, layout, first_needs, needs):
     """Backward of the backward through the reference (detached: no third order)."""
     with torch.enable_grad():
-        leaves = [None if t is None else t.detach().requires_grad_(bool(n or k > 0))
-                  for k, (t, n) in enumerate(zip(saved, needs))]
+        leaves = [
+            None if t is None else t.detach().requires_grad_(bool(n or k > 0))
+            for k, (t, n) in enumerate(zip(saved, needs))
+        ]
         firsts = _reference_vjp(*leaves, layout, first_needs)
         pairs = [(f, g) for f, g in zip(firsts, grads_in) if f is not None and g is not None]
         inputs = [leaf for leaf, n in zip(leaves, needs) if n]

@@ -8,6 +8,7 @@ half-cell stagger), ``cell = floor(pos)``, ``t = pos - cell``, interpolation wei
 ``sum_corners prod_d w_{bit_d} * table_l[entry(cell + bits)]`` (see :mod:`.layout`), then, with
 ``scales``, multiplied by the anti-aliasing factor :func:`aa_factor`.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,9 @@ def vertex_entry(vertex: torch.Tensor, layout: HashGridLayout, level: int) -> to
     return index % layout.level_size(level)
 
 
-def encode(points: torch.Tensor, params: torch.Tensor, layout: HashGridLayout,
-           scales: torch.Tensor | None = None) -> torch.Tensor:
+def encode(
+    points: torch.Tensor, params: torch.Tensor, layout: HashGridLayout, scales: torch.Tensor | None = None
+) -> torch.Tensor:
     """``points [N, D]`` (clamped to [0, 1]), flat ``params [n_params]`` -> features ``[N, L*F]``.
 
     Computes in float64 if ``params`` is float64, else float32 (float16 tables are upcast).
@@ -74,7 +76,7 @@ def encode(points: torch.Tensor, params: torch.Tensor, layout: HashGridLayout,
         vertex = cell.to(torch.int64)[:, None, :] + bits  # [N, 2^D, D]
         entry = vertex_entry(vertex.reshape(-1, D), layout, level).view(N, 1 << D)
         start, size = layout.level_offsets[level], layout.level_size(level)
-        rows = table[start * F:(start + size) * F].view(size, F)
+        rows = table[start * F : (start + size) * F].view(size, F)
         acc = (w[..., None] * rows[entry]).sum(1)  # [N, F]
         if scales is not None:
             acc = acc * aa_factor(scales.to(dtype), scale)[:, None]

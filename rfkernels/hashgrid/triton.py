@@ -10,6 +10,7 @@ table dtype at the end); point and scale gradients are atomically summed over th
 
 Implements :class:`rfkernels.hashgrid.contract.HashGridKernels` (the public launchers below).
 """
+
 from __future__ import annotations
 
 import math
@@ -80,8 +81,23 @@ def _dpick(bit: tl.constexpr, dw):
 
 
 @triton.jit
-def _entry(c0, c1, c2, c3, b0: tl.constexpr, b1: tl.constexpr, b2: tl.constexpr, b3: tl.constexpr,
-           s0, s1, s2, s3, hashed, size, D: tl.constexpr):
+def _entry(
+    c0,
+    c1,
+    c2,
+    c3,
+    b0: tl.constexpr,
+    b1: tl.constexpr,
+    b2: tl.constexpr,
+    b3: tl.constexpr,
+    s0,
+    s1,
+    s2,
+    s3,
+    hashed,
+    size,
+    D: tl.constexpr,
+):
     """Table row (within the level) of vertex cell + bits: dense strides or the coherent prime hash."""
     v0 = c0 + b0
     dense = v0 * s0
@@ -102,8 +118,27 @@ def _entry(c0, c1, c2, c3, b0: tl.constexpr, b1: tl.constexpr, b2: tl.constexpr,
 
 
 @triton.jit
-def _corner(c: tl.constexpr, a0, a1, a2, a3, c0, c1, c2, c3, s0, s1, s2, s3, hashed, size, off, feat,
-            F: tl.constexpr, D: tl.constexpr):
+def _corner(
+    c: tl.constexpr,
+    a0,
+    a1,
+    a2,
+    a3,
+    c0,
+    c1,
+    c2,
+    c3,
+    s0,
+    s1,
+    s2,
+    s3,
+    hashed,
+    size,
+    off,
+    feat,
+    F: tl.constexpr,
+    D: tl.constexpr,
+):
     """Corner ``c`` of each point's cell (bit d of c: upper vertex along axis d), the one home of
     the corner walk: per-axis weights (f0..f3; the corner's weight is their product), its global
     table row and the pointers of its F features."""
@@ -163,12 +198,38 @@ def _accumulate(ptr, offs, val, m, DET: tl.constexpr):
 
 @triton.jit
 def _hashgrid_kernel(
-    x_ptr, table_ptr, s_ptr, out_ptr, g_out_ptr, g_table_ptr, g_x_ptr, g_s_ptr, emit_rows_ptr, emit_w_ptr,
-    off_ptr, size_ptr, scale_ptr, stride_ptr, hashed_ptr,
-    N, OUT_DIM, level_base, inv_sqrt8, z_max, two_over_sqrt_pi,
-    D: tl.constexpr, F: tl.constexpr, FP: tl.constexpr, SMOOTH: tl.constexpr, HAS_S: tl.constexpr,
-    BACKWARD: tl.constexpr, NEED_TABLE: tl.constexpr, NEED_X: tl.constexpr, NEED_S: tl.constexpr,
-    DET: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr,
+    table_ptr,
+    s_ptr,
+    out_ptr,
+    g_out_ptr,
+    g_table_ptr,
+    g_x_ptr,
+    g_s_ptr,
+    emit_rows_ptr,
+    emit_w_ptr,
+    off_ptr,
+    size_ptr,
+    scale_ptr,
+    stride_ptr,
+    hashed_ptr,
+    N,
+    OUT_DIM,
+    level_base,
+    inv_sqrt8,
+    z_max,
+    two_over_sqrt_pi,
+    D: tl.constexpr,
+    F: tl.constexpr,
+    FP: tl.constexpr,
+    SMOOTH: tl.constexpr,
+    HAS_S: tl.constexpr,
+    BACKWARD: tl.constexpr,
+    NEED_TABLE: tl.constexpr,
+    NEED_X: tl.constexpr,
+    NEED_S: tl.constexpr,
+    DET: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     """Forward (BACKWARD=0): out[n, level*F:(level+1)*F]. Backward: table/point/scale gradients,
     atomically accumulated, or with DET per level (level - level_base) into buffers: the table
@@ -200,8 +261,9 @@ def _hashgrid_kernel(
         gx3 = tl.zeros((BLOCK,), dtype=tl.float32)
     acc = tl.zeros((BLOCK, FP), dtype=tl.float32)
     for c in tl.static_range(1 << D):
-        f0, f1, f2, f3, row, ptrs = _corner(c, a0, a1, a2, a3, c0, c1, c2, c3, s0, s1, s2, s3, hashed, size, off,
-                                            feat, F, D)
+        f0, f1, f2, f3, row, ptrs = _corner(
+            c, a0, a1, a2, a3, c0, c1, c2, c3, s0, s1, s2, s3, hashed, size, off, feat, F, D
+        )
         w = f0 * f1 * f2 * f3
         if BACKWARD:
             if NEED_TABLE:
@@ -237,13 +299,37 @@ def _hashgrid_kernel(
     else:
         tl.store(out_ptr + out_offs, acc * factor[:, None], mask=fm)
 
+
 @triton.jit
 def _hashgrid_dbl_kernel(
-    x_ptr, table_ptr, s_ptr, g_out_ptr, t_ptr, gg_out_ptr, g_table_ptr, g_x_ptr, g_s_ptr,
-    off_ptr, size_ptr, scale_ptr, stride_ptr, hashed_ptr,
-    N, OUT_DIM, inv_sqrt8, z_max, two_over_sqrt_pi,
-    D: tl.constexpr, F: tl.constexpr, FP: tl.constexpr, SMOOTH: tl.constexpr, HAS_S: tl.constexpr,
-    NEED_GOUT: tl.constexpr, NEED_TABLE: tl.constexpr, NEED_X: tl.constexpr, NEED_S: tl.constexpr,
+    x_ptr,
+    table_ptr,
+    s_ptr,
+    g_out_ptr,
+    t_ptr,
+    gg_out_ptr,
+    g_table_ptr,
+    g_x_ptr,
+    g_s_ptr,
+    off_ptr,
+    size_ptr,
+    scale_ptr,
+    stride_ptr,
+    hashed_ptr,
+    N,
+    OUT_DIM,
+    inv_sqrt8,
+    z_max,
+    two_over_sqrt_pi,
+    D: tl.constexpr,
+    F: tl.constexpr,
+    FP: tl.constexpr,
+    SMOOTH: tl.constexpr,
+    HAS_S: tl.constexpr,
+    NEED_GOUT: tl.constexpr,
+    NEED_TABLE: tl.constexpr,
+    NEED_X: tl.constexpr,
+    NEED_S: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     """Double backward: the backward's point gradient g_x = sum_c (val_c . g factor) dW_c/dx,
@@ -276,8 +362,9 @@ def _hashgrid_dbl_kernel(
     hx3 = tl.zeros((BLOCK,), dtype=tl.float32)
     acc = tl.zeros((BLOCK, FP), dtype=tl.float32)
     for c in tl.static_range(1 << D):
-        f0, f1, f2, f3, _, ptrs = _corner(c, a0, a1, a2, a3, c0, c1, c2, c3, s0, s1, s2, s3, hashed, size, off,
-                                          feat, F, D)
+        f0, f1, f2, f3, _, ptrs = _corner(
+            c, a0, a1, a2, a3, c0, c1, c2, c3, s0, s1, s2, s3, hashed, size, off, feat, F, D
+        )
         b0 = c & 1
         b1 = (c >> 1) & 1
         b2 = (c >> 2) & 1
@@ -296,14 +383,18 @@ def _hashgrid_dbl_kernel(
             if NEED_X:
                 dot = tl.sum(val * gf, 1)
                 # H_c[e] = t_e d2W/dx_e^2 + dW/dx_e-factor * sum_{d != e} t_d dW/dx_d-factor (rest: f)
-                hx0 += dot * (t0 * _dpick(b0, e0) * f1 * f2 * f3
-                              + _dpick(b0, d0) * (g1 * f2 * f3 + f1 * g2 * f3 + f1 * f2 * g3))
-                hx1 += dot * (t1 * _dpick(b1, e1) * f0 * f2 * f3
-                              + _dpick(b1, d1) * (g0 * f2 * f3 + f0 * g2 * f3 + f0 * f2 * g3))
-                hx2 += dot * (t2 * _dpick(b2, e2) * f0 * f1 * f3
-                              + _dpick(b2, d2) * (g0 * f1 * f3 + f0 * g1 * f3 + f0 * f1 * g3))
-                hx3 += dot * (t3 * _dpick(b3, e3) * f0 * f1 * f2
-                              + _dpick(b3, d3) * (g0 * f1 * f2 + f0 * g1 * f2 + f0 * f1 * g2))
+                hx0 += dot * (
+                    t0 * _dpick(b0, e0) * f1 * f2 * f3 + _dpick(b0, d0) * (g1 * f2 * f3 + f1 * g2 * f3 + f1 * f2 * g3)
+                )
+                hx1 += dot * (
+                    t1 * _dpick(b1, e1) * f0 * f2 * f3 + _dpick(b1, d1) * (g0 * f2 * f3 + f0 * g2 * f3 + f0 * f2 * g3)
+                )
+                hx2 += dot * (
+                    t2 * _dpick(b2, e2) * f0 * f1 * f3 + _dpick(b2, d2) * (g0 * f1 * f3 + f0 * g1 * f3 + f0 * f1 * g3)
+                )
+                hx3 += dot * (
+                    t3 * _dpick(b3, e3) * f0 * f1 * f2 + _dpick(b3, d3) * (g0 * f1 * f2 + f0 * g1 * f2 + f0 * f1 * g2)
+                )
     if NEED_GOUT:
         tl.store(gg_out_ptr + out_offs, acc * factor[:, None], mask=fm)
     if NEED_X:
@@ -318,8 +409,23 @@ def _hashgrid_dbl_kernel(
         tl.atomic_add(g_s_ptr + rows, tl.sum(g * acc, 1) * dfactor, mask=m)
 
 
-def _launch(layout: HashGridLayout, points, params, scales, out=None, g_out=None, g_table=None, g_x=None,
-            g_s=None, emit_rows=None, emit_w=None, level_base=0, n_levels=None, backward=False, det=False):
+def _launch(
+    layout: HashGridLayout,
+    points,
+    params,
+    scales,
+    out=None,
+    g_out=None,
+    g_table=None,
+    g_x=None,
+    g_s=None,
+    emit_rows=None,
+    emit_w=None,
+    level_base=0,
+    n_levels=None,
+    backward=False,
+    det=False,
+):
     N = points.shape[0]
     n_levels = layout.n_levels if n_levels is None else n_levels
     if N == 0 or n_levels == 0:
@@ -330,12 +436,39 @@ def _launch(layout: HashGridLayout, points, params, scales, out=None, g_out=None
     opt = lambda t: dummy if t is None else t  # noqa: E731
     grid = (triton.cdiv(N, BLOCK), n_levels)
     _hashgrid_kernel[grid](
-        points, params, opt(scales), opt(out), opt(g_out), opt(g_table), opt(g_x), opt(g_s), opt(emit_rows),
-        opt(emit_w), meta["offsets"], meta["sizes"], meta["scales"], meta["strides"], meta["hashed"],
-        N, layout.output_dim, level_base, INV_SQRT8, AA_Z_MAX, TWO_OVER_SQRT_PI,
-        D=layout.n_input_dims, F=F, FP=max(F, 2), SMOOTH=layout.interpolation == "smoothstep",
-        HAS_S=scales is not None, BACKWARD=backward, NEED_TABLE=g_table is not None or emit_rows is not None,
-        NEED_X=g_x is not None, NEED_S=g_s is not None, DET=det, BLOCK=BLOCK, num_warps=_num_warps(F),
+        points,
+        params,
+        opt(scales),
+        opt(out),
+        opt(g_out),
+        opt(g_table),
+        opt(g_x),
+        opt(g_s),
+        opt(emit_rows),
+        opt(emit_w),
+        meta["offsets"],
+        meta["sizes"],
+        meta["scales"],
+        meta["strides"],
+        meta["hashed"],
+        N,
+        layout.output_dim,
+        level_base,
+        INV_SQRT8,
+        AA_Z_MAX,
+        TWO_OVER_SQRT_PI,
+        D=layout.n_input_dims,
+        F=F,
+        FP=max(F, 2),
+        SMOOTH=layout.interpolation == "smoothstep",
+        HAS_S=scales is not None,
+        BACKWARD=backward,
+        NEED_TABLE=g_table is not None or emit_rows is not None,
+        NEED_X=g_x is not None,
+        NEED_S=g_s is not None,
+        DET=det,
+        BLOCK=BLOCK,
+        num_warps=_num_warps(F),
     )
 
 
@@ -359,8 +492,9 @@ def backward(g_out, points, params, scales, layout: HashGridLayout, need_points,
     return g_x, g_table, g_s
 
 
-def backward_levels(g_out, points, params, scales, layout: HashGridLayout, level_base, n_levels,
-                    need_points, need_params, need_scales):
+def backward_levels(
+    g_out, points, params, scales, layout: HashGridLayout, level_base, n_levels, need_points, need_params, need_scales
+):
     """Deterministic backward of levels [level_base, level_base + n_levels), no atomics ->
     (rows [n, N, 2^D] int64 global table rows | None, weights [n, N, 2^D] (times the anti-aliasing
     factor) | None, g_points partials [n, N, D] | None, g_scales partials [n, N] | None)."""
@@ -370,13 +504,27 @@ def backward_levels(g_out, points, params, scales, layout: HashGridLayout, level
     w = torch.zeros(n_levels, N, C, device=dev, dtype=torch.float32) if need_params else None
     px = torch.zeros(n_levels, N, D, device=dev, dtype=torch.float32) if need_points else None
     ps = torch.zeros(n_levels, N, device=dev, dtype=torch.float32) if need_scales else None
-    _launch(layout, points, params, scales, g_out=g_out, g_x=px, g_s=ps, emit_rows=rows, emit_w=w,
-            level_base=level_base, n_levels=n_levels, backward=True, det=True)
+    _launch(
+        layout,
+        points,
+        params,
+        scales,
+        g_out=g_out,
+        g_x=px,
+        g_s=ps,
+        emit_rows=rows,
+        emit_w=w,
+        level_base=level_base,
+        n_levels=n_levels,
+        backward=True,
+        det=True,
+    )
     return rows, w, px, ps
 
 
-def double_backward(gg_x, g_out, points, params, scales, layout: HashGridLayout,
-                    need_g_out, need_points, need_params, need_scales):
+def double_backward(
+    gg_x, g_out, points, params, scales, layout: HashGridLayout, need_g_out, need_points, need_params, need_scales
+):
     """Backward of :func:`backward`'s point gradient, given its incoming gradient ``gg_x [N, D]``
     -> (g_g_out [N, L*F] | None, g_points [N, D] | None, g_params | None, g_scales [N] | None)."""
     N, dev = points.shape[0], points.device
@@ -389,11 +537,35 @@ def double_backward(gg_x, g_out, points, params, scales, layout: HashGridLayout,
         F = layout.n_features_per_level
         opt = lambda t: points if t is None else t  # noqa: E731
         _hashgrid_dbl_kernel[(triton.cdiv(N, BLOCK), layout.n_levels)](
-            points, params, opt(scales), g_out, gg_x, opt(gg_out), opt(g_table), opt(g_x), opt(g_s),
-            meta["offsets"], meta["sizes"], meta["scales"], meta["strides"], meta["hashed"],
-            N, layout.output_dim, INV_SQRT8, AA_Z_MAX, TWO_OVER_SQRT_PI,
-            D=layout.n_input_dims, F=F, FP=max(F, 2), SMOOTH=layout.interpolation == "smoothstep",
-            HAS_S=scales is not None, NEED_GOUT=need_g_out, NEED_TABLE=need_params, NEED_X=need_points,
-            NEED_S=need_scales, BLOCK=BLOCK, num_warps=_num_warps(F),
+            points,
+            params,
+            opt(scales),
+            g_out,
+            gg_x,
+            opt(gg_out),
+            opt(g_table),
+            opt(g_x),
+            opt(g_s),
+            meta["offsets"],
+            meta["sizes"],
+            meta["scales"],
+            meta["strides"],
+            meta["hashed"],
+            N,
+            layout.output_dim,
+            INV_SQRT8,
+            AA_Z_MAX,
+            TWO_OVER_SQRT_PI,
+            D=layout.n_input_dims,
+            F=F,
+            FP=max(F, 2),
+            SMOOTH=layout.interpolation == "smoothstep",
+            HAS_S=scales is not None,
+            NEED_GOUT=need_g_out,
+            NEED_TABLE=need_params,
+            NEED_X=need_points,
+            NEED_S=need_scales,
+            BLOCK=BLOCK,
+            num_warps=_num_warps(F),
         )
     return gg_out, g_x, (g_table.to(params.dtype) if need_params else None), g_s

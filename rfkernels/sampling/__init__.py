@@ -14,6 +14,7 @@ Function), :mod:`.adapters` (``Reference``/``Fused``, what the registry stores),
 (``SpaceMap``: t <-> s), :mod:`.reference` / :mod:`.triton` (+ ``triton_search``,
 ``triton_interlevel``) / :mod:`.cuda` (the backends).
 """
+
 from __future__ import annotations
 
 from .. import _dispatch
@@ -24,5 +25,11 @@ from .spacing import SpaceMap, s_to_t, t_to_s
 
 __all__ = ["SpaceMap", "interlevel_loss", "s_to_t", "sample_pdf", "t_to_s", "DEFAULT_HISTOGRAM_PADDING"]
 
-_dispatch.register_family("sampling", SamplingKernels, torch=Reference(), fused=Fused,
-                          triton="rfkernels.sampling.triton", cuda="rfkernels.sampling.cuda")
+_dispatch.register_family(
+    "sampling",
+    SamplingKernels,
+    torch=Reference(),
+    fused=Fused,
+    triton="rfkernels.sampling.triton",
+    cuda="rfkernels.sampling.cuda",
+)

@@ -2,6 +2,7 @@
 :class:`Fused` (a triton/cuda :class:`~.contract.SamplingKernels` object, the interlevel loss behind
 :class:`~.ops.Interlevel`). Both take checked tensors and :class:`Histogram` layouts from :mod:`.api`;
 results come back in the input dtype."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -60,16 +61,23 @@ class Fused:
     def sample(self, bins, weights, offsets, max_bins, jitter, n, padding, blur, return_edges):
         if offsets is None:
             offsets = _packing.padded_offsets(bins.shape[0], max_bins, bins.device)
-        return self.kernels.sample(_f32(bins), _f32(weights), offsets, jitter, n, padding, blur, return_edges,
-                                   max_bins)
+        return self.kernels.sample(_f32(bins), _f32(weights), offsets, jitter, n, padding, blur, return_edges, max_bins)
 
     def interlevel(self, t, w, fine: Histogram, tp, wp, prop: Histogram, blur, eps):
         device = t.device
         t_off, tp_off = _packed_offsets(fine, device), _packed_offsets(prop, device)
         loss = Interlevel.apply(
-            _f32(t), _f32(w), t_off, _f32(tp), _f32(wp), tp_off,
+            _f32(t),
+            _f32(w),
+            t_off,
+            _f32(tp),
+            _f32(wp),
+            tp_off,
             blur if blur is not None else t.new_empty(0, dtype=torch.float32),
-            eps, fine.max_bins, prop.max_bins, self.kernels,
+            eps,
+            fine.max_bins,
+            prop.max_bins,
+            self.kernels,
         )
         return loss.to(wp.dtype)
 

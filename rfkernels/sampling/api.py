@@ -1,6 +1,7 @@
 """The public sampling functions and their argument checks: each validates once (layouts, sorted
 finite bins, non-negative masses, blur widths), draws the jitter, then calls the backend the registry
 picks (:class:`~.adapters.Reference` or :class:`~.adapters.Fused`) with the checked tensors."""
+
 from __future__ import annotations
 
 import torch
@@ -54,8 +55,10 @@ def _padded_layout(bins_name, bins, weights_name, weights):
     _checks.check_tensor(weights_name, weights, ndim=2, device=bins.device)
     R, E = bins.shape
     if E < 1 or tuple(weights.shape) != (R, E - 1):
-        raise ValueError(f"`{weights_name}` must have shape [R, S] = [{R}, {E - 1}] to match `{bins_name}` "
-                         f"[R, S+1] = {list(bins.shape)}, got {list(weights.shape)}")
+        raise ValueError(
+            f"`{weights_name}` must have shape [R, S] = [{R}, {E - 1}] to match `{bins_name}` "
+            f"[R, S+1] = {list(bins.shape)}, got {list(weights.shape)}"
+        )
     return R, E - 1
 
 
@@ -143,8 +146,17 @@ def sample_pdf(
     jitter = torch.rand(R, J, generator=generator, device=device) if J else None
     impl = _dispatch.implementation("sampling", backend, bins)
     with torch.no_grad():
-        out = impl.sample(bins.detach(), weights.detach(), offsets, max_bins, jitter, n_samples,
-                          float(histogram_padding), blur, bool(return_edges))
+        out = impl.sample(
+            bins.detach(),
+            weights.detach(),
+            offsets,
+            max_bins,
+            jitter,
+            n_samples,
+            float(histogram_padding),
+            blur,
+            bool(return_edges),
+        )
     return out.to(bins.dtype)
 
 
@@ -196,5 +208,6 @@ def interlevel_loss(
     _check_weights("prop_weights", prop_weights)
     blur = _blur_per_ray(blur_halfwidth, R, device)
     impl = _dispatch.implementation("sampling", backend, fine_bins)
-    return impl.interlevel(fine_bins.detach(), fine_weights.detach(), fine, prop_bins.detach(), prop_weights, prop,
-                           blur, float(eps))
+    return impl.interlevel(
+        fine_bins.detach(), fine_weights.detach(), fine, prop_bins.detach(), prop_weights, prop, blur, float(eps)
+    )

@@ -3,6 +3,7 @@
 Implements :class:`rfkernels.sampling.contract.SamplingKernels` (shapes and dtypes are documented there), as
 :mod:`.triton` does; absent optional tensors (jitter, blur) are passed as empty tensors (the binding
 maps them to null pointers)."""
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,9 @@ def _opt(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
 
 def sample(bins, weights, offsets, jitter, n, padding, blur, return_edges, max_bins):
     """:meth:`SamplingKernels.sample` via the extension's ``sampling`` binding."""
-    return module().sampling_sample_pdf(bins, weights, offsets, _opt(jitter, bins), int(n), float(padding),
-                                        _opt(blur, bins), bool(return_edges))
+    return module().sampling_sample_pdf(
+        bins, weights, offsets, _opt(jitter, bins), int(n), float(padding), _opt(blur, bins), bool(return_edges)
+    )
 
 
 def interlevel_forward(t, w, t_off, tp, wp, tp_off, blur, eps, max_fine, max_prop):

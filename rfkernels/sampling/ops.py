@@ -1,6 +1,7 @@
 """The autograd Function of the fused interlevel loss: packed float32 tensors and a
 :class:`~.contract.SamplingKernels` object in, the per-ray loss out (sampling itself is not
 differentiated, so it needs none)."""
+
 from __future__ import annotations
 
 import torch
@@ -37,6 +38,7 @@ class Interlevel(torch.autograd.Function):
                 g_wp = dwp * g_loss[_packing.offsets_to_ray_indices(tp_off)]
         else:
             t, w, t_off, tp, wp, tp_off = ctx.saved_tensors
-            g_wp = kernels.interlevel_backward(g_loss.contiguous(), t, w, t_off, tp, wp, tp_off,
-                                               eps, max_fine, max_prop)
+            g_wp = kernels.interlevel_backward(
+                g_loss.contiguous(), t, w, t_off, tp, wp, tp_off, eps, max_fine, max_prop
+            )
         return None, None, None, None, g_wp, None, None, None, None, None, None

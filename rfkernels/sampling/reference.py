@@ -24,6 +24,7 @@ Interlevel losses (fine ``t, w`` detached; proposal ``tp, wp``), per ray:
   at 0): ``sum_k max(0, Wb_k - wp_k)^2 / (wp_k + eps)``. The blurred CDF is
   ``(G(x + r) - G(x - r)) / 2r`` with ``G`` the integral of the (unnormalized) fine CDF.
 """
+
 from __future__ import annotations
 
 import torch

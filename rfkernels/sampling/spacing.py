@@ -14,6 +14,7 @@ broadcastable against the leading dims of ``t`` (e.g. ``[R]`` for ``t`` of shape
 ``near`` is finite; ``far = inf`` (an unbounded scene) is allowed where ``f(inf)`` is finite:
 ``"inverse"`` and ``"power"`` with ``lam < 0`` (then ``s = 1`` is ``t = inf``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,8 +42,10 @@ def _align(v, t: torch.Tensor, name: str, t_name: str):
     """A per-ray value [R] (or scalar, or ``t``'s shape) broadcast against ``t`` [R, ...]."""
     if isinstance(v, torch.Tensor) and v.dim():
         if v.dim() > t.dim() or tuple(v.shape) != tuple(t.shape[: v.dim()]):
-            raise ValueError(f"`{name}` must be a scalar or per-ray [R] = {list(t.shape[:1])} (or shaped like `{t_name}` "
-                             f"{list(t.shape)}), got shape {list(v.shape)}")
+            raise ValueError(
+                f"`{name}` must be a scalar or per-ray [R] = {list(t.shape[:1])} (or shaped like `{t_name}` "
+                f"{list(t.shape)}), got shape {list(v.shape)}"
+            )
         return v.reshape(tuple(v.shape) + (1,) * (t.dim() - v.dim()))
     return v
 
@@ -67,8 +70,9 @@ class SpaceMap:
         if bool(near_t.isnan().any()) or bool(far_t.isnan().any()):
             raise ValueError("`near` and `far` must not be NaN")
         if near_t.dim() and far_t.dim() and near_t.shape != far_t.shape:
-            raise ValueError(f"`near` {list(near_t.shape)} and `far` {list(far_t.shape)} must have the same shape "
-                             "(or be scalars)")
+            raise ValueError(
+                f"`near` {list(near_t.shape)} and `far` {list(far_t.shape)} must have the same shape (or be scalars)"
+            )
         if bool((far_t <= near_t).any()):
             raise ValueError("`far` must be > `near`")
         if kind == "inverse" and bool((near_t <= 0).any()):
@@ -78,9 +82,11 @@ class SpaceMap:
         if bool(near_t.isinf().any()):
             raise ValueError("`near` must be finite")
         if bool(far_t.isinf().any()) and not _bounded_at_infinity(kind, lam):
-            raise ValueError(f"`far` must be finite for kind={kind!r}{'' if kind == 'linear' else f' with lam={lam}'} "
-                             "(f(far) = inf: t_to_s is 0 for every finite t, s_to_t inf or NaN); unbounded scenes use "
-                             "kind='inverse' or 'power' with lam < 0")
+            raise ValueError(
+                f"`far` must be finite for kind={kind!r}{'' if kind == 'linear' else f' with lam={lam}'} "
+                "(f(far) = inf: t_to_s is 0 for every finite t, s_to_t inf or NaN); unbounded scenes use "
+                "kind='inverse' or 'power' with lam < 0"
+            )
         self.kind, self.near, self.far, self.lam, self.premult = kind, near, far, float(lam), float(premult)
 
     def _f(self, t):

@@ -10,6 +10,7 @@ in blocks (``tl.cumsum`` + a scalar carry). ``_cdf_kernel`` (step CDF) -> [blur:
 
 Implements :class:`rfkernels.sampling.contract.SamplingKernels` (with :mod:`.triton_interlevel`).
 """
+
 from __future__ import annotations
 
 import torch
@@ -103,8 +104,10 @@ def _knots_kernel(t_ptr, cdf_ptr, off_ptr, blur_ptr, kx_ptr, kp_ptr, N_ITER, BLO
         x = tl.where(is_a, ti - r, ti + r)
         rank = i + _merge_rank(t_ptr + eb, E, x, tl.where(is_a, r, -r), is_a, m, N_ITER)
         x = tl.minimum(tl.maximum(x, tl.load(t_ptr + eb)), tl.load(t_ptr + eb + S))  # truncate to the domain
-        p = (_eval_step_cdf(t_ptr + eb, cdf_ptr + eb, S, x + r, m, N_ITER)
-             - _eval_step_cdf(t_ptr + eb, cdf_ptr + eb, S, x - r, m, N_ITER)) / (2.0 * r)
+        p = (
+            _eval_step_cdf(t_ptr + eb, cdf_ptr + eb, S, x + r, m, N_ITER)
+            - _eval_step_cdf(t_ptr + eb, cdf_ptr + eb, S, x - r, m, N_ITER)
+        ) / (2.0 * r)
         tl.store(kx_ptr + 2 * eb + rank, x, mask=m)
         tl.store(kp_ptr + 2 * eb + rank, tl.maximum(p, 0.0), mask=m)
 
@@ -143,8 +146,9 @@ def _knot_cdf_kernel(kx_ptr, kp_ptr, kf_ptr, off_ptr, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _sample_at(k, ray, n, t_base, c_base, kx_base, kf_base, kp_base, S, jit_ptr, m, N_ITER,
-               JMODE: tl.constexpr, BLUR: tl.constexpr):
+def _sample_at(
+    k, ray, n, t_base, c_base, kx_base, kf_base, kp_base, S, jit_ptr, m, N_ITER, JMODE: tl.constexpr, BLUR: tl.constexpr
+):
     """Inverse CDF at u_k = (k + j) / n (JMODE 0: j = 0.5, 1: one per ray, 2: one per sample)."""
     if JMODE == 0:
         jit = tl.zeros_like(k.to(tl.float32)) + 0.5
@@ -183,8 +187,23 @@ def _sample_at(k, ray, n, t_base, c_base, kx_base, kf_base, kp_base, S, jit_ptr,
 
 
 @triton.jit
-def _invert_kernel(t_ptr, cdf_ptr, kx_ptr, kf_ptr, kp_ptr, off_ptr, jit_ptr, out_ptr, n, n_out, N_ITER,
-                   JMODE: tl.constexpr, BLUR: tl.constexpr, EDGES: tl.constexpr, BLOCK: tl.constexpr):
+def _invert_kernel(
+    t_ptr,
+    cdf_ptr,
+    kx_ptr,
+    kf_ptr,
+    kp_ptr,
+    off_ptr,
+    jit_ptr,
+    out_ptr,
+    n,
+    n_out,
+    N_ITER,
+    JMODE: tl.constexpr,
+    BLUR: tl.constexpr,
+    EDGES: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     ray = tl.program_id(0)
     k = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     m = k < n_out
@@ -229,7 +248,20 @@ def sample(bins, weights, offsets, jitter, n, padding, blur, return_edges, max_b
     jmode = 0 if J == 0 else (1 if J == 1 else 2)
     block_n = min(BLOCK, triton.next_power_of_2(n_out))
     _invert_kernel[(R, triton.cdiv(n_out, block_n))](
-        bins, cdf, kx, kf, kp, offsets, jitter if jitter is not None else bins, out, n, n_out, iters,
-        JMODE=jmode, BLUR=blur is not None, EDGES=bool(return_edges), BLOCK=block_n,
+        bins,
+        cdf,
+        kx,
+        kf,
+        kp,
+        offsets,
+        jitter if jitter is not None else bins,
+        out,
+        n,
+        n_out,
+        iters,
+        JMODE=jmode,
+        BLUR=blur is not None,
+        EDGES=bool(return_edges),
+        BLOCK=block_n,
     )
     return out

@@ -7,6 +7,7 @@ mass + integral) -> ``_blurred_fwd_kernel`` (one lane per proposal bin; also wri
 d loss / d wp used by the backward). See :mod:`.reference` for the formulas and
 :class:`rfkernels.sampling.contract.SamplingKernels` for the launchers' contract.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,8 +38,9 @@ def _hist_prefix_kernel(t_ptr, w_ptr, off_ptr, cy_ptr, g_ptr, BLUR: tl.constexpr
         m = idx < S
         w = tl.load(w_ptr + start + idx, mask=m, other=0.0).to(tl.float64)
         if BLUR:
-            width = (tl.load(t_ptr + eb + idx + 1, mask=m, other=0.0).to(tl.float64)
-                     - tl.load(t_ptr + eb + idx, mask=m, other=0.0).to(tl.float64))
+            width = tl.load(t_ptr + eb + idx + 1, mask=m, other=0.0).to(tl.float64) - tl.load(
+                t_ptr + eb + idx, mask=m, other=0.0
+            ).to(tl.float64)
             w = tl.where(width > 0, w, 0.0)
         incl = carry + tl.cumsum(w, 0)
         tl.store(cy_ptr + eb + idx + 1, incl, mask=m)
@@ -67,8 +69,10 @@ def _integral_at(t_base, w_base, cy_base, g_base, S, y, m, N_ITER):
 
 @triton.jit
 def _blurred_cdf(t_base, w_base, cy_base, g_base, S, x, r, m, N_ITER):
-    return (_integral_at(t_base, w_base, cy_base, g_base, S, x + r, m, N_ITER)
-            - _integral_at(t_base, w_base, cy_base, g_base, S, x - r, m, N_ITER)) / (2.0 * r)
+    return (
+        _integral_at(t_base, w_base, cy_base, g_base, S, x + r, m, N_ITER)
+        - _integral_at(t_base, w_base, cy_base, g_base, S, x - r, m, N_ITER)
+    ) / (2.0 * r)
 
 
 @triton.jit
@@ -82,8 +86,7 @@ def _outer_bins(tp_base, cy_base, P, t_ptr, eb, idx, m, N_ITER):
 
 
 @triton.jit
-def _outer_fwd_kernel(t_ptr, w_ptr, off_ptr, tp_ptr, offp_ptr, cy_ptr, loss_ptr, eps, N_ITER,
-                      BLOCK: tl.constexpr):
+def _outer_fwd_kernel(t_ptr, w_ptr, off_ptr, tp_ptr, offp_ptr, cy_ptr, loss_ptr, eps, N_ITER, BLOCK: tl.constexpr):
     """loss = sum_j max(0, w_j - W_j)^2 / (w_j + eps), W_j = proposal mass overlapping interval j."""
     ray = tl.program_id(0)
     start, S, eb = _ray_span(off_ptr, ray)
@@ -100,8 +103,9 @@ def _outer_fwd_kernel(t_ptr, w_ptr, off_ptr, tp_ptr, offp_ptr, cy_ptr, loss_ptr,
 
 
 @triton.jit
-def _outer_scatter_kernel(g_loss_ptr, t_ptr, w_ptr, off_ptr, tp_ptr, offp_ptr, cy_ptr, u_ptr, eps, N_ITER,
-                          BLOCK: tl.constexpr):
+def _outer_scatter_kernel(
+    g_loss_ptr, t_ptr, w_ptr, off_ptr, tp_ptr, offp_ptr, cy_ptr, u_ptr, eps, N_ITER, BLOCK: tl.constexpr
+):
     """d loss / d cy[hi] = g_j and d / d cy[lo] = -g_j, accumulated at slots hi - 1, lo - 1 (the
     proposal bins below that prefix entry; suffix-summed by _suffix_kernel)."""
     ray = tl.program_id(0)
@@ -134,8 +138,22 @@ def _suffix_kernel(offp_ptr, u_ptr, gwp_ptr, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _blurred_fwd_kernel(t_ptr, w_ptr, off_ptr, tp_ptr, wp_ptr, offp_ptr, cy_ptr, g_ptr, blur_ptr, loss_ptr,
-                        dwp_ptr, eps, N_ITER, BLOCK: tl.constexpr):
+def _blurred_fwd_kernel(
+    t_ptr,
+    w_ptr,
+    off_ptr,
+    tp_ptr,
+    wp_ptr,
+    offp_ptr,
+    cy_ptr,
+    g_ptr,
+    blur_ptr,
+    loss_ptr,
+    dwp_ptr,
+    eps,
+    N_ITER,
+    BLOCK: tl.constexpr,
+):
     """Per proposal bin k: Wb_k = blurred fine mass on [tp_k, tp_{k+1}] (>= 0), loss += max(0, Wb_k -
     wp_k)^2 / (wp_k + eps); also writes d loss / d wp_k (Wb does not depend on wp)."""
     ray = tl.program_id(0)
@@ -148,8 +166,9 @@ def _blurred_fwd_kernel(t_ptr, w_ptr, off_ptr, tp_ptr, wp_ptr, offp_ptr, cy_ptr,
         m = k < P
         x0 = tl.load(tp_ptr + pb + k, mask=m, other=0.0).to(tl.float64)
         x1 = tl.load(tp_ptr + pb + k + 1, mask=m, other=0.0).to(tl.float64)
-        wb = (_blurred_cdf(t_ptr + eb, w_ptr + start, cy_ptr + eb, g_ptr + eb, S, x1, r, m, N_ITER)
-              - _blurred_cdf(t_ptr + eb, w_ptr + start, cy_ptr + eb, g_ptr + eb, S, x0, r, m, N_ITER))
+        wb = _blurred_cdf(t_ptr + eb, w_ptr + start, cy_ptr + eb, g_ptr + eb, S, x1, r, m, N_ITER) - _blurred_cdf(
+            t_ptr + eb, w_ptr + start, cy_ptr + eb, g_ptr + eb, S, x0, r, m, N_ITER
+        )
         wb = tl.maximum(wb, 0.0)
         wp = tl.load(wp_ptr + pstart + k, mask=m, other=0.0).to(tl.float64)
         e = tl.maximum(wb - wp, 0.0)
@@ -181,8 +200,9 @@ def interlevel_forward(t, w, t_off, tp, wp, tp_off, blur, eps, max_fine, max_pro
         return loss, None
     cy, g = _prefix(t, w, t_off, True)
     dwp = torch.empty_like(wp)
-    _blurred_fwd_kernel[(R,)](t, w, t_off, tp, wp, tp_off, cy, g, blur, loss, dwp, eps, n_iter(max_fine + 1),
-                              BLOCK=BLOCK)
+    _blurred_fwd_kernel[(R,)](
+        t, w, t_off, tp, wp, tp_off, cy, g, blur, loss, dwp, eps, n_iter(max_fine + 1), BLOCK=BLOCK
+    )
     return loss, dwp
 
 

@@ -5,6 +5,7 @@ Layout (:mod:`rfkernels._packing`): ray r owns weights ``[off[r], off[r+1])`` an
 ``[off[r] + r, off[r+1] + r]`` (``S_r + 1`` of them). ``_count_le``: each lane gathers from the
 sorted per-ray array in global memory; ``N_ITER`` = bit length of the longest array (:func:`n_iter`).
 """
+
 from __future__ import annotations
 
 import triton

@@ -11,6 +11,7 @@ implements, ``VolumeRenderOutput``, ``TAU_MAX``), :mod:`.api` (public functions 
 :mod:`.ops` (autograd Functions), :mod:`.adapters` (``Reference``/``Fused``, what the registry
 stores), :mod:`.reference` / :mod:`.triton` / :mod:`.cuda` (the backends).
 """
+
 from __future__ import annotations
 
 from .. import _dispatch
@@ -20,5 +21,11 @@ from .contract import VolrendKernels, VolumeRenderOutput
 
 __all__ = ["VolumeRenderOutput", "render_weights", "volume_render", "distortion_loss"]
 
-_dispatch.register_family("volrend", VolrendKernels, torch=Reference(), fused=Fused,
-                          triton="rfkernels.volrend.triton", cuda="rfkernels.volrend.cuda")
+_dispatch.register_family(
+    "volrend",
+    VolrendKernels,
+    torch=Reference(),
+    fused=Fused,
+    triton="rfkernels.volrend.triton",
+    cuda="rfkernels.volrend.cuda",
+)

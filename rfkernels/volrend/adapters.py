@@ -2,6 +2,7 @@
 :class:`Fused` (a triton/cuda :class:`~.contract.VolrendKernels` object behind the :mod:`.ops`
 Functions). Both take checked tensors in the caller's layout (a :class:`Layout` from :mod:`.api`)
 and return results in the input's dtype and layout."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -59,8 +60,9 @@ class Reference:
         if layout.padded:
             return reference.distortion_padded(weights, tmids, deltas)
         w, mask = _packing.pad(weights, layout.offsets)
-        return reference.distortion_padded(w, _packing.pad(tmids, layout.offsets)[0],
-                                           _packing.pad(deltas, layout.offsets)[0], mask)
+        return reference.distortion_padded(
+            w, _packing.pad(tmids, layout.offsets)[0], _packing.pad(deltas, layout.offsets)[0], mask
+        )
 
 
 class Fused:
@@ -73,15 +75,30 @@ class Fused:
     def composite(self, sigmas, deltas, tmids, colors, layout: Layout, eps):
         dtype = sigmas.dtype
         rgb, depth, opacity, w, tr = Composite.apply(
-            _flat(sigmas, layout), _flat(deltas, layout), _flat(tmids, layout),
-            _flat(colors, layout, channels=True), _offsets(layout, sigmas.device), float(eps), self.kernels,
+            _flat(sigmas, layout),
+            _flat(deltas, layout),
+            _flat(tmids, layout),
+            _flat(colors, layout, channels=True),
+            _offsets(layout, sigmas.device),
+            float(eps),
+            self.kernels,
         )
-        return (rgb.to(dtype), depth.to(dtype), opacity.to(dtype), w.view(layout.shape).to(dtype),
-                tr.view(layout.shape).to(dtype))
+        return (
+            rgb.to(dtype),
+            depth.to(dtype),
+            opacity.to(dtype),
+            w.view(layout.shape).to(dtype),
+            tr.view(layout.shape).to(dtype),
+        )
 
     def distortion(self, weights, tmids, deltas, layout: Layout):
-        loss = Distortion.apply(_flat(weights, layout), _flat(tmids, layout), _flat(deltas, layout),
-                                _offsets(layout, weights.device), self.kernels)
+        loss = Distortion.apply(
+            _flat(weights, layout),
+            _flat(tmids, layout),
+            _flat(deltas, layout),
+            _offsets(layout, weights.device),
+            self.kernels,
+        )
         return loss.to(weights.dtype)
 
 

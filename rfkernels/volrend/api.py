@@ -1,6 +1,7 @@
 """The public volrend functions and their argument checks: each validates once (layout, shapes,
 the value policy of :mod:`.reference`), then calls the backend the registry picks
 (:class:`~.adapters.Reference` or :class:`~.adapters.Fused`) with the checked tensors."""
+
 from __future__ import annotations
 
 import torch
@@ -17,14 +18,16 @@ def _layout(sigmas, offsets, ray_indices, n_rays, name="sigmas") -> Layout:
     validate = _checks.validation_enabled()
     if sigmas.dim() == 2:
         if offsets is not None or ray_indices is not None:
-            raise ValueError(f"`{name}` is padded [R, S]: do not pass `offsets`/`ray_indices` "
-                             "(they are for packed [N] inputs)")
+            raise ValueError(
+                f"`{name}` is padded [R, S]: do not pass `offsets`/`ray_indices` (they are for packed [N] inputs)"
+            )
         return Layout(True, sigmas.shape[0], None, tuple(sigmas.shape), name)
     if offsets is None and ray_indices is None:
         raise ValueError(f"`{name}` is packed [N]: pass `offsets` [R+1] or `ray_indices` [N] with `n_rays`")
     if offsets is None:
-        _checks.check_tensor("ray_indices", ray_indices, shape=[sigmas.shape[0]], dtypes=_checks.INDEX_DTYPES,
-                             device=sigmas.device)
+        _checks.check_tensor(
+            "ray_indices", ray_indices, shape=[sigmas.shape[0]], dtypes=_checks.INDEX_DTYPES, device=sigmas.device
+        )
         if n_rays is None:
             raise ValueError("`n_rays` is required with `ray_indices`")
         if isinstance(n_rays, bool) or not isinstance(n_rays, int) or n_rays < 0:
@@ -33,8 +36,10 @@ def _layout(sigmas, offsets, ray_indices, n_rays, name="sigmas") -> Layout:
             if bool((ray_indices[1:] < ray_indices[:-1]).any()):
                 raise ValueError("`ray_indices` must be sorted (samples of one ray contiguous)")
             if int(ray_indices[0]) < 0 or int(ray_indices[-1]) >= n_rays:
-                raise ValueError(f"`ray_indices` must lie in [0, n_rays) = [0, {n_rays}), got "
-                                 f"{int(ray_indices[0])}..{int(ray_indices[-1])}")
+                raise ValueError(
+                    f"`ray_indices` must lie in [0, n_rays) = [0, {n_rays}), got "
+                    f"{int(ray_indices[0])}..{int(ray_indices[-1])}"
+                )
         offsets = _packing.ray_indices_to_offsets(ray_indices, n_rays)
     else:
         _checks.check_tensor("offsets", offsets, ndim=1, dtypes=_checks.INDEX_DTYPES, device=sigmas.device)
@@ -100,8 +105,10 @@ def _check_sorted(tmids, layout: Layout):
         same_ray[starts - 1] = False
         bad = (tmids[1:] < tmids[:-1]) & same_ray
     if bool(bad.any()):
-        raise ValueError("`t_starts`/`t_ends` must be sorted along each ray (interval midpoints non-decreasing) "
-                         "for `distortion_loss`")
+        raise ValueError(
+            "`t_starts`/`t_ends` must be sorted along each ray (interval midpoints non-decreasing) "
+            "for `distortion_loss`"
+        )
 
 
 # ------------------------------------------------------------------------------ public functions
@@ -172,8 +179,10 @@ def volume_render(
     if isinstance(background, torch.Tensor):
         _checks.check_tensor("background", background, ndim=(0, 1, 2), device=device)
         if background.dim() and tuple(background.shape) not in ((C,), (layout.n_rays, C)):
-            raise ValueError(f"`background` must be a scalar, [C] = [{C}] or [R, C] = [{layout.n_rays}, {C}], "
-                             f"got shape {list(background.shape)}")
+            raise ValueError(
+                f"`background` must be a scalar, [C] = [{C}] or [R, C] = [{layout.n_rays}, {C}], "
+                f"got shape {list(background.shape)}"
+            )
     elif background is not None and not isinstance(background, (int, float)):
         raise ValueError(f"`background` must be a float, a tensor or None, got {type(background).__name__}")
     impl = _dispatch.implementation("volrend", backend, sigmas)
@@ -211,5 +220,3 @@ def distortion_loss(
     if validate:
         _check_sorted(tmids, layout)
     return _dispatch.implementation("volrend", backend, weights).distortion(weights, tmids, deltas, layout)
-
-

@@ -1,5 +1,6 @@
 """The volrend contract: what a fused backend implements, the public output type, and the
 constants every backend (reference, Triton, CUDA) shares."""
+
 from __future__ import annotations
 
 from typing import NamedTuple, Protocol
@@ -25,19 +26,34 @@ class VolrendKernels(Protocol):
     contiguous: per-sample ``[N]`` (colors ``[N, C]``), ``offsets`` ``[R+1]`` int64; optional
     tensors may be None; outputs are float32."""
 
-    def composite_forward(self, sigmas: Tensor, deltas: Tensor, tmids: Tensor | None, colors: Tensor | None,
-                          offsets: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def composite_forward(
+        self, sigmas: Tensor, deltas: Tensor, tmids: Tensor | None, colors: Tensor | None, offsets: Tensor, eps: float
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """-> rgb [R, C], depth [R], opacity [R], weights [N], transmittance [N]."""
 
-    def composite_backward(self, g_rgb: Tensor, g_depth: Tensor, g_opacity: Tensor, g_weights: Tensor | None,
-                           g_trans: Tensor | None, sigmas: Tensor, deltas: Tensor, tmids: Tensor | None,
-                           colors: Tensor | None, offsets: Tensor, rgb: Tensor, depth: Tensor, opacity: Tensor,
-                           eps: float) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    def composite_backward(
+        self,
+        g_rgb: Tensor,
+        g_depth: Tensor,
+        g_opacity: Tensor,
+        g_weights: Tensor | None,
+        g_trans: Tensor | None,
+        sigmas: Tensor,
+        deltas: Tensor,
+        tmids: Tensor | None,
+        colors: Tensor | None,
+        offsets: Tensor,
+        rgb: Tensor,
+        depth: Tensor,
+        opacity: Tensor,
+        eps: float,
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         """-> d sigmas [N], d deltas [N], d tmids [N] | None, d colors [N, C] | None."""
 
     def distortion_forward(self, weights: Tensor, tmids: Tensor, deltas: Tensor, offsets: Tensor) -> Tensor:
         """-> loss [R]."""
 
-    def distortion_backward(self, g_loss: Tensor, weights: Tensor, tmids: Tensor, deltas: Tensor,
-                            offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def distortion_backward(
+        self, g_loss: Tensor, weights: Tensor, tmids: Tensor, deltas: Tensor, offsets: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """-> d weights, d tmids, d deltas, each [N]."""

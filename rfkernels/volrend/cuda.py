@@ -3,6 +3,7 @@
 Implements :class:`rfkernels.volrend.contract.VolrendKernels` (shapes and dtypes are documented there), as
 :mod:`.triton` does; absent optional tensors are passed as empty tensors (the binding maps them to
 null pointers)."""
+
 from __future__ import annotations
 
 import torch
@@ -19,20 +20,34 @@ def composite_forward(sigmas, deltas, tmids, colors, offsets, eps):
     """:meth:`VolrendKernels.composite_forward` via the extension's ``volrend`` binding."""
     C = colors.shape[1] if colors is not None else 0
     colors = colors if colors is not None else sigmas.new_empty(0, 0)
-    return tuple(module().volrend_composite_forward(sigmas, deltas, _opt(tmids, sigmas), colors, offsets,
-                                                    C, float(eps), TAU_MAX))
+    return tuple(
+        module().volrend_composite_forward(sigmas, deltas, _opt(tmids, sigmas), colors, offsets, C, float(eps), TAU_MAX)
+    )
 
 
-def composite_backward(g_rgb, g_depth, g_opacity, g_weights, g_trans,
-                       sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity, eps):
+def composite_backward(
+    g_rgb, g_depth, g_opacity, g_weights, g_trans, sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity, eps
+):
     """:meth:`VolrendKernels.composite_backward` via the extension's ``volrend`` binding."""
     C = colors.shape[1] if colors is not None else 0
     colors_ = colors if colors is not None else sigmas.new_empty(0, 0)
     g_sigmas, g_deltas, g_tmids, g_colors = module().volrend_composite_backward(
-        g_rgb.reshape(-1, C) if C else sigmas.new_empty(0, 0), g_depth, g_opacity,
-        _opt(g_weights, sigmas), _opt(g_trans, sigmas),
-        sigmas, deltas, _opt(tmids, sigmas), colors_, offsets,
-        rgb if C else sigmas.new_empty(0, 0), depth, opacity, C, float(eps), TAU_MAX,
+        g_rgb.reshape(-1, C) if C else sigmas.new_empty(0, 0),
+        g_depth,
+        g_opacity,
+        _opt(g_weights, sigmas),
+        _opt(g_trans, sigmas),
+        sigmas,
+        deltas,
+        _opt(tmids, sigmas),
+        colors_,
+        offsets,
+        rgb if C else sigmas.new_empty(0, 0),
+        depth,
+        opacity,
+        C,
+        float(eps),
+        TAU_MAX,
     )
     return g_sigmas, g_deltas, (g_tmids if tmids is not None else None), (g_colors if colors is not None else None)
 

@@ -1,6 +1,7 @@
 """The autograd Functions of the fused volrend backends: packed float32 tensors and a
 :class:`~.contract.VolrendKernels` object in, tensors out; the backward is hand-written and
 recomputes transmittance from the saved outputs instead of keeping per-sample intermediates."""
+
 from __future__ import annotations
 
 import torch
@@ -25,11 +26,30 @@ class Composite(torch.autograd.Function):
         g_weights = None if g_weights is None else g_weights.contiguous()
         g_trans = None if g_trans is None else g_trans.contiguous()
         g_sigmas, g_deltas, g_tmids, g_colors = ctx.kernels.composite_backward(
-            g_rgb, g_depth, g_opacity, g_weights, g_trans,
-            sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity, ctx.eps,
+            g_rgb,
+            g_depth,
+            g_opacity,
+            g_weights,
+            g_trans,
+            sigmas,
+            deltas,
+            tmids,
+            colors,
+            offsets,
+            rgb,
+            depth,
+            opacity,
+            ctx.eps,
         )
-        return (g_sigmas, g_deltas, g_tmids if ctx.has_tmids else None,
-                g_colors if ctx.has_colors else None, None, None, None)
+        return (
+            g_sigmas,
+            g_deltas,
+            g_tmids if ctx.has_tmids else None,
+            g_colors if ctx.has_colors else None,
+            None,
+            None,
+            None,
+        )
 
 
 class Distortion(torch.autograd.Function):

@@ -18,6 +18,7 @@ a product with a zero weight is 0 (``w * t_mid`` with ``t_mid = inf``); ``tau`` 
 finite interval included: d tau / d sigma = delta there), and none where it is ``0 * inf`` or
 saturated. NaN propagates.
 """
+
 from __future__ import annotations
 
 import torch
@@ -92,11 +93,7 @@ def composite_padded(
     """[R, S] inputs (colors [R, S, C]) -> rgb [R, C], depth [R], opacity [R], weights, transmittance."""
     weights, trans, _ = weights_padded(sigmas, deltas, mask, early_stop_eps)
     R = sigmas.shape[0]
-    rgb = (
-        torch.einsum("rs,rsc->rc", weights, colors)
-        if colors is not None
-        else weights.new_zeros(R, 0)
-    )
+    rgb = torch.einsum("rs,rsc->rc", weights, colors) if colors is not None else weights.new_zeros(R, 0)
     depth = mul0(weights, tmids).sum(-1) if tmids is not None else weights.new_zeros(R)
     opacity = weights.sum(-1)
     return rgb, depth, opacity, weights, trans

@@ -9,6 +9,7 @@ Colours are loaded as ``[BLOCK_S, BLOCK_C]`` tiles (``BLOCK_C`` = next power of 
 
 Implements :class:`rfkernels.volrend.contract.VolrendKernels` (the public launchers below).
 """
+
 from __future__ import annotations
 
 import torch
@@ -61,11 +62,23 @@ def _mul0(a, b):
 
 @triton.jit
 def _composite_fwd_kernel(
-    sigma_ptr, delta_ptr, tmid_ptr, color_ptr, offsets_ptr,
-    rgb_ptr, depth_ptr, opacity_ptr, weight_ptr, trans_ptr,
-    C, eps, tau_max,
-    HAS_TMID: tl.constexpr, HAS_COLOR: tl.constexpr,
-    BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
+    sigma_ptr,
+    delta_ptr,
+    tmid_ptr,
+    color_ptr,
+    offsets_ptr,
+    rgb_ptr,
+    depth_ptr,
+    opacity_ptr,
+    weight_ptr,
+    trans_ptr,
+    C,
+    eps,
+    tau_max,
+    HAS_TMID: tl.constexpr,
+    HAS_COLOR: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     ray = tl.program_id(0)
     start = tl.load(offsets_ptr + ray)
@@ -100,13 +113,32 @@ def _composite_fwd_kernel(
 
 @triton.jit
 def _composite_bwd_kernel(
-    g_rgb_ptr, g_depth_ptr, g_opacity_ptr, g_weight_ptr, g_trans_ptr,
-    sigma_ptr, delta_ptr, tmid_ptr, color_ptr, offsets_ptr,
-    rgb_ptr, depth_ptr, opacity_ptr,
-    g_sigma_ptr, g_delta_ptr, g_tmid_ptr, g_color_ptr,
-    C, eps, tau_max,
-    HAS_TMID: tl.constexpr, HAS_COLOR: tl.constexpr, HAS_GW: tl.constexpr, HAS_GT: tl.constexpr,
-    BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
+    g_rgb_ptr,
+    g_depth_ptr,
+    g_opacity_ptr,
+    g_weight_ptr,
+    g_trans_ptr,
+    sigma_ptr,
+    delta_ptr,
+    tmid_ptr,
+    color_ptr,
+    offsets_ptr,
+    rgb_ptr,
+    depth_ptr,
+    opacity_ptr,
+    g_sigma_ptr,
+    g_delta_ptr,
+    g_tmid_ptr,
+    g_color_ptr,
+    C,
+    eps,
+    tau_max,
+    HAS_TMID: tl.constexpr,
+    HAS_COLOR: tl.constexpr,
+    HAS_GW: tl.constexpr,
+    HAS_GT: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     """d/dtau_k of L = sum_i w_i v_i + sum_i T_i u_i is T_{k+1} v_k - sum_{i>k} (w_i v_i + T_i u_i),
     with v_i = g_rgb.c_i + g_depth t_i + g_opacity + g_w_i and u_i = g_T_i; the suffix sum is
@@ -192,15 +224,30 @@ def composite_forward(sigmas, deltas, tmids, colors, offsets, eps):
     trans = torch.empty_like(sigmas)
     if n_rays:
         _composite_fwd_kernel[(n_rays,)](
-            sigmas, deltas, tmids if tmids is not None else sigmas, colors if colors is not None else sigmas,
-            offsets, rgb, depth, opacity, weights, trans, C, eps, TAU_MAX,
-            HAS_TMID=tmids is not None, HAS_COLOR=colors is not None, BLOCK_S=BLOCK_S, BLOCK_C=_block_c(C),
+            sigmas,
+            deltas,
+            tmids if tmids is not None else sigmas,
+            colors if colors is not None else sigmas,
+            offsets,
+            rgb,
+            depth,
+            opacity,
+            weights,
+            trans,
+            C,
+            eps,
+            TAU_MAX,
+            HAS_TMID=tmids is not None,
+            HAS_COLOR=colors is not None,
+            BLOCK_S=BLOCK_S,
+            BLOCK_C=_block_c(C),
         )
     return rgb, depth, opacity, weights, trans
 
 
-def composite_backward(g_rgb, g_depth, g_opacity, g_weights, g_trans,
-                       sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity, eps):
+def composite_backward(
+    g_rgb, g_depth, g_opacity, g_weights, g_trans, sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity, eps
+):
     """-> grads for (sigmas [N], deltas [N], tmids [N] | None, colors [N, C] | None)."""
     n_rays = offsets.numel() - 1
     C = colors.shape[1] if colors is not None else 0
@@ -210,23 +257,49 @@ def composite_backward(g_rgb, g_depth, g_opacity, g_weights, g_trans,
     dummy = sigmas
     if n_rays:
         _composite_bwd_kernel[(n_rays,)](
-            g_rgb if C else dummy, g_depth, g_opacity,
-            g_weights if g_weights is not None else dummy, g_trans if g_trans is not None else dummy,
-            sigmas, deltas, tmids if tmids is not None else dummy, colors if colors is not None else dummy,
-            offsets, rgb if C else dummy, depth, opacity,
-            g_sigmas, g_deltas, g_tmids if g_tmids is not None else dummy, g_colors if g_colors is not None else dummy,
-            C, eps, TAU_MAX,
-            HAS_TMID=tmids is not None, HAS_COLOR=colors is not None,
-            HAS_GW=g_weights is not None, HAS_GT=g_trans is not None,
-            BLOCK_S=BLOCK_S, BLOCK_C=_block_c(C),
+            g_rgb if C else dummy,
+            g_depth,
+            g_opacity,
+            g_weights if g_weights is not None else dummy,
+            g_trans if g_trans is not None else dummy,
+            sigmas,
+            deltas,
+            tmids if tmids is not None else dummy,
+            colors if colors is not None else dummy,
+            offsets,
+            rgb if C else dummy,
+            depth,
+            opacity,
+            g_sigmas,
+            g_deltas,
+            g_tmids if g_tmids is not None else dummy,
+            g_colors if g_colors is not None else dummy,
+            C,
+            eps,
+            TAU_MAX,
+            HAS_TMID=tmids is not None,
+            HAS_COLOR=colors is not None,
+            HAS_GW=g_weights is not None,
+            HAS_GT=g_trans is not None,
+            BLOCK_S=BLOCK_S,
+            BLOCK_C=_block_c(C),
         )
     return g_sigmas, g_deltas, g_tmids, g_colors
 
 
 @triton.jit
 def _distortion_kernel(
-    w_ptr, m_ptr, d_ptr, offsets_ptr, loss_ptr, g_loss_ptr, g_w_ptr, g_m_ptr, g_d_ptr,
-    BACKWARD: tl.constexpr, BLOCK_S: tl.constexpr,
+    w_ptr,
+    m_ptr,
+    d_ptr,
+    offsets_ptr,
+    loss_ptr,
+    g_loss_ptr,
+    g_w_ptr,
+    g_m_ptr,
+    g_d_ptr,
+    BACKWARD: tl.constexpr,
+    BLOCK_S: tl.constexpr,
 ):
     """Forward: loss = 2 sum_i w_i (m_i W_<i - WM_<i) + 1/3 sum_i w_i^2 d_i.
     Backward: dL/dw_k = 2(m_k W_<k - WM_<k) + 2((WM - WM_<=k) - m_k (W - W_<=k)) + 2/3 w_k d_k,
@@ -261,8 +334,11 @@ def _distortion_kernel(
         w_incl = w_excl + w
         wm_incl = wm_excl + w * mid
         if BACKWARD:
-            g_w = 2.0 * (mid * w_excl - wm_excl) + 2.0 * ((wm_tot - wm_incl) - mid * (w_tot - w_incl)) \
+            g_w = (
+                2.0 * (mid * w_excl - wm_excl)
+                + 2.0 * ((wm_tot - wm_incl) - mid * (w_tot - w_incl))
                 + (2.0 / 3.0) * w * d
+            )
             tl.store(g_w_ptr + idx, g * g_w, mask=msk)
             tl.store(g_m_ptr + idx, g * 2.0 * w * (w_excl - (w_tot - w_incl)), mask=msk)
             tl.store(g_d_ptr + idx, g * w * w / 3.0, mask=msk)
@@ -279,8 +355,9 @@ def distortion_forward(weights, tmids, deltas, offsets):
     n_rays = offsets.numel() - 1
     loss = torch.zeros(n_rays, device=weights.device)
     if n_rays:
-        _distortion_kernel[(n_rays,)](weights, tmids, deltas, offsets, loss, loss, loss, loss, loss,
-                                      BACKWARD=False, BLOCK_S=BLOCK_S)
+        _distortion_kernel[(n_rays,)](
+            weights, tmids, deltas, offsets, loss, loss, loss, loss, loss, BACKWARD=False, BLOCK_S=BLOCK_S
+        )
     return loss
 
 
@@ -289,6 +366,7 @@ def distortion_backward(g_loss, weights, tmids, deltas, offsets):
     n_rays = offsets.numel() - 1
     g_w, g_m, g_d = torch.empty_like(weights), torch.empty_like(tmids), torch.empty_like(deltas)
     if n_rays:
-        _distortion_kernel[(n_rays,)](weights, tmids, deltas, offsets, g_loss, g_loss, g_w, g_m, g_d,
-                                      BACKWARD=True, BLOCK_S=BLOCK_S)
+        _distortion_kernel[(n_rays,)](
+            weights, tmids, deltas, offsets, g_loss, g_loss, g_w, g_m, g_d, BACKWARD=True, BLOCK_S=BLOCK_S
+        )
     return g_w, g_m, g_d

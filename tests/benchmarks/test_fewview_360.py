@@ -1,4 +1,5 @@
 """The side-by-side table of ``benchmarks.fewview_360`` records."""
+
 import json
 
 from benchmarks.fewview_360 import table

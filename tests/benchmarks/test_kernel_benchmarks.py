@@ -1,4 +1,5 @@
 """The benchmark harness's own logic: peer equality checks and the ratios it prints."""
+
 import pytest
 import torch
 
@@ -14,8 +15,10 @@ def test_check_peer_accepts_equal_and_rejects_different_outputs():
 
 
 def test_ratios_are_ours_over_peer_and_speedup_over_torch():
-    rows = [dict(op="vr", size="s", mode="fwd", backend=b, ms=ms)
-            for b, ms in (("torch", 8.0), ("cuda", 1.0), ("nerfacc", 2.0))]
+    rows = [
+        dict(op="vr", size="s", mode="fwd", backend=b, ms=ms)
+        for b, ms in (("torch", 8.0), ("cuda", 1.0), ("nerfacc", 2.0))
+    ]
     rows.append(dict(op="vr", size="other", mode="fwd", backend="cuda", ms=3.0))
     add_ratios(rows)
     torch_row, cuda_row, peer_row, other = rows

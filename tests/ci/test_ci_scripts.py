@@ -1,5 +1,6 @@
 """The CI scripts under .ci/ must fail when what they check is broken (a check that cannot fail is
 worse than none): compile_csrc.sh on a broken or uncompilable .cu, build_ext.py on a binding error."""
+
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.paths import ROOT  # noqa: E402
+
 CI = ROOT / ".ci"
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
 
@@ -18,8 +20,14 @@ BAD_CU = "__global__ void k(float* x) { x[threadIdx.x] = 1.0f }\n"  # missing ';
 
 def _compile(files, **env):
     e = {**os.environ, **env}
-    return subprocess.run(["bash", str(CI / "compile_csrc.sh"), *map(str, files)], env=e, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["bash", str(CI / "compile_csrc.sh"), *map(str, files)],
+        env=e,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -100,8 +108,9 @@ def test_build_ext_checks_the_csrc_layout(tmp_path):
 
 def test_build_ext_skips_cleanly_without_the_index(tmp_path):
     env = {**os.environ, "RFK_CI_CACHE": str(tmp_path), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)}
-    r = subprocess.run([sys.executable, str(CI / "build_ext.py")], env=env, cwd=ROOT, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(CI / "build_ext.py")], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "\nSKIP: torch==2.11.0 wheel unavailable" in r.stdout, r.stdout
 
@@ -130,13 +139,22 @@ def test_build_ext_fails_on_binding_errors(tmp_path, breakage):
         bind.write_text(text.replace(line + "\n", ""))
     else:
         assert "cudaError_t distortion_backward(" in cu.read_text()
-        cu.write_text(cu.read_text().replace("cudaError_t distortion_backward(", "cudaError_t distortion_backward_x(", 1))
-    r = subprocess.run([sys.executable, str(CI / "build_ext.py"), "--csrc", str(csrc)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=1200)
+        cu.write_text(
+            cu.read_text().replace("cudaError_t distortion_backward(", "cudaError_t distortion_backward_x(", 1)
+        )
+    r = subprocess.run(
+        [sys.executable, str(CI / "build_ext.py"), "--csrc", str(csrc)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert r.returncode != 0, r.stdout
-    expect = {"typo": ["volrend/bind.cpp:", "error:", "composite_forwrd"],
-              "unbound": ["does not bind: volrend_distortion_backward"],
-              "undefined": ["undefined rfk symbols", "rfk::distortion_backward"]}[breakage]
+    expect = {
+        "typo": ["volrend/bind.cpp:", "error:", "composite_forwrd"],
+        "unbound": ["does not bind: volrend_distortion_backward"],
+        "undefined": ["undefined rfk symbols", "rfk::distortion_backward"],
+    }[breakage]
     out = r.stdout + r.stderr  # compiler output on stdout, the final FAILED line on stderr
     for e in expect:
         assert e in out, (e, out[-3000:])
@@ -149,8 +167,9 @@ def test_gpu_check_dry_runs_end_to_end(tmp_path):
     import json
 
     env = {**os.environ, "OUT": str(tmp_path), "RFK_GPU_BUDGET_S": "900"}
-    r = subprocess.run(["bash", str(CI / "gpu_check.sh"), "--dry"], env=env, cwd=ROOT, capture_output=True,
-                       text=True, timeout=1200)
+    r = subprocess.run(
+        ["bash", str(CI / "gpu_check.sh"), "--dry"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=1200
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["dry"] and summary["env"]["torch"] and summary["env"]["date"]
@@ -169,10 +188,15 @@ def test_scripts_and_benchmarks_read_the_families_from_the_registry():
     from rfkernels import _dispatch
 
     families = _dispatch.families()
-    for script in (CI / "gpu_check.sh", CI / "compile_csrc.sh", CI / "build_ext.py", CI.parent / "tests/ci/triton_sm90.py"):
+    for script in (
+        CI / "gpu_check.sh",
+        CI / "compile_csrc.sh",
+        CI / "build_ext.py",
+        CI.parent / "tests/ci/triton_sm90.py",
+    ):
         text = script.read_text()
         assert not [f for f in families if f in text], script
-    assert OP_FAMILIES == tuple(families) and FAMILIES[:len(families)] == OP_FAMILIES
+    assert OP_FAMILIES == tuple(families) and FAMILIES[: len(families)] == OP_FAMILIES
     assert select_families("ops") == families and select_families(None) == list(FAMILIES)
     with pytest.raises(ValueError, match="'bogus'"):
         select_families("ops,bogus")
@@ -196,12 +220,37 @@ def test_pytest_benchmark_runs_one_tiny_case(tmp_path):
 
     pytest.importorskip("pytest_benchmark")
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "--benchmark-only", "-q", "-p", "no:cacheprovider",
-                        "--rfk-only", "volrend", "--rfk-device", "cpu", "-k", "distortion_loss",
-                        "--benchmark-json", str(out), "--benchmark-max-time", "0.05", "--benchmark-min-rounds", "1",
-                        "--benchmark-warmup", "off"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "benchmarks/",
+            "--benchmark-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rfk-only",
+            "volrend",
+            "--rfk-device",
+            "cpu",
+            "-k",
+            "distortion_loss",
+            "--benchmark-json",
+            str(out),
+            "--benchmark-max-time",
+            "0.05",
+            "--benchmark-min-rounds",
+            "1",
+            "--benchmark-warmup",
+            "off",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     bench = json.loads(out.read_text())["benchmarks"]
     assert len(bench) == 1 and bench[0]["group"] == "distortion_loss R=256 S=48 fwd+bwd"

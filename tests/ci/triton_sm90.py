@@ -14,6 +14,7 @@ Usage: ``python -m tests.ci.triton_sm90 [--max-spill BYTES] [--json OUT] [--also
 Exit 0: all variants compiled (spills within ``--max-spill`` when given); 1: a compile failed or a
 kernel spilled more; 2: cannot check here (no offline compile API).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,18 @@ from pathlib import Path
 
 RECORD_ENV = "RFKERNELS_TRITON_RECORD"
 LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
-_TORCH_TYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64", "int64": "i64",
-                "int32": "i32", "int16": "i16", "int8": "i8", "uint8": "u8", "bool": "i1"}
+_TORCH_TYPES = {
+    "float32": "fp32",
+    "float16": "fp16",
+    "bfloat16": "bf16",
+    "float64": "fp64",
+    "int64": "i64",
+    "int32": "i32",
+    "int16": "i16",
+    "int8": "i8",
+    "uint8": "u8",
+    "bool": "i1",
+}
 
 
 # ------------------------------------------------------------------------------------------ record
@@ -77,8 +88,13 @@ def install_recorder(path: str) -> None:
                 signature[name], const = _arg_type(value)
                 if signature[name] == "constexpr":
                     constexprs[name] = const
-        spec = {"module": self.fn.__module__, "kernel": self.fn.__name__, "signature": signature,
-                "constexprs": constexprs, "options": options}
+        spec = {
+            "module": self.fn.__module__,
+            "kernel": self.fn.__name__,
+            "signature": signature,
+            "constexprs": constexprs,
+            "options": options,
+        }
         seen.setdefault(json.dumps(spec, sort_keys=True, default=repr), spec)
         return run(self, *args, grid=grid, warmup=warmup, **kwargs, **options)
 
@@ -92,8 +108,19 @@ if os.environ.get(RECORD_ENV):  # loaded as a pytest plugin (-p tests.ci.triton_
 
 def record(pytest_args: list[str], path: str) -> int:
     env = {**os.environ, RECORD_ENV: path, "TRITON_INTERPRET": "1"}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "tests.ci.triton_sm90", "-m", "not slow", "-k", "triton",
-           *pytest_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "tests.ci.triton_sm90",
+        "-m",
+        "not slow",
+        "-k",
+        "triton",
+        *pytest_args,
+    ]
     return subprocess.run(cmd, env=env).returncode
 
 
@@ -128,8 +155,9 @@ def compile_spec(spec: dict, ptxas: str | None) -> tuple[str, int | None]:
         return "compiled (no ptxas for a register report)", None
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "k.ptx").write_text(compiled.asm["ptx"])
-        proc = subprocess.run([ptxas, "-arch=sm_90a", "-v", "k.ptx", "-o", "k.cubin"], cwd=d, capture_output=True,
-                              text=True)
+        proc = subprocess.run(
+            [ptxas, "-arch=sm_90a", "-v", "k.ptx", "-o", "k.cubin"], cwd=d, capture_output=True, text=True
+        )
     if proc.returncode:
         raise RuntimeError(f"ptxas failed: {proc.stderr.strip()[-300:]}")
     spill = max(map(int, re.findall(r"(\d+) bytes spill stores", proc.stderr)), default=0)
@@ -168,9 +196,11 @@ def _compile_in_fresh_process(specs: list[dict], max_spill: int | None, triton_d
     if triton_dir:
         rest = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
         env["PYTHONPATH"] = os.pathsep.join([triton_dir, os.getcwd(), *rest])
-    code = ("import sys, json, triton; from tests.ci.triton_sm90 import compile_all; "
-            "print('== triton', triton.__version__, flush=True); "
-            f"sys.exit(compile_all(json.loads(sys.stdin.read()), {max_spill!r}))")
+    code = (
+        "import sys, json, triton; from tests.ci.triton_sm90 import compile_all; "
+        "print('== triton', triton.__version__, flush=True); "
+        f"sys.exit(compile_all(json.loads(sys.stdin.read()), {max_spill!r}))"
+    )
     return subprocess.run([sys.executable, "-c", code], input=json.dumps(specs), text=True, env=env).returncode
 
 
@@ -178,8 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--max-spill", type=int, default=None, help="fail a variant spilling more bytes")
     p.add_argument("--json", default=None, help="keep the recorded variants here")
-    p.add_argument("--also-triton", action="append", default=[], metavar="DIR",
-                   help="compile again with the triton installed in DIR (repeatable)")
+    p.add_argument(
+        "--also-triton",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="compile again with the triton installed in DIR (repeatable)",
+    )
     p.add_argument("pytest_args", nargs="*", help="tests to record (default: every registered op family's)")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:

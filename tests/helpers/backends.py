@@ -1,6 +1,7 @@
 """Every backend of a family that can run in this process, for tests that compare all of them at once
 (the policy and fuzz tests): ``torch``, ``triton`` (GPU or interpreter), ``cuda`` (a GPU with the
 extension), else the CUDA host emulation of tests/rfkernels/<family>/cuda_host.py plugged in as ``cuda``."""
+
 from __future__ import annotations
 
 import contextlib

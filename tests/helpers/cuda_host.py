@@ -3,6 +3,7 @@ library whose functions run the kernels' per-ray (or per-point) bodies in a CPU 
 them with the same signatures as ``rfkernels/<family>/cuda.py``. This tests the CUDA arithmetic on
 machines without a GPU; launch configuration and atomics are only exercised on a real GPU. Include path
 and C++ flags are the extension's (``rfkernels/_build.py``: ``HOST_FLAGS``, ``include_dirs``)."""
+
 from __future__ import annotations
 
 import ctypes

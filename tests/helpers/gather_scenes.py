@@ -1,5 +1,6 @@
 """Random PixelNeRF-style scenes for the gather tests: look-at cameras around the origin and points
 in a box large enough that some land behind cameras and some outside the images."""
+
 from __future__ import annotations
 
 import torch

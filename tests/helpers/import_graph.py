@@ -1,4 +1,5 @@
 """The import graph of a package from its source (ast, nothing imported) and a cycle finder."""
+
 from __future__ import annotations
 
 import ast
@@ -64,7 +65,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(n)
         for m in sorted(graph.get(n, ())):
             if color.get(m) == 1:
-                return stack[stack.index(m):] + [m]
+                return stack[stack.index(m) :] + [m]
             if m not in color:
                 found = visit(m)
                 if found:

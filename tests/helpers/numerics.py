@@ -16,4 +16,3 @@ def assert_close_scaled(actual, expected, rel=2e-4, name=""):
     error scales with the magnitude of the whole ray, not of the entry."""
     scale = expected.detach().abs().max().item() if expected.numel() else 0.0
     assert_close(actual, expected, atol=rel * scale + 1e-6, rtol=rel, name=name)
-

@@ -1,5 +1,6 @@
 """Where things are, for tests in any folder depth: the checkout, ``csrc/``, the examples, the demo
 scene and ``shared/data`` beside the checkout (or beside any folder above it: worktrees live deeper)."""
+
 from __future__ import annotations
 
 from pathlib import Path

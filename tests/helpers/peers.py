@@ -1,4 +1,5 @@
 """Peer libraries installed beside ours (nerfacc 0.5.3), loaded without our compat layer in the way."""
+
 import importlib
 import sys
 
@@ -22,4 +23,3 @@ def real_nerfacc():
     if mod is ours or getattr(mod, "__version__", None) != "0.5.3":
         pytest.skip("nerfacc 0.5.3 is not the installed nerfacc")
     return mod, real
-

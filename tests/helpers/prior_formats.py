@@ -1,12 +1,12 @@
 """Test fixtures for the prior's data formats: lego's cameras (the Blender loader's) written out as
 COLMAP, CO3D v2, RealEstate10K and Zero-1-to-3 datasets, so loaders can be checked against them."""
+
 from __future__ import annotations
 
 import functools
 import pathlib
 
 import torch
-
 
 
 def _shared_data() -> pathlib.Path:
@@ -63,8 +63,13 @@ def _link(src: pathlib.Path, dst: pathlib.Path):
     dst.symlink_to(src)
 
 
-def write_colmap(root: pathlib.Path, n: int = 12, binary: bool = False, model: str = "PINHOLE",
-                 distortion: tuple[float, ...] | None = None) -> None:
+def write_colmap(
+    root: pathlib.Path,
+    n: int = 12,
+    binary: bool = False,
+    model: str = "PINHOLE",
+    distortion: tuple[float, ...] | None = None,
+) -> None:
     """lego's first ``n`` views as ``root/sparse/0/{cameras,images}.{txt,bin}`` + ``root/images/``.
     Each view gets its own camera (``model``; distortion params zero unless given)."""
     import struct
@@ -105,8 +110,9 @@ def write_colmap(root: pathlib.Path, n: int = 12, binary: bool = False, model: s
                 f.write("10.5 20.5 -1\n" if iid % 2 else "\n")
 
 
-def write_co3d(root: pathlib.Path, intrinsics_format: str = "ndc_isotropic", n: int = 10,
-               sequences: int = 2) -> list[list[tuple[int, int]]]:
+def write_co3d(
+    root: pathlib.Path, intrinsics_format: str = "ndc_isotropic", n: int = 10, sequences: int = 2
+) -> list[list[tuple[int, int]]]:
     """lego's views as a CO3D v2 category ``root/lego_cat`` with ``sequences`` sequences of ``n`` frames
     (PyTorch3D cameras); odd frames are cropped to 160 x 200 (W x H) so sizes vary per frame.
     Returns, per sequence, the lego view index and x-crop offset of each frame."""
@@ -128,17 +134,29 @@ def write_co3d(root: pathlib.Path, intrinsics_format: str = "ndc_isotropic", n: 
             img = Image.open(LEGO / names[i])
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             img.crop((x0, 0, x0 + W, H)).save(root / rel)
-            w2c = _w2c_opencv(c2w[i: i + 1])[0]
+            w2c = _w2c_opencv(c2w[i : i + 1])[0]
             R = (F @ w2c[:3, :3]).T  # X_cam = X_world @ R + T
             T = F @ w2c[:3, 3]
             fx, fy, cx, cy = intr[i].double().tolist()
             cx -= x0
             sx, sy = (min(H, W) / 2,) * 2 if intrinsics_format == "ndc_isotropic" else (W / 2, H / 2)
-            vp = {"R": R.tolist(), "T": T.tolist(), "focal_length": [fx / sx, fy / sy],
-                  "principal_point": [(W / 2 - cx) / sx, (H / 2 - cy) / sy], "intrinsics_format": intrinsics_format}
-            frames.append({"sequence_name": seq, "frame_number": k, "frame_timestamp": k / 30.0,
-                           "image": {"path": rel, "size": [H, W]}, "viewpoint": vp,
-                           "mask": {"path": rel.replace("images", "masks"), "mass": 1.0}})
+            vp = {
+                "R": R.tolist(),
+                "T": T.tolist(),
+                "focal_length": [fx / sx, fy / sy],
+                "principal_point": [(W / 2 - cx) / sx, (H / 2 - cy) / sy],
+                "intrinsics_format": intrinsics_format,
+            }
+            frames.append(
+                {
+                    "sequence_name": seq,
+                    "frame_number": k,
+                    "frame_timestamp": k / 30.0,
+                    "image": {"path": rel, "size": [H, W]},
+                    "viewpoint": vp,
+                    "mask": {"path": rel.replace("images", "masks"), "mass": 1.0},
+                }
+            )
             rows.append((i, x0))
         layout.append(rows)
     d = root / "lego_cat"

@@ -1,4 +1,5 @@
 """Synthetic posed scenes and camera batches for the prior tests and benchmark (test scaffolding, not installed)."""
+
 from __future__ import annotations
 
 import math
@@ -7,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from reconfusion.cameras import look_at
-
 from reconfusion.prior.model import Cameras
 
 
@@ -45,16 +45,30 @@ def synthetic_scene(n: int = 8, size: int = 64, kind: str = "360", seed: int = 0
     f = size * 1.0
     intr = torch.tensor([f, f, size / 2, size / 2]).repeat(n, 1)
     space, near, far = ("contract", 1.0, 5.0) if kind == "360" else ("ndc", 1.0, 6.0)
-    return Scene(images=smooth_images(n, size, seed), c2w=c2w, intrinsics=intr, near=near, far=far, space=space,
-                 focus_depth=None if kind == "360" else 3.0, name=f"synthetic-{kind}")
+    return Scene(
+        images=smooth_images(n, size, seed),
+        c2w=c2w,
+        intrinsics=intr,
+        near=near,
+        far=far,
+        space=space,
+        focus_depth=None if kind == "360" else 3.0,
+        name=f"synthetic-{kind}",
+    )
 
 
 def camera_batch(B: int, V: int, size: int, device="cpu") -> Cameras:
     """Target = camera 0 of a ring, inputs = the next ``V`` cameras; K for ``size`` x ``size`` images."""
     c2w = ring_cameras(V + 1, arc=math.pi / 2)
     K = torch.tensor([[size * 1.0, 0.0, size / 2], [0.0, size * 1.0, size / 2], [0.0, 0.0, 1.0]])
-    cams = Cameras(c2w[1:].expand(B, V, 4, 4), K.expand(B, V, 3, 3), c2w[0].expand(B, 4, 4), K.expand(B, 3, 3),
-                   torch.full((B,), 1.0), torch.full((B,), 5.0))
+    cams = Cameras(
+        c2w[1:].expand(B, V, 4, 4),
+        K.expand(B, V, 3, 3),
+        c2w[0].expand(B, 4, 4),
+        K.expand(B, 3, 3),
+        torch.full((B,), 1.0),
+        torch.full((B,), 5.0),
+    )
     return Cameras(*(x.contiguous().to(device) for x in cams[:6]))
 
 

@@ -4,6 +4,7 @@
 them, black background, rendered by ``rfkernels.volume_render(backend="torch")`` with 192 uniform
 samples per ray; returned as a ``Scene`` with ``space="box"``.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,9 @@ def ring_poses(n: int, radius: float = 4.0, elevation_deg: float = 25.0) -> torc
     el = math.radians(elevation_deg)
     for k in range(n):
         az = 2 * math.pi * k / n
-        c = torch.tensor([radius * math.cos(el) * math.cos(az), radius * math.cos(el) * math.sin(az),
-                          radius * math.sin(el)])
+        c = torch.tensor(
+            [radius * math.cos(el) * math.cos(az), radius * math.cos(el) * math.sin(az), radius * math.sin(el)]
+        )
         poses.append(look_at(-c, torch.tensor([0.0, 0.0, 1.0]), c))
     return torch.stack(poses)
 
@@ -48,8 +50,17 @@ def ring_poses(n: int, radius: float = 4.0, elevation_deg: float = 25.0) -> torc
 def boxes_scene(n_views: int = 8, size: int = 32, focal: float = 40.0, n_samples: int = 192) -> Scene:
     c2w = ring_poses(n_views)
     intr = torch.tensor([[focal, focal, size / 2.0, size / 2.0]]).repeat(n_views, 1)
-    scene = Scene(images=torch.zeros(n_views, size, size, 3), c2w=c2w, intrinsics=intr, near=2.0, far=6.0,
-                  space="box", background="black", bbox=torch.tensor([[-1.5] * 3, [1.5] * 3]), name="boxes")
+    scene = Scene(
+        images=torch.zeros(n_views, size, size, 3),
+        c2w=c2w,
+        intrinsics=intr,
+        near=2.0,
+        far=6.0,
+        space="box",
+        background="black",
+        bbox=torch.tensor([[-1.5] * 3, [1.5] * 3]),
+        name="boxes",
+    )
     images = []
     for i in range(n_views):
         rays = scene.view_rays(i)
@@ -63,23 +74,36 @@ def boxes_scene(n_views: int = 8, size: int = 32, focal: float = 40.0, n_samples
 
 
 def save_npz(scene: Scene, path: str) -> str:
-    np.savez(path, images=scene.images.numpy(), poses=scene.c2w.numpy(), focal=np.float32(scene.intrinsics[0, 0]),
-             near=np.float32(scene.near), far=np.float32(scene.far))
+    np.savez(
+        path,
+        images=scene.images.numpy(),
+        poses=scene.c2w.numpy(),
+        focal=np.float32(scene.intrinsics[0, 0]),
+        near=np.float32(scene.near),
+        far=np.float32(scene.far),
+    )
     return path
 
 
 ITERS = 200
 
 
-
-
 def small_config(**kw) -> Config:
     """A few-second CPU config for the 32x32 boxes scene."""
     cfg = tiny().replace(
-        field=FieldConfig(GridConfig(6, 2, 14, 8, 128), density_width=32, bottleneck=15, color_width=32,
-                          color_depth=1, dir_degree=2),
+        field=FieldConfig(
+            GridConfig(6, 2, 14, 8, 128), density_width=32, bottleneck=15, color_width=32, color_depth=1, dir_degree=2
+        ),
         proposals=[ProposalConfig(GridConfig(4, 1, 12, 8, 64), width=16)],
-        n_samples=(24, 16), iterations=ITERS, batch_rays=512, warmup_steps=10, lr_final=3e-3, freq_reg_fraction=0.0,
-        occlusion_weight=0.0, entropy_weight=0.0, checkpoint_every=0, eval_chunk=2048)
+        n_samples=(24, 16),
+        iterations=ITERS,
+        batch_rays=512,
+        warmup_steps=10,
+        lr_final=3e-3,
+        freq_reg_fraction=0.0,
+        occlusion_weight=0.0,
+        entropy_weight=0.0,
+        checkpoint_every=0,
+        eval_chunk=2048,
+    )
     return cfg.replace(**kw)
-

@@ -1,4 +1,5 @@
 """Small LLFF and Blender scene folders written for loader and CLI tests."""
+
 import json
 import math
 import os
@@ -38,4 +39,3 @@ def write_blender(root, n=3, size=8):
     with open(os.path.join(root, "transforms_train.json"), "w") as f:
         json.dump({"camera_angle_x": 2 * math.atan(0.5), "frames": frames}, f)
     return root
-

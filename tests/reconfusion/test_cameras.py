@@ -1,4 +1,5 @@
 """Cameras, ray generation (both conventions, hand-computed), NDC and contraction round trips."""
+
 import math
 
 import pytest
@@ -6,8 +7,15 @@ import torch
 
 from reconfusion import cameras
 from reconfusion.field.contraction import contract, contract_scale, to_unit_cube, uncontract
-from reconfusion.rays import (camera_directions, generate_rays, image_rays, ndc_rays, ndc_to_world, pixel_centers,
-                              world_to_ndc)
+from reconfusion.rays import (
+    camera_directions,
+    generate_rays,
+    image_rays,
+    ndc_rays,
+    ndc_to_world,
+    pixel_centers,
+    world_to_ndc,
+)
 
 INTR = torch.tensor([2.0, 4.0, 1.5, 1.0])  # fx, fy, cx, cy of a 3x2 image
 

@@ -1,4 +1,5 @@
 """Run-folder checkpoints: safetensors + JSON only; pickles and truncated files refused clearly."""
+
 import os
 import pickle
 
@@ -7,8 +8,7 @@ import pytest
 from reconfusion.checkpoint import CheckpointError, is_pickle, load_checkpoint
 from reconfusion.data.scene import select_views
 from reconfusion.reconstruct import train
-from tests.helpers.recon_scenes import boxes_scene
-from tests.helpers.recon_scenes import small_config
+from tests.helpers.recon_scenes import boxes_scene, small_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -131,8 +131,11 @@ def test_an_optimizer_of_other_shapes_is_refused(run, tmp_path, monkeypatch):
     out = copy_run(run, tmp_path)
     model, cfg, info = load_checkpoint(out)
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(3))])
-    opt.state[opt.param_groups[0]["params"][0]] = {"step": torch.tensor(1.0), "exp_avg": torch.zeros(3),
-                                                   "exp_avg_sq": torch.zeros(3)}
+    opt.state[opt.param_groups[0]["params"][0]] = {
+        "step": torch.tensor(1.0),
+        "exp_avg": torch.zeros(3),
+        "exp_avg_sq": torch.zeros(3),
+    }
     ck.save_checkpoint(out, model, cfg, info["scene"], info["step"], opt)
     with pytest.raises(CheckpointError, match="optimizer tensor 'state.0.exp_avg' has shape \\[3\\]"):
         _resume(run, out)

@@ -5,6 +5,7 @@ file, fsync, rename, delete): operation k raises before it runs, or, for a file 
 leaving a half-written file (a kill mid-write). The run is then resumed, and must end with the
 weights of the same run never interrupted, having resumed from the new checkpoint or the previous one.
 """
+
 import os
 import shutil
 
@@ -50,6 +51,7 @@ class Killer:
                 with open(path, "r+b") as f:
                     f.truncate(os.path.getsize(path) // 2)
             raise Killed
+
         return op
 
 

@@ -1,18 +1,17 @@
 """The model's seams (samplers, encodings) and the decisions made once in config resolution."""
+
 import pytest
 import torch
 
 import rfkernels
-from reconfusion.config import Config, ProposalConfig, GridConfig, base, resolve, tiny
+from reconfusion.config import Config, GridConfig, ProposalConfig, base, resolve, tiny
 from reconfusion.data.scene import select_views
 from reconfusion.field.encoding import Encoding, HashGridEncoder, frequency_mask
-from reconfusion.field.samplers import (ProposalSampler, Samples, Sampler, UniformSampler, annealed_s_range,
-                                       make_sampler)
+from reconfusion.field.samplers import ProposalSampler, Sampler, Samples, UniformSampler, annealed_s_range, make_sampler
 from reconfusion.field.zipnerf import ZipNeRF
 from reconfusion.losses import LossContext, config_terms
 from reconfusion.reconstruct import build_model, train
-from tests.helpers.recon_scenes import boxes_scene
-from tests.helpers.recon_scenes import small_config
+from tests.helpers.recon_scenes import boxes_scene, small_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,6 +81,7 @@ def test_uniform_sampler_rejects_proposals():
 
 def test_custom_sampler_is_a_new_class_not_an_edit(scene):
     """A sampler written outside the package plugs into the unchanged model."""
+
     class Fixed(Sampler):
         def forward(self, rays, points, progress=None):
             e = torch.tensor([0.0, 0.25, 0.5, 1.0]).expand(len(rays), 4)
@@ -160,14 +160,19 @@ def test_interlevel_loss_uses_each_levels_blur(scene):
     out = model(scene.view_rays(0)[:32], progress=0.3)
     assert len(out.proposals) == 3
     got = compute_losses(out, torch.zeros(32, 3), cfg)["interlevel"]
-    want = cfg.interlevel_weight * sum(reg.interlevel(out.s_edges, out.weights, e, w, b)
-                                       for (e, w), b in zip(out.proposals, (0.03, 0.01, 0.003)))
-    unblurred = cfg.interlevel_weight * sum(reg.interlevel(out.s_edges, out.weights, e, w, None)
-                                            for e, w in out.proposals)
+    want = cfg.interlevel_weight * sum(
+        reg.interlevel(out.s_edges, out.weights, e, w, b) for (e, w), b in zip(out.proposals, (0.03, 0.01, 0.003))
+    )
+    unblurred = cfg.interlevel_weight * sum(
+        reg.interlevel(out.s_edges, out.weights, e, w, None) for e, w in out.proposals
+    )
     assert torch.allclose(got, want) and not torch.allclose(got, unblurred)
     with pytest.raises(ValueError, match="interlevel_blurs"):
-        compute_losses(out, torch.zeros(32, 3), cfg.replace(proposals=cfg.proposals[:2], n_samples=(16, 16, 12),
-                                                             interlevel_blurs=(0.03, 0.01)))
+        compute_losses(
+            out,
+            torch.zeros(32, 3),
+            cfg.replace(proposals=cfg.proposals[:2], n_samples=(16, 16, 12), interlevel_blurs=(0.03, 0.01)),
+        )
 
 
 # ------------------------------------------------------------------------------ resolution
@@ -190,18 +195,25 @@ def test_warmup_capped_for_library_callers(scene):
 
 
 def test_config_rejects_bad_values_and_unknown_keys():
-    for kw, name in [({"batch_rays": 0}, "batch_rays"), ({"iterations": 0}, "iterations"),
-                     ({"eval_chunk": -1}, "eval_chunk"), ({"backend": "gpu"}, "backend"),
-                     ({"spacing": "log"}, "spacing"), ({"lr_init": float("nan")}, "lr_init"),
-                     ({"n_samples": (8,)}, "n_samples"), ({"data_loss": "l1"}, "data_loss"),
-                     ({"grid_decay_weight": -0.1}, "grid_decay_weight"),
-                     ({"grid_decay_weight": float("inf")}, "grid_decay_weight")]:
+    for kw, name in [
+        ({"batch_rays": 0}, "batch_rays"),
+        ({"iterations": 0}, "iterations"),
+        ({"eval_chunk": -1}, "eval_chunk"),
+        ({"backend": "gpu"}, "backend"),
+        ({"spacing": "log"}, "spacing"),
+        ({"lr_init": float("nan")}, "lr_init"),
+        ({"n_samples": (8,)}, "n_samples"),
+        ({"data_loss": "l1"}, "data_loss"),
+        ({"grid_decay_weight": -0.1}, "grid_decay_weight"),
+        ({"grid_decay_weight": float("inf")}, "grid_decay_weight"),
+    ]:
         with pytest.raises(ValueError, match=name):
             base().replace(**kw)
     d = {"preset": "x", "learning_rate": 3}
     with pytest.raises(ValueError, match="learning_rate"):
         Config.from_dict(d)
     import json
+
     d = json.loads(base().to_json())
     d["field"]["grid"]["levels"] = 3
     with pytest.raises(ValueError, match=r"levels.*config.field.grid"):
@@ -222,14 +234,21 @@ def test_backend_from_config(scene, monkeypatch):
         def spy(*a, **kw):
             seen.append((name, kw.get("backend") or rfkernels.get_backend()))  # the backend in effect
             return real(*a, **kw)
+
         monkeypatch.setattr(owner, name, spy)
 
     for name in ("sample_pdf", "render_weights", "volume_render", "interlevel_loss", "distortion_loss"):
         spying(rfkernels, name)
     spying(grid_module, "encode")  # what HashGridEncoding.forward calls
     train(scene, small_config(iterations=1, backend="torch"), None, progress_bar=False)
-    assert {n for n, _ in seen} == {"sample_pdf", "render_weights", "volume_render", "interlevel_loss",
-                                    "distortion_loss", "encode"}
+    assert {n for n, _ in seen} == {
+        "sample_pdf",
+        "render_weights",
+        "volume_render",
+        "interlevel_loss",
+        "distortion_loss",
+        "encode",
+    }
     assert {b for _, b in seen} == {"torch"}
     with pytest.raises(rfkernels.BackendUnavailableError, match="cuda"):
         train(scene, small_config(iterations=1, backend="cuda"), None, progress_bar=False)
@@ -253,8 +272,9 @@ def test_view_independent_colour_ignores_the_direction():
 def test_ablation_overrides_reach_nested_settings():
     from reconfusion.config import parse_overrides, with_overrides
 
-    cfg = with_overrides(tiny(), parse_overrides(["field.view_dependent=false", "proposals.0.width=8",
-                                                  "n_samples=[16,8]"]))
+    cfg = with_overrides(
+        tiny(), parse_overrides(["field.view_dependent=false", "proposals.0.width=8", "n_samples=[16,8]"])
+    )
     assert cfg.field.view_dependent is False and cfg.proposals[0].width == 8 and cfg.n_samples == (16, 8)
     with pytest.raises(ValueError, match="field.nope"):
         with_overrides(tiny(), {"field.nope": 1})

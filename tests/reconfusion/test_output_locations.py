@@ -6,6 +6,7 @@ file (cannot be created, by anyone), and an existing folder that is read-only (m
 root the immutable attribute; an unprivileged child process is no option here, the interpreter
 itself may be private to root).
 """
+
 import os
 import subprocess
 

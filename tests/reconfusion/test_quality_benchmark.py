@@ -1,5 +1,6 @@
 """``reconfusion benchmark``: a tiny run through the real entry point, resumability, the splits and
 the table format."""
+
 import json
 import os
 import subprocess
@@ -11,8 +12,8 @@ import torch
 
 from reconfusion.app import quality_benchmark as bm
 from reconfusion.app.cli import main
-from tests.helpers.scene_files import write_blender, write_llff
 from tests.helpers.paths import ROOT as PATHS_ROOT
+from tests.helpers.scene_files import write_blender, write_llff
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,8 +35,26 @@ def _table(out):
 def test_entry_point_tiny_run(scenes, tmp_path):
     out = str(tmp_path / "b")
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-m", "reconfusion", "benchmark", *scenes, "--views", "3,2",
-                           "--out", out, "--threads", "1", *TINY], capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconfusion",
+            "benchmark",
+            *scenes,
+            "--views",
+            "3,2",
+            "--out",
+            out,
+            "--threads",
+            "1",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     t = _table(out)
     assert t["views"] == [2, 3] and t["scenes"] == ["tinyblender", "tinyllff"]
@@ -68,15 +87,37 @@ def test_resume_reuses_finished_pairs(scenes, tmp_path, capsys):
     assert os.path.getmtime(res[2]) == before[2] and os.path.isfile(res[3])
     assert len(_table(out)["pairs"]) == 2
     # other settings in the same folder: a one-line error, nothing overwritten
-    assert main(["benchmark", llff, "--views", "2", "--out", out, "--iterations", "3", "--batch-rays", "32",
-                 "--device", "cpu", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "benchmark",
+                llff,
+                "--views",
+                "2",
+                "--out",
+                out,
+                "--iterations",
+                "3",
+                "--batch-rays",
+                "32",
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "other settings" in capsys.readouterr().err
     assert os.path.getmtime(res[2]) == before[2]
 
 
 def test_bad_arguments(scenes, tmp_path, capsys):
-    for argv, match in ((["nope_scene_xyz"], "not found"), ([scenes[0], "--views", "3,x"], "--views"),
-                        ([scenes[0], "--views", "0"], "--views"), ([scenes[0], scenes[0]], "names must differ")):
+    for argv, match in (
+        (["nope_scene_xyz"], "not found"),
+        ([scenes[0], "--views", "3,x"], "--views"),
+        ([scenes[0], "--views", "0"], "--views"),
+        ([scenes[0], scenes[0]], "names must differ"),
+    ):
         assert main(["benchmark", *argv, "--out", str(tmp_path / "e"), *TINY]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("reconfusion: error:") and match in err[0], err
@@ -95,14 +136,29 @@ def test_blender_dietnerf_split():
 
 
 def _pair(scene, views, psnr, fmt="llff"):
-    return {"scene": scene, "mean": {"psnr": psnr, "ssim": 0.5}, "train_seconds": 10.0, "render_seconds": 2.0,
-            "resolution": [504, 378], "train_ids": list(range(views)), "test_ids": [0, 8, 16],
-            "benchmark": {"n_views": views, "split": "llff", "format": fmt}}
+    return {
+        "scene": scene,
+        "mean": {"psnr": psnr, "ssim": 0.5},
+        "train_seconds": 10.0,
+        "render_seconds": 2.0,
+        "resolution": [504, 378],
+        "train_ids": list(range(views)),
+        "test_ids": [0, 8, 16],
+        "benchmark": {"n_views": views, "split": "llff", "format": fmt},
+    }
 
 
 def test_table_layout():
-    sett = {"preset": "tiny", "iterations": 100, "batch_rays": 64, "seed": 0, "device": "cpu", "threads": 1,
-            "backend": "auto", "versions": {"reconfusion": "0", "rfkernels": "0", "torch": "0", "python": "3"}}
+    sett = {
+        "preset": "tiny",
+        "iterations": 100,
+        "batch_rays": 64,
+        "seed": 0,
+        "device": "cpu",
+        "threads": 1,
+        "backend": "auto",
+        "versions": {"reconfusion": "0", "rfkernels": "0", "torch": "0", "python": "3"},
+    }
     s = bm.summarize([_pair("fern", 3, 19.0), _pair("horns", 3, 17.0), _pair("fern", 6, 22.0)], [3, 6, 9], sett)
     assert s["mean"]["3"]["psnr"] == pytest.approx(18.0) and s["mean"]["3"]["n_scenes"] == 2
     assert "9" not in s["mean"] and s["published"]["llff_3view_psnr"]["ReconFusion"] == 21.34

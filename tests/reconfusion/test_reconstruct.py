@@ -1,4 +1,5 @@
 """Model, training loop, extra-loss hook, checkpoints, metrics and video output."""
+
 import json
 import math
 import os
@@ -9,19 +10,14 @@ import torch
 
 from reconfusion.config import Config, get_preset, resolve
 from reconfusion.data.scene import select_views
-from reconfusion.metrics import psnr, ssim
 from reconfusion.evaluation import evaluate, render_view
 from reconfusion.losses import LossTerm
-from reconfusion.reconstruct import (build_model, learning_rate, load_checkpoint,
-                                     save_checkpoint, scene_meta, train)
+from reconfusion.metrics import psnr, ssim
+from reconfusion.reconstruct import build_model, learning_rate, load_checkpoint, save_checkpoint, scene_meta, train
 from reconfusion.video import side_by_side, write_video
 from tests.helpers.recon_scenes import ITERS, boxes_scene, small_config
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +38,13 @@ def test_presets_and_config_json():
     assert base.field.grid.log2_hashmap_size == 21 and base.field.grid.n_features_per_level == 4
     assert [p.grid.max_resolution for p in base.proposals] == [512, 2048]
     assert base.n_samples == (64, 64, 32) and base.interlevel_blurs == (0.03, 0.003)
-    assert (base.lr_init, base.lr_final, base.warmup_steps, base.beta2, base.adam_eps) == (1e-2, 1e-3, 2500, 0.99, 1e-15)
+    assert (base.lr_init, base.lr_final, base.warmup_steps, base.beta2, base.adam_eps) == (
+        1e-2,
+        1e-3,
+        2500,
+        0.99,
+        1e-15,
+    )
     again = Config.from_dict(json.loads(base.to_json()))
     assert again == base
     with pytest.raises(ValueError, match="unknown preset"):
@@ -54,8 +56,9 @@ def test_presets_and_config_json():
 def test_learning_rate_schedule():
     cfg = get_preset("base")
     assert learning_rate(0, cfg) < 1e-9
-    assert math.isclose(learning_rate(cfg.warmup_steps, cfg), math.exp(
-        math.log(1e-2) * (1 - 0.1) + math.log(1e-3) * 0.1), rel_tol=1e-6)
+    assert math.isclose(
+        learning_rate(cfg.warmup_steps, cfg), math.exp(math.log(1e-2) * (1 - 0.1) + math.log(1e-3) * 0.1), rel_tol=1e-6
+    )
     assert math.isclose(learning_rate(cfg.iterations, cfg), 1e-3, rel_tol=1e-6)
 
 
@@ -111,6 +114,7 @@ def _interrupt_at(step):
     def fn(ctx):
         if ctx.iteration == step:
             raise _Interrupt
+
     return LossTerm("interrupt", fn)
 
 
@@ -123,8 +127,9 @@ def test_resume_continues_with_the_saved_config(scene, tmp_path):
         train(scene, cfg, out, progress_bar=False, extra_terms=[_interrupt_at(4)])
     assert load_checkpoint(out)[2]["step"] == 3
     logs = []
-    res = train(scene, cfg.replace(eval_chunk=1000, n_samples=(8, 8)), out, resume=True, progress_bar=False,
-                log=logs.append)
+    res = train(
+        scene, cfg.replace(eval_chunk=1000, n_samples=(8, 8)), out, resume=True, progress_bar=False, log=logs.append
+    )
     assert logs[0] == "warmup_steps 10 -> 1 (capped at a tenth of 6 iterations)"
     assert len(logs) == 3 and "eval_chunk (saved 2048, yours 1000)" in logs[1] and "n_samples" in logs[1]
     assert "step 3" in logs[2]
@@ -168,8 +173,13 @@ def test_extra_loss_term(scene):
         assert out.rgb.requires_grad
         return out.rgb.mean() * 0.0 if ctx.iteration % 2 == 0 else None
 
-    res = train(scene, small_config(iterations=7), None, progress_bar=False,
-                extra_terms=[LossTerm("prior", hook, weight=0.5, every=3)])
+    res = train(
+        scene,
+        small_config(iterations=7),
+        None,
+        progress_bar=False,
+        extra_terms=[LossTerm("prior", hook, weight=0.5, every=3)],
+    )
     assert calls == [0, 3, 6]
     assert "prior" in res.history[0]
 
@@ -191,7 +201,7 @@ def test_psnr_ssim_values():
     assert 0.0 < ssim(noisy, a) < 0.99
     # brute force at one window position (the top-left 11x11 patch, Gaussian sigma 1.5)
     x, y = a[:11, :11, 0].double(), noisy[:11, :11, 0].double()
-    g = torch.exp(-(torch.arange(11.0, dtype=torch.float64) - 5) ** 2 / 4.5)
+    g = torch.exp(-((torch.arange(11.0, dtype=torch.float64) - 5) ** 2) / 4.5)
     w = (g[:, None] * g[None]) / (g[:, None] * g[None]).sum()
     mx, my = (w * x).sum(), (w * y).sum()
     vx, vy, cxy = (w * x * x).sum() - mx**2, (w * y * y).sum() - my**2, (w * x * y).sum() - mx * my

@@ -1,12 +1,12 @@
 """reconfusion.render: the fast evaluation path gives the pixels of the model's own forward pass,
 does not depend on the chunk size, restores the training mode and counts rays on its bar."""
+
 import pytest
 import torch
 
 from reconfusion.reconstruct import build_model
 from reconfusion.render import render_image, render_rays
-from tests.helpers.recon_scenes import boxes_scene
-from tests.helpers.recon_scenes import small_config
+from tests.helpers.recon_scenes import boxes_scene, small_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,16 +1,15 @@
 """RegNeRF's depth smoothness (unseen viewpoints between training cameras, patch rays, the loss) and the grid decay."""
+
 import math
 
 import torch
 
 import rfkernels
-
-from reconfusion.losses import functions as reg
 from reconfusion.data.scene import select_views
+from reconfusion.losses import functions as reg
 from reconfusion.reconstruct import build_model, train
 from reconfusion.unseen import between_poses, nearest_neighbours, unseen_patches
-from tests.helpers.recon_scenes import boxes_scene, ring_poses
-from tests.helpers.recon_scenes import small_config
+from tests.helpers.recon_scenes import boxes_scene, ring_poses, small_config
 
 
 def test_between_poses_are_rigid_and_between_neighbours():
@@ -62,8 +61,9 @@ def test_depth_smoothness_values():
 
 def test_training_with_depth_smoothness_runs_and_logs_the_term():
     scene = select_views(boxes_scene(n_views=4, size=16), train_ids=[0, 1, 2], test_ids=[3])
-    cfg = small_config(iterations=3, depth_smoothness_weight=0.1, depth_smoothness_patches=2,
-                       depth_smoothness_patch_size=4)
+    cfg = small_config(
+        iterations=3, depth_smoothness_weight=0.1, depth_smoothness_patches=2, depth_smoothness_patch_size=4
+    )
     res = train(scene, cfg, None, progress_bar=False, log=lambda s: None)
     assert "depth_smoothness" in res.history[-1] and math.isfinite(res.history[-1]["depth_smoothness"])
 
@@ -80,7 +80,10 @@ def test_grid_decay_sums_level_means_of_every_grid():
             g.params.copy_(torch.randn_like(g.params))
         offs = g.level_offsets
         F = g.params.numel() // offs[-1]
-        expected += sum(float(g.params.detach()[offs[i] * F:offs[i + 1] * F].double().square().mean()) for i in range(len(offs) - 1))
+        expected += sum(
+            float(g.params.detach()[offs[i] * F : offs[i + 1] * F].double().square().mean())
+            for i in range(len(offs) - 1)
+        )
     value = reg.grid_decay(model)
     assert math.isclose(float(value.detach()), expected, rel_tol=1e-5)
     value.backward()

@@ -1,5 +1,6 @@
 """Unseen cameras around an object: they orbit the training cameras' focus point instead of cutting
 through the object on the straight segment between two far-apart cameras."""
+
 import math
 
 import torch

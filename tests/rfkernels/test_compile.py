@@ -1,14 +1,15 @@
 """The opt-in compiled ``torch`` path (``rfkernels.set_torch_compile``): same values and gradients
 as the eager path, shapes padded to a bucket, and a failed compile falls back with one warning."""
+
 import pytest
 import torch
 
 import rfkernels
+from reconfusion.config import tiny
 from rfkernels import _compile
 from rfkernels.hashgrid import vectorized
 from rfkernels.hashgrid.adapters import COMPILE_BUCKET, Reference
 from rfkernels.hashgrid.module import HashGridEncoding
-from reconfusion.config import tiny
 
 
 @pytest.fixture
@@ -37,8 +38,17 @@ def test_compiled_encoding_matches_eager():
         rfkernels.set_torch_compile(on)
         p = enc.params.detach().clone().requires_grad_()
         xi, si = x.clone().requires_grad_(), scales.clone().requires_grad_()
-        out = rfkernels.hash_grid_encode(xi, p, n_levels=3, n_features_per_level=2, log2_hashmap_size=10,
-                                         base_resolution=4, max_resolution=64, scales=si, backend="torch")
+        out = rfkernels.hash_grid_encode(
+            xi,
+            p,
+            n_levels=3,
+            n_features_per_level=2,
+            log2_hashmap_size=10,
+            base_resolution=4,
+            max_resolution=64,
+            scales=si,
+            backend="torch",
+        )
         g = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), (p, xi, si))
         results.append((out.detach(), *g))
     assert results[0][0].shape == (x.shape[0], 6)
@@ -57,6 +67,7 @@ def test_failed_compile_falls_back_once_with_a_warning(monkeypatch):
     def broken(fn, **kw):
         def call(*a):
             raise RuntimeError("no C++ compiler found")
+
         return call
 
     monkeypatch.setattr(_compile.torch, "compile", broken)
@@ -67,6 +78,7 @@ def test_failed_compile_falls_back_once_with_a_warning(monkeypatch):
     torch.testing.assert_close(out, vectorized.encode(x, enc.params, enc.layout, None))
     assert impl._encode.failure is not None
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         impl.encode(x, enc.params, None, enc.layout, False)  # eager from now on, silently

@@ -1,4 +1,5 @@
 """The implementation registry (rfkernels._dispatch) and the package's import graph."""
+
 import types
 
 import pytest
@@ -6,8 +7,8 @@ import torch
 
 import rfkernels
 from rfkernels import _dispatch
-
 from tests.helpers.paths import ROOT  # noqa: E402
+
 FAMILIES = tuple(_dispatch.families())
 
 
@@ -88,8 +89,6 @@ def test_version_spelled_once():
     except md.PackageNotFoundError:
         installed = None
     assert installed in (None, rfkernels.__version__)
-
-
 
 
 # ----------------------------------------------------------------------------------- scoped default

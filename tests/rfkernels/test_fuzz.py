@@ -11,6 +11,7 @@ cannot turn red on a draw nobody can reproduce). The number of
 examples run per test (including those hypothesis discards with ``assume``) is printed at the end
 (``-s``) and kept in ``EXAMPLES_RUN``.
 """
+
 from __future__ import annotations
 
 import collections
@@ -30,7 +31,10 @@ from tests.helpers.backends import DEVICE, all_backends
 from tests.helpers.gather_scenes import random_scene
 
 settings.register_profile(
-    "rfk", max_examples=int(os.environ.get("RFK_FUZZ_EXAMPLES", "25")), deadline=None, database=None,
+    "rfk",
+    max_examples=int(os.environ.get("RFK_FUZZ_EXAMPLES", "25")),
+    deadline=None,
+    database=None,
     derandomize=os.environ.get("RFK_FUZZ_RANDOM", "0") != "1",  # CI is deterministic; campaigns draw fresh
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
@@ -67,7 +71,9 @@ def _close(actual, expected, rtol, scale=None, what="", atol=None):
     same = (a == e) | (a.isnan() & e.isnan())
     scale = e[e.isfinite()].abs().max().item() if scale is None and bool(e.isfinite().any()) else (scale or 0.0)
     ok = same | ((a - e).abs() <= rtol * (e.abs() + scale) + atol)
-    assert bool(ok.all()), f"{what}: worst |a-e| {((a - e).abs()[~ok]).max().item():.3g} at rtol {rtol:g} (scale {scale:.3g})"
+    assert bool(ok.all()), (
+        f"{what}: worst |a-e| {((a - e).abs()[~ok]).max().item():.3g} at rtol {rtol:g} (scale {scale:.3g})"
+    )
 
 
 def _view(t: torch.Tensor, strided: bool) -> torch.Tensor:
@@ -96,8 +102,10 @@ def rays(draw, allow_inf_end=True):
     """Padded [R, S] rays: sorted edges (zero-length intervals included), densities with edge values."""
     R = draw(st.sampled_from([0, 1, 2, 3]))
     S = draw(st.sampled_from([0, 1, 2, 5, 66]))  # 66 > BLOCK_S: crosses a Triton block
-    steps = torch.tensor(draw(st.lists(st.sampled_from([0.0, 1e-3, 0.07, 0.5, 2.0]), min_size=R * (S + 1),
-                                       max_size=R * (S + 1))), dtype=torch.float64).view(R, S + 1)
+    steps = torch.tensor(
+        draw(st.lists(st.sampled_from([0.0, 1e-3, 0.07, 0.5, 2.0]), min_size=R * (S + 1), max_size=R * (S + 1))),
+        dtype=torch.float64,
+    ).view(R, S + 1)
     edges = steps.cumsum(-1)
     if allow_inf_end and R and S and draw(st.booleans()):
         edges[:, -1] = math.inf  # the last interval reaches infinity (a background sample)
@@ -118,9 +126,16 @@ def _pack(t, layout):
 
 
 @FUZZ
-@given(data=rays(), C=st.sampled_from([0, 1, 3, 5]), dtypes=st.tuples(*[st.sampled_from(FLOATS)] * 4),
-       layout=st.sampled_from(["padded", "offsets", "ray_indices"]), strided=st.booleans(),
-       eps=st.sampled_from([0.0, 0.0, 1e-3, 0.3]), bg=st.sampled_from([None, 0.5, "rgb"]), seed=st.integers(0, 2**16))
+@given(
+    data=rays(),
+    C=st.sampled_from([0, 1, 3, 5]),
+    dtypes=st.tuples(*[st.sampled_from(FLOATS)] * 4),
+    layout=st.sampled_from(["padded", "offsets", "ray_indices"]),
+    strided=st.booleans(),
+    eps=st.sampled_from([0.0, 0.0, 1e-3, 0.3]),
+    bg=st.sampled_from([None, 0.5, "rgb"]),
+    seed=st.integers(0, 2**16),
+)
 def test_volume_render_agrees(data, C, dtypes, layout, strided, eps, bg, seed):
     """Values of every backend vs the float64 reference on the same (dtype-rounded) inputs; gradients
     too when every input is float32 and every output finite."""
@@ -136,12 +151,17 @@ def test_volume_render_agrees(data, C, dtypes, layout, strided, eps, bg, seed):
     # the inputs as every backend computes with them: float32 unless all are float64 (the policy)
     rounded = [x.double() if all(d == torch.float64 for d in dtypes) else x.float().double() for x in inputs]
     background = torch.rand(C, generator=g, dtype=torch.float64) if bg == "rgb" else bg
-    ref = volrend_ref.composite_padded(rounded[0], rounded[3] - rounded[2], 0.5 * (rounded[2] + rounded[3]),
-                                       rounded[1], None, eps)
+    ref = volrend_ref.composite_padded(
+        rounded[0], rounded[3] - rounded[2], 0.5 * (rounded[2] + rounded[3]), rounded[1], None, eps
+    )
     trans = ref[4]
     assume(eps == 0 or not bool(((trans - eps).abs() < 1e-3 * eps + 1e-6).any()))  # early stop is a step
-    want = {"rgb": ref[0] + (0.0 if background is None else (1 - ref[2])[:, None] * background),
-            "depth": ref[1], "opacity": ref[2], "weights": _pack(ref[3], layout)}
+    want = {
+        "rgb": ref[0] + (0.0 if background is None else (1 - ref[2])[:, None] * background),
+        "depth": ref[1],
+        "opacity": ref[2],
+        "weights": _pack(ref[3], layout),
+    }
     grads_too = all(d == torch.float32 for d in dtypes) and all(bool(v.isfinite().all()) for v in want.values())
     kw = _layout_kwargs(layout, R, S)
     bg_arg = background.float() if isinstance(background, torch.Tensor) else background
@@ -154,18 +174,31 @@ def test_volume_render_agrees(data, C, dtypes, layout, strided, eps, bg, seed):
             for k, v in want.items():
                 got = getattr(out, k)
                 assert got.dtype == ds, f"{be} {k} dtype {got.dtype} != sigmas dtype {ds}"
-                _close(got, v, max(rtol, RTOL[dc] if k == "rgb" else 0, RTOL[dt0] if k == "depth" else 0,
-                                   RTOL[dt1] if k == "depth" else 0), what=f"{be} {k}")
+                _close(
+                    got,
+                    v,
+                    max(
+                        rtol,
+                        RTOL[dc] if k == "rgb" else 0,
+                        RTOL[dt0] if k == "depth" else 0,
+                        RTOL[dt1] if k == "depth" else 0,
+                    ),
+                    what=f"{be} {k}",
+                )
             if grads_too and any(t.numel() for t in x):
-                loss = sum((getattr(out, k).double() * w).sum() for k, w in
-                           (("rgb", 0.7), ("depth", -0.3), ("opacity", 1.1), ("weights", 0.2)))
+                loss = sum(
+                    (getattr(out, k).double() * w).sum()
+                    for k, w in (("rgb", 0.7), ("depth", -0.3), ("opacity", 1.1), ("weights", 0.2))
+                )
                 results[be] = torch.autograd.grad(loss, x, allow_unused=True)
     if results:
         x64 = [_pack(t, layout).detach().requires_grad_() for t in rounded]
-        out = rk.volume_render(x64[0], x64[1], x64[2], x64[3], background=background, early_stop_eps=eps,
-                               backend="torch", **kw)
-        loss = sum((getattr(out, k) * w).sum() for k, w in (("rgb", 0.7), ("depth", -0.3), ("opacity", 1.1),
-                                                            ("weights", 0.2)))
+        out = rk.volume_render(
+            x64[0], x64[1], x64[2], x64[3], background=background, early_stop_eps=eps, backend="torch", **kw
+        )
+        loss = sum(
+            (getattr(out, k) * w).sum() for k, w in (("rgb", 0.7), ("depth", -0.3), ("opacity", 1.1), ("weights", 0.2))
+        )
         ref_g = torch.autograd.grad(loss, x64, allow_unused=True)
         for be, gs in results.items():
             for name, a, e in zip(("sigmas", "colors", "t_starts", "t_ends"), gs, ref_g):
@@ -174,9 +207,14 @@ def test_volume_render_agrees(data, C, dtypes, layout, strided, eps, bg, seed):
 
 
 @FUZZ
-@given(data=rays(allow_inf_end=False), layout=st.sampled_from(["padded", "offsets", "ray_indices"]),
-       dtype=st.sampled_from(FLOATS), strided=st.booleans(), seed=st.integers(0, 2**16),
-       wscale=st.sampled_from([0.0, 1e-20, 1.0, 1e3]))
+@given(
+    data=rays(allow_inf_end=False),
+    layout=st.sampled_from(["padded", "offsets", "ray_indices"]),
+    dtype=st.sampled_from(FLOATS),
+    strided=st.booleans(),
+    seed=st.integers(0, 2**16),
+    wscale=st.sampled_from([0.0, 1e-20, 1.0, 1e3]),
+)
 def test_distortion_loss_agrees(data, layout, dtype, strided, seed, wscale):
     """Every backend vs the O(S^2) definition in float64, values and gradients (float32)."""
     _count("distortion_loss")
@@ -202,14 +240,33 @@ def test_distortion_loss_agrees(data, layout, dtype, strided, seed, wscale):
                 absmax = lambda t: t.abs().max().item() if t.numel() else 0.0  # noqa: E731
                 w_tot, t_max = absmax(r[0].sum(-1)), max(absmax(r[1]), absmax(r[2]))
                 scales = (w_tot * t_max, w_tot * absmax(r[0]), w_tot * absmax(r[0]))
-                for n, a, e, sc in zip(("weights", "t_starts", "t_ends"), torch.autograd.grad(loss.sum(), x), ref_g,
-                                       scales):
+                for n, a, e, sc in zip(
+                    ("weights", "t_starts", "t_ends"), torch.autograd.grad(loss.sum(), x), ref_g, scales
+                ):
                     _close(a, e, 1e-3, scale=max(sc, absmax(e)), what=f"{be} d{n}")
 
 
-BAD_VOLREND = ["nan_sigma", "neg_sigma", "nan_t", "inf_minus_inf", "reversed", "nan_color", "inf_color",
-               "colors_shape", "t_shape", "bg_shape", "eps_nan", "eps_neg", "ray_index_oob", "ray_index_neg",
-               "n_rays_neg", "offsets_bad_end", "unsorted_distortion", "nan_weights", "meta"]
+BAD_VOLREND = [
+    "nan_sigma",
+    "neg_sigma",
+    "nan_t",
+    "inf_minus_inf",
+    "reversed",
+    "nan_color",
+    "inf_color",
+    "colors_shape",
+    "t_shape",
+    "bg_shape",
+    "eps_nan",
+    "eps_neg",
+    "ray_index_oob",
+    "ray_index_neg",
+    "n_rays_neg",
+    "offsets_bad_end",
+    "unsorted_distortion",
+    "nan_weights",
+    "meta",
+]
 
 
 @FUZZ
@@ -273,28 +330,53 @@ def test_volrend_bad_input_same_error(bad, R, S, pos):
 
 
 # ------------------------------------------------------------------------------------------ hashgrid
-COORDS = st.one_of(st.floats(0.0, 1.0, width=32), st.sampled_from([0.0, 1.0, 0.5, 1e-30, 1 - 2**-24, -0.5, 1.5,
-                                                                   -math.inf, math.inf]))
+COORDS = st.one_of(
+    st.floats(0.0, 1.0, width=32), st.sampled_from([0.0, 1.0, 0.5, 1e-30, 1 - 2**-24, -0.5, 1.5, -math.inf, math.inf])
+)
 
 
 @FUZZ
-@given(N=st.sampled_from([0, 1, 7]), D=st.integers(1, 3), L=st.integers(1, 3), F=st.sampled_from([1, 2, 4]),
-       log2T=st.sampled_from([4, 8]), base=st.sampled_from([2, 5, 16]), interp=st.sampled_from(["linear", "smoothstep"]),
-       table16=st.booleans(), points_dtype=st.sampled_from(FLOATS), strided=st.booleans(), with_scales=st.booleans(),
-       coords=st.lists(COORDS, min_size=21, max_size=21), seed=st.integers(0, 2**16))
+@given(
+    N=st.sampled_from([0, 1, 7]),
+    D=st.integers(1, 3),
+    L=st.integers(1, 3),
+    F=st.sampled_from([1, 2, 4]),
+    log2T=st.sampled_from([4, 8]),
+    base=st.sampled_from([2, 5, 16]),
+    interp=st.sampled_from(["linear", "smoothstep"]),
+    table16=st.booleans(),
+    points_dtype=st.sampled_from(FLOATS),
+    strided=st.booleans(),
+    with_scales=st.booleans(),
+    coords=st.lists(COORDS, min_size=21, max_size=21),
+    seed=st.integers(0, 2**16),
+)
 def test_hash_grid_agrees(N, D, L, F, log2T, base, interp, table16, points_dtype, strided, with_scales, coords, seed):
     """Features and table gradients of every backend vs the float64 torch reference (out_of_bounds
     clamp: +-inf and points outside the cube are clamped)."""
     _count("hash_grid_encode")
-    enc = HashGridEncoding(D, n_levels=L, n_features_per_level=F, log2_hashmap_size=log2T, base_resolution=base,
-                           interpolation=interp, dtype=torch.float16 if table16 else torch.float32)
+    enc = HashGridEncoding(
+        D,
+        n_levels=L,
+        n_features_per_level=F,
+        log2_hashmap_size=log2T,
+        base_resolution=base,
+        interpolation=interp,
+        dtype=torch.float16 if table16 else torch.float32,
+    )
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         enc.params.uniform_(-1, 1, generator=g)
     pts = torch.tensor(coords[: N * D], dtype=torch.float64).view(N, D).to(points_dtype)
     scales = (torch.rand(N, generator=g, dtype=torch.float64) * 0.2).float() if with_scales else None
-    cfg = dict(n_levels=L, n_features_per_level=F, log2_hashmap_size=log2T, base_resolution=base,
-               interpolation=interp, scales=scales)
+    cfg = dict(
+        n_levels=L,
+        n_features_per_level=F,
+        log2_hashmap_size=log2T,
+        base_resolution=base,
+        interpolation=interp,
+        scales=scales,
+    )
     seed_grad = torch.randn(N, L * F, generator=g, dtype=torch.float64)
     p64 = enc.params.detach().double().requires_grad_()
     ref = rk.hash_grid_encode(pts.double(), p64, backend="torch", **cfg)
@@ -307,8 +389,13 @@ def test_hash_grid_agrees(N, D, L, F, log2T, base, interp, table16, points_dtype
             _close(out, ref, 1e-5, scale=1.0, what=f"{be} features")
             (gp,) = torch.autograd.grad((out * seed_grad.float()).sum(), params, allow_unused=True)
             gp = torch.zeros_like(params) if gp is None else gp
-            _close(gp, torch.zeros_like(p64) if ref_gp is None else ref_gp, 1e-3 if table16 else 1e-5, scale=1.0,
-                   what=f"{be} d params")
+            _close(
+                gp,
+                torch.zeros_like(p64) if ref_gp is None else ref_gp,
+                1e-3 if table16 else 1e-5,
+                scale=1.0,
+                what=f"{be} d params",
+            )
 
 
 # ------------------------------------------------------------------------------------------ sampling
@@ -316,11 +403,18 @@ WEIGHTS = st.one_of(st.floats(0.0, 10.0, width=32), st.sampled_from([0.0, 1e-30,
 
 
 @FUZZ
-@given(R=st.sampled_from([0, 1, 3]), S=st.sampled_from([1, 2, 5]), n=st.sampled_from([1, 2, 7]),
-       widths=st.lists(st.sampled_from([0.0, 1e-4, 0.1, 1.0]), min_size=15, max_size=15),
-       weights=st.lists(WEIGHTS, min_size=15, max_size=15), padding=st.sampled_from([0.0, 0.01]),
-       bins_dtype=st.sampled_from(FLOATS), weights_dtype=st.sampled_from(FLOATS), packed=st.booleans(),
-       strided=st.booleans())
+@given(
+    R=st.sampled_from([0, 1, 3]),
+    S=st.sampled_from([1, 2, 5]),
+    n=st.sampled_from([1, 2, 7]),
+    widths=st.lists(st.sampled_from([0.0, 1e-4, 0.1, 1.0]), min_size=15, max_size=15),
+    weights=st.lists(WEIGHTS, min_size=15, max_size=15),
+    padding=st.sampled_from([0.0, 0.01]),
+    bins_dtype=st.sampled_from(FLOATS),
+    weights_dtype=st.sampled_from(FLOATS),
+    packed=st.booleans(),
+    strided=st.booleans(),
+)
 def test_sample_pdf_inverts_the_cdf(R, S, n, widths, weights, padding, bins_dtype, weights_dtype, packed, strided):
     """Midpoint sampling: every backend's samples are sorted, inside the ray's bins, and the float64
     CDF at each sample equals its target u_k = (k + 0.5) / n (the inverse CDF is continuous, so
@@ -343,8 +437,15 @@ def test_sample_pdf_inverts_the_cdf(R, S, n, widths, weights, padding, bins_dtyp
         bins_in, w_in = bins, w
     with all_backends("sampling") as names:
         for be in names:
-            out = rk.sample_pdf(_view(bins_in, strided), _view(w_in, strided), n, mode="midpoint",
-                                histogram_padding=padding, backend=be, **kw)
+            out = rk.sample_pdf(
+                _view(bins_in, strided),
+                _view(w_in, strided),
+                n,
+                mode="midpoint",
+                histogram_padding=padding,
+                backend=be,
+                **kw,
+            )
             assert out.shape == (R, n) and out.dtype == bins_dtype, be
             t = out.double()
             assert bool((t[:, 1:] >= t[:, :-1]).all()), f"{be}: unsorted samples"
@@ -358,9 +459,24 @@ def test_sample_pdf_inverts_the_cdf(R, S, n, widths, weights, padding, bins_dtyp
 
 
 @FUZZ
-@given(bad=st.sampled_from(["inf_weight", "nan_weight", "neg_weight", "nan_bins", "inf_bins", "unsorted_bins",
-                            "weights_shape", "n_zero", "meta"]), R=st.integers(1, 3), S=st.integers(1, 4),
-       pos=st.integers(0, 11))
+@given(
+    bad=st.sampled_from(
+        [
+            "inf_weight",
+            "nan_weight",
+            "neg_weight",
+            "nan_bins",
+            "inf_bins",
+            "unsorted_bins",
+            "weights_shape",
+            "n_zero",
+            "meta",
+        ]
+    ),
+    R=st.integers(1, 3),
+    S=st.integers(1, 4),
+    pos=st.integers(0, 11),
+)
 def test_sample_pdf_bad_input_same_error(bad, R, S, pos):
     _count("sample_pdf_bad_input")
     bins = torch.linspace(0, 1, S + 1).expand(R, S + 1).clone()
@@ -407,9 +523,16 @@ def _blurred_loss_conditioning(fb, w, pb, wp, blur, eps=float(torch.finfo(torch.
 
 
 @FUZZ
-@given(R=st.sampled_from([0, 1, 3]), S=st.sampled_from([1, 4]), P=st.sampled_from([1, 3]),
-       fw=st.lists(WEIGHTS, min_size=12, max_size=12), pw=st.lists(WEIGHTS, min_size=9, max_size=9),
-       blur=st.sampled_from([None, 0.03]), dtype=st.sampled_from(FLOATS), seed=st.integers(0, 2**16))
+@given(
+    R=st.sampled_from([0, 1, 3]),
+    S=st.sampled_from([1, 4]),
+    P=st.sampled_from([1, 3]),
+    fw=st.lists(WEIGHTS, min_size=12, max_size=12),
+    pw=st.lists(WEIGHTS, min_size=9, max_size=9),
+    blur=st.sampled_from([None, 0.03]),
+    dtype=st.sampled_from(FLOATS),
+    seed=st.integers(0, 2**16),
+)
 def test_interlevel_loss_agrees(R, S, P, fw, pw, blur, dtype, seed):
     """Every backend vs the float64 torch reference, loss and d/d prop_weights (float32)."""
     _count("interlevel_loss")
@@ -422,31 +545,53 @@ def test_interlevel_loss_agrees(R, S, P, fw, pw, blur, dtype, seed):
     inputs = [fb.to(dtype), w, pb.to(dtype)]
     assume(all(bool((x[:, 1:] >= x[:, :-1]).all()) for x in (inputs[0], inputs[2])))
     wp64 = wp.detach().double().clone().requires_grad_()  # .double() of a float64 tensor is itself
-    ref = rk.interlevel_loss(*[x.double() for x in inputs[:2]], inputs[2].double(), wp64, blur_halfwidth=blur,
-                             backend="torch")
+    ref = rk.interlevel_loss(
+        *[x.double() for x in inputs[:2]], inputs[2].double(), wp64, blur_halfwidth=blur, backend="torch"
+    )
     (ref_g,) = torch.autograd.grad(ref.sum(), wp64) if R else (torch.zeros_like(wp64),)
-    loss_atol, grad_atol = (_blurred_loss_conditioning(fb, w.double(), pb, wp.double(), blur) if R and blur
-                            else (None, None))
+    loss_atol, grad_atol = (
+        _blurred_loss_conditioning(fb, w.double(), pb, wp.double(), blur) if R and blur else (None, None)
+    )
     with all_backends("sampling") as names:
         for be in names:
             x = wp.detach().requires_grad_(dtype == torch.float32)
             loss = rk.interlevel_loss(inputs[0], inputs[1], inputs[2], x, blur_halfwidth=blur, backend=be)
             assert loss.dtype == dtype, be
             # the overlap masses W are differences of float32 CDF values: absolute error ~ eps * sum(wp)
-            _close(loss, ref, max(RTOL[dtype], 1e-4), scale=2.5e-3 * float(wp.double().sum(-1).max()) if R else 0.0,
-                   what=f"{be} loss", atol=loss_atol)
+            _close(
+                loss,
+                ref,
+                max(RTOL[dtype], 1e-4),
+                scale=2.5e-3 * float(wp.double().sum(-1).max()) if R else 0.0,
+                what=f"{be} loss",
+                atol=loss_atol,
+            )
             if dtype == torch.float32 and R:
                 (gw,) = torch.autograd.grad(loss.sum(), x)
-                _close(gw, ref_g, 1e-3, scale=max(float(ref_g.abs().max()), 1e-6), what=f"{be} d prop_weights",
-                       atol=grad_atol)
+                _close(
+                    gw,
+                    ref_g,
+                    1e-3,
+                    scale=max(float(ref_g.abs().max()), 1e-6),
+                    what=f"{be} d prop_weights",
+                    atol=grad_atol,
+                )
 
 
 # ------------------------------------------------------------------------------------------- gather
 @FUZZ
-@given(B=st.sampled_from([1, 2]), N=st.sampled_from([0, 1, 9]), V=st.sampled_from([1, 3]), C=st.sampled_from([1, 4]),
-       HW=st.sampled_from([(1, 1), (3, 5), (8, 8)]), reduce=st.sampled_from(["none", "mean", "mean_var", "max"]),
-       fdtype=st.sampled_from(FLOATS), pdtype=st.sampled_from(FLOATS), strided=st.booleans(),
-       seed=st.integers(0, 2**16))
+@given(
+    B=st.sampled_from([1, 2]),
+    N=st.sampled_from([0, 1, 9]),
+    V=st.sampled_from([1, 3]),
+    C=st.sampled_from([1, 4]),
+    HW=st.sampled_from([(1, 1), (3, 5), (8, 8)]),
+    reduce=st.sampled_from(["none", "mean", "mean_var", "max"]),
+    fdtype=st.sampled_from(FLOATS),
+    pdtype=st.sampled_from(FLOATS),
+    strided=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_gather_features_agrees(B, N, V, C, HW, reduce, fdtype, pdtype, strided, seed):
     """Every backend vs the float64 torch reference on the same rounded inputs (points in front of,
     beside and behind the cameras); dtypes of the outputs as documented."""
@@ -457,9 +602,9 @@ def test_gather_features_agrees(B, N, V, C, HW, reduce, fdtype, pdtype, strided,
     ref = rk.gather_features(p.double(), f.double(), K, E, image_size=(16, 16), reduce=reduce, backend="torch")
     with all_backends("gather") as names:
         for be in names:
-            out = rk.gather_features(_view(p, strided), f, K.float(), E.float(), image_size=(16, 16), reduce=reduce,
-                                     backend=be)
+            out = rk.gather_features(
+                _view(p, strided), f, K.float(), E.float(), image_size=(16, 16), reduce=reduce, backend=be
+            )
             assert out.features.dtype == fdtype, be
             assert torch.equal(out.mask, ref.mask), f"{be}: visibility mask differs"
-            _close(out.features, ref.features, max(RTOL[fdtype], 2e-4), scale=1.0,
-                   what=f"{be} features")
+            _close(out.features, ref.features, max(RTOL[fdtype], 2e-4), scale=1.0, what=f"{be} features")

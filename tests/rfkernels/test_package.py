@@ -1,16 +1,15 @@
 """Packaging and dispatch: setup.py never imports torch and ships csrc/, the build description
 (rfkernels/_build.py) matches csrc/ and the registry, info() reports backends, benchmark smoke."""
+
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import rfkernels
 from rfkernels import _build, _dispatch
-
 from tests.helpers.paths import ROOT  # noqa: E402
 
 
@@ -30,8 +29,9 @@ def no_torch_env(tmp_path):
 
 
 def test_setup_py_does_not_import_torch(no_torch_env):
-    out = subprocess.run([sys.executable, "setup.py", "--name", "--version"], cwd=ROOT, env=no_torch_env,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "setup.py", "--name", "--version"], cwd=ROOT, env=no_torch_env, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     assert "rfkernels" in out.stdout
 
@@ -40,8 +40,13 @@ def test_wheel_ships_every_csrc_file_as_rfkernels_csrc(no_torch_env, tmp_path):
     """What a wheel's build_py copies: csrc/ with its folders under rfkernels/_csrc (a non-editable
     install JIT-builds from there, and _build.find_csrc finds it), without importing torch."""
     lib = tmp_path / "lib"
-    out = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(lib)], cwd=ROOT,
-                         env=no_torch_env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(lib)],
+        cwd=ROOT,
+        env=no_torch_env,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     csrc = ROOT / "csrc"
     shipped = lib / "rfkernels" / "_csrc"
@@ -58,7 +63,8 @@ def test_build_finds_every_family_in_csrc_and_the_registry():
     assert _build.families(csrc) == sorted(_dispatch.families())
     sources = _build.sources(csrc)
     assert {p.relative_to(csrc).as_posix() for p in sources} >= {
-        f"{f}/{name}" for f in _dispatch.families() for name in ("kernels.cu", "bind.cpp")} | {"common/bindings.cpp"}
+        f"{f}/{name}" for f in _dispatch.families() for name in ("kernels.cu", "bind.cpp")
+    } | {"common/bindings.cpp"}
     stems = [_build.object_stem(p, csrc) for p in sources]
     assert len(set(stems)) == len(stems), stems
 
@@ -90,9 +96,13 @@ def test_triton_on_cpu_without_interpreter_says_how(monkeypatch):
 
 def test_benchmark_runner_quick(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "volrend", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ,
-                                                                         "TRITON_INTERPRET": "0"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", "volrend", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "TRITON_INTERPRET": "0"},
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert report["env"]["torch"] == torch.__version__ and report["copy_bandwidth_gb_per_s"] > 0

@@ -2,6 +2,7 @@
 runnable here (torch, triton, cuda or its host emulation): the issue-13 repros (NaN points,
 empty sizes, max_resolution=inf, inf weights in sample_pdf, mixed dtypes in gather_features,
 SpaceMap near of the wrong shape, meta tensors)."""
+
 import math
 
 import pytest
@@ -10,8 +11,8 @@ import torch
 import rfkernels as rk
 from rfkernels.hashgrid.module import HashGridEncoding
 from tests.helpers.backends import all_backends
-from tests.helpers.numerics import assert_close
 from tests.helpers.gather_scenes import random_scene
+from tests.helpers.numerics import assert_close
 
 NAN, INF = math.nan, math.inf
 
@@ -24,8 +25,9 @@ def test_hashgrid_nan_points_raise(out_of_bounds):
     with all_backends("hashgrid") as names:
         for be in names:
             with pytest.raises(ValueError, match="`points` has 1 point.* NaN"):
-                rk.hash_grid_encode(pts, enc.params.detach(), n_levels=2, log2_hashmap_size=8,
-                                    out_of_bounds=out_of_bounds, backend=be)
+                rk.hash_grid_encode(
+                    pts, enc.params.detach(), n_levels=2, log2_hashmap_size=8, out_of_bounds=out_of_bounds, backend=be
+                )
 
 
 def test_hashgrid_empty_points():
@@ -84,14 +86,17 @@ def test_gather_mixed_dtypes(cast):
     else:
         K, E = K.double(), E.double()
     with all_backends("gather") as names:
-        outs = {be: rk.gather_features(p, f, K, E, image_size=(32, 32), backend=be, return_camera_coords=True)
-                for be in names}
+        outs = {
+            be: rk.gather_features(p, f, K, E, image_size=(32, 32), backend=be, return_camera_coords=True)
+            for be in names
+        }
     ref = outs["torch"]
     assert ref.features.dtype == f.dtype
     for be, o in outs.items():
         assert o.features.dtype == ref.features.dtype, be
-        assert_close(o.features.float(), ref.features.float(), atol=2e-2 if f.dtype == torch.bfloat16 else 2e-3,
-                     name=be)
+        assert_close(
+            o.features.float(), ref.features.float(), atol=2e-2 if f.dtype == torch.bfloat16 else 2e-3, name=be
+        )
 
 
 def test_meta_tensors_are_refused():

@@ -5,6 +5,7 @@
 rfkernels kernel or is composed from torch. Not provided: the occupancy grid
 (``OccGridEstimator``, ``traverse_grids``, ``ray_aabb_intersect``) and the camera utilities.
 """
+
 from . import data_specs, estimators, losses, pack, pdf, scan, volrend  # noqa: F401 (nerfacc.<submodule>)
 from .data_specs import RayIntervals, RaySamples
 from .estimators.prop_net import PropNetEstimator
@@ -26,9 +27,24 @@ from .volrend import (
 __version__ = "0.5.3"  # the nerfacc API version this layer follows
 
 __all__ = [
-    "__version__", "inclusive_prod", "exclusive_prod", "inclusive_sum", "exclusive_sum", "pack_info",
-    "render_visibility_from_alpha", "render_visibility_from_density", "render_weight_from_alpha",
-    "render_weight_from_density", "render_transmittance_from_alpha", "render_transmittance_from_density",
-    "accumulate_along_rays", "rendering", "importance_sampling", "searchsorted", "RayIntervals",
-    "RaySamples", "PropNetEstimator", "distortion",
+    "__version__",
+    "inclusive_prod",
+    "exclusive_prod",
+    "inclusive_sum",
+    "exclusive_sum",
+    "pack_info",
+    "render_visibility_from_alpha",
+    "render_visibility_from_density",
+    "render_weight_from_alpha",
+    "render_weight_from_density",
+    "render_transmittance_from_alpha",
+    "render_transmittance_from_density",
+    "accumulate_along_rays",
+    "rendering",
+    "importance_sampling",
+    "searchsorted",
+    "RayIntervals",
+    "RaySamples",
+    "PropNetEstimator",
+    "distortion",
 ]

@@ -1,8 +1,8 @@
 """nerfacc.data_specs: the ``RayIntervals`` / ``RaySamples`` containers (same fields as nerfacc)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -13,9 +13,9 @@ class RaySamples:
     and/or ``ray_indices [N]``."""
 
     vals: torch.Tensor
-    packed_info: Optional[torch.Tensor] = None
-    ray_indices: Optional[torch.Tensor] = None
-    is_valid: Optional[torch.Tensor] = None
+    packed_info: torch.Tensor | None = None
+    ray_indices: torch.Tensor | None = None
+    is_valid: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
@@ -28,10 +28,10 @@ class RayIntervals:
     ``packed_info``/``ray_indices`` and the ``is_left``/``is_right`` edge masks."""
 
     vals: torch.Tensor
-    packed_info: Optional[torch.Tensor] = None
-    ray_indices: Optional[torch.Tensor] = None
-    is_left: Optional[torch.Tensor] = None
-    is_right: Optional[torch.Tensor] = None
+    packed_info: torch.Tensor | None = None
+    ray_indices: torch.Tensor | None = None
+    is_left: torch.Tensor | None = None
+    is_right: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:

@@ -1,8 +1,7 @@
 """The distortion loss in nerfacc's flattened conventions (nerfacc 0.5.3 ships none; 0.3.x had
 ``nerfacc.losses.distortion``). Runs rfkernels' fused O(S) kernel."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 from torch import Tensor
 
@@ -11,8 +10,14 @@ import rfkernels
 from .pack import to_offsets
 
 
-def distortion(weights: Tensor, t_starts: Tensor, t_ends: Tensor, packed_info: Optional[Tensor] = None,
-               ray_indices: Optional[Tensor] = None, n_rays: Optional[int] = None) -> Tensor:
+def distortion(
+    weights: Tensor,
+    t_starts: Tensor,
+    t_ends: Tensor,
+    packed_info: Tensor | None = None,
+    ray_indices: Tensor | None = None,
+    n_rays: int | None = None,
+) -> Tensor:
     """mip-NeRF 360 distortion loss per ray ``[n_rays]`` for batched ``[R, S]`` inputs or flat
     ``[N]`` ones with ``packed_info`` or ``ray_indices`` + ``n_rays``:
     ``sum_ij w_i w_j |m_i - m_j| + 1/3 sum_i w_i^2 (t_end_i - t_start_i)``."""

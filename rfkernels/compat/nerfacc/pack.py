@@ -4,9 +4,8 @@ nerfacc describes a flat batch by ``packed_info [R, 2]`` (start, count per ray) 
 ``ray_indices [N]`` plus ``n_rays``; rfkernels by ``offsets [R+1]``. Rays must own contiguous,
 back-to-back chunks (what every nerfacc producer emits).
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import Tensor
@@ -17,7 +16,7 @@ from . import checks
 
 
 @torch.no_grad()
-def pack_info(ray_indices: Tensor, n_rays: Optional[int] = None) -> Tensor:
+def pack_info(ray_indices: Tensor, n_rays: int | None = None) -> Tensor:
     """Sorted ``ray_indices [N]`` -> ``packed_info [n_rays, 2]`` (start, count), same dtype as the
     input; ``n_rays`` defaults to ``max + 1``. Unlike nerfacc, also runs on the CPU."""
     checks.tensor("ray_indices", ray_indices, min_dim=1)
@@ -32,8 +31,9 @@ def packed_info_to_offsets(packed_info: Tensor, n_samples: int) -> Tensor:
     return checks.packed_info(packed_info, n_samples)
 
 
-def to_offsets(n_samples: int, packed_info: Optional[Tensor], ray_indices: Optional[Tensor],
-               n_rays: Optional[int]) -> Optional[Tensor]:
+def to_offsets(
+    n_samples: int, packed_info: Tensor | None, ray_indices: Tensor | None, n_rays: int | None
+) -> Tensor | None:
     """nerfacc's (packed_info | ray_indices + n_rays) -> offsets [R+1], or None (padded input)."""
     if packed_info is not None:
         return packed_info_to_offsets(packed_info, n_samples)

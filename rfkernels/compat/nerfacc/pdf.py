@@ -9,9 +9,8 @@ ray's range). Differences: a ray with no mass samples uniformly (nerfacc piles e
 middle of its last bin), a single sample gets the whole range as its interval (nerfacc reads past
 the end), and the random stream is torch's, not nerfacc's Philox one.
 """
-from __future__ import annotations
 
-from typing import Tuple, Union
+from __future__ import annotations
 
 import torch
 from torch import Tensor
@@ -33,15 +32,16 @@ def _edges_around(centers: Tensor, t_min: Tensor, t_max: Tensor) -> Tensor:
     return torch.cat([first, mids, last], -1)
 
 
-def _sample(bins: Tensor, cdfs: Tensor, n: int, stratified: bool) -> Tuple[Tensor, Tensor]:
+def _sample(bins: Tensor, cdfs: Tensor, n: int, stratified: bool) -> tuple[Tensor, Tensor]:
     """Batched ``bins``/``cdfs [R, E]`` -> (edges ``[R, n+1]``, samples ``[R, n]``)."""
     weights = (cdfs[:, 1:] - cdfs[:, :-1]).clamp_min(0)
-    centers = rfkernels.sample_pdf(bins, weights, n, mode="single_jitter" if stratified else "midpoint",
-                                   histogram_padding=0.0)
+    centers = rfkernels.sample_pdf(
+        bins, weights, n, mode="single_jitter" if stratified else "midpoint", histogram_padding=0.0
+    )
     return _edges_around(centers, bins[:, 0], bins[:, -1]), centers
 
 
-def _batched_edges(intervals: RayIntervals, cdfs: Tensor) -> Tuple[Tensor, Tensor]:
+def _batched_edges(intervals: RayIntervals, cdfs: Tensor) -> tuple[Tensor, Tensor]:
     """Flattened edges (``packed_info`` over edges) -> ``[R, E_max]``, rows padded with their last edge."""
     if intervals.packed_info is None:
         raise ValueError("flattened `intervals` need `packed_info` [n_rays, 2] (start, count of edges)")
@@ -51,14 +51,21 @@ def _batched_edges(intervals: RayIntervals, cdfs: Tensor) -> Tuple[Tensor, Tenso
     k = torch.minimum(torch.arange(e_max, device=counts.device)[None], (counts[:, None] - 1).clamp_min(0))
     idx = (offsets[:-1, None] + k).clamp(max=max(intervals.vals.shape[0] - 1, 0))
     empty = (counts == 0)[:, None]
-    vals = intervals.vals[idx].masked_fill(empty, 0.0) if intervals.vals.numel() else torch.zeros_like(k, dtype=torch.float32)
+    vals = (
+        intervals.vals[idx].masked_fill(empty, 0.0)
+        if intervals.vals.numel()
+        else torch.zeros_like(k, dtype=torch.float32)
+    )
     cdf = cdfs[idx].masked_fill(empty, 0.0) if cdfs.numel() else torch.zeros_like(vals)
     return vals, cdf
 
 
 def importance_sampling(
-    intervals: RayIntervals, cdfs: Tensor, n_intervals_per_ray: Union[Tensor, int], stratified: bool = False,
-) -> Tuple[RayIntervals, RaySamples]:
+    intervals: RayIntervals,
+    cdfs: Tensor,
+    n_intervals_per_ray: Tensor | int,
+    stratified: bool = False,
+) -> tuple[RayIntervals, RaySamples]:
     """Inverse-transform sampling of ``n_intervals_per_ray`` intervals per ray from the CDF ``cdfs``
     given at the edges ``intervals.vals`` (``[..., E]`` batched, or flat with ``packed_info``).
 
@@ -98,10 +105,14 @@ def _check_counts(n_intervals_per_ray):
     """An int >= 1 (returned) or an integer ``[R]`` tensor (None returned: per-ray counts)."""
     if isinstance(n_intervals_per_ray, Tensor):
         if n_intervals_per_ray.dtype not in (torch.int32, torch.int64):
-            raise ValueError(f"`n_intervals_per_ray` must be an int or an int32/int64 tensor, got {n_intervals_per_ray.dtype}")
+            raise ValueError(
+                f"`n_intervals_per_ray` must be an int or an int32/int64 tensor, got {n_intervals_per_ray.dtype}"
+            )
         return None
     if isinstance(n_intervals_per_ray, bool) or not isinstance(n_intervals_per_ray, int) or n_intervals_per_ray < 1:
-        raise ValueError(f"`n_intervals_per_ray` must be an int >= 1 or an int [n_rays] tensor, got {n_intervals_per_ray!r}")
+        raise ValueError(
+            f"`n_intervals_per_ray` must be an int >= 1 or an int [n_rays] tensor, got {n_intervals_per_ray!r}"
+        )
     return n_intervals_per_ray
 
 
@@ -109,7 +120,9 @@ def _sample_per_ray(bins: Tensor, cdf: Tensor, n_per_ray: Tensor, stratified: bo
     """A different number of intervals per ray -> flattened outputs (grouped by count)."""
     n_per_ray = n_per_ray.reshape(-1).long().to(bins.device)
     if n_per_ray.numel() != bins.shape[0]:
-        raise ValueError(f"`n_intervals_per_ray` must have one entry per ray ({bins.shape[0]}), got {n_per_ray.numel()}")
+        raise ValueError(
+            f"`n_intervals_per_ray` must have one entry per ray ({bins.shape[0]}), got {n_per_ray.numel()}"
+        )
     if n_per_ray.numel() and int(n_per_ray.min()) < 0:
         raise ValueError("`n_intervals_per_ray` must be >= 0")
     R = bins.shape[0]
@@ -131,14 +144,20 @@ def _sample_per_ray(bins: Tensor, cdf: Tensor, n_per_ray: Tensor, stratified: bo
     pos = torch.arange(edges.numel(), device=bins.device) - e_off[e_rays]
     is_left = pos < e_cnt[e_rays] - 1
     is_right = pos > 0
-    out_iv = RayIntervals(vals=edges, packed_info=torch.stack([e_off[:-1], e_cnt], -1), ray_indices=e_rays,
-                          is_left=is_left, is_right=is_right)
+    out_iv = RayIntervals(
+        vals=edges,
+        packed_info=torch.stack([e_off[:-1], e_cnt], -1),
+        ray_indices=e_rays,
+        is_left=is_left,
+        is_right=is_right,
+    )
     out_s = RaySamples(vals=samples, packed_info=torch.stack([s_off[:-1], n_per_ray], -1), ray_indices=s_rays)
     return out_iv, out_s
 
 
-def searchsorted(sorted_sequence: Union[RayIntervals, RaySamples],
-                 values: Union[RayIntervals, RaySamples]) -> Tuple[Tensor, Tensor]:
+def searchsorted(
+    sorted_sequence: RayIntervals | RaySamples, values: RayIntervals | RaySamples
+) -> tuple[Tensor, Tensor]:
     """``(ids_left, ids_right)`` with ``seq[ids_left] <= v < seq[ids_right]`` per ray, clamped to the
     ray's range; indices are per row for batched inputs and global for flattened ones."""
     key, query = sorted_sequence.vals, values.vals

@@ -4,9 +4,8 @@ Composed from torch (``cumsum`` / ``cumprod`` on a padded view of packed inputs)
 standalone scan kernel (its fused kernels scan inside rendering). Differentiable like nerfacc's,
 and on every device; products with zeros get torch's exact ``cumprod`` gradient.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import Tensor
@@ -15,7 +14,7 @@ from . import checks
 from .pack import packed_info_to_offsets, pad
 
 
-def _scan(inputs: Tensor, packed_info: Optional[Tensor], op, exclusive: bool, identity: float) -> Tensor:
+def _scan(inputs: Tensor, packed_info: Tensor | None, op, exclusive: bool, identity: float) -> Tensor:
     checks.samples("inputs", inputs, packed_info is not None)
     if packed_info is None:
         if exclusive:
@@ -26,22 +25,22 @@ def _scan(inputs: Tensor, packed_info: Optional[Tensor], op, exclusive: bool, id
     return _scan(padded, None, op, exclusive, identity)[mask]
 
 
-def inclusive_sum(inputs: Tensor, packed_info: Optional[Tensor] = None) -> Tensor:
+def inclusive_sum(inputs: Tensor, packed_info: Tensor | None = None) -> Tensor:
     """``cumsum`` along the last dim, or per chunk of a flat tensor with ``packed_info [R, 2]``."""
     return _scan(inputs, packed_info, torch.cumsum, False, 0.0)
 
 
-def exclusive_sum(inputs: Tensor, packed_info: Optional[Tensor] = None) -> Tensor:
+def exclusive_sum(inputs: Tensor, packed_info: Tensor | None = None) -> Tensor:
     """Exclusive ``cumsum`` (first element 0), batched or packed."""
     return _scan(inputs, packed_info, torch.cumsum, True, 0.0)
 
 
-def inclusive_prod(inputs: Tensor, packed_info: Optional[Tensor] = None) -> Tensor:
+def inclusive_prod(inputs: Tensor, packed_info: Tensor | None = None) -> Tensor:
     """``cumprod`` along the last dim, or per chunk with ``packed_info``."""
     return _scan(inputs, packed_info, torch.cumprod, False, 1.0)
 
 
-def exclusive_prod(inputs: Tensor, packed_info: Optional[Tensor] = None) -> Tensor:
+def exclusive_prod(inputs: Tensor, packed_info: Tensor | None = None) -> Tensor:
     """Exclusive ``cumprod`` (first element 1), batched or packed."""
     return _scan(inputs, packed_info, torch.cumprod, True, 1.0)
 

@@ -6,9 +6,10 @@ included, padded or packed). Alpha paths and ``accumulate_along_rays`` are compo
 (an exclusive product / a segment sum): rfkernels' kernels take densities, and ``-log(1 - alpha)``
 would be infinite for opaque samples.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -26,9 +27,14 @@ def _packed_kwargs(n: int, packed_info, ray_indices, n_rays) -> dict:
 
 
 def render_transmittance_from_density(
-    t_starts: Tensor, t_ends: Tensor, sigmas: Tensor, packed_info: Optional[Tensor] = None,
-    ray_indices: Optional[Tensor] = None, n_rays: Optional[int] = None, prefix_trans: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor]:
+    t_starts: Tensor,
+    t_ends: Tensor,
+    sigmas: Tensor,
+    packed_info: Tensor | None = None,
+    ray_indices: Tensor | None = None,
+    n_rays: int | None = None,
+    prefix_trans: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """``T_i = exp(-sum_{j<i} sigma_j dt_j)`` and ``alpha_i``; both shaped like ``sigmas``
     (``[R, S]`` or flat ``[N]`` with ``packed_info`` or ``ray_indices`` + ``n_rays``). Fused kernel."""
     checks.prefix_trans(prefix_trans, sigmas)
@@ -45,9 +51,14 @@ def _weights_from_density(t_starts, t_ends, sigmas, packed_info, ray_indices, n_
 
 
 def render_weight_from_density(
-    t_starts: Tensor, t_ends: Tensor, sigmas: Tensor, packed_info: Optional[Tensor] = None,
-    ray_indices: Optional[Tensor] = None, n_rays: Optional[int] = None, prefix_trans: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor, Tensor]:
+    t_starts: Tensor,
+    t_ends: Tensor,
+    sigmas: Tensor,
+    packed_info: Tensor | None = None,
+    ray_indices: Tensor | None = None,
+    n_rays: int | None = None,
+    prefix_trans: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
     """``(weights, trans, alphas)`` from densities, ``w_i = T_i alpha_i``. Fused kernel."""
     checks.prefix_trans(prefix_trans, sigmas)
     weights, trans, alphas = _weights_from_density(t_starts, t_ends, sigmas, packed_info, ray_indices, n_rays)
@@ -58,8 +69,11 @@ def render_weight_from_density(
 
 
 def render_transmittance_from_alpha(
-    alphas: Tensor, packed_info: Optional[Tensor] = None, ray_indices: Optional[Tensor] = None,
-    n_rays: Optional[int] = None, prefix_trans: Optional[Tensor] = None,
+    alphas: Tensor,
+    packed_info: Tensor | None = None,
+    ray_indices: Tensor | None = None,
+    n_rays: int | None = None,
+    prefix_trans: Tensor | None = None,
 ) -> Tensor:
     """``T_i = prod_{j<i} (1 - alpha_j)``, shaped like ``alphas``. Torch exclusive product."""
     checks.samples("alphas", alphas, packed_info is not None or ray_indices is not None)
@@ -74,9 +88,12 @@ def render_transmittance_from_alpha(
 
 
 def render_weight_from_alpha(
-    alphas: Tensor, packed_info: Optional[Tensor] = None, ray_indices: Optional[Tensor] = None,
-    n_rays: Optional[int] = None, prefix_trans: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor]:
+    alphas: Tensor,
+    packed_info: Tensor | None = None,
+    ray_indices: Tensor | None = None,
+    n_rays: int | None = None,
+    prefix_trans: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """``(weights, trans)`` from opacities, ``w_i = T_i alpha_i``."""
     trans = render_transmittance_from_alpha(alphas, packed_info, ray_indices, n_rays, prefix_trans)
     return trans * alphas, trans
@@ -84,9 +101,13 @@ def render_weight_from_alpha(
 
 @torch.no_grad()
 def render_visibility_from_alpha(
-    alphas: Tensor, packed_info: Optional[Tensor] = None, ray_indices: Optional[Tensor] = None,
-    n_rays: Optional[int] = None, early_stop_eps: float = 1e-4, alpha_thre: float = 0.0,
-    prefix_trans: Optional[Tensor] = None,
+    alphas: Tensor,
+    packed_info: Tensor | None = None,
+    ray_indices: Tensor | None = None,
+    n_rays: int | None = None,
+    early_stop_eps: float = 1e-4,
+    alpha_thre: float = 0.0,
+    prefix_trans: Tensor | None = None,
 ) -> Tensor:
     """Bool mask ``T_i >= early_stop_eps`` (and ``alpha_i >= alpha_thre`` when it is > 0)."""
     trans = render_transmittance_from_alpha(alphas, packed_info, ray_indices, n_rays, prefix_trans)
@@ -96,20 +117,29 @@ def render_visibility_from_alpha(
 
 @torch.no_grad()
 def render_visibility_from_density(
-    t_starts: Tensor, t_ends: Tensor, sigmas: Tensor, packed_info: Optional[Tensor] = None,
-    ray_indices: Optional[Tensor] = None, n_rays: Optional[int] = None, early_stop_eps: float = 1e-4,
-    alpha_thre: float = 0.0, prefix_trans: Optional[Tensor] = None,
+    t_starts: Tensor,
+    t_ends: Tensor,
+    sigmas: Tensor,
+    packed_info: Tensor | None = None,
+    ray_indices: Tensor | None = None,
+    n_rays: int | None = None,
+    early_stop_eps: float = 1e-4,
+    alpha_thre: float = 0.0,
+    prefix_trans: Tensor | None = None,
 ) -> Tensor:
     """Bool mask from densities, as :func:`render_visibility_from_alpha`. Fused kernel."""
-    trans, alphas = render_transmittance_from_density(t_starts, t_ends, sigmas, packed_info, ray_indices,
-                                                      n_rays, prefix_trans)
+    trans, alphas = render_transmittance_from_density(
+        t_starts, t_ends, sigmas, packed_info, ray_indices, n_rays, prefix_trans
+    )
     vis = trans >= early_stop_eps
     return vis & (alphas >= alpha_thre) if alpha_thre > 0 else vis
 
 
 def accumulate_along_rays(
-    weights: Tensor, values: Optional[Tensor] = None, ray_indices: Optional[Tensor] = None,
-    n_rays: Optional[int] = None,
+    weights: Tensor,
+    values: Tensor | None = None,
+    ray_indices: Tensor | None = None,
+    n_rays: int | None = None,
 ) -> Tensor:
     """``sum_i w_i v_i`` per ray -> ``[n_rays, D]`` (``D = 1`` when ``values`` is None).
     Batched ``weights [R, S]`` / ``values [R, S, D]`` or flat with ``ray_indices`` + ``n_rays``."""
@@ -131,10 +161,14 @@ def accumulate_along_rays(
 
 
 def rendering(
-    t_starts: Tensor, t_ends: Tensor, ray_indices: Optional[Tensor] = None, n_rays: Optional[int] = None,
-    rgb_sigma_fn: Optional[Callable] = None, rgb_alpha_fn: Optional[Callable] = None,
-    render_bkgd: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor, Tensor, Dict]:
+    t_starts: Tensor,
+    t_ends: Tensor,
+    ray_indices: Tensor | None = None,
+    n_rays: int | None = None,
+    rgb_sigma_fn: Callable | None = None,
+    rgb_alpha_fn: Callable | None = None,
+    render_bkgd: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, dict]:
     """Render through ``rgb_sigma_fn(t_starts, t_ends, ray_indices) -> (rgbs [..., 3], sigmas [...])``
     (fused compositing) or ``rgb_alpha_fn`` (torch). Returns ``colors [R, 3]``, ``opacities [R, 1]``,
     ``depths [R, 1]`` (divided by opacity) and extras ``weights, trans, alphas, rgbs (, sigmas)``."""
@@ -143,7 +177,9 @@ def rendering(
     if ray_indices is not None:
         n_rays = checks.ray_indices(ray_indices, t_starts.shape[0], n_rays, sorted_=True)
     if t_starts.shape != t_ends.shape:
-        raise ValueError(f"`t_starts` {list(t_starts.shape)} and `t_ends` {list(t_ends.shape)} must have the same shape")
+        raise ValueError(
+            f"`t_starts` {list(t_starts.shape)} and `t_ends` {list(t_ends.shape)} must have the same shape"
+        )
     if rgb_sigma_fn is None and rgb_alpha_fn is None:
         raise ValueError("At least one of `rgb_sigma_fn` and `rgb_alpha_fn` should be specified.")
     fn = rgb_sigma_fn if rgb_sigma_fn is not None else rgb_alpha_fn
@@ -161,8 +197,9 @@ def rendering(
     if rgb_sigma_fn is not None:
         kw = _packed_kwargs(field.shape[0], None, ray_indices, n_rays)
         out = rfkernels.volume_render(field, rgbs, t_starts, t_ends, **kw)
-        trans, alphas = render_transmittance_from_density(t_starts, t_ends, field, ray_indices=ray_indices,
-                                                          n_rays=n_rays)
+        trans, alphas = render_transmittance_from_density(
+            t_starts, t_ends, field, ray_indices=ray_indices, n_rays=n_rays
+        )
         colors, opacities = out.rgb, out.opacity[:, None]
         depths = out.depth[:, None] / opacities.clamp_min(eps)
         extras = {"weights": out.weights, "alphas": alphas, "trans": trans, "sigmas": field, "rgbs": rgbs}
@@ -179,7 +216,12 @@ def rendering(
 
 
 __all__ = [
-    "accumulate_along_rays", "render_transmittance_from_alpha", "render_transmittance_from_density",
-    "render_visibility_from_alpha", "render_visibility_from_density", "render_weight_from_alpha",
-    "render_weight_from_density", "rendering",
+    "accumulate_along_rays",
+    "render_transmittance_from_alpha",
+    "render_transmittance_from_density",
+    "render_visibility_from_alpha",
+    "render_visibility_from_density",
+    "render_weight_from_alpha",
+    "render_weight_from_density",
+    "rendering",
 ]

@@ -6,6 +6,7 @@ example copies it, breaks one field of one frame with one bad value, and loads i
 derandomized (the same examples every run) unless ``RFK_FUZZ_RANDOM=1``; ``RFK_FUZZ_EXAMPLES``
 per format (default 25, the CI budget).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -29,9 +30,13 @@ from tests.helpers.prior_formats import lego_cameras, write_co3d, write_colmap, 
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "lego").is_dir(), reason="needs shared/data/lego")
 
-FUZZ = settings(max_examples=int(os.environ.get("RFK_FUZZ_EXAMPLES", "25")), deadline=None, database=None,
-                derandomize=os.environ.get("RFK_FUZZ_RANDOM", "0") != "1",
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("RFK_FUZZ_EXAMPLES", "25")),
+    deadline=None,
+    database=None,
+    derandomize=os.environ.get("RFK_FUZZ_RANDOM", "0") != "1",
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 N = 4  # frames per dataset: enough for every check, small to copy
 NAN, INF = float("nan"), float("inf")
 SHEAR = [[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
@@ -59,8 +64,15 @@ FILE_DAMAGE = [_truncate, _garbage, _pickle]
 
 # --------------------------------------------------------------------------- CO3D
 CO3D_FIELDS = {
-    ("viewpoint", "R"): [[[NAN, 0, 0], [0, 1, 0], [0, 0, 1]], SHEAR, REFLECT, ZERO3, [["a"] * 3] * 3, [[1, 0]],
-                         *NOT_NUMBERS],
+    ("viewpoint", "R"): [
+        [[NAN, 0, 0], [0, 1, 0], [0, 0, 1]],
+        SHEAR,
+        REFLECT,
+        ZERO3,
+        [["a"] * 3] * 3,
+        [[1, 0]],
+        *NOT_NUMBERS,
+    ],
     ("viewpoint", "T"): [[NAN, 0, 0], [INF, 0, 0], [1, 2], *NOT_NUMBERS],
     ("viewpoint", "focal_length"): [[0.0, 1.0], [1.0, -1.0], [NAN, 1.0], [INF, 1.0], *NOT_NUMBERS],
     ("viewpoint", "principal_point"): [[INF, 0.0], [0.0, NAN], *NOT_NUMBERS],
@@ -130,8 +142,14 @@ def colmap(tmp_path_factory):
 
 
 # camera line: id MODEL W H fx fy cx cy; image line: id qw qx qy qz tx ty tz cam name
-COLMAP_CAMERA_FIELDS = {2: ["0", "-1", "abc"], 3: ["0", "-5"], 4: ["0", "-100", "nan", "inf", "abc"],
-                        5: ["0", "nan"], 6: ["inf", "nan", "x"], 7: ["-inf"]}
+COLMAP_CAMERA_FIELDS = {
+    2: ["0", "-1", "abc"],
+    3: ["0", "-5"],
+    4: ["0", "-100", "nan", "inf", "abc"],
+    5: ["0", "nan"],
+    6: ["inf", "nan", "x"],
+    7: ["-inf"],
+}
 COLMAP_IMAGE_FIELDS = {1: ["nan", "inf", "x"], 5: ["nan", "inf", "-inf"], 8: ["99", "x"]}
 
 
@@ -173,8 +191,13 @@ def realestate(tmp_path_factory):
 
 
 # frame line: timestamp fx fy cx cy 0 0 m00 .. m23 (m row-major 3x4 w2c)
-RE10K_FIELDS = {1: ["0", "-0.5", "nan", "inf", "x"], 3: ["inf", "nan"], 7: ["nan", "inf", "3.0"], 10: ["-inf"],
-                0: ["x", "1.5"]}
+RE10K_FIELDS = {
+    1: ["0", "-0.5", "nan", "inf", "x"],
+    3: ["inf", "nan"],
+    7: ["nan", "inf", "3.0"],
+    10: ["-inf"],
+    0: ["x", "1.5"],
+}
 
 
 @FUZZ
@@ -215,10 +238,13 @@ def _npy_array(value):
 
 
 ZERO123_DAMAGE = {
-    "truncated": _truncate, "not npy": _garbage,
+    "truncated": _truncate,
+    "not npy": _garbage,
     "pickled": lambda p: np.save(p, np.array([{"R": 1}], dtype=object), allow_pickle=True),
-    "strings": _npy_array([["a"] * 4] * 3), "nan": _npy_array([[NAN, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]),
-    "sheared": _npy_array([[1, 0.5, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]), "zero": _npy_array(np.zeros((3, 4))),
+    "strings": _npy_array([["a"] * 4] * 3),
+    "nan": _npy_array([[NAN, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]),
+    "sheared": _npy_array([[1, 0.5, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]),
+    "zero": _npy_array(np.zeros((3, 4))),
     "shape": _npy_array(np.zeros((2, 4))),
 }
 
@@ -249,10 +275,19 @@ def nerfstudio(tmp_path_factory):
     return root
 
 
-NERFSTUDIO_FIELDS = {"fl_x": [0, -1, "abc", None, [], True], "fl_y": ["1e3x", {}], "cx": ["x", []],
-                     "k1": [0.1, "abc"], "transform_matrix": [[[NAN] * 4] * 4, [[1, 0.5, 0, 0], [0, 1, 0, 0],
-                                                                                  [0, 0, 1, 0], [0, 0, 0, 1]],
-                                                              np.zeros((4, 4)).tolist(), "abc", [[1, 2]]]}
+NERFSTUDIO_FIELDS = {
+    "fl_x": [0, -1, "abc", None, [], True],
+    "fl_y": ["1e3x", {}],
+    "cx": ["x", []],
+    "k1": [0.1, "abc"],
+    "transform_matrix": [
+        [[NAN] * 4] * 4,
+        [[1, 0.5, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
+        np.zeros((4, 4)).tolist(),
+        "abc",
+        [[1, 2]],
+    ],
+}
 
 
 @FUZZ
@@ -262,7 +297,8 @@ def test_nerfstudio_one_broken_field(nerfstudio, tmp_path_factory, key, data):
     shutil.copytree(nerfstudio, root, dirs_exist_ok=True, symlinks=True)
     meta = json.loads((root / "transforms.json").read_text())
     meta["frames"][data.draw(st.integers(0, N - 1), "frame")][key] = data.draw(
-        st.sampled_from(NERFSTUDIO_FIELDS[key]), "value")
+        st.sampled_from(NERFSTUDIO_FIELDS[key]), "value"
+    )
     (root / "transforms.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match=str(root / "transforms.json")):
         load_nerfstudio(str(root))
@@ -278,9 +314,12 @@ NPZ_DAMAGE = {
     "no images": ("images", np.zeros((0, 8, 8, 3), np.float32)),
     "string poses": ("poses", np.array([["a"] * 4] * 4 * N).reshape(N, 4, 4)),
     "nan pose": ("poses", np.full((N, 4, 4), NAN)),
-    "sheared pose": ("poses", np.tile(np.array([[1, 0.5, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]),
-                                      (N, 1, 1))),
-    "zero focal": ("focal", np.float32(0.0)), "string focal": ("focal", np.array("abc")),
+    "sheared pose": (
+        "poses",
+        np.tile(np.array([[1, 0.5, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]), (N, 1, 1)),
+    ),
+    "zero focal": ("focal", np.float32(0.0)),
+    "string focal": ("focal", np.array("abc")),
 }
 
 

@@ -1,5 +1,6 @@
 """Dataset formats for prior training (COLMAP, CO3D v2, RealEstate10K, Zero-1-to-3): lego's cameras
 written out in each format and read back must equal the Blender loader's."""
+
 import gzip
 import json
 
@@ -13,8 +14,15 @@ from reconfusion.data.colmap import index_colmap, load_colmap, qvec_to_rotmat
 from reconfusion.data.index import SceneIndex
 from reconfusion.data.objaverse import index_zero123
 from reconfusion.data.realestate import index_realestate, index_realestate_folder
-from tests.helpers.prior_formats import (LEGO, lego_cameras, rotmat_to_qvec, write_co3d, write_colmap, write_realestate,
-                                 write_zero123)
+from tests.helpers.prior_formats import (
+    LEGO,
+    lego_cameras,
+    rotmat_to_qvec,
+    write_co3d,
+    write_colmap,
+    write_realestate,
+    write_zero123,
+)
 
 pytestmark = pytest.mark.skipif(not LEGO.is_dir(), reason="shared data (lego) not present")
 
@@ -112,8 +120,9 @@ def test_co3d_intrinsics_formats_differ_only_off_square():
     a = ndc_to_pixels([2.0, 2.0], [0.1, -0.2], [100, 160], "ndc_isotropic")
     b = ndc_to_pixels([2.0, 2.0], [0.1, -0.2], [100, 160], "ndc_norm_image_bounds")
     assert a == (100.0, 100.0, 75.0, 60.0) and b == (160.0, 100.0, 72.0, 60.0)
-    assert ndc_to_pixels([2.0, 2.0], [0.1, -0.2], [100, 100], "ndc_isotropic") == \
-        ndc_to_pixels([2.0, 2.0], [0.1, -0.2], [100, 100], "ndc_norm_image_bounds")
+    assert ndc_to_pixels([2.0, 2.0], [0.1, -0.2], [100, 100], "ndc_isotropic") == ndc_to_pixels(
+        [2.0, 2.0], [0.1, -0.2], [100, 100], "ndc_norm_image_bounds"
+    )
     with pytest.raises(DataError, match="intrinsics_format"):
         ndc_to_pixels([1, 1], [0, 0], [10, 10], "screen")
 
@@ -148,9 +157,27 @@ def test_reconstruct_accepts_a_colmap_folder(tmp_path):
     from reconfusion.app.cli import main
 
     write_colmap(tmp_path / "scene", n=6)
-    rc = main(["reconstruct", "--data", str(tmp_path / "scene"), "--downscale", "4", "--views", "3",
-               "--iterations", "2", "--batch-rays", "32", "--no-video", "--quiet", "--device", "cpu",
-               "--out", str(tmp_path / "run")])
+    rc = main(
+        [
+            "reconstruct",
+            "--data",
+            str(tmp_path / "scene"),
+            "--downscale",
+            "4",
+            "--views",
+            "3",
+            "--iterations",
+            "2",
+            "--batch-rays",
+            "32",
+            "--no-video",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert rc == 0 and (tmp_path / "run" / "history.json").is_file()
 
 
@@ -164,8 +191,10 @@ def test_training_sources_from_config_entries(tmp_path):
         (tmp_path / "objs" / f"obj{k}").mkdir(parents=True)
         write_zero123(tmp_path / "objs" / f"obj{k}", n=4)
     write_co3d(tmp_path / "co3d", n=3, sequences=2)
-    assert [s.name for s in index_source({"format": "colmap", "path": str(tmp_path / "mvimgnet")})] == \
-        ["scene0", "scene1"]
+    assert [s.name for s in index_source({"format": "colmap", "path": str(tmp_path / "mvimgnet")})] == [
+        "scene0",
+        "scene1",
+    ]
     assert len(index_source({"format": "colmap", "path": str(tmp_path / "mvimgnet" / "scene1")})) == 1
     assert [len(s) for s in index_source({"format": "zero123", "path": str(tmp_path / "objs")})] == [4, 4]
     assert len(index_source({"format": "zero123", "path": str(tmp_path / "objs" / "obj0")})) == 1

@@ -1,4 +1,5 @@
 """Loaders on small files written here (and the shared scenes when present), few-view selection."""
+
 import json
 import math
 import os
@@ -8,18 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from reconfusion.data import (DataError, detect_format, llff_protocol_ids, load_blender, load_llff, load_nerfstudio,
-                              load_npz, load_scene, select_views)
+from reconfusion.data import (
+    DataError,
+    detect_format,
+    llff_protocol_ids,
+    load_blender,
+    load_llff,
+    load_nerfstudio,
+    load_npz,
+    load_scene,
+    select_views,
+)
 from reconfusion.data.scene import farthest_point_ids
 from tests.helpers.paths import DEMO_FERN, SHARED_DATA
-from tests.helpers.scene_files import _img, write_llff, write_blender
+from tests.helpers.scene_files import _img, write_blender, write_llff
 
 SHARED = str(SHARED_DATA)
 DEMO = str(DEMO_FERN)
-
-
-
-
 
 
 def test_llff_loader(tmp_path):
@@ -57,8 +63,6 @@ def test_llff_bad_inputs(tmp_path):
     np.save(os.path.join(bad, "poses_bounds.npy"), np.zeros((3, 15)))
     with pytest.raises(DataError, match=r"\[N, 17\]"):
         load_llff(bad)
-
-
 
 
 def test_blender_loader(tmp_path):
@@ -232,7 +236,9 @@ def test_nerfstudio_checks_height(tmp_path):
     json.dump(meta, open(os.path.join(root, "transforms.json"), "w"))
     with pytest.raises(DataError, match="height 6 does not match h=7"):
         load_nerfstudio(root)
-    json.dump({**meta, "h": 6, "frames": [{"file_path": "images/0.png"}]}, open(os.path.join(root, "transforms.json"), "w"))
+    json.dump(
+        {**meta, "h": 6, "frames": [{"file_path": "images/0.png"}]}, open(os.path.join(root, "transforms.json"), "w")
+    )
     with pytest.raises(DataError, match="lacks 'transform_matrix'"):
         load_nerfstudio(root)
 
@@ -249,9 +255,13 @@ def test_npz_rejects_bad_values(tmp_path):
 
     nan = imgs.copy()
     nan[2, 1, 1, 0] = np.nan
-    cases = [({"images": nan}, "image 2 .*non-finite.*pixel"), ({"focal": np.zeros(0)}, "'focal' must be one number"),
-             ({"focal": np.float32(-1)}, "focal must be > 0"), ({"near": np.array([1.0, 2.0])}, "'near' must be one"),
-             ({"far": np.float32(np.inf)}, "'far' must be finite")]
+    cases = [
+        ({"images": nan}, "image 2 .*non-finite.*pixel"),
+        ({"focal": np.zeros(0)}, "'focal' must be one number"),
+        ({"focal": np.float32(-1)}, "focal must be > 0"),
+        ({"near": np.array([1.0, 2.0])}, "'near' must be one"),
+        ({"far": np.float32(np.inf)}, "'far' must be finite"),
+    ]
     for kw, match in cases:
         with pytest.raises(DataError, match=match):
             load_npz(save(**kw))

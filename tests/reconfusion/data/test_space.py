@@ -1,5 +1,6 @@
 """The space decision (NDC vs contraction) from the cameras, the unbounded frame, the LLFF loader's
 ``space`` argument, the mip-NeRF 360 few-view split, and a short training run in contracted space."""
+
 import math
 import os
 
@@ -19,8 +20,8 @@ from reconfusion.data.space import (
     unbounded_frame,
     view_angles_deg,
 )
-from reconfusion.metrics import psnr
 from reconfusion.evaluation import render_view
+from reconfusion.metrics import psnr
 from reconfusion.reconstruct import train
 from tests.helpers.paths import DEMO_FERN, SHARED_DATA
 from tests.helpers.recon_scenes import boxes_scene, small_config
@@ -40,8 +41,9 @@ def forward_rig(n: int = 12, target=(0.0, 0.0, -10.0)) -> torch.Tensor:
     return torch.stack([look_at(torch.tensor(target) - c, UP, c) for c in centers])
 
 
-def arc_rig(n: int, degrees: float, radius: float = 4.0, elevation: float = 20.0,
-            target=(0.0, 0.0, 0.0)) -> torch.Tensor:
+def arc_rig(
+    n: int, degrees: float, radius: float = 4.0, elevation: float = 20.0, target=(0.0, 0.0, 0.0)
+) -> torch.Tensor:
     """``n`` cameras on an arc of ``degrees`` of azimuth around ``target``, looking at it."""
     el, t = math.radians(elevation), torch.tensor(target)
     out = []

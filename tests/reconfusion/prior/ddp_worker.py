@@ -4,6 +4,7 @@
 tiny prior on synthetic scenes with gloo, then writes ``REPORT/rank{r}.json`` (examples seen, losses)
 and ``REPORT/rank{r}.safetensors`` (this rank's parameters).
 """
+
 import json
 import os
 import sys
@@ -30,17 +31,25 @@ def main(out: str, report: str, steps: int) -> None:
     torch.manual_seed(1000 * (rank + 1))  # different noise streams per rank
     scenes = [SceneIndex.from_scene(synthetic_scene(6, 32, seed=i)) for i in range(3)]
     ds = PriorExamples(scenes, 32, batch_size=2, views=(1, 2), seed=0)  # 18 examples: 4 global batches/epoch
-    cfg = TrainConfig(steps=steps, batch_size=2, grad_accum=2, lr=2e-3, ema=0.9, checkpoint_every=2,
-                      log_every=1000, num_workers=0)
+    cfg = TrainConfig(
+        steps=steps, batch_size=2, grad_accum=2, lr=2e-3, ema=0.9, checkpoint_every=2, log_every=1000, num_workers=0
+    )
     seen = []
-    res = train_prior(prior, ds, cfg, out, device,
-                      on_step=lambda s, used, loss: seen.extend([[int(b["epoch"]), e] for b in used
-                                                                 for e in b["example"].tolist()]))
+    res = train_prior(
+        prior,
+        ds,
+        cfg,
+        out,
+        device,
+        on_step=lambda s, used, loss: seen.extend([[int(b["epoch"]), e] for b in used for e in b["example"].tolist()]),
+    )
     os.makedirs(report, exist_ok=True)
     with open(os.path.join(report, f"rank{rank}.json"), "w") as f:
         json.dump({"examples": seen, "losses": res.losses, "step": res.step, "resumed_from": res.resumed_from}, f)
-    save_file({k: v.detach().contiguous() for k, v in prior.state_dict().items()},
-              os.path.join(report, f"rank{rank}.safetensors"))
+    save_file(
+        {k: v.detach().contiguous() for k, v in prior.state_dict().items()},
+        os.path.join(report, f"rank{rank}.safetensors"),
+    )
     torch.distributed.destroy_process_group()
 
 

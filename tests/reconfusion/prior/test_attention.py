@@ -1,4 +1,5 @@
 """Attention processor: SDPA (and xformers when present on CUDA) vs the math reference."""
+
 import logging
 
 import pytest
@@ -6,7 +7,6 @@ import torch
 
 from reconfusion.prior import attention as A
 from tests.helpers.numerics import assert_close
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,5 @@
 """Streaming prior examples: lazy decoding, reproducible plans, disjoint rank shards, mixing, resume."""
+
 import numpy as np
 import pytest
 import torch

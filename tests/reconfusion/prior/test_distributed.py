@@ -1,5 +1,6 @@
 """Multi-process prior training on the CPU (gloo, ``python -m torch.distributed.run``) and a run
 interrupted by SIGTERM that resumes bit for bit."""
+
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from tests.helpers.paths import ROOT as PATHS_ROOT
 
 ROOT = PATHS_ROOT
@@ -16,17 +18,32 @@ WORKER = ROOT / "tests" / "reconfusion" / "prior" / "ddp_worker.py"
 
 
 def _env():
-    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
 
 
 def _torchrun(out, report, steps):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
-           str(out), str(report), str(steps)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(WORKER),
+        str(out),
+        str(report),
+        str(steps),
+    ]
     p = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return [json.loads((report / f"rank{r}.json").read_text()) for r in range(2)], \
-        [load_file(str(report / f"rank{r}.safetensors")) for r in range(2)]
+    return [json.loads((report / f"rank{r}.json").read_text()) for r in range(2)], [
+        load_file(str(report / f"rank{r}.safetensors")) for r in range(2)
+    ]
 
 
 def _equal(a, b):
@@ -59,19 +76,40 @@ def _write_config(tmp_path, steps, num_workers=2):
     data = tmp_path / "data"
     write_co3d(data / "co3d", n=4, sequences=2)
     write_realestate(data / "re10k", n=6)
-    cfg = {"data": [{"format": "co3d", "path": str(data / "co3d"), "weight": 2.0},
-                    {"format": "realestate", "path": str(data / "re10k"), "weight": 1.0}],
-           "model": {"tiny": True, "tiny_latent_size": 8}, "steps": steps, "batch_size": 2, "grad_accum": 2,
-           "lr": 1e-3, "ema": 0.9, "checkpoint_every": 100, "log_every": 1, "num_workers": num_workers, "device": "cpu",
-           "epoch_size": 64}
+    cfg = {
+        "data": [
+            {"format": "co3d", "path": str(data / "co3d"), "weight": 2.0},
+            {"format": "realestate", "path": str(data / "re10k"), "weight": 1.0},
+        ],
+        "model": {"tiny": True, "tiny_latent_size": 8},
+        "steps": steps,
+        "batch_size": 2,
+        "grad_accum": 2,
+        "lr": 1e-3,
+        "ema": 0.9,
+        "checkpoint_every": 100,
+        "log_every": 1,
+        "num_workers": num_workers,
+        "device": "cpu",
+        "epoch_size": 64,
+    }
     path = tmp_path / "run.json"
     path.write_text(json.dumps(cfg))
     return path
 
 
 def _cli(config, out):
-    return [sys.executable, "-m", "reconfusion", "train-prior", "--config", str(config), "--out", str(out),
-            "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "reconfusion",
+        "train-prior",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs SIGTERM")
@@ -84,8 +122,9 @@ def test_sigterm_then_same_command_resumes_bit_for_bit(tmp_path):
         pytest.skip("shared data (lego) not present")
     steps = 10
     config = _write_config(tmp_path, steps)
-    ref = subprocess.run(_cli(config, tmp_path / "ref"), env=_env(), cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+    ref = subprocess.run(
+        _cli(config, tmp_path / "ref"), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert ref.returncode == 0, ref.stderr[-3000:]
     assert "examples/s" in ref.stderr and "data wait" in ref.stderr
     rec = [json.loads(x) for x in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
@@ -102,8 +141,9 @@ def test_sigterm_then_same_command_resumes_bit_for_bit(tmp_path):
     assert p.returncode == 0, "".join(lines) + (rest or "")
     state = json.loads((tmp_path / "run" / "latest.json").read_text())
     assert 2 <= state["step"] < steps, state
-    again = subprocess.run(_cli(config, tmp_path / "run"), env=_env(), cwd=ROOT, capture_output=True, text=True,
-                           timeout=300)
+    again = subprocess.run(
+        _cli(config, tmp_path / "run"), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resumed from {tmp_path / 'run'} at step {state['step']}" in again.stderr
     for name in ("last", "ema"):
@@ -138,8 +178,23 @@ def test_co3d_and_realestate_fixtures_train_from_a_config(tmp_path, caplog):
         assert json.loads((tmp_path / "run" / "latest.json").read_text())["step"] == 3
         caplog.clear()
         with caplog.at_level(logging.INFO):
-            assert main(["train-prior", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress",
-                         "--steps", "4", "--lr", "5e-4"]) == 0
+            assert (
+                main(
+                    [
+                        "train-prior",
+                        "--config",
+                        str(config),
+                        "--out",
+                        str(tmp_path / "run"),
+                        "--no-progress",
+                        "--steps",
+                        "4",
+                        "--lr",
+                        "5e-4",
+                    ]
+                )
+                == 0
+            )
         msgs = " ".join(r.getMessage() for r in caplog.records)
         assert "resumed from" in msgs and "at step 3" in msgs and "lr=0.0005 (saved 0.001)" in msgs
         assert json.loads((tmp_path / "run" / "latest.json").read_text())["step"] == 4
@@ -179,7 +234,9 @@ def test_sigterm_saves_and_the_rerun_is_bit_for_bit(tmp_path):
         rest = go(tmp_path / "run")
         assert rest.resumed_from == 2 and not rest.interrupted and cut.losses + rest.losses == ref.losses
         for name in ("last", "ema"):
-            assert _equal(load_file(str(tmp_path / "ref" / name / "model.safetensors")),
-                          load_file(str(tmp_path / "run" / name / "model.safetensors")))
+            assert _equal(
+                load_file(str(tmp_path / "ref" / name / "model.safetensors")),
+                load_file(str(tmp_path / "run" / name / "model.safetensors")),
+            )
     finally:
         torch.set_num_threads(n)

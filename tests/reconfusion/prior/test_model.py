@@ -1,4 +1,5 @@
 """Prior assembly: PixelNeRF conditioning, conv_in widening, CLIP tokens, VAE, save/load."""
+
 import os
 
 import pytest
@@ -6,10 +7,9 @@ import torch
 
 from reconfusion.prior import PriorConfig, ReconFusionPrior
 from reconfusion.prior.pixelnerf import PixelNeRF, PixelNeRFConfig, positional_encoding
-from tests.helpers.prior_scenes import camera_batch
 from reconfusion.prior.unet import tiny_unet_config, widen_conv_in
 from tests.helpers.numerics import assert_close
-
+from tests.helpers.prior_scenes import camera_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,8 +61,13 @@ def test_pixelnerf_pose_invariant(prior, seed, mid):
         out[..., :3, 3] *= s
         return out
 
-    moved = cams._replace(input_c2w=move(cams.input_c2w), target_c2w=move(cams.target_c2w), near=cams.near * s,
-                          far=cams.far * s, mid=None if mid is None else cams.mid * s)
+    moved = cams._replace(
+        input_c2w=move(cams.input_c2w),
+        target_c2w=move(cams.target_c2w),
+        near=cams.near * s,
+        far=cams.far * s,
+        mid=None if mid is None else cams.mid * s,
+    )
     with torch.no_grad():
         views = prior.encode_views(imgs)
         a = prior.condition(views, cams, (S, S))
@@ -131,10 +136,13 @@ def test_from_components_local_dirs(tmp_path, seed):
     unet.save_pretrained(tmp_path / "unet")
     AutoencoderKL.from_config(tiny_vae_config()).save_pretrained(tmp_path / "vae")
     build_clip(tiny_clip_config()).save_pretrained(tmp_path / "clip")
-    p = ReconFusionPrior.from_components(str(tmp_path / "unet"), str(tmp_path / "vae"), str(tmp_path / "clip"),
-                                         pixelnerf=dict(feature_channels=8, encoder_width=8, hidden=16,
-                                                        out_channels=3, n_samples=4, pe_freqs=1),
-                                         image_size=S)
+    p = ReconFusionPrior.from_components(
+        str(tmp_path / "unet"),
+        str(tmp_path / "vae"),
+        str(tmp_path / "clip"),
+        pixelnerf=dict(feature_channels=8, encoder_width=8, hidden=16, out_channels=3, n_samples=4, pe_freqs=1),
+        image_size=S,
+    )
     assert p.unet.conv_in.in_channels == 7 and p.downsample == 4
     assert torch.equal(p.unet.conv_in.weight[:, :4], unet.conv_in.weight)
     assert p.unet.conv_in.weight[:, 4:].abs().sum() == 0
@@ -142,8 +150,9 @@ def test_from_components_local_dirs(tmp_path, seed):
     q = ReconFusionPrior.load(str(tmp_path / "prior"))
     assert q.unet.conv_in.in_channels == 7
     with pytest.raises(ValueError, match="local directory"):
-        ReconFusionPrior.from_components("runwayml/stable-diffusion-v1-5", str(tmp_path / "vae"),
-                                         str(tmp_path / "clip"))
+        ReconFusionPrior.from_components(
+            "runwayml/stable-diffusion-v1-5", str(tmp_path / "vae"), str(tmp_path / "clip")
+        )
 
 
 def test_config_validation():
@@ -185,5 +194,7 @@ def test_saved_prior_files_share_one_mode(prior, tmp_path):
     import stat
 
     prior.save(str(tmp_path / "p"))
-    modes = {name: stat.S_IMODE(os.stat(tmp_path / "p" / name).st_mode) for name in ("config.json", "model.safetensors")}
+    modes = {
+        name: stat.S_IMODE(os.stat(tmp_path / "p" / name).st_mode) for name in ("config.json", "model.safetensors")
+    }
     assert len(set(modes.values())) == 1, modes

@@ -1,4 +1,5 @@
 """PixelNeRF: sample depths that cover unbounded scenes, feature-map alignment with an input view."""
+
 import json
 import math
 
@@ -7,8 +8,7 @@ import torch
 
 import rfkernels
 from reconfusion.prior.depths import depth_bounds
-from reconfusion.prior.pixelnerf import (PixelNeRF, PixelNeRFConfig, contract_distance, sample_bins,
-                                         uncontract_distance)
+from reconfusion.prior.pixelnerf import PixelNeRF, PixelNeRFConfig, contract_distance, sample_bins, uncontract_distance
 from tests.helpers.prior_formats import LEGO, lego_cameras
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -79,8 +79,11 @@ def test_feature_map_lines_up_with_the_input_view(monkeypatch, mid):
     off-centre principal point, arbitrary pose)."""
     torch.manual_seed(0)
     H, W, d = 48, 64, 4
-    pn = PixelNeRF(PixelNeRFConfig(feature_channels=6, encoder_width=8, hidden=16, out_channels=4, n_samples=8,
-                                   pe_freqs=2, downsample=d))
+    pn = PixelNeRF(
+        PixelNeRFConfig(
+            feature_channels=6, encoder_width=8, hidden=16, out_channels=4, n_samples=8, pe_freqs=2, downsample=d
+        )
+    )
     feats = torch.randn(1, 1, 6, H // d, W // d)
     K = torch.tensor([[70.0, 0, 29.0], [0, 66.0, 26.0], [0, 0, 1]])
     a, b = 0.4, -0.7
@@ -96,8 +99,18 @@ def test_feature_map_lines_up_with_the_input_view(monkeypatch, mid):
         return out
 
     monkeypatch.setattr(rfkernels, "gather_features", spy)
-    out = pn(feats, c2w[None, None], K[None, None], c2w[None], K[None], (H, W), torch.tensor([0.5]),
-             torch.tensor([6.0]), None if mid is None else torch.tensor([mid]), stratified=True)
+    out = pn(
+        feats,
+        c2w[None, None],
+        K[None, None],
+        c2w[None],
+        K[None],
+        (H, W),
+        torch.tensor([0.5]),
+        torch.tensor([6.0]),
+        None if mid is None else torch.tensor([mid]),
+        stratified=True,
+    )
     g = seen["out"]
     h, w, S = H // d, W // d, 8
     assert out.features.shape == (1, 4, h, w)

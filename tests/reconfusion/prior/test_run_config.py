@@ -1,6 +1,7 @@
 """train-prior's run config is checked as a whole against its schema before anything runs: every
 wrong type or range (``true`` is no integer, ``"0.9"`` no number), unknown key and malformed data or
 model entry is listed, on one line, naming the key."""
+
 import json
 
 import pytest
@@ -14,14 +15,32 @@ from reconfusion.prior.run_config import TrainConfig
 VALID = {"data": [{"format": "scene", "path": "s.npz"}], "model": {"tiny": True}, "steps": 2, "batch_size": 2}
 
 BAD = {  # key -> values the issue reported or that sit just outside the range
-    "batch_size": ["8", 2.0, True, 0], "steps": [None, -1, 1.5], "lr": ["abc", 0, -1e-4, float("inf")],
-    "ema": ["0.9", 1.0, -0.1], "grad_clip": ["x", -1], "views": [2, [0, 2], [3, 2], [1, "2"]],
-    "data": ["co3d:/x", [{"format": "co3d"}], [{"format": "tiff", "path": "x"}], [{"format": "co3d", "path": "x",
-                                                                                     "weight": 0}], [3]],
-    "model": [["tiny"], {"tiny": "yes"}, {"prediction_type": "x0"}, {"size": 3}], "epoch_size": [0, "10"],
-    "device": ["tpu", "cuda:x", 0], "num_workers": [-1, True], "max_bad_examples": [-1, 1.0],
-    "mixed_precision": ["fp8", None], "tensorboard": [1, "true"], "warmup_steps": [-1], "seed": [-1, "0"],
-    "checkpoint_every": [0], "log_every": [0], "grad_accum": [0], "weight_decay": [-0.1],
+    "batch_size": ["8", 2.0, True, 0],
+    "steps": [None, -1, 1.5],
+    "lr": ["abc", 0, -1e-4, float("inf")],
+    "ema": ["0.9", 1.0, -0.1],
+    "grad_clip": ["x", -1],
+    "views": [2, [0, 2], [3, 2], [1, "2"]],
+    "data": [
+        "co3d:/x",
+        [{"format": "co3d"}],
+        [{"format": "tiff", "path": "x"}],
+        [{"format": "co3d", "path": "x", "weight": 0}],
+        [3],
+    ],
+    "model": [["tiny"], {"tiny": "yes"}, {"prediction_type": "x0"}, {"size": 3}],
+    "epoch_size": [0, "10"],
+    "device": ["tpu", "cuda:x", 0],
+    "num_workers": [-1, True],
+    "max_bad_examples": [-1, 1.0],
+    "mixed_precision": ["fp8", None],
+    "tensorboard": [1, "true"],
+    "warmup_steps": [-1],
+    "seed": [-1, "0"],
+    "checkpoint_every": [0],
+    "log_every": [0],
+    "grad_accum": [0],
+    "weight_decay": [-0.1],
 }
 
 
@@ -40,14 +59,33 @@ def test_all_problems_listed_and_unknown_keys():
 
 def test_the_defaults_and_a_full_config_are_valid():
     assert problems(TrainConfig().to_dict()) == []
-    assert problems({**VALID, "views": [1, 3], "epoch_size": 64, "device": "cuda:1", "lr": 1, "ema": 0,
-                     "data": [{"format": "realestate", "path": "a", "frames": "b", "weight": 2.5}]}) == []
+    assert (
+        problems(
+            {
+                **VALID,
+                "views": [1, 3],
+                "epoch_size": 64,
+                "device": "cuda:1",
+                "lr": 1,
+                "ema": 0,
+                "data": [{"format": "realestate", "path": "a", "frames": "b", "weight": 2.5}],
+            }
+        )
+        == []
+    )
 
 
 @settings(max_examples=40, deadline=None, database=None, derandomize=True)
-@given(st.sampled_from(sorted(BAD)), st.one_of(st.none(), st.booleans(), st.text(max_size=3),
-                                               st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=2),
-                                                                                                     st.integers(), max_size=2)))
+@given(
+    st.sampled_from(sorted(BAD)),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.text(max_size=3),
+        st.lists(st.integers(), max_size=3),
+        st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+    ),
+)
 def test_any_value_is_accepted_or_named(key, value):
     """A drawn value either builds a config or is reported against its key; nothing else is raised."""
     try:

@@ -1,6 +1,7 @@
 """A hostile run folder (``latest.json`` pointing out, links planted in ``--out``, a saved state that
 is truncated, pickled or of another prior size) makes ``train-prior`` refuse with one clear line naming
 the file, and nothing outside ``--out`` is created, changed or deleted."""
+
 import hashlib
 import json
 import os
@@ -17,8 +18,26 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(data: pathlib.Path, out: pathlib.Path, steps: int) -> int:
-    return main(["train-prior", str(data), "--tiny", "--out", str(out), "--steps", str(steps), "--batch-size", "2",
-                 "--checkpoint-every", "1", "--num-workers", "0", "--no-progress", "--device", "cpu"])
+    return main(
+        [
+            "train-prior",
+            str(data),
+            "--tiny",
+            "--out",
+            str(out),
+            "--steps",
+            str(steps),
+            "--batch-size",
+            "2",
+            "--checkpoint-every",
+            "1",
+            "--num-workers",
+            "0",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
 
 
 def _snapshot(root: pathlib.Path) -> dict:
@@ -97,8 +116,8 @@ def _truncated(out, victim):
 
 def _resized(path: pathlib.Path):
     """Rewrite a safetensors file with its first tensor one row longer (a state of another prior size)."""
-    from safetensors.torch import load_file, save_file
     import torch
+    from safetensors.torch import load_file, save_file
 
     tensors = load_file(str(path))
     k = sorted(k for k, t in tensors.items() if t.dim() > 0)[0]
@@ -134,18 +153,45 @@ def _model_config_cut(out, victim):
     p.write_text(p.read_text()[:30])
 
 
-HOSTILE = {f.__name__.lstrip("_"): f for f in (
-    _escape_up, _escape_absolute, _state_is_a_link_out, _latest_is_a_link_out, _saved_prior_is_a_link_out,
-    _metrics_is_a_link_out, _no_dir_key, _dir_not_a_string, _not_an_object, _truncated, _model_of_other_size,
-    _ema_of_other_size, _optimizer_of_other_size, _model_truncated, _model_pickled, _model_config_cut)}
-EXPECTED = {"escape_up": "state-<step> folder", "escape_absolute": "state-<step> folder",
-            "state_is_a_link_out": "outside", "latest_is_a_link_out": "outside",
-            "saved_prior_is_a_link_out": "outside", "metrics_is_a_link_out": "outside",
-            "no_dir_key": '"dir" and "step"', "dir_not_a_string": "state-<step> folder",
-            "not_an_object": '"dir" and "step"', "truncated": "not JSON", "model_of_other_size": "another prior size",
-            "ema_of_other_size": "another prior size", "optimizer_of_other_size": "another prior size",
-            "model_truncated": "truncated or not a safetensors", "model_pickled": "is a pickle",
-            "model_config_cut": "not JSON"}
+HOSTILE = {
+    f.__name__.lstrip("_"): f
+    for f in (
+        _escape_up,
+        _escape_absolute,
+        _state_is_a_link_out,
+        _latest_is_a_link_out,
+        _saved_prior_is_a_link_out,
+        _metrics_is_a_link_out,
+        _no_dir_key,
+        _dir_not_a_string,
+        _not_an_object,
+        _truncated,
+        _model_of_other_size,
+        _ema_of_other_size,
+        _optimizer_of_other_size,
+        _model_truncated,
+        _model_pickled,
+        _model_config_cut,
+    )
+}
+EXPECTED = {
+    "escape_up": "state-<step> folder",
+    "escape_absolute": "state-<step> folder",
+    "state_is_a_link_out": "outside",
+    "latest_is_a_link_out": "outside",
+    "saved_prior_is_a_link_out": "outside",
+    "metrics_is_a_link_out": "outside",
+    "no_dir_key": '"dir" and "step"',
+    "dir_not_a_string": "state-<step> folder",
+    "not_an_object": '"dir" and "step"',
+    "truncated": "not JSON",
+    "model_of_other_size": "another prior size",
+    "ema_of_other_size": "another prior size",
+    "optimizer_of_other_size": "another prior size",
+    "model_truncated": "truncated or not a safetensors",
+    "model_pickled": "is a pickle",
+    "model_config_cut": "not JSON",
+}
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))

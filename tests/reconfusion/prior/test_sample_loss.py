@@ -1,11 +1,11 @@
 """The sample loss in reconstruction: novel poses, t annealing, gradients into the NeRF, the loop."""
+
 import pytest
 import torch
 
 from reconfusion.data.scene import select_views
 from reconfusion.prior import ReconFusionPrior
-from reconfusion.prior.sample_loss import (SampleLoss, annealed_t_range, focus_point, nearest_views,
-                                           sample_novel_pose)
+from reconfusion.prior.sample_loss import SampleLoss, annealed_t_range, focus_point, nearest_views, sample_novel_pose
 from tests.helpers.prior_scenes import synthetic_scene
 
 S = 64
@@ -80,8 +80,7 @@ def _ctx(scene, progress=0.5):
 def test_sample_loss_has_gradients_into_nerf(prior, kind, guidance):
     scene = _scene(kind)
     ctx = _ctx(scene)
-    fn = SampleLoss(prior, scene, steps=2, guidance=guidance, lpips=lambda x, y: (x - y).square().mean(),
-                    seed=1)
+    fn = SampleLoss(prior, scene, steps=2, guidance=guidance, lpips=lambda x, y: (x - y).square().mean(), seed=1)
     loss = fn(ctx)
     assert loss.dim() == 0 and torch.isfinite(loss) and loss > 0
     loss.backward()
@@ -117,12 +116,53 @@ def test_cli_train_prior_then_reconstruct_with_prior(tmp_path, capsys):
     sc = synthetic_scene(6, 32)
     data = tmp_path / "scene.npz"
     np.savez(data, images=sc.images.numpy(), poses=sc.c2w.numpy(), focal=32.0, near=1.0, far=5.0)
-    assert main(["train-prior", str(data), "--tiny", "--out", str(tmp_path / "prior"), "--steps", "2",
-                 "--batch-size", "1", "--device", "cpu", "--num-workers", "0", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train-prior",
+                str(data),
+                "--tiny",
+                "--out",
+                str(tmp_path / "prior"),
+                "--steps",
+                "2",
+                "--batch-size",
+                "1",
+                "--device",
+                "cpu",
+                "--num-workers",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "prior" / "ema" / "model.safetensors").is_file()
-    rc = main(["reconstruct", "--data", str(data), "--views", "3", "--iterations", "2", "--batch-rays", "32",
-               "--prior", str(tmp_path / "prior" / "ema"), "--prior-every", "1", "--prior-steps", "1",
-               "--no-video", "--quiet", "--device", "cpu", "--out", str(tmp_path / "run")])
+    rc = main(
+        [
+            "reconstruct",
+            "--data",
+            str(data),
+            "--views",
+            "3",
+            "--iterations",
+            "2",
+            "--batch-rays",
+            "32",
+            "--prior",
+            str(tmp_path / "prior" / "ema"),
+            "--prior-every",
+            "1",
+            "--prior-steps",
+            "1",
+            "--no-video",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert rc == 0 and "sample loss every 1" in capsys.readouterr().out
     hist = json.loads((tmp_path / "run" / "history.json").read_text())
     assert hist[0]["prior"] > 0
@@ -204,11 +244,10 @@ def test_the_runs_backend_reaches_every_op_and_the_priors_gather(prior, monkeypa
     prior's PixelNeRF gather is called without a backend and sees the run's choice. The run asks for
     triton, which "auto" would never pick on the CPU; the spy records the scope each op sees, then
     computes with torch (the interpreter would take minutes)."""
-    from rfkernels import _dispatch
-
     from reconfusion.config import tiny
     from reconfusion.losses import LossTerm
     from reconfusion.reconstruct import train
+    from rfkernels import _dispatch
 
     if _dispatch.triton_unavailable_reason(torch.device("cpu")) is not None:
         pytest.skip("needs Triton (GPU or interpreter): check_backend refuses the run otherwise")
@@ -220,10 +259,12 @@ def test_the_runs_backend_reaches_every_op_and_the_priors_gather(prior, monkeypa
 
     monkeypatch.setattr(_dispatch, "resolve_backend", spy)
     scene = _scene("forward")
-    cfg = tiny().replace(iterations=2, batch_rays=16, warmup_steps=1, checkpoint_every=0, backend="triton",
-                         torch_compile=False)
-    train(scene, cfg, None, extra_terms=[LossTerm("prior", SampleLoss(prior, scene, steps=1, seed=0))],
-          progress_bar=False)
+    cfg = tiny().replace(
+        iterations=2, batch_rays=16, warmup_steps=1, checkpoint_every=0, backend="triton", torch_compile=False
+    )
+    train(
+        scene, cfg, None, extra_terms=[LossTerm("prior", SampleLoss(prior, scene, steps=1, seed=0))], progress_bar=False
+    )
     families = {f for f, _, _ in calls}
     assert {"gather", "hashgrid", "sampling", "volrend"} <= families, families
     assert all(arg is None and scope == "triton" for _, arg, scope in calls), set(calls)

@@ -1,4 +1,5 @@
 """DDIM sampler: timesteps, guidance edge cases, batched CFG == separate branches, graph fallback."""
+
 import logging
 
 import pytest
@@ -6,9 +7,8 @@ import torch
 
 from reconfusion.prior import ReconFusionPrior
 from reconfusion.prior import sampler as SM
-from tests.helpers.prior_scenes import camera_batch
 from tests.helpers.numerics import assert_close
-
+from tests.helpers.prior_scenes import camera_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -139,9 +139,15 @@ def test_graph_capture_failure_falls_back_to_eager(setup, monkeypatch, caplog):
 
     monkeypatch.setattr(SM, "CudaGraphStep", Boom)
     smp = SM.DDIMSampler(prior, 2.0, cuda_graph=True)
-    inputs = dict(x=x, t=torch.full((2,), 5), a_t=torch.full((2, 1, 1, 1), 0.5), a_prev=torch.ones(2, 1, 1, 1),
-                  features=torch.cat([null.features, cond.features]), tokens=torch.cat([null.tokens, cond.tokens]),
-                  guidance=torch.tensor([2.0]))
+    inputs = dict(
+        x=x,
+        t=torch.full((2,), 5),
+        a_t=torch.full((2, 1, 1, 1), 0.5),
+        a_prev=torch.ones(2, 1, 1, 1),
+        features=torch.cat([null.features, cond.features]),
+        tokens=torch.cat([null.tokens, cond.tokens]),
+        guidance=torch.tensor([2.0]),
+    )
     with caplog.at_level(logging.WARNING, logger=SM.__name__), torch.no_grad():
         assert smp._graph("cfg", inputs) is None
         assert smp._graph("cfg", inputs) is None  # cached: no second attempt, no second log

@@ -1,4 +1,5 @@
 """Training: the loss, EMA, a few steps on a tiny prior make the loss go down, full resume in-process."""
+
 import pytest
 import torch
 
@@ -104,8 +105,9 @@ def _params(prior):
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     """Stop at step 3 (state saved), continue to 6 with a fresh prior object: weights, EMA and losses
     equal the uninterrupted run's bit for bit (grad accumulation 2, so data position matters)."""
-    from reconfusion.prior import checkpoint as ckpt
     from safetensors.torch import load_file
+
+    from reconfusion.prior import checkpoint as ckpt
 
     def fresh():
         torch.manual_seed(0)
@@ -116,8 +118,9 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     full = train_prior(fresh(), _data(32, 2, (1, 2), scenes=2), cfg, str(tmp_path / "a"))
     a = ReconFusionPrior.load(str(tmp_path / "a" / "last"))
     torch.manual_seed(123)
-    first = train_prior(fresh(), _data(32, 2, (1, 2), scenes=2), _cfg(**{**cfg.to_dict(), "steps": 3}),
-                        str(tmp_path / "b"))
+    first = train_prior(
+        fresh(), _data(32, 2, (1, 2), scenes=2), _cfg(**{**cfg.to_dict(), "steps": 3}), str(tmp_path / "b")
+    )
     assert first.step == 3 and ckpt.latest(str(tmp_path / "b"))["step"] == 3
     torch.manual_seed(999)  # whatever the process did meanwhile
     rest = train_prior(fresh(), _data(32, 2, (1, 2), scenes=2), cfg, str(tmp_path / "b"))
@@ -148,8 +151,10 @@ def test_finetuning_an_epsilon_base_converges(prediction_type, tmp_path):
     def eval_loss():
         prior.eval()
         with torch.no_grad():
-            vals = [prior_loss(prior, fixed, torch.Generator().manual_seed(i), stratified=False)[1]["diffusion"]
-                    for i in range(3)]
+            vals = [
+                prior_loss(prior, fixed, torch.Generator().manual_seed(i), stratified=False)[1]["diffusion"]
+                for i in range(3)
+            ]
         return float(torch.stack(vals).mean())
 
     before = eval_loss()
@@ -162,12 +167,30 @@ def test_finetuning_an_epsilon_base_converges(prediction_type, tmp_path):
 def test_config_file_and_flags():
     from reconfusion.prior.run_config import build_parser, config_from_args
 
-    args = build_parser().parse_args(["s1", "--out", "o", "--data", "co3d:/d/co3d:3", "--data", "realestate:/d/re",
-                                      "--tiny", "--steps", "7", "--grad-accum", "4", "--prediction", "epsilon"])
+    args = build_parser().parse_args(
+        [
+            "s1",
+            "--out",
+            "o",
+            "--data",
+            "co3d:/d/co3d:3",
+            "--data",
+            "realestate:/d/re",
+            "--tiny",
+            "--steps",
+            "7",
+            "--grad-accum",
+            "4",
+            "--prediction",
+            "epsilon",
+        ]
+    )
     cfg = config_from_args(args)
-    assert cfg.data == [{"format": "co3d", "path": "/d/co3d", "weight": 3.0},
-                        {"format": "realestate", "path": "/d/re", "weight": 1.0},
-                        {"format": "scene", "path": "s1", "downscale": 1.0}]
+    assert cfg.data == [
+        {"format": "co3d", "path": "/d/co3d", "weight": 3.0},
+        {"format": "realestate", "path": "/d/re", "weight": 1.0},
+        {"format": "scene", "path": "s1", "downscale": 1.0},
+    ]
     assert cfg.model == {"tiny": True, "prediction_type": "epsilon"} and (cfg.steps, cfg.grad_accum) == (7, 4)
     assert cfg.batch_size == TrainConfig().batch_size  # not given: the default
 
@@ -182,10 +205,35 @@ def test_run_json_reproduces_the_run(tmp_path):
     sc = synthetic_scene(6, 32)
     data = tmp_path / "scene.npz"
     np.savez(data, images=sc.images.numpy(), poses=sc.c2w.numpy(), focal=32.0, near=1.0, far=5.0)
-    assert main(["train-prior", str(data), "--tiny", "--out", str(tmp_path / "a"), "--steps", "2", "--batch-size", "2",
-                 "--num-workers", "0", "--no-progress", "--seed", "3", "--device", "cpu"]) == 0
-    assert main(["train-prior", "--config", str(tmp_path / "a" / "run.json"), "--out", str(tmp_path / "b"),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train-prior",
+                str(data),
+                "--tiny",
+                "--out",
+                str(tmp_path / "a"),
+                "--steps",
+                "2",
+                "--batch-size",
+                "2",
+                "--num-workers",
+                "0",
+                "--no-progress",
+                "--seed",
+                "3",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            ["train-prior", "--config", str(tmp_path / "a" / "run.json"), "--out", str(tmp_path / "b"), "--no-progress"]
+        )
+        == 0
+    )
     a, b = (load_file(str(tmp_path / d / "last" / "model.safetensors")) for d in "ab")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

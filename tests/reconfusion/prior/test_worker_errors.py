@@ -3,6 +3,7 @@ with 0, 1 or 2 DataLoader workers, every worker reaped and the last saved state 
 ``--max-bad-examples N`` the first N are left out and logged. Each run is a separate process with a
 timeout: a run that does not exit fails the test instead of hanging it (the hang was at the
 interpreter's exit, waiting for workers that ignore SIGTERM, so it is invisible in-process)."""
+
 import json
 import os
 import signal
@@ -36,10 +37,32 @@ SOURCES = {"co3d": _co3d, "colmap": _colmap}
 def _run(data: str, out, *flags: str) -> subprocess.CompletedProcess:
     """``reconfusion train-prior`` in its own session; after it exits, no process of that session
     (a worker) may be left."""
-    cmd = [sys.executable, "-m", "reconfusion", "train-prior", "--data", data, "--tiny", "--out", str(out),
-           "--batch-size", "1", "--no-progress", "--device", "cpu", *flags]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "reconfusion",
+        "train-prior",
+        "--data",
+        data,
+        "--tiny",
+        "--out",
+        str(out),
+        "--batch-size",
+        "1",
+        "--no-progress",
+        "--device",
+        "cpu",
+        *flags,
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         out_text, err_text = proc.communicate(timeout=EXIT_WITHIN_S)
     except subprocess.TimeoutExpired:
@@ -78,10 +101,12 @@ def test_the_last_saved_state_is_kept(tmp_path):
 def test_bad_examples_up_to_the_limit_are_left_out_and_logged(tmp_path):
     data, image = _co3d(tmp_path / "data")
     image.unlink()
-    res = _run(data, tmp_path / "run", "--steps", "40", "--num-workers", "1", "--max-bad-examples", "2",
-               "--log-every", "1000")
+    res = _run(
+        data, tmp_path / "run", "--steps", "40", "--num-workers", "1", "--max-bad-examples", "2", "--log-every", "1000"
+    )
     assert res.returncode == 2
     logged = [line for line in res.stderr.splitlines() if line.startswith("bad example")]
     assert logged == [f"bad example {k} of at most 2 left out: image not found: {image}" for k in (1, 2)]
-    assert res.stderr.strip().splitlines()[-1] == (f"reconfusion: error: image not found: {image} "
-                                                   "(3 bad examples, more than max_bad_examples=2)")
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"reconfusion: error: image not found: {image} (3 bad examples, more than max_bad_examples=2)"
+    )

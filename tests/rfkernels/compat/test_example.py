@@ -7,6 +7,7 @@ transcription of nerfacc's kernel in test_compat_nerfacc.py); everything else on
 estimator's Python, its transmittance and loss, ``rendering``) is nerfacc's own. With CUDA nothing
 is replaced (and sampling is not stratified, as the random streams differ). Both runs use the
 tcnn-free compat fields (tiny-cuda-nn cannot be installed here)."""
+
 import importlib
 import os
 import sys
@@ -36,8 +37,15 @@ def test_example_losses_match_real_nerfacc(monkeypatch):
     torch.set_num_threads(1)
     try:
         data = example.load_lego(LEGO, size=25, n_views=20, device=DEVICE)
-        kw = dict(steps=8, n_rays=96, prop_samples=(16, 8), num_samples=8, n_levels=4, device=DEVICE,
-                  stratified=DEVICE.type == "cpu")
+        kw = dict(
+            steps=8,
+            n_rays=96,
+            prop_samples=(16, 8),
+            num_samples=8,
+            n_levels=4,
+            device=DEVICE,
+            stratified=DEVICE.type == "cpu",
+        )
         monkeypatch.setattr(example, "nerfacc", compat_nerfacc)
         ours = example.train(data, **kw)
         if DEVICE.type == "cpu":

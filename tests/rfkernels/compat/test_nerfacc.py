@@ -15,8 +15,6 @@ from tests.helpers.peers import real_nerfacc as _real_nerfacc
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
 @pytest.fixture(scope="module")
 def nf():
     return _real_nerfacc()[0]
@@ -106,8 +104,10 @@ def test_weight_from_alpha_padded(nf, seed):
         assert_close(_grads(o, a)[0], _grads(r, b)[0], atol=1e-5, name="d alphas")
     assert_close(ours.render_transmittance_from_alpha(alphas), nf.render_transmittance_from_alpha(alphas))
     for eps, thre in ((1e-4, 0.0), (0.3, 0.2)):
-        assert torch.equal(ours.render_visibility_from_alpha(alphas, early_stop_eps=eps, alpha_thre=thre),
-                           nf.render_visibility_from_alpha(alphas, early_stop_eps=eps, alpha_thre=thre))
+        assert torch.equal(
+            ours.render_visibility_from_alpha(alphas, early_stop_eps=eps, alpha_thre=thre),
+            nf.render_visibility_from_alpha(alphas, early_stop_eps=eps, alpha_thre=thre),
+        )
 
 
 @pytest.mark.parametrize("fn", ["inclusive_sum", "exclusive_sum", "inclusive_prod", "exclusive_prod"])
@@ -183,8 +183,9 @@ def test_packed_matches_padded(nf, backend, seed):
         wa, ta = ours.render_weight_from_alpha(pa, **kw)
         wr, tr = nf.render_weight_from_alpha(alphas)
         assert_close(wa, wr[mask], atol=1e-6, name="packed alpha weights")
-        assert torch.equal(ours.render_visibility_from_density(p0, p1, ps, **kw),
-                           nf.render_visibility_from_density(t0, t1, sig)[mask])
+        assert torch.equal(
+            ours.render_visibility_from_density(p0, p1, ps, **kw), nf.render_visibility_from_density(t0, t1, sig)[mask]
+        )
     for fn in ("inclusive_sum", "exclusive_sum", "inclusive_prod", "exclusive_prod"):
         x = torch.randn_like(sig)
         a = _leaf(x[mask])
@@ -196,8 +197,8 @@ def test_packed_matches_padded(nf, backend, seed):
         gout = torch.randn_like(o)
         g_ref = torch.zeros_like(x)
         g_ref[mask] = gout
-        go, = torch.autograd.grad(o, a, gout)
-        gr, = torch.autograd.grad(getattr(nf, fn)(xb[0]), xb, g_ref)
+        (go,) = torch.autograd.grad(o, a, gout)
+        (gr,) = torch.autograd.grad(getattr(nf, fn)(xb[0]), xb, g_ref)
         assert_close(go, gr[mask], atol=1e-5, name=f"d packed {fn}")
 
 
@@ -287,11 +288,13 @@ def test_importance_sampling_stratified_single_jitter(seed):
     """Stratified: one jitter per ray, so the CDF values of a ray's samples are equally spaced."""
     bins, cdfs = _random_cdf(5, 6, seed)
     _, s = ours.importance_sampling(ours.RayIntervals(vals=bins), cdfs, 7, stratified=True)
+
     # the jitter of each ray, recovered from its first sample, reproduces all of its samples
     def cdf_at(t):  # piecewise-linear CDF at t
         p = torch.searchsorted(bins.contiguous(), t.contiguous(), right=True).clamp(1, bins.shape[1] - 1)
         b0, b1, c0, c1 = bins.gather(1, p - 1), bins.gather(1, p), cdfs.gather(1, p - 1), cdfs.gather(1, p)
         return c0 + (t - b0) / (b1 - b0) * (c1 - c0)
+
     u = (cdf_at(s.vals) - cdfs[:, :1]) / (cdfs[:, -1:] - cdfs[:, :1]) * 7
     bias = u[:, 0]
     assert bool(((bias >= 0) & (bias <= 1)).all())
@@ -311,15 +314,17 @@ def test_importance_sampling_per_ray_counts(seed):
         k = int(n[r])
         if k == 0:
             continue
-        one_iv, one_s = ours.importance_sampling(ours.RayIntervals(vals=bins[r:r + 1]), cdfs[r:r + 1], k)
+        one_iv, one_s = ours.importance_sampling(ours.RayIntervals(vals=bins[r : r + 1]), cdfs[r : r + 1], k)
         st, cnt = s.packed_info[r].tolist()
-        assert_close(s.vals[st:st + cnt], one_s.vals[0], name=f"ray {r} samples")
+        assert_close(s.vals[st : st + cnt], one_s.vals[0], name=f"ray {r} samples")
         st, cnt = iv.packed_info[r].tolist()
-        assert_close(iv.vals[st:st + cnt], one_iv.vals[0], name=f"ray {r} edges")
-        assert iv.is_left[st:st + cnt].tolist() == [True] * k + [False]
-        assert iv.is_right[st:st + cnt].tolist() == [False] + [True] * k
+        assert_close(iv.vals[st : st + cnt], one_iv.vals[0], name=f"ray {r} edges")
+        assert iv.is_left[st : st + cnt].tolist() == [True] * k + [False]
+        assert iv.is_right[st : st + cnt].tolist() == [False] + [True] * k
     # flattened input intervals give the same samples as batched ones
-    flat = ours.RayIntervals(vals=bins.reshape(-1), packed_info=torch.stack([torch.arange(5) * 6, torch.full((5,), 6)], 1).to(DEVICE))
+    flat = ours.RayIntervals(
+        vals=bins.reshape(-1), packed_info=torch.stack([torch.arange(5) * 6, torch.full((5,), 6)], 1).to(DEVICE)
+    )
     _, s2 = ours.importance_sampling(flat, cdfs.reshape(-1), n)
     assert_close(s2.vals, s.vals, name="flattened input")
 
@@ -334,7 +339,9 @@ def test_searchsorted(seed):
     q = torch.rand(4, 9, device=DEVICE) * 1.4 - 0.2
     left, right = ours.searchsorted(ours.RayIntervals(vals=key), ours.RaySamples(vals=q))
     inside = (q >= key[:, :1]) & (q < key[:, -1:])
-    assert bool((key.gather(1, left)[inside] <= q[inside]).all()) and bool((q[inside] < key.gather(1, right)[inside]).all())
+    assert bool((key.gather(1, left)[inside] <= q[inside]).all()) and bool(
+        (q[inside] < key.gather(1, right)[inside]).all()
+    )
     assert bool((right - left <= 1).all()) and int(left.min()) >= 0 and int(right.max()) <= 5
 
 
@@ -368,8 +375,9 @@ def test_prop_net_estimator_sampling_and_loss(nf, backend, seed):
     props = [_Prop(seed), _Prop(seed + 1)]
     R = 6
     est = ours.PropNetEstimator(torch.optim.SGD([p for m in props for p in m.parameters()], lr=0.1))
-    t0, t1 = est.sampling(props, [16, 12], 10, n_rays=R, near_plane=0.5, far_plane=4.0,
-                          sampling_type="lindisp", requires_grad=True)
+    t0, t1 = est.sampling(
+        props, [16, 12], 10, n_rays=R, near_plane=0.5, far_plane=4.0, sampling_type="lindisp", requires_grad=True
+    )
     assert t0.shape == t1.shape == (R, 10) and torch.equal(t0[:, 1:], t1[:, :-1])
     assert bool((t0[:, 0] >= 0.5 - 1e-5).all()) and bool((t1[:, -1] <= 4.0 + 1e-5).all())
     assert len(est.prop_cache) == 3
@@ -396,14 +404,21 @@ def test_prop_net_estimator_sampling_and_loss(nf, backend, seed):
     ref = sum(_pdf_loss_reference(s_vals, cdf_q, sv, c).mean() for sv, c in ref_cache) * 2.0
     assert_close(loss, ref, atol=1e-6, rtol=1e-4, name="loss")
     params = [p for m in props for p in m.parameters()]
-    assert_close(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]),
-                 torch.cat([g.reshape(-1) for g in torch.autograd.grad(ref, params)]), atol=1e-6, rtol=1e-3, name="d loss")
+    assert_close(
+        torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]),
+        torch.cat([g.reshape(-1) for g in torch.autograd.grad(ref, params)]),
+        atol=1e-6,
+        rtol=1e-3,
+        name="d loss",
+    )
     assert est.prop_cache == []
     # nerfacc's own torch implementation of the outer loss agrees too (eps differs by 2e-8)
     sv, c = ref_cache[0]
     w = cdf_q[:, 1:] - cdf_q[:, :-1]
     wk = c[:, 1:] - c[:, :-1]
-    assert_close(_pdf_loss_reference(s_vals, cdf_q, sv, c), nf_prop._lossfun_outer(s_vals, w, sv, wk), atol=1e-5, rtol=1e-3)
+    assert_close(
+        _pdf_loss_reference(s_vals, cdf_q, sv, c), nf_prop._lossfun_outer(s_vals, w, sv, wk), atol=1e-5, rtol=1e-3
+    )
 
 
 def test_prop_net_update_every_n_steps(seed):
@@ -412,8 +427,17 @@ def test_prop_net_update_every_n_steps(seed):
     sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
     est = ours.PropNetEstimator(opt, sched)
     before = prop.c.detach().clone()
-    est.sampling([prop], [8], 6, n_rays=4, near_plane=0.1, far_plane=2.0, sampling_type="uniform",
-                 stratified=True, requires_grad=True)
+    est.sampling(
+        [prop],
+        [8],
+        6,
+        n_rays=4,
+        near_plane=0.1,
+        far_plane=2.0,
+        sampling_type="uniform",
+        stratified=True,
+        requires_grad=True,
+    )
     trans = torch.tensor([1.0, 1.0, 1.0, 0.01, 0.01, 0.01], device=DEVICE).expand(4, 6).contiguous()  # a wall
     value = est.update_every_n_steps(trans, requires_grad=True)
     assert isinstance(value, float) and value > 0 and not torch.equal(prop.c, before)

@@ -6,6 +6,7 @@ accumulate_along_rays, the four scans), and of its refusals: inputs broken one w
 Derandomized by default (the same draws every run, as tests/rfkernels/test_fuzz.py);
 ``RFK_FUZZ_RANDOM=1 RFK_FUZZ_EXAMPLES=1000`` for a campaign on fresh draws.
 """
+
 import os
 import re
 
@@ -20,11 +21,26 @@ from tests.helpers.peers import real_nerfacc
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FUZZ = settings(max_examples=int(os.environ.get("RFK_FUZZ_EXAMPLES", "25")), deadline=None, database=None,
-                derandomize=os.environ.get("RFK_FUZZ_RANDOM", "0") != "1",
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-NERFACC_ARGS = {"t_starts", "t_ends", "sigmas", "alphas", "weights", "values", "ray_indices", "n_rays",
-                "packed_info", "prefix_trans", "inputs"}
+FUZZ = settings(
+    max_examples=int(os.environ.get("RFK_FUZZ_EXAMPLES", "25")),
+    deadline=None,
+    database=None,
+    derandomize=os.environ.get("RFK_FUZZ_RANDOM", "0") != "1",
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+NERFACC_ARGS = {
+    "t_starts",
+    "t_ends",
+    "sigmas",
+    "alphas",
+    "weights",
+    "values",
+    "ray_indices",
+    "n_rays",
+    "packed_info",
+    "prefix_trans",
+    "inputs",
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +65,19 @@ def padded_rays(draw):
 def test_padded_paths_agree_with_nerfacc(nf, rays, with_prefix):
     t0, t1, sigmas, alphas, values = rays
     prefix = torch.rand_like(sigmas) if with_prefix else None
-    for a, e in zip(ours.render_weight_from_density(t0, t1, sigmas, prefix_trans=prefix),
-                    nf.render_weight_from_density(t0, t1, sigmas, prefix_trans=prefix)):
+    for a, e in zip(
+        ours.render_weight_from_density(t0, t1, sigmas, prefix_trans=prefix),
+        nf.render_weight_from_density(t0, t1, sigmas, prefix_trans=prefix),
+    ):
         assert_close(a, e, rtol=1e-5, atol=1e-6)
-    for a, e in zip(ours.render_weight_from_alpha(alphas, prefix_trans=prefix),
-                    nf.render_weight_from_alpha(alphas, prefix_trans=prefix)):
+    for a, e in zip(
+        ours.render_weight_from_alpha(alphas, prefix_trans=prefix),
+        nf.render_weight_from_alpha(alphas, prefix_trans=prefix),
+    ):
         assert_close(a, e, rtol=1e-10, atol=1e-12)
-    assert_close(ours.accumulate_along_rays(alphas, values), nf.accumulate_along_rays(alphas, values),
-                 rtol=1e-10, atol=1e-12)
+    assert_close(
+        ours.accumulate_along_rays(alphas, values), nf.accumulate_along_rays(alphas, values), rtol=1e-10, atol=1e-12
+    )
     for name in ("inclusive_sum", "exclusive_sum", "inclusive_prod", "exclusive_prod"):
         assert_close(getattr(ours, name)(values[..., 0]), getattr(nf, name)(values[..., 0]), rtol=1e-10, atol=1e-12)
 
@@ -68,9 +89,21 @@ def _flat(draw):
     return torch.rand(len(ids), dtype=torch.float64), torch.tensor(ids), n_rays
 
 
-BREAKS = ["float ids", "negative id", "id >= n_rays", "short ids", "long ids", "0-d weights", "unsorted ids",
-          "bad n_rays", "prefix shape", "packed_info float", "packed_info gap", "packed_info negative",
-          "packed_info shape"]
+BREAKS = [
+    "float ids",
+    "negative id",
+    "id >= n_rays",
+    "short ids",
+    "long ids",
+    "0-d weights",
+    "unsorted ids",
+    "bad n_rays",
+    "prefix shape",
+    "packed_info float",
+    "packed_info gap",
+    "packed_info negative",
+    "packed_info shape",
+]
 
 
 @st.composite
@@ -83,9 +116,11 @@ def broken_call(draw):
     if how == "float ids":
         ids = ids.float()
     elif how == "negative id":
-        ids = ids.clone(); ids[0] = -draw(st.integers(1, 3))
+        ids = ids.clone()
+        ids[0] = -draw(st.integers(1, 3))
     elif how == "id >= n_rays":
-        ids = ids.clone(); ids[-1] = n_rays + draw(st.integers(0, 3))
+        ids = ids.clone()
+        ids[-1] = n_rays + draw(st.integers(0, 3))
     elif how == "short ids":
         ids = ids[:-1]
     elif how == "long ids":
@@ -103,7 +138,8 @@ def broken_call(draw):
     elif how == "packed_info float":
         pi = pi.double()
     elif how == "packed_info gap":
-        pi = pi.clone(); pi[-1, 0] += draw(st.integers(1, 3))
+        pi = pi.clone()
+        pi[-1, 0] += draw(st.integers(1, 3))
     elif how == "packed_info negative":
         pi = torch.cat([pi, pi.new_tensor([[w.shape[0], -1]])])
     else:

@@ -53,8 +53,8 @@ void host_gather_constants(int* reduce_none_mean_meanvar_max, int* cam_stride, i
     *cam_k = rfk::kGatherCamK;
 }
 
-void host_gather_forward(const float* points, const float* feat, const float* cams, int64_t B, int64_t N, int V,
-                         int C, int H, int W, float near_eps, int reduce, float* out, uint8_t* mask, float* cam,
+void host_gather_forward(const float* points, const float* feat, const float* cams, int64_t B, int64_t N, int V, int C,
+                         int H, int W, float near_eps, int reduce, float* out, uint8_t* mask, float* cam,
                          int32_t* arg) {
     const auto a = args(points, feat, cams, B, N, V, C, H, W, near_eps, reduce);
     switch (reduce) {
@@ -65,10 +65,10 @@ void host_gather_forward(const float* points, const float* feat, const float* ca
     }
 }
 
-void host_gather_backward(const float* points, const float* feat, const float* cams, int64_t B, int64_t N, int V,
-                          int C, int H, int W, float near_eps, int reduce, const float* g_out, const float* g_cam,
-                          const float* out, const uint8_t* mask, const int32_t* arg, float* g_feat,
-                          int64_t* g_fixed, float scale, float* g_points) {
+void host_gather_backward(const float* points, const float* feat, const float* cams, int64_t B, int64_t N, int V, int C,
+                          int H, int W, float near_eps, int reduce, const float* g_out, const float* g_cam,
+                          const float* out, const uint8_t* mask, const int32_t* arg, float* g_feat, int64_t* g_fixed,
+                          float scale, float* g_points) {
     const auto a = args(points, feat, cams, B, N, V, C, H, W, near_eps, reduce);
     switch (reduce) {
         case rfk::kGatherNone:

@@ -1,6 +1,7 @@
 """The gather kernel constants named in csrc/gather/kernels.h equal the Python side's
 (rfkernels/gather/contract.py): reduction codes and the packed-camera stride, read from the CUDA
 header through the host emulation (the header compiled by nvcc, not parsed)."""
+
 import ctypes
 
 import pytest

@@ -1,13 +1,14 @@
 """Feature gather: fused backends vs the grid_sample reference (values + gradients, every
 reduction), camera conventions, a known camera, edge cases, float64 gradcheck, bad input."""
+
 import pytest
 import torch
 
 import rfkernels
 from rfkernels import gather_features
 from rfkernels.gather import reference
-from tests.helpers.numerics import assert_close, assert_close_scaled
 from tests.helpers.gather_scenes import random_scene
+from tests.helpers.numerics import assert_close, assert_close_scaled
 
 REDUCTIONS = ["none", "mean", "mean_var", "max"]
 IMAGE = (24, 30)  # the intrinsics' image; feature maps are smaller and of another aspect ratio
@@ -24,8 +25,9 @@ def _run(backend, points, features, K, E, upstream=None, **kw):
     out = gather_features(p, f, K, E, backend=backend, **kw)
     if upstream is None:
         gen = torch.Generator().manual_seed(1234)
-        upstream = [torch.randn(t.shape, generator=gen).to(t.device) for t in (out.features, out.camera_coords)
-                    if t is not None]
+        upstream = [
+            torch.randn(t.shape, generator=gen).to(t.device) for t in (out.features, out.camera_coords) if t is not None
+        ]
     loss = (out.features * upstream[0]).sum()
     if out.camera_coords is not None:
         loss = loss + 0.1 * (out.camera_coords * upstream[1]).sum()
@@ -96,14 +98,19 @@ def test_known_camera_geometry(backend, fused_backend, device):
     H, W = 6, 8  # feature map; the image is (24, 32): 4 image pixels per feature pixel
     features = torch.arange(H * W, dtype=torch.float32, device=device).view(1, 1, 1, H, W)
     K, E = _known_camera(device)
-    pts = torch.tensor([[
-        [0.0, 0.0, 3.0],  # optical axis -> principal point (image centre) = corner of 4 feature pixels
-        [-14.0 / 16, -10.0 / 16, 1.0],  # u = 2, v = 2: centre of feature pixel (0, 0)
-        [1.0, 0.0, 1.0],  # u = 32 = W_img: right image edge, still valid, half zero-padded
-        [1.01, 0.0, 1.0],  # just outside the image
-        [0.0, 0.0, -2.0],  # behind the camera
-        [0.0, 0.0, 1e-5],  # in front but closer than near_eps
-    ]], device=device)
+    pts = torch.tensor(
+        [
+            [
+                [0.0, 0.0, 3.0],  # optical axis -> principal point (image centre) = corner of 4 feature pixels
+                [-14.0 / 16, -10.0 / 16, 1.0],  # u = 2, v = 2: centre of feature pixel (0, 0)
+                [1.0, 0.0, 1.0],  # u = 32 = W_img: right image edge, still valid, half zero-padded
+                [1.01, 0.0, 1.0],  # just outside the image
+                [0.0, 0.0, -2.0],  # behind the camera
+                [0.0, 0.0, 1e-5],  # in front but closer than near_eps
+            ]
+        ],
+        device=device,
+    )
     out = gather_features(pts, features, K, E, image_size=(24, 32), backend=be, return_camera_coords=True)
     f = features[0, 0, 0]
     centre = (f[2, 3] + f[2, 4] + f[3, 3] + f[3, 4]) / 4
@@ -125,7 +132,7 @@ def test_reference_equals_grid_sample_at_projected_pixels(device, seed):
             if not out.mask[0, n, view]:
                 continue
             g = torch.stack([2 * u[n, view] / IMAGE[1] - 1, 2 * v[n, view] / IMAGE[0] - 1]).view(1, 1, 1, 2)
-            want = torch.nn.functional.grid_sample(features[0, view:view + 1], g, align_corners=False)
+            want = torch.nn.functional.grid_sample(features[0, view : view + 1], g, align_corners=False)
             assert_close(out.features[0, n, view], want.view(-1), atol=1e-5, name="sample")
 
 
@@ -180,8 +187,7 @@ def test_reference_gradcheck_float64(reduce):
     features.requires_grad_()
 
     def fn(p, f):
-        out = gather_features(p, f, K, E, image_size=(8, 10), reduce=reduce, return_camera_coords=True,
-                              backend="torch")
+        out = gather_features(p, f, K, E, image_size=(8, 10), reduce=reduce, return_camera_coords=True, backend="torch")
         return out.features, out.camera_coords
 
     assert torch.autograd.gradcheck(fn, (points, features), eps=1e-6, atol=1e-5, fast_mode=True)
@@ -196,8 +202,18 @@ def test_auto_backend_on_cpu_is_torch(device):
 
 def test_bad_input_errors(device):
     points, features, K, E = random_scene(2, 5, 3, 4, *FEAT_HW, IMAGE, device)
-    call = lambda **kw: gather_features(**{**dict(points=points, features=features, intrinsics=K,  # noqa: E731
-                                                  extrinsics=E, image_size=IMAGE), **kw})
+    call = lambda **kw: gather_features(
+        **{
+            **dict(
+                points=points,
+                features=features,
+                intrinsics=K,  # noqa: E731
+                extrinsics=E,
+                image_size=IMAGE,
+            ),
+            **kw,
+        }
+    )
     with pytest.raises(ValueError, match="`points`"):
         call(points=points[..., :2])
     with pytest.raises(ValueError, match="`points`"):
@@ -256,7 +272,6 @@ def test_many_channels_span_channel_blocks(fused_backend, device, seed):
         _compare(fus, ref, fus_g, ref_g, _smooth_points(points, K, E))
 
 
-
 @pytest.mark.parametrize("reduce", ["none", "mean_var"])
 def test_deterministic_fixed_point_backward(fused_backend, device, seed, reduce, monkeypatch):
     """deterministic=True: int64 fixed-point feature gradient, equal to the reference within float
@@ -292,6 +307,10 @@ def test_fixed_point_scale_bounds_the_sum():
         scale = fixed_point_scale(g, feats, reduce)
         k = torch.log2(scale)
         assert scale.shape == (1,) and k == k.round()  # a power of two
-        bound = g.abs().sum() if reduce == "mean" else g[..., :4].abs().sum() + 4 * g[..., 4:].abs().sum() * feats.abs().max()
+        bound = (
+            g.abs().sum()
+            if reduce == "mean"
+            else g[..., :4].abs().sum() + 4 * g[..., 4:].abs().sum() * feats.abs().max()
+        )
         assert bound * scale.double() <= 2.0**61 and bound * scale.double() > 2.0**59
     assert torch.isfinite(fixed_point_scale(torch.zeros(3, 4), feats, "none")).all()

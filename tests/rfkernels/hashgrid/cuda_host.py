@@ -1,6 +1,7 @@
 """``rfkernels/hashgrid/cuda.py`` look-alike running csrc/hashgrid/kernels.cu's per-(point, level) code on
 the CPU. The level metadata and table alignment come from the real cuda.py (``_meta``,
 ``_aligned``); output allocation mirrors csrc/hashgrid/bind.cpp."""
+
 import ctypes
 
 import torch
@@ -19,12 +20,26 @@ def _common(points, params, scales, layout: HashGridLayout):
     assert scales is None or (scales.dtype == torch.float32 and scales.is_contiguous())
     if scales is not None and scales.numel() == 0:
         scales = None  # as the binding: empty scales (also N == 0) -> null pointer
-    meta = [torch.tensor(offsets, dtype=torch.int64), torch.tensor(sizes, dtype=torch.int64),
-            torch.tensor(level_scales, dtype=torch.float64), torch.tensor(strides, dtype=torch.int64),
-            torch.tensor(hashed, dtype=torch.int64)]
-    c_args = [ptr(points), ptr(params), ptr(scales), ctypes.c_int64(points.shape[0]), ctypes.c_int(points.shape[1]),
-              ctypes.c_int(len(offsets)), ctypes.c_int(F), ctypes.c_int(params.dtype == torch.float16),
-              ctypes.c_int(smooth), ctypes.c_double(aa_z_max), *map(ptr, meta)]
+    meta = [
+        torch.tensor(offsets, dtype=torch.int64),
+        torch.tensor(sizes, dtype=torch.int64),
+        torch.tensor(level_scales, dtype=torch.float64),
+        torch.tensor(strides, dtype=torch.int64),
+        torch.tensor(hashed, dtype=torch.int64),
+    ]
+    c_args = [
+        ptr(points),
+        ptr(params),
+        ptr(scales),
+        ctypes.c_int64(points.shape[0]),
+        ctypes.c_int(points.shape[1]),
+        ctypes.c_int(len(offsets)),
+        ctypes.c_int(F),
+        ctypes.c_int(params.dtype == torch.float16),
+        ctypes.c_int(smooth),
+        ctypes.c_double(aa_z_max),
+        *map(ptr, meta),
+    ]
     return c_args, meta
 
 
@@ -58,12 +73,16 @@ def backward(g_out, points, params, scales, layout: HashGridLayout, need_points,
     g_table = _zeros_if(need_params, params.numel())
     g_s = _zeros_if(need_scales, points.shape[0])
     _check(load("hashgrid").host_hashgrid_backward(*c_args, ptr(g_out), ptr(g_table), ptr(g_x), ptr(g_s)), "backward")
-    return (g_x if need_points else None, g_table.to(params.dtype) if need_params else None,
-            g_s if need_scales else None)
+    return (
+        g_x if need_points else None,
+        g_table.to(params.dtype) if need_params else None,
+        g_s if need_scales else None,
+    )
 
 
-def backward_levels(g_out, points, params, scales, layout: HashGridLayout, level_base, n_levels,
-                    need_points, need_params, need_scales):
+def backward_levels(
+    g_out, points, params, scales, layout: HashGridLayout, level_base, n_levels, need_points, need_params, need_scales
+):
     params = _aligned(params, layout.n_features_per_level)
     c_args, _keep = _common(points, params, scales, layout)
     _check_need_scales(need_scales, points, scales)
@@ -74,15 +93,23 @@ def backward_levels(g_out, points, params, scales, layout: HashGridLayout, level
     w = torch.full((n_levels, N, C), float("nan")) if need_params else torch.empty(0)
     px = torch.full((n_levels, N, D), float("nan")) if need_points else torch.empty(0)
     ps = torch.full((n_levels, N), float("nan")) if need_scales else torch.empty(0)
-    _check(load("hashgrid").host_hashgrid_backward_levels(*c_args, ptr(g_out), ctypes.c_int(level_base),
-                                                          ctypes.c_int(n_levels), ptr(rows), ptr(w), ptr(px), ptr(ps)),
-           "backward_levels")
-    return (rows if need_params else None, w if need_params else None, px if need_points else None,
-            ps if need_scales else None)
+    _check(
+        load("hashgrid").host_hashgrid_backward_levels(
+            *c_args, ptr(g_out), ctypes.c_int(level_base), ctypes.c_int(n_levels), ptr(rows), ptr(w), ptr(px), ptr(ps)
+        ),
+        "backward_levels",
+    )
+    return (
+        rows if need_params else None,
+        w if need_params else None,
+        px if need_points else None,
+        ps if need_scales else None,
+    )
 
 
-def double_backward(gg_x, g_out, points, params, scales, layout: HashGridLayout,
-                    need_g_out, need_points, need_params, need_scales):
+def double_backward(
+    gg_x, g_out, points, params, scales, layout: HashGridLayout, need_g_out, need_points, need_params, need_scales
+):
     params = _aligned(params, layout.n_features_per_level)
     c_args, _keep = _common(points, params, scales, layout)
     _check_need_scales(need_scales, points, scales)
@@ -90,7 +117,15 @@ def double_backward(gg_x, g_out, points, params, scales, layout: HashGridLayout,
     g_x = _zeros_if(need_points, *points.shape)
     g_table = _zeros_if(need_params, params.numel())
     g_s = _zeros_if(need_scales, points.shape[0])
-    _check(load("hashgrid").host_hashgrid_double_backward(*c_args, ptr(g_out), ptr(gg_x), ptr(gg_out), ptr(g_table),
-                                                          ptr(g_x), ptr(g_s)), "double_backward")
-    return (gg_out if need_g_out else None, g_x if need_points else None,
-            g_table.to(params.dtype) if need_params else None, g_s if need_scales else None)
+    _check(
+        load("hashgrid").host_hashgrid_double_backward(
+            *c_args, ptr(g_out), ptr(gg_x), ptr(gg_out), ptr(g_table), ptr(g_x), ptr(g_s)
+        ),
+        "double_backward",
+    )
+    return (
+        gg_out if need_g_out else None,
+        g_x if need_points else None,
+        g_table.to(params.dtype) if need_params else None,
+        g_s if need_scales else None,
+    )

@@ -8,8 +8,8 @@ namespace {
 // The HashGridArgs that csrc/hashgrid/bind.cpp's make_args builds from the same metadata lists.
 rfk::HashGridArgs args(const float* points, const void* table, const float* scales, int64_t n_points, int n_dims,
                        int n_levels, int n_features, int table_half, int smoothstep, double aa_z_max,
-                       const int64_t* offsets, const int64_t* sizes, const double* level_scales,
-                       const int64_t* strides, const int64_t* hashed) {
+                       const int64_t* offsets, const int64_t* sizes, const double* level_scales, const int64_t* strides,
+                       const int64_t* hashed) {
     rfk::HashGridArgs a{};
     a.points = points;
     a.table = table;
@@ -84,19 +84,17 @@ int run_pass(const rfk::HashGridArgs& a, const Pass& p) {
 
 }  // namespace
 
-#define HG_ARGS                                                                                              \
-    const float *points, const void *table, const float *scales, int64_t n_points, int n_dims, int n_levels, \
-        int n_features, int table_half, int smoothstep, double aa_z_max, const int64_t *offsets,             \
-        const int64_t *sizes, const double *level_scales, const int64_t *strides, const int64_t *hashed
-#define HG_PASS                                                                                         \
-    args(points, table, scales, n_points, n_dims, n_levels, n_features, table_half, smoothstep, aa_z_max, \
-         offsets, sizes, level_scales, strides, hashed)
+#define HG_ARGS                                                                                                        \
+    const float *points, const void *table, const float *scales, int64_t n_points, int n_dims, int n_levels,           \
+        int n_features, int table_half, int smoothstep, double aa_z_max, const int64_t *offsets, const int64_t *sizes, \
+        const double *level_scales, const int64_t *strides, const int64_t *hashed
+#define HG_PASS                                                                                                    \
+    args(points, table, scales, n_points, n_dims, n_levels, n_features, table_half, smoothstep, aa_z_max, offsets, \
+         sizes, level_scales, strides, hashed)
 
 extern "C" {
 
-int host_hashgrid_forward(HG_ARGS, float* out) {
-    return run_pass(HG_PASS, Pass{0, out, nullptr, nullptr, n_levels});
-}
+int host_hashgrid_forward(HG_ARGS, float* out) { return run_pass(HG_PASS, Pass{0, out, nullptr, nullptr, n_levels}); }
 
 // Same contract as rfk::hashgrid_backward (outputs zero-initialised by the caller).
 int host_hashgrid_backward(HG_ARGS, const float* g_out, float* g_table, float* g_points, float* g_scales) {

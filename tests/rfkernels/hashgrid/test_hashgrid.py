@@ -1,6 +1,7 @@
 """Hash-grid encoding: fused backends vs the torch reference (values, table/point/scale grads),
 the reference vs a scalar re-implementation of the documented index formula, the tcnn layout,
 clamping/validation, gradcheck in float64 and the double backward."""
+
 import math
 
 import pytest
@@ -9,18 +10,17 @@ import torch
 import rfkernels
 from rfkernels import _dispatch
 from rfkernels import hashgrid as hg
-from rfkernels.hashgrid import deterministic, ops
+from rfkernels.hashgrid import deterministic, ops, reference
 from rfkernels.hashgrid import layout as hl
-from rfkernels.hashgrid import reference
 from tests.helpers.numerics import assert_close, assert_close_scaled
-
 
 FAMILY = "hashgrid"  # fused_backend (conftest) also runs csrc/hashgrid/kernels.cu on the host
 
 
 def make_encoding(D, L=4, F=2, T=10, base=4, pls=1.7, interp="linear", dtype=torch.float32, device="cpu", **kw):
-    enc = rfkernels.HashGridEncoding(D, L, F, T, base, per_level_scale=pls, interpolation=interp, dtype=dtype,
-                                     device=device, **kw)
+    enc = rfkernels.HashGridEncoding(
+        D, L, F, T, base, per_level_scale=pls, interpolation=interp, dtype=dtype, device=device, **kw
+    )
     with torch.no_grad():
         enc.params.uniform_(-1.0, 1.0)
     return enc
@@ -63,7 +63,9 @@ CONFIGS = [  # D, L, F, T, base, pls, interpolation, table dtype, scales
 ]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"D{c[0]}L{c[1]}F{c[2]}T{c[3]}-{c[6]}-{str(c[7])[6:]}-s{int(c[8])}")
+@pytest.mark.parametrize(
+    "cfg", CONFIGS, ids=lambda c: f"D{c[0]}L{c[1]}F{c[2]}T{c[3]}-{c[6]}-{str(c[7])[6:]}-s{int(c[8])}"
+)
 def test_fused_matches_reference(fused_backend, device, seed, cfg):
     D, L, F, T, base, pls, interp, dtype, with_scales = cfg
     enc = make_encoding(D, L, F, T, base, pls, interp, dtype, device)
@@ -84,8 +86,9 @@ def test_boundaries_and_corners(fused_backend, device, seed):
     coords = torch.cat([on_edges, torch.tensor([0.0, 1.0, 0.5], device=device)])
     idx = torch.randint(0, coords.numel(), (200, D), device=device)
     points = coords[idx].requires_grad_()
-    points.data[:8] = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0]] * 2,
-                                   device=device)
+    points.data[:8] = torch.tensor(
+        [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0]] * 2, device=device
+    )
     seed_grad = torch.randn(200, enc.output_dim, device=device)
     ref = run(enc, points, None, "torch", seed_grad)
     fus = run(enc, points, None, fused_backend, seed_grad)
@@ -114,8 +117,15 @@ def test_out_of_bounds_error(device):
         with pytest.raises(ValueError, match="points"):
             enc(torch.tensor([[0.5, bad]], device=device))
     with pytest.raises(ValueError, match="out_of_bounds"):
-        hg.hash_grid_encode(torch.rand(3, 2), enc.params.detach().cpu(), n_levels=4, log2_hashmap_size=10,
-                            base_resolution=4, per_level_scale=1.7, out_of_bounds="wrap")
+        hg.hash_grid_encode(
+            torch.rand(3, 2),
+            enc.params.detach().cpu(),
+            n_levels=4,
+            log2_hashmap_size=10,
+            base_resolution=4,
+            per_level_scale=1.7,
+            out_of_bounds="wrap",
+        )
 
 
 def scalar_encode(x, params, lay):
@@ -159,8 +169,14 @@ def test_reference_matches_scalar_formula(seed, D):
 
 
 def test_tcnn_layout_and_config():
-    cfg = {"otype": "HashGrid", "n_levels": 16, "n_features_per_level": 2, "log2_hashmap_size": 19,
-           "base_resolution": 16, "per_level_scale": 2.0}
+    cfg = {
+        "otype": "HashGrid",
+        "n_levels": 16,
+        "n_features_per_level": 2,
+        "log2_hashmap_size": 19,
+        "base_resolution": 16,
+        "per_level_scale": 2.0,
+    }
     enc = rfkernels.HashGridEncoding.from_tcnn_config(3, cfg)
     lay = enc.layout
     assert enc.resolutions[:4] == [16, 32, 64, 128]
@@ -174,12 +190,18 @@ def test_tcnn_layout_and_config():
     assert enc.output_dim == 32 and enc.level_table(3).shape == (2**19, 2)
     assert enc.tcnn_config()["per_level_scale"] == 2.0
     # defaults, "Grid"+"Hash", case-insensitive names, smoothstep, 2-D non-multiple-of-8 padding
-    e2 = rfkernels.HashGridEncoding.from_tcnn_config(2, {"otype": "Grid", "type": "Hash", "n_levels": 2,
-                                                         "base_resolution": 5, "interpolation": "Smoothstep"})
+    e2 = rfkernels.HashGridEncoding.from_tcnn_config(
+        2, {"otype": "Grid", "type": "Hash", "n_levels": 2, "base_resolution": 5, "interpolation": "Smoothstep"}
+    )
     assert e2.layout.interpolation == "smoothstep" and e2.layout.log2_hashmap_size == 19
     assert e2.resolutions == [5, 10] and e2.level_offsets == [0, 32, 136]  # 25 -> 32, 100 -> 104
-    for bad in ({"otype": "DenseGrid"}, {"otype": "Grid", "type": "Tiled"}, {"otype": "HashGrid", "foo": 1},
-                {"otype": "HashGrid", "interpolation": "Nearest"}, {"otype": "HashGrid", "hash": "Prime"}):
+    for bad in (
+        {"otype": "DenseGrid"},
+        {"otype": "Grid", "type": "Tiled"},
+        {"otype": "HashGrid", "foo": 1},
+        {"otype": "HashGrid", "interpolation": "Nearest"},
+        {"otype": "HashGrid", "hash": "Prime"},
+    ):
         with pytest.raises(ValueError, match="config"):
             rfkernels.HashGridEncoding.from_tcnn_config(3, bad)
 
@@ -190,21 +212,24 @@ def test_max_resolution():
     assert rfkernels.HashGridEncoding(2, n_levels=1, max_resolution=64).layout.per_level_scale == 1.0
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"n_features_per_level": 3}, "n_features_per_level"),
-    ({"n_input_dims": 5}, "n_input_dims"),
-    ({"n_input_dims": 0}, "n_input_dims"),
-    ({"interpolation": "cubic"}, "interpolation"),
-    ({"per_level_scale": 2.0, "max_resolution": 512}, "per_level_scale"),
-    ({"per_level_scale": 0.5}, "per_level_scale"),
-    ({"max_resolution": 4}, "max_resolution"),
-    ({"n_levels": 0}, "n_levels"),
-    ({"n_levels": 33}, "n_levels"),
-    ({"log2_hashmap_size": 31}, "log2_hashmap_size"),
-    ({"base_resolution": 1}, "base_resolution"),
-    ({"dtype": torch.int32}, "dtype"),
-    ({"n_levels": 2.0}, "n_levels"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_features_per_level": 3}, "n_features_per_level"),
+        ({"n_input_dims": 5}, "n_input_dims"),
+        ({"n_input_dims": 0}, "n_input_dims"),
+        ({"interpolation": "cubic"}, "interpolation"),
+        ({"per_level_scale": 2.0, "max_resolution": 512}, "per_level_scale"),
+        ({"per_level_scale": 0.5}, "per_level_scale"),
+        ({"max_resolution": 4}, "max_resolution"),
+        ({"n_levels": 0}, "n_levels"),
+        ({"n_levels": 33}, "n_levels"),
+        ({"log2_hashmap_size": 31}, "log2_hashmap_size"),
+        ({"base_resolution": 1}, "base_resolution"),
+        ({"dtype": torch.int32}, "dtype"),
+        ({"n_levels": 2.0}, "n_levels"),
+    ],
+)
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         rfkernels.HashGridEncoding(**kwargs)
@@ -243,8 +268,16 @@ def test_float64_table_rejected_by_fused(fused_backend, device):
 def test_functional_matches_module(fused_backend, device, seed):
     enc = make_encoding(3, device=device)
     x = torch.rand(50, 3, device=device)
-    out = hg.hash_grid_encode(x, enc.params, n_levels=4, n_features_per_level=2, log2_hashmap_size=10,
-                              base_resolution=4, per_level_scale=1.7, backend=fused_backend)
+    out = hg.hash_grid_encode(
+        x,
+        enc.params,
+        n_levels=4,
+        n_features_per_level=2,
+        log2_hashmap_size=10,
+        base_resolution=4,
+        per_level_scale=1.7,
+        backend=fused_backend,
+    )
     assert_close(out, enc(x), atol=1e-5, name="functional")
     assert rfkernels.hash_grid_encode is hg.hash_grid_encode
 
@@ -308,14 +341,20 @@ def test_gradcheck_reference(seed):
     assert torch.autograd.gradcheck(fn, (x, enc.params, s), eps=1e-7, atol=1e-6)
 
 
-@pytest.mark.parametrize("D, interp, with_scales, F, dtype", [
-    (3, "linear", False, 2, torch.float32), (2, "smoothstep", True, 2, torch.float32),
-    pytest.param(4, "linear", True, 2, torch.float32, marks=pytest.mark.slow),  # D=4: ~7 s interpreted
-    (3, "smoothstep", True, 4, torch.float16)],
-    ids=lambda v: str(v)[6:] if isinstance(v, torch.dtype) else None)
+@pytest.mark.parametrize(
+    "D, interp, with_scales, F, dtype",
+    [
+        (3, "linear", False, 2, torch.float32),
+        (2, "smoothstep", True, 2, torch.float32),
+        pytest.param(4, "linear", True, 2, torch.float32, marks=pytest.mark.slow),  # D=4: ~7 s interpreted
+        (3, "smoothstep", True, 4, torch.float16),
+    ],
+    ids=lambda v: str(v)[6:] if isinstance(v, torch.dtype) else None,
+)
 def test_double_backward(fused_backend, device, seed, monkeypatch, D, interp, with_scales, F, dtype):
     """Eikonal-style loss L = |d(out . w)/dx|^2: its gradients w.r.t. the table, the points (second
     derivatives), the head w (through g_out) and the scales match the reference (fused 2nd order)."""
+
     def no_fallback(*args):
         raise AssertionError("the fused double backward fell back to the reference")
 

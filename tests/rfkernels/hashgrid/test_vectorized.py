@@ -1,6 +1,7 @@
 """The ``torch`` backend's vectorized hash grid against the readable reference: values and the
 gradients of table, points and scales, on fresh random inputs, every index path (dense/hashed,
 int32/int64 arithmetic), boundaries and the uint32 stride wrap."""
+
 import pytest
 import torch
 
@@ -26,7 +27,9 @@ def _inputs(D, n, dtype, gen):
     x[8:12] = x[8:12] * 1.3 - 0.1  # outside [0, 1]: clamped
     s = torch.rand(n, generator=gen, dtype=torch.float64) * 0.05
     s[:3] = 0.0
-    return x.to(dtype if dtype == torch.float64 else torch.float32), s.to(x.dtype if dtype == torch.float64 else torch.float32)
+    return x.to(dtype if dtype == torch.float64 else torch.float32), s.to(
+        x.dtype if dtype == torch.float64 else torch.float32
+    )
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "-".join(map(str, c[:7])))

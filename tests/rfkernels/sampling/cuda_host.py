@@ -1,4 +1,5 @@
 """``rfkernels/sampling/cuda.py`` look-alike running the per-ray code of csrc/sampling/ on the CPU."""
+
 import ctypes
 
 import torch
@@ -13,8 +14,20 @@ def sample(bins, weights, offsets, jitter, n, padding, blur, return_edges, max_b
     knots = [torch.empty(2 * bins.numel()) if blur is not None else None for _ in range(3)]
     mode = 0 if jitter is None else (1 if jitter.shape[1] == 1 else 2)
     load("sampling").host_sample_pdf(
-        ptr(bins), ptr(weights), ptr(offsets), ctypes.c_int64(R), ptr(jitter), ctypes.c_int(mode), ctypes.c_int(n),
-        ctypes.c_int(int(return_edges)), ctypes.c_float(padding), ptr(blur), ptr(cdf), *map(ptr, knots), ptr(out))
+        ptr(bins),
+        ptr(weights),
+        ptr(offsets),
+        ctypes.c_int64(R),
+        ptr(jitter),
+        ctypes.c_int(mode),
+        ctypes.c_int(n),
+        ctypes.c_int(int(return_edges)),
+        ctypes.c_float(padding),
+        ptr(blur),
+        ptr(cdf),
+        *map(ptr, knots),
+        ptr(out),
+    )
     return out
 
 
@@ -24,8 +37,20 @@ def interlevel_forward(t, w, t_off, tp, wp, tp_off, blur, eps, max_fine, max_pro
     cy, g = torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64)
     loss, dwp = torch.empty(R), torch.empty_like(wp)
     load("sampling").host_interlevel_forward(
-        ptr(t), ptr(w), ptr(t_off), ptr(tp), ptr(wp), ptr(tp_off), ctypes.c_int64(R), ptr(blur), ctypes.c_float(eps),
-        ptr(cy), ptr(g), ptr(loss), ptr(dwp))
+        ptr(t),
+        ptr(w),
+        ptr(t_off),
+        ptr(tp),
+        ptr(wp),
+        ptr(tp_off),
+        ctypes.c_int64(R),
+        ptr(blur),
+        ctypes.c_float(eps),
+        ptr(cy),
+        ptr(g),
+        ptr(loss),
+        ptr(dwp),
+    )
     return loss, (dwp if blur is not None else None)
 
 
@@ -34,6 +59,17 @@ def interlevel_backward(g_loss, t, w, t_off, tp, wp, tp_off, eps, max_fine, max_
     cy, u = torch.empty(tp.numel(), dtype=torch.float64), torch.zeros(wp.numel(), dtype=torch.float64)
     g_wp = torch.zeros_like(wp)
     load("sampling").host_interlevel_outer_backward(
-        ptr(t), ptr(w), ptr(t_off), ptr(tp), ptr(wp), ptr(tp_off), ctypes.c_int64(R), ctypes.c_float(eps),
-        ptr(g_loss), ptr(cy), ptr(u), ptr(g_wp))
+        ptr(t),
+        ptr(w),
+        ptr(t_off),
+        ptr(tp),
+        ptr(wp),
+        ptr(tp_off),
+        ctypes.c_int64(R),
+        ctypes.c_float(eps),
+        ptr(g_loss),
+        ptr(cy),
+        ptr(u),
+        ptr(g_wp),
+    )
     return g_wp

@@ -1,6 +1,7 @@
 """Proposal sampling and interlevel losses: fused backends vs the torch reference (values and
 gradients), statistics of the samples (KS bounds), independent re-derivations of the reference
 (brute-force outer measure, sort-based blur, numerical quadrature), edge cases, bad input, s-space."""
+
 import math
 
 import pytest
@@ -62,7 +63,7 @@ def assert_same_samples(out, ref, bins, w, blur=None, padding=0.01, dx=2e-5, nam
     worst-case float32 rounding of the K-term CDF prefix sum (K knots), doubled for edges (which
     extrapolate 2c - mid)."""
     K = bins.shape[-1] * (2 if blur is not None else 1)
-    du = 2.0 * K * 2.0 ** -24
+    du = 2.0 * K * 2.0**-24
     ex = (out.double() - ref.double()).abs()
     eu = (_quantiles(bins, w, out, blur, padding) - _quantiles(bins, w, ref, blur, padding)).abs()
     bad = (ex > dx) & (eu > du)
@@ -70,8 +71,10 @@ def assert_same_samples(out, ref, bins, w, blur=None, padding=0.01, dx=2e-5, nam
         # amplify float32 rounding of the knots beyond du; there the kernel must match the float32
         # reference (the same math at the same precision) within dx
         bad &= (out.double() - ref32.double()).abs() > dx
-    assert not bool(bad.any()), (f"{name}: {int(bad.sum())} samples differ (max |dx| {ex[bad].max().item():.3g}, "
-                                 f"max |dF| {eu[bad].max().item():.3g})")
+    assert not bool(bad.any()), (
+        f"{name}: {int(bad.sum())} samples differ (max |dx| {ex[bad].max().item():.3g}, "
+        f"max |dF| {eu[bad].max().item():.3g})"
+    )
     if ref32 is not None:  # a gross-error cap; at an ill-conditioned spot the float32 reference itself can
         # be >1e-3 from float64 (seed 3476842223: 1.1e-3, the kernel equal to it), so cap the distance
         # to the nearer of the two references
@@ -96,8 +99,9 @@ def test_sample_matches_reference(fused_backend, device, seed, mode, blur):
     ref = _sample(bins.double(), w.double(), n, "torch", **kw)
     out = _sample(bins, w, n, fused_backend, **kw)
     assert out.shape == (R, n) and out.dtype == torch.float32
-    assert_same_samples(out, ref, bins, w, blur, name=f"{mode} blur={blur is not None}",
-                        ref32=_sample(bins, w, n, "torch", **kw))
+    assert_same_samples(
+        out, ref, bins, w, blur, name=f"{mode} blur={blur is not None}", ref32=_sample(bins, w, n, "torch", **kw)
+    )
     _assert_sorted(out, fused_backend)
     _assert_sorted(ref, "torch")
     if edges:  # edges are a fixed function of the centers (float32 rounding of the centers is
@@ -209,9 +213,12 @@ def test_sample_sorted_and_in_domain_stress(fused_backend, device, seed):
     bins = torch.sort(bins * torch.rand(R, 1, device=device) ** 4 * 1e3, -1).values  # scales 1e-9 .. 1e3
     blur = (bins[:, -1] - bins[:, 0]).clamp(min=1e-6) * torch.rand(R, device=device) * 0.3 + 1e-7
     for be in ("torch", fused_backend):
-        for kw in (dict(mode="stratified"), dict(mode="single_jitter", return_edges=True),
-                   dict(mode="stratified", blur_halfwidth=blur), dict(mode="midpoint", blur_halfwidth=blur,
-                                                                        return_edges=True)):
+        for kw in (
+            dict(mode="stratified"),
+            dict(mode="single_jitter", return_edges=True),
+            dict(mode="stratified", blur_halfwidth=blur),
+            dict(mode="midpoint", blur_halfwidth=blur, return_edges=True),
+        ):
             out = _sample(bins, w, 24, be, **kw)
             _assert_sorted(out, f"{be} {kw.keys()}")
             assert bool((out >= bins[:, :1]).all() and (out <= bins[:, -1:]).all()), f"{be}: outside the domain"
@@ -295,8 +302,9 @@ def test_blurred_samples_invert_the_blurred_cdf(device):
     F = _truncated_blurred_cdf(bins, w, 0.01, r, x[0])
     assert_close(F, (torch.arange(n, device=device, dtype=torch.float64) + 0.5) / n, atol=2e-6, name="F_blur(x)")
     N = 4096
-    xs = rfkernels.sample_pdf(bins.expand(N, 13).contiguous(), w.expand(N, 12).contiguous(), 1, blur_halfwidth=r,
-                              generator=g, backend="torch")
+    xs = rfkernels.sample_pdf(
+        bins.expand(N, 13).contiguous(), w.expand(N, 12).contiguous(), 1, blur_halfwidth=r, generator=g, backend="torch"
+    )
     F = torch.sort(_truncated_blurred_cdf(bins, w, 0.01, r, xs[:, 0], m=401)).values
     i = torch.arange(1, N + 1, device=device, dtype=torch.float64)
     D = torch.maximum(i / N - F, F - (i - 1) / N).max().item()
@@ -342,8 +350,7 @@ def _pack_levels(levels):
     counts = torch.tensor([w.shape[1] for _, w in levels])
     offsets = torch.zeros(len(levels) + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(counts, 0)
-    return (torch.cat([b[0] for b, _ in levels]), torch.cat([w[0] for _, w in levels]),
-            offsets.to(levels[0][0].device))
+    return (torch.cat([b[0] for b, _ in levels]), torch.cat([w[0] for _, w in levels]), offsets.to(levels[0][0].device))
 
 
 @pytest.mark.parametrize("blur", [None, 0.01])
@@ -356,22 +363,31 @@ def test_interlevel_packed(fused_backend, device, seed, blur):
     t, w, t_off = _pack_levels(fine)
     tp, wp, tp_off = _pack_levels(prop)
     f64 = lambda *ts: [x.double() for x in ts]  # noqa: E731  (float64 references: float32 ones are noisier)
-    per_ray = torch.cat([rfkernels.interlevel_loss(*f64(*f, *q), blur_halfwidth=blur, backend="torch")
-                         for f, q in zip(fine, prop)])
+    per_ray = torch.cat(
+        [rfkernels.interlevel_loss(*f64(*f, *q), blur_halfwidth=blur, backend="torch") for f, q in zip(fine, prop)]
+    )
     grads = {}
     for be, dt in (("torch", torch.float64), (fused_backend, torch.float32)):  # float64 reference, as above
         wpg = wp.to(dt).requires_grad_()
-        loss = rfkernels.interlevel_loss(t.to(dt), w.to(dt), tp.to(dt), wpg, blur_halfwidth=blur,
-                                         fine_offsets=t_off, prop_offsets=tp_off, backend=be)
+        loss = rfkernels.interlevel_loss(
+            t.to(dt), w.to(dt), tp.to(dt), wpg, blur_halfwidth=blur, fine_offsets=t_off, prop_offsets=tp_off, backend=be
+        )
         assert_close(loss, per_ray, atol=1e-6, rtol=1e-5, name=f"{be} packed loss")
         (grads[be],) = torch.autograd.grad((loss * torch.arange(1.0, 6.0, device=device, dtype=dt)).sum(), wpg)
     assert_close_scaled(grads[fused_backend], grads["torch"], rel=1e-6, name="grad prop_weights (packed)")
     # a padded fine level with a packed proposal level
     t_pad, w_pad, _, _ = random_levels(5, 8, 4, device)
-    ref = torch.cat([rfkernels.interlevel_loss(*f64(t_pad[i:i + 1], w_pad[i:i + 1], *prop[i]), blur_halfwidth=blur,
-                                               backend="torch") for i in range(5)])
-    out = rfkernels.interlevel_loss(t_pad, w_pad, tp, wp, prop_offsets=tp_off, blur_halfwidth=blur,
-                                    backend=fused_backend)
+    ref = torch.cat(
+        [
+            rfkernels.interlevel_loss(
+                *f64(t_pad[i : i + 1], w_pad[i : i + 1], *prop[i]), blur_halfwidth=blur, backend="torch"
+            )
+            for i in range(5)
+        ]
+    )
+    out = rfkernels.interlevel_loss(
+        t_pad, w_pad, tp, wp, prop_offsets=tp_off, blur_halfwidth=blur, backend=fused_backend
+    )
     assert_close(out, ref, atol=1e-6, rtol=1e-5, name="padded fine + packed proposal")
 
 
@@ -431,8 +447,12 @@ def test_blurred_resample_matches_sort_based(device, seed):
     t, w, tp, wp = random_levels(5, 20, 9, device, dtype=torch.float64)
     for r in (0.01, 0.1):
         rr = torch.full((5,), r, device=device, dtype=torch.float64)
-        assert_close(reference.blurred_resample(tp, t, w, rr), _blur_stepfun_sorted(t, w, r, tp), atol=1e-10,
-                     name=f"blurred resample r={r}")
+        assert_close(
+            reference.blurred_resample(tp, t, w, rr),
+            _blur_stepfun_sorted(t, w, r, tp),
+            atol=1e-10,
+            name=f"blurred resample r={r}",
+        )
 
 
 @pytest.mark.parametrize("backend", ["torch", "fused"])
@@ -460,7 +480,7 @@ def test_interlevel_edge_cases(fused_backend, device):
     for blur in (None, 0.05):
         # nothing bounds the fine weights: the outer loss (over fine intervals) is sum w^2 / (w + eps);
         # the blurred loss lives on the proposal intervals: none (P = 0) or none with fine mass -> 0
-        expected = (w ** 2 / (w + eps)).sum(-1) if blur is None else torch.zeros(4, device=device)
+        expected = (w**2 / (w + eps)).sum(-1) if blur is None else torch.zeros(4, device=device)
         for be in ("torch", fused_backend):
             wp = torch.zeros(4, 0, device=device, requires_grad=True)
             tp0 = torch.zeros(4, 1, device=device)
@@ -496,7 +516,7 @@ def test_blurred_loss_known_values(backend, fused_backend, device):
     assert_close(loss, ((wb - 0.1) ** 2).sum()[None] / den, atol=1e-6, rtol=1e-5, name="loss")
     (g,) = torch.autograd.grad(loss.sum(), wp)
     e = wb - 0.1
-    assert_close(g[0], -2 * e / den - e * e / den ** 2, atol=1e-5, rtol=1e-5, name="grad")
+    assert_close(g[0], -2 * e / den - e * e / den**2, atol=1e-5, rtol=1e-5, name="grad")
 
 
 def test_interlevel_no_grad_to_fine_or_bins(device):
@@ -526,8 +546,10 @@ def test_bad_input(device):
         (lambda: sp(bins, w, 4, blur_halfwidth=torch.ones(3, device=device)), "blur_halfwidth"),
         (lambda: sp(bins, w, 4, blur_halfwidth=-torch.ones(4, device=device)), "blur_halfwidth"),
         (lambda: sp(bins.reshape(-1)[:10], w.reshape(-1)[:6], 4, offsets=torch.tensor([0, 6], device=device)), "bins"),
-        (lambda: sp(bins.reshape(-1)[:8], w.reshape(-1)[:6], 4, offsets=torch.tensor([0, 4, 3, 6], device=device)),
-         "offsets"),
+        (
+            lambda: sp(bins.reshape(-1)[:8], w.reshape(-1)[:6], 4, offsets=torch.tensor([0, 4, 3, 6], device=device)),
+            "offsets",
+        ),
         (lambda: il(bad, w, bins, w), "fine_bins"),
         (lambda: il(bins, w, bad, w), "prop_bins"),
         (lambda: il(bins, w, bins, -w - 1), "prop_weights"),
@@ -548,8 +570,9 @@ def test_packed_boundaries_may_decrease(device):
     """Edges of consecutive packed rays need not be ordered across the ray boundary."""
     bins = torch.tensor([2.0, 3.0, 0.0, 1.0, 1.5], device=device)
     w = torch.tensor([1.0, 1.0, 1.0], device=device)
-    out = rfkernels.sample_pdf(bins, w, 2, mode="midpoint", offsets=torch.tensor([0, 1, 3], device=device),
-                               backend="torch")
+    out = rfkernels.sample_pdf(
+        bins, w, 2, mode="midpoint", offsets=torch.tensor([0, 1, 3], device=device), backend="torch"
+    )
     assert_close(out, torch.tensor([[2.25, 2.75], [0.5, 1.25]], device=device), atol=1e-6, name="packed")
 
 
@@ -567,8 +590,9 @@ def test_space_map_round_trip(device, kind):
     assert bool((t[:, 1:] > t[:, :-1]).all()), "s_to_t must be increasing"
     assert_close(m.t_to_s(t), s, atol=1e-10, name="round trip s")
     tt = near[:, None] + torch.rand(R, 9, device=device, dtype=torch.float64) * (far - near)[:, None]
-    assert_close(rfkernels.s_to_t(rfkernels.t_to_s(tt, near, far, kind), near, far, kind), tt, rtol=1e-10,
-                 name="round trip t")
+    assert_close(
+        rfkernels.s_to_t(rfkernels.t_to_s(tt, near, far, kind), near, far, kind), tt, rtol=1e-10, name="round trip t"
+    )
 
 
 def test_space_map_known_values(device):

@@ -1,4 +1,5 @@
 """``rfkernels/volrend/cuda.py`` look-alike running csrc/volrend/kernels.cu's per-ray code on the CPU."""
+
 import ctypes
 
 import torch
@@ -14,23 +15,56 @@ def composite_forward(sigmas, deltas, tmids, colors, offsets, eps):
     R, C = offsets.numel() - 1, (colors.shape[1] if colors is not None else 0)
     rgb, depth, opacity = torch.empty(R, C), torch.empty(R), torch.empty(R)
     weights, trans = torch.empty_like(sigmas), torch.empty_like(sigmas)
-    lib.host_composite_forward(ptr(sigmas), ptr(deltas), ptr(tmids), ptr(colors), ptr(offsets),
-                               ctypes.c_int64(R), ctypes.c_int(C), f32(eps), f32(TAU_MAX),
-                               ptr(rgb), ptr(depth), ptr(opacity), ptr(weights), ptr(trans))
+    lib.host_composite_forward(
+        ptr(sigmas),
+        ptr(deltas),
+        ptr(tmids),
+        ptr(colors),
+        ptr(offsets),
+        ctypes.c_int64(R),
+        ctypes.c_int(C),
+        f32(eps),
+        f32(TAU_MAX),
+        ptr(rgb),
+        ptr(depth),
+        ptr(opacity),
+        ptr(weights),
+        ptr(trans),
+    )
     return rgb, depth, opacity, weights, trans
 
 
-def composite_backward(g_rgb, g_depth, g_opacity, g_weights, g_trans,
-                       sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity, eps):
+def composite_backward(
+    g_rgb, g_depth, g_opacity, g_weights, g_trans, sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity, eps
+):
     lib = load("volrend")
     R, C = offsets.numel() - 1, (colors.shape[1] if colors is not None else 0)
     g_s, g_d = torch.empty_like(sigmas), torch.empty_like(deltas)
     g_t = torch.empty_like(tmids) if tmids is not None else None
     g_c = torch.empty_like(colors) if colors is not None else None
-    lib.host_composite_backward(ptr(sigmas), ptr(deltas), ptr(tmids), ptr(colors), ptr(offsets),
-                                ctypes.c_int64(R), ctypes.c_int(C), f32(eps), f32(TAU_MAX),
-                                ptr(g_rgb if C else None), ptr(g_depth), ptr(g_opacity), ptr(g_weights), ptr(g_trans),
-                                ptr(rgb if C else None), ptr(depth), ptr(opacity), ptr(g_s), ptr(g_d), ptr(g_t), ptr(g_c))
+    lib.host_composite_backward(
+        ptr(sigmas),
+        ptr(deltas),
+        ptr(tmids),
+        ptr(colors),
+        ptr(offsets),
+        ctypes.c_int64(R),
+        ctypes.c_int(C),
+        f32(eps),
+        f32(TAU_MAX),
+        ptr(g_rgb if C else None),
+        ptr(g_depth),
+        ptr(g_opacity),
+        ptr(g_weights),
+        ptr(g_trans),
+        ptr(rgb if C else None),
+        ptr(depth),
+        ptr(opacity),
+        ptr(g_s),
+        ptr(g_d),
+        ptr(g_t),
+        ptr(g_c),
+    )
     return g_s, g_d, g_t, g_c
 
 
@@ -39,8 +73,17 @@ def _distortion(backward, weights, tmids, deltas, offsets, g_loss=None):
     R = offsets.numel() - 1
     loss = torch.empty(R)
     g = [torch.empty_like(weights), torch.empty_like(tmids), torch.empty_like(deltas)]
-    lib.host_distortion(ctypes.c_int(backward), ptr(weights), ptr(tmids), ptr(deltas), ptr(offsets),
-                        ctypes.c_int64(R), ptr(loss), ptr(g_loss), *map(ptr, g))
+    lib.host_distortion(
+        ctypes.c_int(backward),
+        ptr(weights),
+        ptr(tmids),
+        ptr(deltas),
+        ptr(offsets),
+        ctypes.c_int64(R),
+        ptr(loss),
+        ptr(g_loss),
+        *map(ptr, g),
+    )
     return tuple(g) if backward else loss
 
 

@@ -1,6 +1,7 @@
 """The README's numerics policy for volume rendering, per backend: the repros of issue 13
 (cancellation next to an opaque sample, NaN, 0 x inf, mixed dtypes, empty sizes, unsorted
 distortion intervals, unclear errors) give the documented result on torch and every fused backend."""
+
 import math
 
 import pytest
@@ -62,8 +63,13 @@ def test_zero_times_inf_is_zero(fused_backend):
         assert_close(out.opacity, torch.tensor([1 - math.exp(-0.5)]), name=f"{be} opacity")
         assert_close(out.depth, torch.tensor([0.5 * (1 - math.exp(-0.5))]), name=f"{be} depth")
         # infinite density on an empty interval: transparent too
-        out = rk.volume_render(torch.tensor([[INF, 1.0]]), torch.ones(1, 2, 1), torch.tensor([[0.0, 0.0]]),
-                               torch.tensor([[0.0, 1.0]]), backend=be)
+        out = rk.volume_render(
+            torch.tensor([[INF, 1.0]]),
+            torch.ones(1, 2, 1),
+            torch.tensor([[0.0, 0.0]]),
+            torch.tensor([[0.0, 1.0]]),
+            backend=be,
+        )
         assert_close(out.opacity, torch.tensor([1 - math.exp(-1.0)]), name=f"{be} opacity (inf * 0)")
 
 
@@ -116,8 +122,9 @@ def test_zero_density_on_finite_intervals_gets_gradient(fused_backend):
 @pytest.mark.parametrize("what", ["sigmas", "t_starts", "t_ends", "colors"])
 def test_nan_inputs_raise(fused_backend, what):
     """NaN policy: NaN input -> ValueError naming the argument (validation on), every backend."""
-    args = dict(sigmas=torch.ones(2, 3), colors=torch.ones(2, 3, 3), t_starts=torch.zeros(2, 3),
-                t_ends=torch.ones(2, 3))
+    args = dict(
+        sigmas=torch.ones(2, 3), colors=torch.ones(2, 3, 3), t_starts=torch.zeros(2, 3), t_ends=torch.ones(2, 3)
+    )
     args[what] = args[what].clone()
     args[what].view(-1)[1] = NAN
     for be in _backends(fused_backend):
@@ -136,7 +143,9 @@ def test_nan_propagates_without_validation(fused_backend):
     finally:
         rk.set_validation(True)
     for out in outs:
-        assert bool(out.opacity[0].isnan()) and bool(out.rgb[0].isnan().all()) and bool(out.weights[0, 1:].isnan().all())
+        assert (
+            bool(out.opacity[0].isnan()) and bool(out.rgb[0].isnan().all()) and bool(out.weights[0, 1:].isnan().all())
+        )
         assert float(out.weights[0, 0]) == pytest.approx(1 - math.exp(-1), rel=1e-6)
         assert bool(torch.isfinite(out.opacity[1]))
 
@@ -145,8 +154,14 @@ def test_nan_propagates_without_validation(fused_backend):
 def test_early_stop_eps_checked(fused_backend, eps):
     for be in _backends(fused_backend):
         with pytest.raises(ValueError, match="early_stop_eps"):
-            rk.volume_render(torch.ones(1, 2), torch.ones(1, 2, 3), torch.zeros(1, 2), torch.ones(1, 2),
-                             early_stop_eps=eps, backend=be)
+            rk.volume_render(
+                torch.ones(1, 2),
+                torch.ones(1, 2, 3),
+                torch.zeros(1, 2),
+                torch.ones(1, 2),
+                early_stop_eps=eps,
+                backend=be,
+            )
 
 
 def test_negative_density_raises(fused_backend):
@@ -167,8 +182,9 @@ def test_mixed_dtypes_accumulate_in_float32(fused_backend):
     assert all(o.rgb.dtype == torch.float32 for o in outs)
     assert_close(outs[0].rgb, outs[1].rgb, atol=1e-5, name="f16 colors")
     bf = [x.bfloat16() for x in (sig, col, ts, ts + d)]
-    ref = reference.composite_padded(bf[0].double(), (bf[3] - bf[2]).double(), (0.5 * (bf[2] + bf[3])).double(),
-                                     bf[1].double())
+    ref = reference.composite_padded(
+        bf[0].double(), (bf[3] - bf[2]).double(), (0.5 * (bf[2] + bf[3])).double(), bf[1].double()
+    )
     for be in _backends(fused_backend):
         out = rk.volume_render(*bf, backend=be)
         assert out.depth.dtype == torch.bfloat16
@@ -183,8 +199,15 @@ def test_empty_sizes(fused_backend):
         assert out.rgb.shape == (2, 0) and out.opacity.shape == (2,)
         out = rk.volume_render(torch.rand(0, 3), torch.rand(0, 3, 3), torch.zeros(0, 3), torch.ones(0, 3), backend=be)
         assert out.rgb.shape == (0, 3)
-        out = rk.volume_render(torch.rand(0), torch.rand(0, 3), torch.zeros(0), torch.zeros(0),
-                               offsets=torch.zeros(3, dtype=torch.int64), background=1.0, backend=be)
+        out = rk.volume_render(
+            torch.rand(0),
+            torch.rand(0, 3),
+            torch.zeros(0),
+            torch.zeros(0),
+            offsets=torch.zeros(3, dtype=torch.int64),
+            background=1.0,
+            backend=be,
+        )
         assert torch.equal(out.rgb, torch.ones(2, 3)) and torch.equal(out.opacity, torch.zeros(2))
         loss = rk.distortion_loss(torch.rand(3, 0), torch.zeros(3, 0), torch.zeros(3, 0), backend=be)
         assert torch.equal(loss, torch.zeros(3))
@@ -198,7 +221,7 @@ def test_distortion_unsorted_intervals_raise(fused_backend):
             rk.distortion_loss(w, ts, te, backend=be)
         # packed: a new ray may start below the previous one's end, that is fine
         loss = rk.distortion_loss(w.view(-1), ts.view(-1), te.view(-1), offsets=torch.tensor([0, 1, 2]), backend=be)
-        assert_close(loss, torch.tensor([0.5 ** 2 / 3, 0.5 ** 2 / 3]), name=be)
+        assert_close(loss, torch.tensor([0.5**2 / 3, 0.5**2 / 3]), name=be)
         with pytest.raises(ValueError, match="sorted"):
             rk.distortion_loss(w.view(-1), ts.view(-1), te.view(-1), offsets=torch.tensor([0, 2]), backend=be)
     sorted_ = rk.distortion_loss(w, ts.flip(-1), te.flip(-1))
@@ -214,8 +237,12 @@ def test_distortion_errors_name_weights():
 
 def test_unclear_errors_are_clear():
     """Issue 13 #11 (volrend part)."""
-    meta = [torch.ones(2, 3, device="meta"), torch.ones(2, 3, 3, device="meta"), torch.zeros(2, 3, device="meta"),
-            torch.ones(2, 3, device="meta")]
+    meta = [
+        torch.ones(2, 3, device="meta"),
+        torch.ones(2, 3, 3, device="meta"),
+        torch.zeros(2, 3, device="meta"),
+        torch.ones(2, 3, device="meta"),
+    ]
     with pytest.raises(ValueError, match="meta device"):
         rk.volume_render(*meta)
     packed = (torch.rand(3), torch.rand(3, 3), torch.zeros(3), torch.ones(3))
@@ -228,8 +255,9 @@ def test_unclear_errors_are_clear():
             rk.volume_render(*packed, ray_indices=torch.tensor([0, 0, 0]), n_rays=bad)
     for shape in ((5, 3), (2, 2), (2, 3, 1)):
         with pytest.raises(ValueError, match="`background`"):
-            rk.volume_render(torch.rand(2, 3), torch.rand(2, 3, 3), torch.zeros(2, 3), torch.ones(2, 3),
-                             background=torch.rand(shape))
+            rk.volume_render(
+                torch.rand(2, 3), torch.rand(2, 3, 3), torch.zeros(2, 3), torch.ones(2, 3), background=torch.rand(shape)
+            )
 
 
 def test_tiny_optical_depth_keeps_precision(fused_backend):

@@ -1,5 +1,6 @@
 """Volume rendering: fused backends vs the torch reference (values + gradients), float64
 reference, gradcheck, O(S) distortion vs the O(S^2) definition, edge cases, bad input."""
+
 import pytest
 import torch
 
@@ -7,7 +8,6 @@ import rfkernels
 from rfkernels import _packing
 from rfkernels.volrend import reference
 from tests.helpers.numerics import assert_close, assert_close_scaled
-
 
 FAMILY = "volrend"  # fused_backend (conftest) also runs csrc/volrend/kernels.cu on the host
 
@@ -56,8 +56,9 @@ def test_volume_render_padded_matches_reference(fused_backend, device, seed, C, 
     outs = {}
     for be in ("torch", fused_backend):
         out = rfkernels.volume_render(*inputs, background=bg, early_stop_eps=eps, backend=be)
-        seeds = [torch.ones_like(o).mul(0.5).add(torch.linspace(-1, 1, o.numel(), device=device).view_as(o))
-                 for o in out]
+        seeds = [
+            torch.ones_like(o).mul(0.5).add(torch.linspace(-1, 1, o.numel(), device=device).view_as(o)) for o in out
+        ]
         outs[be] = (out, _grads(out, inputs, seeds))
     (ref, ref_g), (fus, fus_g) = outs["torch"], outs[fused_backend]
     for name, a, b in zip(ref._fields, fus, ref):
@@ -151,8 +152,8 @@ def test_distortion_packed(fused_backend, device, seed):
     a = rfkernels.distortion_loss(w, t0, t1, offsets=offsets, backend="torch")
     b = rfkernels.distortion_loss(w, t0, t1, offsets=offsets, backend=fused_backend)
     assert_close(b, a, atol=1e-5, name="packed loss")
-    ga, = torch.autograd.grad(a.sum(), w)
-    gb, = torch.autograd.grad(b.sum(), w)
+    (ga,) = torch.autograd.grad(a.sum(), w)
+    (gb,) = torch.autograd.grad(b.sum(), w)
     assert_close_scaled(gb, ga, name="packed grad")
 
 
@@ -163,7 +164,7 @@ def test_large_density_and_zero_intervals_no_nan(fused_backend, device):
     colors = torch.ones(2, 4, 3, device=device)
     for be in ("torch", fused_backend):
         out = rfkernels.volume_render(sigmas, colors, t0, t1, backend=be)
-        g, = torch.autograd.grad(out.rgb.sum() + out.depth.sum(), sigmas)
+        (g,) = torch.autograd.grad(out.rgb.sum() + out.depth.sum(), sigmas)
         assert torch.isfinite(out.rgb).all() and torch.isfinite(g).all(), be
         assert out.opacity[0].item() == pytest.approx(1.0) and out.opacity[1].item() == 0.0
 
@@ -186,18 +187,29 @@ def test_noncontiguous_and_half_inputs(fused_backend, device, seed):
 
 
 def test_one_sample_and_zero_rays(fused_backend, device):
-    out = rfkernels.volume_render(torch.full((4, 1), 2.0, device=device), torch.ones(4, 1, 3, device=device),
-                                  torch.zeros(4, 1, device=device), torch.ones(4, 1, device=device),
-                                  backend=fused_backend)
+    out = rfkernels.volume_render(
+        torch.full((4, 1), 2.0, device=device),
+        torch.ones(4, 1, 3, device=device),
+        torch.zeros(4, 1, device=device),
+        torch.ones(4, 1, device=device),
+        backend=fused_backend,
+    )
     expected = 1 - torch.exp(torch.tensor(-2.0))
     assert torch.allclose(out.opacity.cpu(), expected.expand(4), atol=1e-6)
-    empty = rfkernels.volume_render(torch.zeros(0, 5, device=device), torch.zeros(0, 5, 3, device=device),
-                                    torch.zeros(0, 5, device=device), torch.zeros(0, 5, device=device),
-                                    backend=fused_backend)
+    empty = rfkernels.volume_render(
+        torch.zeros(0, 5, device=device),
+        torch.zeros(0, 5, 3, device=device),
+        torch.zeros(0, 5, device=device),
+        torch.zeros(0, 5, device=device),
+        backend=fused_backend,
+    )
     assert empty.rgb.shape == (0, 3)
     # rays but no samples at all (N = 0: empty colors reach the CUDA kernel as a null pointer): rgb is 0
-    none = rfkernels.volume_render(*(torch.zeros(0, *s, device=device) for s in ((), (3,), (), ())),
-                                   offsets=torch.zeros(65, dtype=torch.int64, device=device), backend=fused_backend)
+    none = rfkernels.volume_render(
+        *(torch.zeros(0, *s, device=device) for s in ((), (3,), (), ())),
+        offsets=torch.zeros(65, dtype=torch.int64, device=device),
+        backend=fused_backend,
+    )
     assert none.rgb.shape == (64, 3) and bool((none.rgb == 0).all())
 
 
@@ -211,8 +223,12 @@ def test_one_sample_and_zero_rays(fused_backend, device):
     ],
 )
 def test_bad_input_names_the_argument(kwargs, match):
-    args = dict(sigmas=torch.rand(4, 5), colors=torch.rand(4, 5, 3), t_starts=torch.rand(4, 5) + 0.0,
-                t_ends=torch.rand(4, 5) + 1.0)
+    args = dict(
+        sigmas=torch.rand(4, 5),
+        colors=torch.rand(4, 5, 3),
+        t_starts=torch.rand(4, 5) + 0.0,
+        t_ends=torch.rand(4, 5) + 1.0,
+    )
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         rfkernels.volume_render(args.pop("sigmas"), args.pop("colors"), args.pop("t_starts"), args.pop("t_ends"))

@@ -1,4 +1,5 @@
 """nerfacc.estimators: the proposal-network estimator (the occupancy grid is not provided)."""
+
 from .base import AbstractEstimator
 from .prop_net import PropNetEstimator, get_proposal_requires_grad_fn
 

@@ -1,4 +1,5 @@
 """nerfacc.estimators.base: ``AbstractEstimator`` (an ``nn.Module`` that knows its device)."""
+
 from typing import Any
 
 import torch

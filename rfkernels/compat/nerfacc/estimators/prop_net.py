@@ -5,10 +5,12 @@ transmittance kernel; the loss is nerfacc's (mip-NeRF 360 ``lossfun_outer`` on t
 interval edges, eps 1e-7, averaged over rays and intervals, summed over levels), computed by
 :func:`rfkernels.interlevel_loss` (fused). Same signatures, defaults and caching behaviour.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Literal, Optional, Tuple
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -31,19 +33,29 @@ class PropNetEstimator(AbstractEstimator):
         scheduler: its learning-rate scheduler.
     """
 
-    def __init__(self, optimizer: Optional[torch.optim.Optimizer] = None,
-                 scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    ) -> None:
         super().__init__()
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.prop_cache: List = []
+        self.prop_cache: list = []
 
     @torch.no_grad()
     def sampling(
-        self, prop_sigma_fns: List[Callable], prop_samples: List[int], num_samples: int, n_rays: int,
-        near_plane: float, far_plane: float, sampling_type: Literal["uniform", "lindisp"] = "lindisp",
-        stratified: bool = False, requires_grad: bool = False,
-    ) -> Tuple[Tensor, Tensor]:
+        self,
+        prop_sigma_fns: list[Callable],
+        prop_samples: list[int],
+        num_samples: int,
+        n_rays: int,
+        near_plane: float,
+        far_plane: float,
+        sampling_type: Literal["uniform", "lindisp"] = "lindisp",
+        stratified: bool = False,
+        requires_grad: bool = False,
+    ) -> tuple[Tensor, Tensor]:
         """Resample ``num_samples`` intervals per ray through the proposal levels.
 
         ``prop_sigma_fns[i](t_starts [R, S_i], t_ends [R, S_i]) -> sigmas [R, S_i]``. Returns
@@ -52,7 +64,9 @@ class PropNetEstimator(AbstractEstimator):
         if len(prop_sigma_fns) != len(prop_samples):
             raise ValueError("The number of proposal networks and the number of samples should be the same.")
         _check_planes(near_plane, far_plane, sampling_type)
-        cdfs = torch.cat([torch.zeros((n_rays, 1), device=self.device), torch.ones((n_rays, 1), device=self.device)], -1)
+        cdfs = torch.cat(
+            [torch.zeros((n_rays, 1), device=self.device), torch.ones((n_rays, 1), device=self.device)], -1
+        )
         intervals = RayIntervals(vals=cdfs)
         for level_fn, level_samples in zip(prop_sigma_fns, prop_samples):
             intervals, _ = importance_sampling(intervals, cdfs, level_samples, stratified)
@@ -61,7 +75,9 @@ class PropNetEstimator(AbstractEstimator):
             with torch.set_grad_enabled(requires_grad):
                 sigmas = level_fn(t_starts, t_ends)
                 if sigmas.shape != t_starts.shape:
-                    raise ValueError(f"proposal sigmas must have shape {list(t_starts.shape)}, got {list(sigmas.shape)}")
+                    raise ValueError(
+                        f"proposal sigmas must have shape {list(t_starts.shape)}, got {list(sigmas.shape)}"
+                    )
                 trans, _ = render_transmittance_from_density(t_starts, t_ends, sigmas)
                 cdfs = 1.0 - torch.cat([trans, torch.zeros_like(trans[:, :1])], dim=-1)
                 if requires_grad:
@@ -134,8 +150,10 @@ def _check_planes(near_plane, far_plane, sampling_type) -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
             raise ValueError(f"`{name}` must be a number, got {v!r}")
     if sampling_type == "uniform" and not (math.isfinite(near_plane) and math.isfinite(far_plane)):
-        raise ValueError(f"`near_plane` and `far_plane` must be finite with sampling_type='uniform', "
-                         f"got {near_plane!r}, {far_plane!r} (use 'lindisp' for an unbounded far plane)")
+        raise ValueError(
+            f"`near_plane` and `far_plane` must be finite with sampling_type='uniform', "
+            f"got {near_plane!r}, {far_plane!r} (use 'lindisp' for an unbounded far plane)"
+        )
     if sampling_type == "lindisp" and not (0 < near_plane < math.inf):
         raise ValueError(f"`near_plane` must be finite and > 0 with sampling_type='lindisp', got {near_plane!r}")
     if not near_plane <= far_plane:
