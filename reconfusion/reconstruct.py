@@ -13,21 +13,28 @@ The diffusion prior's sample loss is one more :class:`~reconfusion.losses.LossTe
 
 The whole run uses ``cfg.backend`` for every rfkernels op (``rfkernels.use_backend``, entered once).
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 
 import rfkernels
 
-from .checkpoint import (STATE_FILE, checkpoint_dir, load_checkpoint, load_trainer_state, resumable_checkpoint,
-                         save_checkpoint)
+from .checkpoint import (
+    STATE_FILE,
+    checkpoint_dir,
+    load_checkpoint,
+    load_trainer_state,
+    resumable_checkpoint,
+    save_checkpoint,
+)
 from .config import Config, resolve
 from .data.scene import Scene
 from .evaluation import periodic_evaluation
@@ -57,9 +64,13 @@ def build_model(cfg: Config, scene: Scene) -> ZipNeRF:
 def scene_meta(scene: Scene, data: dict | None = None) -> dict:
     """What a checkpoint needs to rebuild the model and its evaluation split."""
     return {
-        "space": scene.space, "background": scene.background, "name": scene.name,
+        "space": scene.space,
+        "background": scene.background,
+        "name": scene.name,
         "bbox": scene.bbox.tolist() if scene.bbox is not None else None,
-        "train_ids": list(scene.train_ids), "test_ids": list(scene.test_ids), "data": data or {},
+        "train_ids": list(scene.train_ids),
+        "test_ids": list(scene.test_ids),
+        "data": data or {},
     }
 
 
@@ -75,7 +86,8 @@ def check_backend(backend: str | None, device) -> None:
     available = rfkernels.available_backends(device)
     if backend not in available:
         raise rfkernels.BackendUnavailableError(
-            f"backend {backend!r} cannot run on {torch.device(device)} here (available: {', '.join(available)})")
+            f"backend {backend!r} cannot run on {torch.device(device)} here (available: {', '.join(available)})"
+        )
 
 
 def config_differences(saved: Config, mine: Config, space: str) -> list[str]:
@@ -135,14 +147,24 @@ class StepInfo:
     history: list  # the logged records so far
 
 
-def train(scene: Scene, cfg: Config, out_dir: str | None = None, *, device="cpu", resume: bool = False,
-          extra_terms: Sequence[LossTerm] = (), callbacks: Sequence[Callable[[StepInfo], None]] = (),
-          progress_bar: bool = True, data_info: dict | None = None,
-          log: Callable[[str], None] = print) -> TrainResult:
+def train(
+    scene: Scene,
+    cfg: Config,
+    out_dir: str | None = None,
+    *,
+    device="cpu",
+    resume: bool = False,
+    extra_terms: Sequence[LossTerm] = (),
+    callbacks: Sequence[Callable[[StepInfo], None]] = (),
+    progress_bar: bool = True,
+    data_info: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
     """Optimize a :class:`ZipNeRF` on ``scene.train_ids`` for ``cfg.iterations`` steps.
 
     ``cfg`` is resolved for the scene by :func:`build_model` (spacing, warm-up capped at a tenth of
-    the run) and the run uses the model's resolved config; ``cfg.backend`` must be able to run on ``device`` and is every
+    the run) and the run uses the model's resolved config; ``cfg.backend`` must be able to run on
+    ``device`` and is every
     rfkernels op's backend for the run. The objective is ``config_terms(cfg)`` then ``extra_terms``
     (:class:`~reconfusion.losses.LossTerm`); ``callbacks`` run after every optimizer step (with
     ``cfg.eval_every``, a periodic held-out evaluation is the first).
@@ -190,8 +212,14 @@ def _train(scene, cfg, out_dir, device, resume, extra_terms, callbacks, progress
     pool = _RayPool(scene, device)
     history, t0 = [], time.time()
     model.train()
-    bar = tqdm(range(start, cfg.iterations), disable=not progress_bar, dynamic_ncols=True,
-               initial=start, total=cfg.iterations, desc="reconstruct")
+    bar = tqdm(
+        range(start, cfg.iterations),
+        disable=not progress_bar,
+        dynamic_ncols=True,
+        initial=start,
+        total=cfg.iterations,
+        desc="reconstruct",
+    )
     for step in bar:
         lr = learning_rate(step, cfg)
         for g in opt.param_groups:
@@ -199,8 +227,9 @@ def _train(scene, cfg, out_dir, device, resume, extra_terms, callbacks, progress
         progress = step / max(cfg.iterations, 1)
         rays, target = pool.sample(cfg.batch_rays, gen)
         out = model(rays, progress=progress)
-        ctx = LossContext(model, scene, step, cfg, device, progress, out, target,
-                          unseen_rays=lambda n, p: pool.unseen(n, p, gen))
+        ctx = LossContext(
+            model, scene, step, cfg, device, progress, out, target, unseen_rays=lambda n, p: pool.unseen(n, p, gen)
+        )
         active = [t for t in terms if t.active(step)]
         losses = {}
         for term in active:
@@ -239,6 +268,16 @@ def _train(scene, cfg, out_dir, device, resume, extra_terms, callbacks, progress
 
 
 __all__ = [
-    "StepInfo", "TrainResult", "build_model", "check_backend", "checkpoint_dir", "config_differences",
-    "learning_rate", "load_checkpoint", "make_optimizer", "save_checkpoint", "scene_meta", "train",
+    "StepInfo",
+    "TrainResult",
+    "build_model",
+    "check_backend",
+    "checkpoint_dir",
+    "config_differences",
+    "learning_rate",
+    "load_checkpoint",
+    "make_optimizer",
+    "save_checkpoint",
+    "scene_meta",
+    "train",
 ]

@@ -3,6 +3,7 @@
 Every op takes ``backend="auto" | "torch" | "triton" | "cuda"`` (``None`` = the process default,
 see :func:`set_backend`). ``torch`` is the readable reference and ground truth of the tests.
 """
+
 from ._checks import set_validation, validation_enabled
 from ._compile import set_torch_compile, torch_compile_enabled, use_torch_compile
 from ._dispatch import BACKENDS, BackendUnavailableError, available_backends, get_backend, set_backend, use_backend
@@ -15,9 +16,9 @@ from .hashgrid.module import HashGridEncoding
 from .sampling import SpaceMap, interlevel_loss, s_to_t, sample_pdf, t_to_s
 from .volrend import VolumeRenderOutput, distortion_loss, render_weights, volume_render
 
-
 __all__ = [
     "BACKENDS",
+    "__version__",
     "BackendUnavailableError",
     "HashGridEncoding",
     "SpaceMap",

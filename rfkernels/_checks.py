@@ -1,8 +1,10 @@
 """Shared argument validation: every public op checks its inputs once, before dispatch, and
 raises ``ValueError`` naming the argument (shape, dtype, device, range)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+import os as _os
+from collections.abc import Sequence
 
 import torch
 
@@ -94,8 +96,6 @@ def check_scalar(name: str, value, lo: float, hi: float) -> float:
         raise ValueError(f"`{name}` must be a float in [{lo}, {hi}], got {value!r}")
     return v
 
-
-import os as _os
 
 _validate_values = _os.environ.get("RFKERNELS_VALIDATE", "1") != "0"
 

@@ -9,15 +9,16 @@ compile (inductor caches it on disk for later processes). Values match eager to 
 
 Limits: first-order gradients only (torch.compile has no double backward: leave it off for
 eikonal-style ``create_graph=True`` losses); kernels are specialized to shapes (dynamic-shape
-ones ran ~3x slower here), so callers pad to a few sizes: each new size compiles once. If compiling fails (no C++ compiler, an unsupported torch), a warning names
-the error once and the eager path runs.
+ones ran ~3x slower here), so callers pad to a few sizes: each new size compiles once. If compiling
+fails (no C++ compiler, an unsupported torch), a warning names the error once and the eager path runs.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import warnings
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -68,8 +69,11 @@ class Compiled:
             return self._compiled(*args)
         except Exception as exc:  # compiler missing or unsupported here: inputs were validated before
             self.failure = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            warnings.warn(f"rfkernels: torch.compile of {self.name} failed ({self.failure}); running it eagerly",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"rfkernels: torch.compile of {self.name} failed ({self.failure}); running it eagerly",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return self.fn(*args)
 
 

@@ -17,10 +17,12 @@ from ``(seed, epoch, position)``: the same example on any machine, any number of
 
 An example whose files cannot be read (:class:`~reconfusion.data.scene.DataError`: an image
 missing, corrupt or of another size than its camera) is left out of its batch in the stream, which
-reports it in the batch's ``bad`` list (absent when none was) (``"<file>: <reason>"``) instead of raising inside a worker;
+reports it in the batch's ``bad`` list (absent when none was) (``"<file>: <reason>"``) instead of
+raising inside a worker;
 the training loop decides what that means (:mod:`.batches`). :meth:`PriorExamples.make_batch`
 called directly raises it.
 """
+
 from __future__ import annotations
 
 import signal
@@ -80,8 +82,17 @@ class PriorExamples(torch.utils.data.IterableDataset):
         epoch_size: examples per epoch over all ranks (default: every ``(scene, view)`` pair once).
     """
 
-    def __init__(self, sources, image_size: int, batch_size: int, views: tuple[int, int] = (1, 3), seed: int = 0,
-                 rank: int | None = None, world_size: int | None = None, epoch_size: int | None = None):
+    def __init__(
+        self,
+        sources,
+        image_size: int,
+        batch_size: int,
+        views: tuple[int, int] = (1, 3),
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        epoch_size: int | None = None,
+    ):
         super().__init__()
         if sources and isinstance(sources[0], SceneIndex):
             sources = [Source(list(sources))]
@@ -104,13 +115,16 @@ class PriorExamples(torch.utils.data.IterableDataset):
                 raise ValueError(f"scene {sc.name!r} has {len(sc)} view(s); need >= 2 for (inputs, target)")
         self.bounds = [depth_bounds(sc.c2w, sc.near, sc.far, sc.space, sc.focus_depth) for sc in self.scenes]
         first = np.cumsum([0] + [len(s.scenes) for s in sources])
-        self.items = [_pairs([len(sc) for sc in self.scenes[first[k]: first[k + 1]]], first[k])
-                      for k in range(len(sources))]  # all (global scene id, view) pairs of each source
+        self.items = [
+            _pairs([len(sc) for sc in self.scenes[first[k] : first[k + 1]]], first[k]) for k in range(len(sources))
+        ]  # all (global scene id, view) pairs of each source
         self.epoch_size = epoch_size or sum(len(it) for it in self.items)
         self.batches_per_epoch = self.epoch_size // (self.world_size * batch_size)
         if self.batches_per_epoch < 1:
-            raise ValueError(f"an epoch of {self.epoch_size} examples is smaller than one global batch "
-                             f"({self.world_size} ranks x {batch_size}); raise epoch_size")
+            raise ValueError(
+                f"an epoch of {self.epoch_size} examples is smaller than one global batch "
+                f"({self.world_size} ranks x {batch_size}); raise epoch_size"
+            )
         self.start = (0, 0)
         self._plans: dict[int, np.ndarray] = {}
 
@@ -177,9 +191,17 @@ class PriorExamples(torch.utils.data.IterableDataset):
         t_img, t_K = crop_view(sc, tgt, self.image_size)
         crops = [crop_view(sc, i, self.image_size) for i in inp]
         near, mid, far = self.bounds[g]
-        ex = {"target": t_img, "inputs": torch.stack([c[0] for c in crops]), "input_c2w": sc.c2w[inp],
-              "input_K": torch.stack([c[1] for c in crops]), "target_c2w": sc.c2w[tgt], "target_K": t_K,
-              "near": torch.tensor(near), "far": torch.tensor(far), "mid": torch.tensor(mid)}
+        ex = {
+            "target": t_img,
+            "inputs": torch.stack([c[0] for c in crops]),
+            "input_c2w": sc.c2w[inp],
+            "input_K": torch.stack([c[1] for c in crops]),
+            "target_c2w": sc.c2w[tgt],
+            "target_K": t_K,
+            "near": torch.tensor(near),
+            "far": torch.tensor(far),
+            "mid": torch.tensor(mid),
+        }
         return {k: v.float() for k, v in ex.items()}
 
     def set_position(self, epoch: int, batch: int) -> None:
@@ -211,10 +233,16 @@ class PriorExamples(torch.utils.data.IterableDataset):
 def loader(dataset: PriorExamples, num_workers: int = 0, pin_memory: bool = False) -> torch.utils.data.DataLoader:
     """The ``DataLoader`` for :class:`PriorExamples` (batches already built; workers decode). It has
     its own generator, so creating an iterator leaves the global RNG (training noise) untouched."""
-    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
-                                       persistent_workers=False, prefetch_factor=2 if num_workers else None,
-                                       generator=torch.Generator().manual_seed(dataset.seed),
-                                       worker_init_fn=_worker_init if num_workers else None)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        prefetch_factor=2 if num_workers else None,
+        generator=torch.Generator().manual_seed(dataset.seed),
+        worker_init_fn=_worker_init if num_workers else None,
+    )
 
 
 __all__ = ["KEYS", "PriorExamples", "Source", "crop_view", "loader"]

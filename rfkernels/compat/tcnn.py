@@ -13,6 +13,7 @@
   Parameters are created on the CPU; move the module with ``.to(device)``.
 Unsupported configs raise ``ValueError`` naming the key.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,8 +66,10 @@ def _activation(config: dict, key: str):
     if not isinstance(name, str):
         raise ValueError(f"network_config[{key!r}] must be an activation name (a string), got {name!r}")
     if name.lower() not in ACTIVATIONS:
-        raise ValueError(f"network_config[{key!r}] = {name!r} is not supported; use one of "
-                         "None, ReLU, LeakyReLU, Exponential, Sine, Sigmoid, Squareplus, Softplus, Tanh")
+        raise ValueError(
+            f"network_config[{key!r}] = {name!r} is not supported; use one of "
+            "None, ReLU, LeakyReLU, Exponential, Sine, Sigmoid, Squareplus, Softplus, Tanh"
+        )
     return ACTIVATIONS[name.lower()]
 
 
@@ -102,8 +105,10 @@ def _make_grid(n_input_dims: int, encoding_config: dict, dtype) -> rfkernels.Has
     cfg = _check_config("encoding_config", encoding_config)
     otype = str(cfg.get("otype", "")).lower()
     if otype not in ("hashgrid", "grid"):
-        raise ValueError(f"encoding_config['otype'] = {cfg.get('otype')!r} is not supported; "
-                         "only 'HashGrid' (or 'Grid' with type 'Hash')")
+        raise ValueError(
+            f"encoding_config['otype'] = {cfg.get('otype')!r} is not supported; "
+            "only 'HashGrid' (or 'Grid' with type 'Hash')"
+        )
     if otype == "grid" and str(cfg.get("type", "Hash")).lower() != "hash":
         raise ValueError(f"encoding_config['type'] = {cfg['type']!r} is not supported; only 'Hash'")
     _integer(n_input_dims, "n_input_dims")
@@ -142,7 +147,7 @@ class Encoding(nn.Module):
         return self.grid(_as_input(x)).to(self.params.dtype)
 
     def extra_repr(self) -> str:
-        return f"n_input_dims={self.n_input_dims}, n_output_dims={self.n_output_dims}, seed={self.seed}, dtype={self.dtype}"
+        return _extra_repr(self)
 
 
 # -------------------------------------------------------------------------------------- network
@@ -156,15 +161,18 @@ class _MLP:
             raise ValueError(f"network_config has unsupported keys {sorted(unknown)}")
         otype = str(cfg.get("otype", "")).lower()
         if otype not in ("fullyfusedmlp", "cutlassmlp"):
-            raise ValueError(f"network_config['otype'] = {cfg.get('otype')!r} is not supported; "
-                             "only 'FullyFusedMLP' or 'CutlassMLP'")
+            raise ValueError(
+                f"network_config['otype'] = {cfg.get('otype')!r} is not supported; only 'FullyFusedMLP' or 'CutlassMLP'"
+            )
         _integer(n_input_dims, "n_input_dims")
         _integer(n_output_dims, "n_output_dims")
         width = _integer(cfg.get("n_neurons", 128), "network_config['n_neurons']")
         n_hidden = _integer(cfg.get("n_hidden_layers", 5), "network_config['n_hidden_layers']")
         if otype == "fullyfusedmlp" and width not in _FULLY_FUSED_WIDTHS:
-            raise ValueError(f"network_config['n_neurons'] = {width} is not supported by FullyFusedMLP; "
-                             f"use one of {_FULLY_FUSED_WIDTHS} (or CutlassMLP)")
+            raise ValueError(
+                f"network_config['n_neurons'] = {width} is not supported by FullyFusedMLP; "
+                f"use one of {_FULLY_FUSED_WIDTHS} (or CutlassMLP)"
+            )
         if width < 1:
             raise ValueError(f"network_config['n_neurons'] must be >= 1, got {width}")
         if n_hidden < 1:  # tcnn's MLPs always have an input and an output layer
@@ -179,14 +187,15 @@ class _MLP:
 
     def init_params(self, gen: torch.Generator) -> torch.Tensor:
         """Xavier-uniform per matrix (padded sizes), float32 ``[n_params]``."""
-        return torch.cat([torch.empty(o * i).uniform_(-1.0, 1.0, generator=gen) * math.sqrt(6.0 / (o + i))
-                          for o, i in self.shapes])
+        return torch.cat(
+            [torch.empty(o * i).uniform_(-1.0, 1.0, generator=gen) * math.sqrt(6.0 / (o + i)) for o, i in self.shapes]
+        )
 
     def weights(self, params: torch.Tensor) -> list[torch.Tensor]:
         """The weight matrices ``[out, in]`` as views of the flat ``params``."""
         out, start = [], 0
         for o, i in self.shapes:
-            out.append(params[start:start + o * i].view(o, i))
+            out.append(params[start : start + o * i].view(o, i))
             start += o * i
         return out
 
@@ -199,7 +208,7 @@ class _MLP:
         mats = self.weights(params)
         for w in mats[:-1]:
             h = self.act(h @ w.t())
-        return self.out_act(h @ mats[-1].t())[:, :self.n_output_dims]
+        return self.out_act(h @ mats[-1].t())[:, : self.n_output_dims]
 
 
 class Network(nn.Module):
@@ -218,15 +227,22 @@ class Network(nn.Module):
         return self.mlp.forward(x, self.params)
 
     def extra_repr(self) -> str:
-        return f"n_input_dims={self.n_input_dims}, n_output_dims={self.n_output_dims}, seed={self.seed}, dtype={self.dtype}"
+        return _extra_repr(self)
 
 
 class NetworkWithInputEncoding(nn.Module):
     """tcnn ``NetworkWithInputEncoding``: hash-grid ``Encoding`` then ``Network``. ``params`` is one
     flat parameter: the network's weights, then the encoding's table (tcnn's order)."""
 
-    def __init__(self, n_input_dims: int, n_output_dims: int, encoding_config: dict, network_config: dict,
-                 seed: int = 1337, dtype=None):
+    def __init__(
+        self,
+        n_input_dims: int,
+        n_output_dims: int,
+        encoding_config: dict,
+        network_config: dict,
+        seed: int = 1337,
+        dtype=None,
+    ):
         super().__init__()
         self.n_input_dims, self.n_output_dims, self.seed = n_input_dims, n_output_dims, seed
         self.encoding_config, self.network_config = encoding_config, network_config
@@ -251,7 +267,7 @@ class NetworkWithInputEncoding(nn.Module):
         return self.mlp.forward(feats, self.params[:n_net])
 
     def extra_repr(self) -> str:
-        return f"n_input_dims={self.n_input_dims}, n_output_dims={self.n_output_dims}, seed={self.seed}, dtype={self.dtype}"
+        return _extra_repr(self)
 
 
 def free_temporary_memory() -> None:
@@ -259,3 +275,11 @@ def free_temporary_memory() -> None:
 
 
 __all__ = ["Encoding", "Network", "NetworkWithInputEncoding", "free_temporary_memory"]
+
+
+def _extra_repr(module) -> str:
+    """tcnn's module summary: dimensions, seed and dtype."""
+    return (
+        f"n_input_dims={module.n_input_dims}, n_output_dims={module.n_output_dims}, seed={module.seed}, "
+        f"dtype={module.dtype}"
+    )

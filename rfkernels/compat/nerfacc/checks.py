@@ -6,6 +6,7 @@ reject under their own names (``offsets``, ``bins``, ``weights``) and torch neve
 (``bincount``, ``index_add_``, broadcasting). Checks that read the data (ranges, order) follow
 :func:`rfkernels.set_validation`, like the ops' own value checks.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,8 +28,9 @@ def samples(name: str, t, packed: bool) -> Tensor:
     """Per-sample values: flat ``[n_samples]`` when packed, ``[..., S]`` (>= 1 dim) when padded."""
     tensor(name, t, min_dim=1)
     if packed and t.dim() != 1:
-        raise ValueError(f"`{name}` must be flattened [n_samples] with `packed_info`/`ray_indices`, "
-                         f"got {list(t.shape)}")
+        raise ValueError(
+            f"`{name}` must be flattened [n_samples] with `packed_info`/`ray_indices`, got {list(t.shape)}"
+        )
     return t
 
 
@@ -41,7 +43,7 @@ def n_rays_arg(n_rays) -> int:
     return n_rays
 
 
-def ray_indices(t, n_samples: int, n_rays: Optional[int], *, sorted_: bool) -> int:
+def ray_indices(t, n_samples: int, n_rays: int | None, *, sorted_: bool) -> int:
     """``ray_indices [n_samples]`` int32/int64, each in ``[0, n_rays)`` (and non-decreasing when
     ``sorted_``: the packed layouts need each ray's samples back to back). Returns ``n_rays``
     (``max + 1`` when not given, as nerfacc)."""
@@ -76,8 +78,10 @@ def packed_info(t, n_samples: int, name: str = "packed_info") -> Tensor:
         if bool((counts < 0).any()):
             raise ValueError(f"`{name}` counts (column 1) must be >= 0")
         if not torch.equal(starts, offsets[:-1]) or int(offsets[-1]) != n_samples:
-            raise ValueError(f"`{name}` must describe contiguous back-to-back chunks covering all "
-                             f"{n_samples} samples (start[i+1] == start[i] + count[i])")
+            raise ValueError(
+                f"`{name}` must describe contiguous back-to-back chunks covering all "
+                f"{n_samples} samples (start[i+1] == start[i] + count[i])"
+            )
     elif not t.shape[0] and n_samples:
         raise ValueError(f"`{name}` has no rays but there are {n_samples} samples")
     return offsets
