@@ -3,6 +3,7 @@
 Every user error (missing files, bad data, too few views, unknown preset) ends with one line
 ``reconfusion: error: ...`` on stderr and exit status 2, never a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,23 @@ import os
 import sys
 
 from ..config import BACKENDS
-from .runs import (DEMO_DATA, DEMO_FACTOR, DEMO_VIEWS, USER_ERRORS, CLIError, at_least, check_out_dir, torch_device,
-                   load_split_scene, make_config, parse_ids, print_results, run_reconstruction, shared_fern, the_work)
+from .runs import (
+    DEMO_DATA,
+    DEMO_FACTOR,
+    DEMO_VIEWS,
+    USER_ERRORS,
+    CLIError,
+    at_least,
+    check_out_dir,
+    load_split_scene,
+    make_config,
+    parse_ids,
+    print_results,
+    run_reconstruction,
+    shared_fern,
+    the_work,
+    torch_device,
+)
 
 
 def _check_common(a) -> None:
@@ -33,19 +49,39 @@ def cmd_reconstruct(a) -> int:
 
         if resumable_checkpoint(a.out) is None:
             raise CLIError(f"--resume: no checkpoint to resume in {a.out} (run without --resume to start)")
-    scene, info = load_split_scene(a.data, a.format, a.downscale, a.factor, a.views, parse_ids(a.train_ids), parse_ids(a.test_ids),
-                        a.strategy)
+    scene, info = load_split_scene(
+        a.data,
+        a.format,
+        a.downscale,
+        a.factor,
+        a.views,
+        parse_ids(a.train_ids),
+        parse_ids(a.test_ids),
+        a.strategy,
+        a.space,
+    )
     device = torch_device(a.device)
     extra = ()
     if a.prior:  # the diffusion sample loss (reconfusion.prior.sample_loss)
         from ..prior.sample_loss import prior_loss_term
 
-        extra = (prior_loss_term(a.prior, scene, every=a.prior_every, weight=a.prior_weight, device=device,
-                                  steps=a.prior_steps, guidance=a.prior_guidance, lpips=a.lpips_weights,
-                                  lpips_weight=a.prior_lpips_weight),)
+        extra = (
+            prior_loss_term(
+                a.prior,
+                scene,
+                every=a.prior_every,
+                weight=a.prior_weight,
+                device=device,
+                steps=a.prior_steps,
+                guidance=a.prior_guidance,
+                lpips=a.lpips_weights,
+                lpips_weight=a.prior_lpips_weight,
+            ),
+        )
         print(f"diffusion prior {a.prior}: sample loss every {a.prior_every} iterations")
-    run_reconstruction(scene, info, cfg, a.out, device, a.resume, a.lpips_weights,
-                        not a.no_video, a.frames, a.quiet, extra)
+    run_reconstruction(
+        scene, info, cfg, a.out, device, a.resume, a.lpips_weights, not a.no_video, a.frames, a.quiet, extra
+    )
     return 0
 
 
@@ -68,6 +104,8 @@ def _checkpoint_scene(a):
     if not path:
         raise CLIError("the checkpoint does not record its data: pass --data PATH")
     kw = {"factor": data["factor"]} if data.get("factor") is not None else {}
+    if data.get("space"):  # a space the run chose by --space
+        kw["space"] = data["space"]
     scene = load_scene(path, format=data.get("format", "auto"), downscale=data.get("downscale", 1.0), **kw)
     scene = scene.replace(train_ids=meta["train_ids"], test_ids=meta["test_ids"])
     return model, cfg, scene, device
@@ -100,8 +138,7 @@ def cmd_render_video(a) -> int:
     check_out_dir(os.path.dirname(os.path.abspath(out)), "--out's folder")
     model, cfg, scene, device = _checkpoint_scene(a)
     with the_work():
-        path = render_video(model, scene, out, n_frames=a.frames, fps=a.fps, device=device,
-                            progress_bar=not a.quiet)
+        path = render_video(model, scene, out, n_frames=a.frames, fps=a.fps, device=device, progress_bar=not a.quiet)
     print(f"video: {path}")
     return 0
 
@@ -120,8 +157,9 @@ def cmd_demo(a) -> int:
         data, factor, downscale = DEMO_DATA, DEMO_FACTOR, 1.0
     print(f"demo data: {data} (LLFF fern, Mildenhall et al. 2019)")
     scene, info = load_split_scene(data, "llff", downscale, factor, DEMO_VIEWS, None, None, "even")
-    run_reconstruction(scene, info, cfg, a.out, torch_device(a.device), False, a.lpips_weights, not a.no_video,
-                        a.frames, a.quiet)
+    run_reconstruction(
+        scene, info, cfg, a.out, torch_device(a.device), False, a.lpips_weights, not a.no_video, a.frames, a.quiet
+    )
     return 0
 
 
@@ -131,15 +169,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     def runtime(q):
         q.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
-        q.add_argument("--backend", default=None, choices=BACKENDS,
-                       help="rfkernels backend of every op (default: auto, or $RFKERNELS_BACKEND)")
-        q.add_argument("--threads", type=int, default=0,
-                       help="CPU threads for torch (0 = torch's default; 1 is faster on a busy machine)")
+        q.add_argument(
+            "--backend",
+            default=None,
+            choices=BACKENDS,
+            help="rfkernels backend of every op (default: auto, or $RFKERNELS_BACKEND)",
+        )
+        q.add_argument(
+            "--threads",
+            type=int,
+            default=0,
+            help="CPU threads for torch (0 = torch's default; 1 is faster on a busy machine)",
+        )
 
     def settings(q):
-        q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="config override, repeatable; dotted keys reach nested settings "
-                            "(e.g. --set occlusion_weight=0.02 --set field.dir_degree=3); values parse as JSON")
+        q.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="config override, repeatable; dotted keys reach nested settings "
+            "(e.g. --set occlusion_weight=0.02 --set field.dir_degree=3); values parse as JSON",
+        )
 
     def common(q, video=True):
         runtime(q)
@@ -156,11 +207,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--train-ids", default=None, help="explicit training view ids, e.g. 1,10,19")
     r.add_argument("--test-ids", default=None, help="explicit held-out view ids")
     r.add_argument("--strategy", default="auto", help="view selection: auto | even | farthest")
+    r.add_argument(
+        "--space",
+        default="auto",
+        choices=("auto", "ndc", "contract", "box"),
+        help="scene space of an LLFF-layout capture (default: decided from the cameras and printed)",
+    )
     r.add_argument("--preset", default="tiny", help="tiny | base")
     r.add_argument("--iterations", type=int, default=None)
     r.add_argument("--batch-rays", type=int, default=None)
-    r.add_argument("--factor", type=int, default=None,
-                   help="LLFF images_<factor> (default 8, or the images_<k>/ folder the scene has)")
+    r.add_argument(
+        "--factor",
+        type=int,
+        default=None,
+        help="LLFF images_<factor> (default 8, or the images_<k>/ folder the scene has)",
+    )
     r.add_argument("--downscale", type=float, default=1.0, help="extra image downscale")
     r.add_argument("--out", required=True)
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
@@ -171,8 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--prior-weight", type=float, default=1.0, help="sample loss weight (x 1 / number of views)")
     r.add_argument("--prior-steps", type=int, default=10, help="DDIM steps per sample")
     r.add_argument("--prior-guidance", type=float, default=3.0, help="classifier-free guidance scale")
-    r.add_argument("--prior-lpips-weight", type=float, default=None,
-                   help="LPIPS weight in the sample loss (default 0.25 on NDC scenes, 0 otherwise; needs --lpips-weights)")
+    r.add_argument(
+        "--prior-lpips-weight",
+        type=float,
+        default=None,
+        help="LPIPS weight in the sample loss (default 0.25 on NDC scenes, 0 otherwise; needs --lpips-weights)",
+    )
     r.set_defaults(fn=cmd_reconstruct)
 
     e = sub.add_parser("evaluate", help="metrics + side-by-side images of a checkpoint on its held-out views")

@@ -5,6 +5,7 @@ Shared by :mod:`.cli` (``reconstruct``, ``demo``) and :mod:`.quality_benchmark`.
 user error (reported by the CLI in one line, exit status 2) is :data:`USER_ERRORS`; anything else
 raised while training or rendering is a bug and keeps its traceback (:func:`the_work`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +33,15 @@ class WorkError(RuntimeError):
     so it keeps its traceback (chained as ``__cause__``)."""
 
 
-USER_ERRORS = (CLIError, ConfigError, DataError, CheckpointError, BackendUnavailableError, OSError,
-               json.JSONDecodeError)
+USER_ERRORS = (
+    CLIError,
+    ConfigError,
+    DataError,
+    CheckpointError,
+    BackendUnavailableError,
+    OSError,
+    json.JSONDecodeError,
+)
 
 
 @contextlib.contextmanager
@@ -87,15 +95,23 @@ def check_out_dir(out: str | None, flag: str = "--out") -> None:
         check_writable_dir(out, flag)
 
 
-def make_config(preset: str, iterations: int | None = None, batch: int | None = None, backend: str | None = None,
-                overrides: list[str] = ()):
+def make_config(
+    preset: str,
+    iterations: int | None = None,
+    batch: int | None = None,
+    backend: str | None = None,
+    overrides: list[str] = (),
+):
     """The preset with the command line's settings: the flags, then every ``--set key=value``
     (dotted keys, validated against the config). Derived settings are resolved by ``train``."""
     from ..config import get_preset, parse_overrides, with_overrides
 
     cfg = get_preset(preset)
-    kw = {"iterations": at_least("--iterations", iterations, 1), "batch_rays": at_least("--batch-rays", batch, 1),
-          "backend": backend}
+    kw = {
+        "iterations": at_least("--iterations", iterations, 1),
+        "batch_rays": at_least("--batch-rays", batch, 1),
+        "backend": backend,
+    }
     cfg = cfg.replace(**{k: v for k, v in kw.items() if v is not None})
     return with_overrides(cfg, parse_overrides(list(overrides))) if overrides else cfg
 
@@ -105,16 +121,26 @@ def shared_fern() -> str | None:
     env = os.environ.get("RECONFUSION_DATA")
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     checkout = os.path.dirname(package)
-    cands = ([os.path.join(env, "fern")] if env else []) + [os.path.join(os.path.dirname(checkout), "shared", "data",
-                                                                         "fern")]
+    cands = ([os.path.join(env, "fern")] if env else []) + [
+        os.path.join(os.path.dirname(checkout), "shared", "data", "fern")
+    ]
     for cand in cands:
         if os.path.isfile(os.path.join(cand, "poses_bounds.npy")):
             return cand
     return None
 
 
-def load_split_scene(data: str, fmt: str, downscale: float, factor: int | None, views: int | None,
-                     train_ids, test_ids, strategy: str):
+def load_split_scene(
+    data: str,
+    fmt: str,
+    downscale: float,
+    factor: int | None,
+    views: int | None,
+    train_ids,
+    test_ids,
+    strategy: str,
+    space: str = "auto",
+):
     """-> (scene with its training / held-out views, the data info a checkpoint records)."""
     from ..data import detect_format, load_scene, select_views
     from ..data.llff import default_factor
@@ -125,11 +151,17 @@ def load_split_scene(data: str, fmt: str, downscale: float, factor: int | None, 
     if llff and factor is None:
         factor = default_factor(data)  # images_8/, else the images_<k>/ folder there is
     kw = {"factor": factor} if factor is not None else {}
+    if space != "auto":
+        if not llff:  # the other formats say their space themselves (object-centric: box or contract)
+            raise CLIError(f"--space applies to LLFF-layout scenes (poses_bounds.npy), not to {data}")
+        kw["space"] = space
     scene = load_scene(data, format=fmt, downscale=downscale, **kw)
     if views is None and train_ids is None:
         raise CLIError("pass --views N or --train-ids")
     scene = select_views(scene, n_views=views, train_ids=train_ids, test_ids=test_ids, strategy=strategy)
     info = {"path": os.path.abspath(data), "format": fmt, "downscale": downscale, "factor": factor}
+    if space != "auto":
+        info["space"] = space  # evaluate / render-video reload the scene the same way
     return scene, info
 
 
@@ -137,14 +169,27 @@ def load_split_scene(data: str, fmt: str, downscale: float, factor: int | None, 
 def print_results(res: dict, out_dir: str | None) -> None:
     m = res["mean"]
     extra = f"  LPIPS {m['lpips']:.3f}" if "lpips" in m else ""
-    print(f"held-out views {res['test_ids']} ({res['resolution'][0]}x{res['resolution'][1]}): "
-          f"PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}{extra}")
+    print(
+        f"held-out views {res['test_ids']} ({res['resolution'][0]}x{res['resolution'][1]}): "
+        f"PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}{extra}"
+    )
     if out_dir:
         print(f"results: {os.path.join(out_dir, 'results.json')}")
 
 
-def run_reconstruction(scene, info, cfg, out: str, device, resume: bool, lpips: str | None,
-                       video: bool, frames: int, quiet: bool, extra_terms=()) -> dict:
+def run_reconstruction(
+    scene,
+    info,
+    cfg,
+    out: str,
+    device,
+    resume: bool,
+    lpips: str | None,
+    video: bool,
+    frames: int,
+    quiet: bool,
+    extra_terms=(),
+) -> dict:
     """Train on ``scene``'s training views into ``out``, evaluate the held-out views, optionally
     render the path video; writes and returns ``results.json``'s content."""
     from ..evaluation import evaluate
@@ -153,23 +198,42 @@ def run_reconstruction(scene, info, cfg, out: str, device, resume: bool, lpips: 
 
     check_backend(cfg.backend, device)
     os.makedirs(out, exist_ok=True)
-    print(f"scene {scene.name}: {scene.n_images} images {scene.width}x{scene.height}, space {scene.space}, "
-          f"train views {scene.train_ids}, test views {scene.test_ids}")
+    print(
+        f"scene {scene.name}: {scene.n_images} images {scene.width}x{scene.height}, space {scene.space}"
+        + (f" ({scene.space_reason})" if scene.space_reason else "")
+        + ", "
+        f"train views {scene.train_ids}, test views {scene.test_ids}"
+    )
     print(f"preset {cfg.preset}: {cfg.iterations} iterations x {cfg.batch_rays} rays on {device}")
     t0 = time.time()
     with the_work():
-        result = train(scene, cfg, out, device=device, resume=resume, progress_bar=not quiet, data_info=info,
-                       extra_terms=extra_terms)
+        result = train(
+            scene,
+            cfg,
+            out,
+            device=device,
+            resume=resume,
+            progress_bar=not quiet,
+            data_info=info,
+            extra_terms=extra_terms,
+        )
         t_train = time.time() - t0
         res = evaluate(result.model, scene, out, device=device, lpips_path=lpips, progress_bar=not quiet)
         res["train_seconds"] = t_train
         if video:
-            res["video"] = render_video(result.model, scene, os.path.join(out, "video.mp4"), n_frames=frames,
-                                        device=device, progress_bar=not quiet)
+            res["video"] = render_video(
+                result.model,
+                scene,
+                os.path.join(out, "video.mp4"),
+                n_frames=frames,
+                device=device,
+                progress_bar=not quiet,
+            )
     res["total_seconds"] = time.time() - t0
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=2)
     print_results(res, out)
-    print(f"training {t_train:.0f} s, total {res['total_seconds']:.0f} s" +
-          (f"; video: {res['video']}" if video else ""))
+    print(
+        f"training {t_train:.0f} s, total {res['total_seconds']:.0f} s" + (f"; video: {res['video']}" if video else "")
+    )
     return res

@@ -1,4 +1,5 @@
 """CLI: smoke runs (reconstruct -> evaluate -> render-video) and one-line errors for bad input."""
+
 import json
 import os
 import subprocess
@@ -7,10 +8,9 @@ import sys
 import pytest
 
 from reconfusion.app.cli import main
+from tests.helpers.paths import ROOT as PATHS_ROOT
 from tests.helpers.recon_scenes import boxes_scene, save_npz
 from tests.helpers.scene_files import write_llff
-from tests.helpers.paths import ROOT as PATHS_ROOT
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,8 +32,28 @@ def one_line_error(capsys, argv, match):
 
 def test_reconstruct_evaluate_video_smoke(npz, tmp_path, capsys):
     out = str(tmp_path / "run")
-    rc = main(["reconstruct", "--data", npz, "--views", "3", "--preset", "tiny", "--iterations", "3",
-               "--batch-rays", "64", "--out", out, "--frames", "2", "--quiet", "--device", "cpu"])
+    rc = main(
+        [
+            "reconstruct",
+            "--data",
+            npz,
+            "--views",
+            "3",
+            "--preset",
+            "tiny",
+            "--iterations",
+            "3",
+            "--batch-rays",
+            "64",
+            "--out",
+            out,
+            "--frames",
+            "2",
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "held-out views" in printed and "PSNR" in printed
@@ -42,8 +62,12 @@ def test_reconstruct_evaluate_video_smoke(npz, tmp_path, capsys):
     assert os.path.isfile(os.path.join(out, "checkpoint", "model.safetensors"))
     assert main(["evaluate", "--checkpoint", out, "--device", "cpu"]) == 0
     assert os.path.isfile(os.path.join(out, "eval", "results.json"))
-    assert main(["render-video", "--checkpoint", out, "--frames", "2", "--out", str(tmp_path / "v.gif"),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            ["render-video", "--checkpoint", out, "--frames", "2", "--out", str(tmp_path / "v.gif"), "--device", "cpu"]
+        )
+        == 0
+    )
     assert os.path.isfile(tmp_path / "v.gif")
     assert_no_pickles(out)
 
@@ -77,8 +101,9 @@ def assert_no_pickles(run_dir):
 def test_bad_inputs_give_one_line(npz, tmp_path, capsys):
     out = str(tmp_path / "o")
     one_line_error(capsys, ["reconstruct", "--data", str(tmp_path / "nope"), "--views", "3", "--out", out], "not found")
-    one_line_error(capsys, ["reconstruct", "--data", npz, "--views", "3", "--preset", "huge", "--out", out],
-                   "unknown preset")
+    one_line_error(
+        capsys, ["reconstruct", "--data", npz, "--views", "3", "--preset", "huge", "--out", out], "unknown preset"
+    )
     one_line_error(capsys, ["reconstruct", "--data", npz, "--views", "50", "--out", out], "too few views")
     one_line_error(capsys, ["reconstruct", "--data", npz, "--train-ids", "0,2", "--out", out], "also test views")
     one_line_error(capsys, ["reconstruct", "--data", npz, "--train-ids", "a,b", "--out", out], "integers")
@@ -91,8 +116,9 @@ def test_bad_inputs_give_one_line(npz, tmp_path, capsys):
 
 
 def test_python_dash_m_help():
-    r = subprocess.run([sys.executable, "-m", "reconfusion", "--help"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "reconfusion", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0 and "demo" in r.stdout and "reconstruct" in r.stdout
 
 
@@ -101,8 +127,27 @@ def test_embedded_demo_scene_needs_no_factor(tmp_path, capsys):
     from reconfusion.app.runs import DEMO_DATA
 
     out = str(tmp_path / "run")
-    rc = main(["reconstruct", "--data", DEMO_DATA, "--views", "3", "--iterations", "1", "--batch-rays", "32",
-               "--no-video", "--quiet", "--device", "cpu", "--out", out, "--backend", "torch"])
+    rc = main(
+        [
+            "reconstruct",
+            "--data",
+            DEMO_DATA,
+            "--views",
+            "3",
+            "--iterations",
+            "1",
+            "--batch-rays",
+            "32",
+            "--no-video",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--out",
+            out,
+            "--backend",
+            "torch",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert "126x94" in capsys.readouterr().out
     cfg = json.load(open(os.path.join(out, "checkpoint", "config.json")))
@@ -134,8 +179,14 @@ def run_dir(npz, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("run"))
     cfg = tiny()
     model = build_model(cfg, scene)
-    save_checkpoint(out, model, model.cfg, scene_meta(scene, {"path": npz, "format": "auto", "downscale": 1.0}), 1,
-                    make_optimizer(model, cfg))
+    save_checkpoint(
+        out,
+        model,
+        model.cfg,
+        scene_meta(scene, {"path": npz, "format": "auto", "downscale": 1.0}),
+        1,
+        make_optimizer(model, cfg),
+    )
     return out
 
 
@@ -180,6 +231,7 @@ def test_cli_errors_are_one_line_exit_2(npz, run_dir, tmp_path):
     (prior / "model.safetensors").write_bytes(b"")
     nan = tmp_path / "nan.npz"
     import numpy as np
+
     d = dict(np.load(npz))
     d["images"] = d["images"].copy()
     d["images"][1, 2, 3, 0] = np.nan
@@ -197,25 +249,50 @@ def test_cli_errors_are_one_line_exit_2(npz, run_dir, tmp_path):
         (["demo", "--frames", "0", "--out", out], "--frames must be >= 1"),
         (["demo", "--out", str(a_file)], "is an existing file"),
         (["render-video", "--checkpoint", run_dir, "--frames", "0"], "--frames must be >= 1"),
-        (["evaluate", "--checkpoint", _variant(run_dir, tmp_path, "tm", lambda ck: _truncate(
-            os.path.join(ck, "model.safetensors")))], "model.safetensors is truncated"),
-        (["evaluate", "--checkpoint", _variant(run_dir, tmp_path, "ck", _extra_config_key)],
-         "unknown key(s) ['learning_rate'] in config"),
-        (rec[:-5] + ["--out", _variant(run_dir, tmp_path, "to", lambda ck: _truncate(
-            os.path.join(ck, "optimizer.safetensors"))), "--resume"], "optimizer.safetensors is truncated"),
+        (
+            [
+                "evaluate",
+                "--checkpoint",
+                _variant(run_dir, tmp_path, "tm", lambda ck: _truncate(os.path.join(ck, "model.safetensors"))),
+            ],
+            "model.safetensors is truncated",
+        ),
+        (
+            ["evaluate", "--checkpoint", _variant(run_dir, tmp_path, "ck", _extra_config_key)],
+            "unknown key(s) ['learning_rate'] in config",
+        ),
+        (
+            rec[:-5]
+            + [
+                "--out",
+                _variant(run_dir, tmp_path, "to", lambda ck: _truncate(os.path.join(ck, "optimizer.safetensors"))),
+                "--resume",
+            ],
+            "optimizer.safetensors is truncated",
+        ),
         (rec[:-5] + ["--out", _variant(run_dir, tmp_path, "po", _pickle_state), "--resume"], "pickle"),
         (rec + ["--prior", str(prior)], "unknown key(s) ['colour']"),
-        (["reconstruct", "--data", _blender(str(tmp_path / "b0"), camera_angle_x=0), "--views", "2", "--out", out],
-         "camera_angle_x must be in (0, pi)"),
-        (["reconstruct", "--data", _blender(str(tmp_path / "b1"), drop_matrix=True), "--views", "2", "--out", out],
-         "frame 1 lacks 'transform_matrix'"),
+        (
+            ["reconstruct", "--data", _blender(str(tmp_path / "b0"), camera_angle_x=0), "--views", "2", "--out", out],
+            "camera_angle_x must be in (0, pi)",
+        ),
+        (
+            ["reconstruct", "--data", _blender(str(tmp_path / "b1"), drop_matrix=True), "--views", "2", "--out", out],
+            "frame 1 lacks 'transform_matrix'",
+        ),
         (["reconstruct", "--data", str(nan), "--views", "3", "--out", out], "non-finite (NaN/inf) pixel"),
     ]
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
 
     def run(argv):
-        return subprocess.run([sys.executable, "-m", "reconfusion", *argv], cwd=str(tmp_path), env=env,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "reconfusion", *argv],
+            cwd=str(tmp_path),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(run, [c[0] for c in cases]))
@@ -230,23 +307,53 @@ def test_cli_errors_are_one_line_exit_2(npz, run_dir, tmp_path):
 # ----------------------------------------------------------------------- --set and error classes
 def test_set_overrides_reach_the_saved_config(npz, tmp_path, capsys):
     out = str(tmp_path / "run")
-    rc = main(["reconstruct", "--data", npz, "--views", "3", "--iterations", "2", "--batch-rays", "32", "--no-video",
-               "--quiet", "--device", "cpu", "--out", out, "--set", "occlusion_weight=0.05",
-               "--set", "field.dir_degree=3", "--set", "proposals.0.width=8"])
+    rc = main(
+        [
+            "reconstruct",
+            "--data",
+            npz,
+            "--views",
+            "3",
+            "--iterations",
+            "2",
+            "--batch-rays",
+            "32",
+            "--no-video",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--out",
+            out,
+            "--set",
+            "occlusion_weight=0.05",
+            "--set",
+            "field.dir_degree=3",
+            "--set",
+            "proposals.0.width=8",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     cfg = json.load(open(os.path.join(out, "checkpoint", "config.json")))["config"]
     assert cfg["occlusion_weight"] == 0.05 and cfg["field"]["dir_degree"] == 3 and cfg["proposals"][0]["width"] == 8
 
 
-@pytest.mark.parametrize("item,match", [("nope=1", "unknown config key 'nope'"),
-                                        ("field.nope=1", "unknown config key 'field.nope'"),
-                                        ("proposals.7.width=8", "'proposals.7' needs an index < 1"),
-                                        ("iterations=abc", "config `iterations` must be an integer >= 1"),
-                                        ("novalue", "--set takes key=value")])
+@pytest.mark.parametrize(
+    "item,match",
+    [
+        ("nope=1", "unknown config key 'nope'"),
+        ("field.nope=1", "unknown config key 'field.nope'"),
+        ("proposals.7.width=8", "'proposals.7' needs an index < 1"),
+        ("iterations=abc", "config `iterations` must be an integer >= 1"),
+        ("novalue", "--set takes key=value"),
+    ],
+)
 def test_bad_set_is_one_line_before_any_work(npz, tmp_path, capsys, item, match):
     out = tmp_path / "run"
-    one_line_error(capsys, ["reconstruct", "--data", npz, "--views", "3", "--out", str(out), "--device", "cpu",
-                            "--set", item], match)
+    one_line_error(
+        capsys,
+        ["reconstruct", "--data", npz, "--views", "3", "--out", str(out), "--device", "cpu", "--set", item],
+        match,
+    )
     assert not out.exists()
 
 
@@ -260,6 +367,74 @@ def test_a_value_error_inside_training_keeps_its_traceback(npz, tmp_path, monkey
 
     monkeypatch.setattr(loop, "train", broken_train)
     with pytest.raises(WorkError) as info:
-        main(["reconstruct", "--data", npz, "--views", "3", "--iterations", "1", "--no-video", "--quiet",
-              "--device", "cpu", "--out", str(tmp_path / "run")])
+        main(
+            [
+                "reconstruct",
+                "--data",
+                npz,
+                "--views",
+                "3",
+                "--iterations",
+                "1",
+                "--no-video",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
     assert isinstance(info.value.__cause__, ValueError) and "an internal shape bug" in str(info.value.__cause__)
+
+
+def test_space_override_is_used_printed_and_replayed(tmp_path, capsys):
+    """--space overrides the decision for an LLFF-layout scene; evaluate reloads the scene the same way."""
+    from reconfusion.app.runs import DEMO_DATA
+
+    out = str(tmp_path / "run")
+    rc = main(
+        [
+            "reconstruct",
+            "--data",
+            DEMO_DATA,
+            "--views",
+            "3",
+            "--iterations",
+            "1",
+            "--batch-rays",
+            "32",
+            "--no-video",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--out",
+            out,
+            "--space",
+            "contract",
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    assert "space contract" in capsys.readouterr().out
+    saved = json.load(open(os.path.join(out, "checkpoint", "config.json")))["scene"]
+    assert saved["space"] == "contract" and saved["data"]["space"] == "contract"
+    assert main(["evaluate", "--checkpoint", out, "--device", "cpu", "--quiet"]) == 0
+
+
+def test_space_is_for_llff_layout_scenes(npz, tmp_path, capsys):
+    one_line_error(
+        capsys,
+        [
+            "reconstruct",
+            "--data",
+            npz,
+            "--views",
+            "3",
+            "--out",
+            str(tmp_path / "r"),
+            "--device",
+            "cpu",
+            "--space",
+            "ndc",
+        ],
+        "--space applies to LLFF-layout scenes",
+    )
