@@ -220,6 +220,8 @@ def train_prior(
         batches = train["batches"]
         if rank == 0:
             log.info("resumed from %s at step %d", out_dir, res.step)
+            # a kill between a state and its exports leaves them older than the state: export again
+            _export_priors(out_dir, prior, ema)
     dataset.set_position(0, 0)
     dataset.set_position(*dataset.position_after(batches))
     start_batches = batches
@@ -326,11 +328,16 @@ def _checkpoint(out_dir, step, batches, prior, ema, opt, scaler, cfg, dataset) -
         scaler,
         {"batches": batches, "data_position": list(dataset.position_after(0)), "config": cfg.to_dict()},
     )
-    if _rank() == 0:  # plain saved priors for use (reconstruct --prior OUT/ema)
-        prior.save(_saved_prior_dir(out_dir, "last"))
-        ema_prior = copy.deepcopy(prior)
-        ema.copy_to(ema_prior)
-        ema_prior.save(_saved_prior_dir(out_dir, "ema"))
+    if _rank() == 0:
+        _export_priors(out_dir, prior, ema)
+
+
+def _export_priors(out_dir, prior, ema) -> None:
+    """The plain saved priors for use (``reconstruct --prior OUT/ema``), derived from the state."""
+    prior.save(_saved_prior_dir(out_dir, "last"))
+    ema_prior = copy.deepcopy(prior)
+    ema.copy_to(ema_prior)
+    ema_prior.save(_saved_prior_dir(out_dir, "ema"))
 
 
 def _saved_prior_dir(out_dir: str, name: str) -> str:
