@@ -188,8 +188,10 @@ def rendering(
     else:
         rgbs = torch.empty((0, 3), device=t_starts.device)
         field = torch.empty((0,), device=t_starts.device)
-    if rgbs.shape[-1] != 3:
-        raise ValueError(f"rgbs must have 3 channels, got {list(rgbs.shape)}")
+    if rgbs.shape[-1] != 3 or rgbs.shape[:-1] != t_starts.shape:
+        raise ValueError(f"rgbs must be [*t_starts.shape, 3] = {[*t_starts.shape, 3]}, got {list(rgbs.shape)}")
+    if not rgbs.is_floating_point():
+        raise ValueError(f"rgbs must be floating point, got {rgbs.dtype}")
     if field.shape != t_starts.shape:
         name = "sigmas" if rgb_sigma_fn is not None else "alphas"
         raise ValueError(f"{name} must have the shape of `t_starts` {list(t_starts.shape)}, got {list(field.shape)}")

@@ -195,3 +195,20 @@ def test_prop_net_valid_planes_give_finite_intervals(near, far, kind):
         [_sigma_fn], [8], 4, 3, near_plane=near, far_plane=far, sampling_type=kind
     )
     assert t0.shape == (3, 4) and bool(t0.isfinite().all()) and bool((t1 >= t0).all())
+
+
+@pytest.mark.parametrize("bad", ["shape", "dtype"])
+def test_rendering_names_rgbs_not_the_inner_ops_colors(bad):
+    """A bad ``rgbs`` from the user's rgb_sigma_fn is reported under nerfacc's name, before volume_render."""
+    from rfkernels.compat import nerfacc as ours
+
+    t0 = torch.linspace(0, 1, 9)[:-1].repeat(2, 1)
+    t1 = t0 + 0.125
+
+    def rgb_sigma_fn(ts, te, ray_indices):
+        rgb = torch.rand(2, 7, 3) if bad == "shape" else torch.randint(0, 2, (2, 8, 3))
+        return rgb, torch.rand(2, 8)
+
+    with pytest.raises(ValueError, match="rgbs must be") as info:
+        ours.rendering(t0, t1, rgb_sigma_fn=rgb_sigma_fn)
+    assert "colors" not in str(info.value)
