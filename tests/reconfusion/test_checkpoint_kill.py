@@ -16,6 +16,7 @@ import reconfusion.checkpoint as ckpt_mod
 from reconfusion.checkpoint import PARTIAL_DIR, load_checkpoint
 from reconfusion.data.scene import select_views
 from reconfusion.reconstruct import train
+from tests.helpers.kills import Killed, OperationKiller
 from tests.helpers.recon_scenes import boxes_scene, small_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -23,36 +24,22 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ITERATIONS = 3  # checkpoints at steps 1 and 2 (every step) and the final one at 3
 
 
-class Killed(BaseException):
-    """Stands for SIGKILL: not an ``Exception``, so no handler of the code under test catches it."""
-
-
-class Killer:
+class Killer(OperationKiller):
     """Counts the checkpoint writer's file operations; raises :class:`Killed` at operation ``at``."""
 
     def __init__(self, monkeypatch, at: int | None):
-        self.at, self.count, self.saves = at, 0, []  # saves: the count before each save's first operation
+        super().__init__(at)
+        self.saves = []  # the count before each save's first operation
         for name in ("write_safetensors", "write_json"):
-            monkeypatch.setattr(ckpt_mod, name, self._wrap(getattr(ckpt_mod, name), half_write=True))
+            monkeypatch.setattr(ckpt_mod, name, self.wrap(getattr(ckpt_mod, name), half_write=True))
         for name in ("fsync_path", "_remove"):
-            monkeypatch.setattr(ckpt_mod, name, self._wrap(getattr(ckpt_mod, name)))
-        for name in ("rename", "makedirs"):
-            monkeypatch.setattr(ckpt_mod.os, name, self._wrap(getattr(os, name), starts_a_save=name == "makedirs"))
+            monkeypatch.setattr(ckpt_mod, name, self.wrap(getattr(ckpt_mod, name)))
+        monkeypatch.setattr(ckpt_mod.os, "rename", self.wrap(os.rename))
+        monkeypatch.setattr(ckpt_mod.os, "makedirs", self.wrap(os.makedirs, before=self._note_save))
 
-    def _wrap(self, fn, half_write=False, starts_a_save=False):
-        def op(path, *args, **kw):
-            if starts_a_save and str(path).endswith(PARTIAL_DIR):
-                self.saves.append(self.count)
-            self.count += 1
-            if self.count != self.at:
-                return fn(path, *args, **kw)
-            if half_write:
-                fn(path, *args, **kw)
-                with open(path, "r+b") as f:
-                    f.truncate(os.path.getsize(path) // 2)
-            raise Killed
-
-        return op
+    def _note_save(self, path, *args):
+        if str(path).endswith(PARTIAL_DIR):
+            self.saves.append(self.count)
 
 
 @pytest.fixture(scope="module")

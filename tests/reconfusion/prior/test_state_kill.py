@@ -19,6 +19,7 @@ from reconfusion.prior import ReconFusionPrior
 from reconfusion.prior.dataset import PriorExamples
 from reconfusion.prior.run_config import TrainConfig
 from reconfusion.prior.train import train_prior
+from tests.helpers.kills import Killed, OperationKiller
 from tests.helpers.prior_scenes import synthetic_scene
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,37 +27,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 STEPS = 4  # states at steps 2 and 4
 
 
-class Killed(BaseException):
-    """Stands for SIGKILL: not an ``Exception``, so no handler of the code under test catches it."""
-
-
-class Killer:
+class Killer(OperationKiller):
     """Counts the state writer's file operations; raises :class:`Killed` at operation ``at``."""
 
     def __init__(self, monkeypatch, at: int | None):
-        self.at, self.count = at, 0
+        super().__init__(at)
         # safetensors files are written in place (a kill can leave half of one); write_json is atomic
         # (temp file + rename), so a kill there leaves the old file: it raises before the write
-        monkeypatch.setattr(ckpt_mod, "write_safetensors", self._wrap(ckpt_mod.write_safetensors, half_write=True))
-        monkeypatch.setattr(ckpt_mod, "write_json", self._wrap(ckpt_mod.write_json))
-        monkeypatch.setattr(ckpt_mod, "fsync_path", self._wrap(ckpt_mod.fsync_path))
-        monkeypatch.setattr(ckpt_mod.shutil, "rmtree", self._wrap(ckpt_mod.shutil.rmtree))
-        monkeypatch.setattr(ckpt_mod.os, "makedirs", self._wrap(os.makedirs))
-        monkeypatch.setattr(ReconFusionPrior, "save", self._wrap(ReconFusionPrior.save, method=True))
-
-    def _wrap(self, fn, half_write=False, method=False):
-        def op(*args, **kw):
-            self.count += 1
-            if self.count != self.at:
-                return fn(*args, **kw)
-            if half_write:
-                fn(*args, **kw)
-                path = args[0]
-                with open(path, "r+b") as f:
-                    f.truncate(os.path.getsize(path) // 2)
-            raise Killed
-
-        return op
+        monkeypatch.setattr(ckpt_mod, "write_safetensors", self.wrap(ckpt_mod.write_safetensors, half_write=True))
+        monkeypatch.setattr(ckpt_mod, "write_json", self.wrap(ckpt_mod.write_json))
+        monkeypatch.setattr(ckpt_mod, "fsync_path", self.wrap(ckpt_mod.fsync_path))
+        monkeypatch.setattr(ckpt_mod.shutil, "rmtree", self.wrap(ckpt_mod.shutil.rmtree))
+        monkeypatch.setattr(ckpt_mod.os, "makedirs", self.wrap(os.makedirs))
+        monkeypatch.setattr(ReconFusionPrior, "save", self.wrap(ReconFusionPrior.save))
 
 
 def _run(out: str):
