@@ -4,7 +4,9 @@ in L2. Dimensions are unrolled up to 4 (unused ones have weight 1 and vertex 0);
 corners are a static loop; features are a ``[BLOCK, FP]`` tile (``FP = max(F, 2)``, masked).
 
 Backward: table gradients are scattered with ``tl.atomic_add`` into a float32 buffer (cast to the
-table dtype at the end); point and scale gradients are atomically summed over the levels. With
+table dtype at the end); point and scale gradients are atomically summed over the levels. Every
+atomic is a pure accumulation read only after the kernel, so it is ``sem="relaxed"`` (a plain
+``red.relaxed`` on sm_90; the default ``acq_rel`` adds fences and L1 invalidations per atomic). With
 ``DET`` (see :mod:`.deterministic`) the same kernel writes per-level buffers instead of atomics.
 ``_hashgrid_dbl_kernel`` is the backward of the point gradient (second order).
 
@@ -193,7 +195,7 @@ def _accumulate(ptr, offs, val, m, DET: tl.constexpr):
     if DET:
         tl.store(ptr + offs, val, mask=m)
     else:
-        tl.atomic_add(ptr + offs, val, mask=m)
+        tl.atomic_add(ptr + offs, val, mask=m, sem="relaxed")
 
 
 @triton.jit
@@ -271,7 +273,7 @@ def _hashgrid_kernel(
                     tl.store(emit_rows_ptr + prow * (1 << D) + c, row, mask=m)
                     tl.store(emit_w_ptr + prow * (1 << D) + c, w * factor, mask=m)
                 else:
-                    tl.atomic_add(g_table_ptr + ptrs, w[:, None] * gf, mask=fm)
+                    tl.atomic_add(g_table_ptr + ptrs, w[:, None] * gf, mask=fm, sem="relaxed")
             if NEED_X or NEED_S:
                 val = tl.load(table_ptr + ptrs, mask=fm, other=0.0).to(tl.float32)
                 if NEED_S:
@@ -375,7 +377,7 @@ def _hashgrid_dbl_kernel(
         g3 = t3 * _dpick(b3, d3)
         wt = g0 * f1 * f2 * f3 + f0 * g1 * f2 * f3 + f0 * f1 * g2 * f3 + f0 * f1 * f2 * g3  # W'_c
         if NEED_TABLE:
-            tl.atomic_add(g_table_ptr + ptrs, wt[:, None] * gf, mask=fm)
+            tl.atomic_add(g_table_ptr + ptrs, wt[:, None] * gf, mask=fm, sem="relaxed")
         if NEED_GOUT or NEED_X or NEED_S:
             val = tl.load(table_ptr + ptrs, mask=fm, other=0.0).to(tl.float32)
             if NEED_GOUT or NEED_S:
@@ -398,15 +400,15 @@ def _hashgrid_dbl_kernel(
     if NEED_GOUT:
         tl.store(gg_out_ptr + out_offs, acc * factor[:, None], mask=fm)
     if NEED_X:
-        tl.atomic_add(g_x_ptr + rows * D, hx0, mask=m)
+        tl.atomic_add(g_x_ptr + rows * D, hx0, mask=m, sem="relaxed")
         if D > 1:
-            tl.atomic_add(g_x_ptr + rows * D + 1, hx1, mask=m)
+            tl.atomic_add(g_x_ptr + rows * D + 1, hx1, mask=m, sem="relaxed")
         if D > 2:
-            tl.atomic_add(g_x_ptr + rows * D + 2, hx2, mask=m)
+            tl.atomic_add(g_x_ptr + rows * D + 2, hx2, mask=m, sem="relaxed")
         if D > 3:
-            tl.atomic_add(g_x_ptr + rows * D + 3, hx3, mask=m)
+            tl.atomic_add(g_x_ptr + rows * D + 3, hx3, mask=m, sem="relaxed")
     if NEED_S:
-        tl.atomic_add(g_s_ptr + rows, tl.sum(g * acc, 1) * dfactor, mask=m)
+        tl.atomic_add(g_s_ptr + rows, tl.sum(g * acc, 1) * dfactor, mask=m, sem="relaxed")
 
 
 def _launch(

@@ -118,8 +118,9 @@ def _outer_scatter_kernel(
         lo, hi, outer = _outer_bins(tp_ptr + pb, cy_ptr + pb, P, t_ptr, eb, idx, m, N_ITER)
         w = tl.load(w_ptr + start + idx, mask=m, other=0.0).to(tl.float64)
         g = gl * (-2.0 * tl.maximum(w - outer, 0.0) / (w + eps))
-        tl.atomic_add(u_ptr + pstart + hi - 1, g, mask=m & (hi >= 1))
-        tl.atomic_add(u_ptr + pstart + lo - 1, -g, mask=m & (lo >= 1))
+        # pure accumulation (read after the kernel ends): relaxed order, no fences around the atomics
+        tl.atomic_add(u_ptr + pstart + hi - 1, g, mask=m & (hi >= 1), sem="relaxed")
+        tl.atomic_add(u_ptr + pstart + lo - 1, -g, mask=m & (lo >= 1), sem="relaxed")
 
 
 @triton.jit
