@@ -2,8 +2,9 @@
 
 Prints a table (op, size, mode, backend, ms, speedup vs the torch reference, ours / peer ratios,
 throughput, achieved GB/s and % of the device-to-device copy bandwidth measured in the same run, peak
-memory on CUDA) and writes JSON with the device, versions and date. The cases are the ones
-``pytest benchmarks/ --benchmark-only`` runs (``bench_<family>.cases``).
+memory on CUDA, the H200 roofline prediction and, on a GPU, the fraction of it achieved) and writes
+JSON with the device, versions and date. The cases are the ones ``pytest benchmarks/ --benchmark-only``
+runs (``bench_<family>.cases``); each is checked against the torch reference before it is timed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from . import roofline
 from .common import (
     ALL_OPS,
     FAMILIES,
@@ -54,12 +56,22 @@ def run(families, scale: str, device: torch.device, reps: int | None = None, sav
     run cut short by a time limit leaves every finished row on disk. A case that raises is recorded
     with its error and the run goes on."""
     bandwidth = copy_bandwidth_gbs(device)
-    report = {"env": _env(device), "copy_bandwidth_gb_per_s": bandwidth, "scale": scale, "results": []}
+    report = {
+        "env": _env(device),
+        "copy_bandwidth_gb_per_s": bandwidth,
+        "scale": scale,
+        "roofline": roofline_constants(),
+        "results": [],
+    }
     rows = report["results"]
     for fam in families:
         for case in family_cases(fam, device, scale):
             row = {"op": case.op, "size": case.size, "mode": case.mode, "backend": case.backend}
+            if case.traffic is not None:
+                row.update(case.traffic.record())
             try:
+                if case.check is not None:  # correctness gate: a mismatch is this row's error
+                    row["max_abs_err_vs_reference"] = case.check()
                 ms = time_fn(case.fn, device, max_reps=reps) if reps else time_fn(case.fn, device)
                 row.update(
                     {
@@ -73,17 +85,35 @@ def run(families, scale: str, device: torch.device, reps: int | None = None, sav
                     }
                 )
                 row["pct_of_copy_bw"] = 100 * row["gb_per_s"] / bandwidth if row["gb_per_s"] else None
+                row["pct_of_h200_limit"] = pct_of_limit(row, device)
                 print(_fmt(row), flush=True)
             except Exception as exc:  # noqa: BLE001 - report it and time the rest
                 row.update(ms=None, error=f"{type(exc).__name__}: {exc}")
                 print(
-                    f"{case.op:<22} {case.size:<36} {case.mode:<16} {case.backend:<13} ERROR {row['error']}", flush=True
+                    f"{case.op:<22} {case.size:<48} {case.mode:<16} {case.backend:<13} ERROR {row['error']}", flush=True
                 )
             rows.append(row)
             add_ratios(rows)
             if save:
                 save(report)
     return report
+
+
+def roofline_constants() -> dict:
+    """The rates the predictions use (recorded with every report)."""
+    return {
+        "hbm_bytes_per_s": roofline.HBM_BYTES_PER_S,
+        "l2_sectors_per_s": roofline.L2_SECTORS_PER_S,
+        "l2_note": "yardstick: A100 whitepaper L2 read width (5120 B/clk) at the H200 boost clock (1.98 GHz)",
+    }
+
+
+def pct_of_limit(row: dict, device: torch.device) -> float | None:
+    """100 x predicted H200 time / measured time, for a measurement on a GPU only (a CPU time is no
+    H200 time); None without a prediction."""
+    if device.type != "cuda" or not row.get("predicted_h200_ms") or not row.get("ms"):
+        return None
+    return 100 * row["predicted_h200_ms"] / row["ms"]
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -108,7 +138,18 @@ def _fmt(r: dict) -> str:
         else ""
     )
     mem = f" peak {r['peak_mem_mb']:.0f} MB" if r.get("peak_mem_mb") is not None else ""
-    return f"{r['op']:<22} {r['size']:<36} {r['mode']:<16} {r['backend']:<13} {r['ms']:9.3f} ms {tp} {bw}{mem}"
+    return (
+        f"{r['op']:<22} {r['size']:<48} {r['mode']:<16} {r['backend']:<13} {r['ms']:9.3f} ms {tp} {bw}{mem}"
+        f"{_fmt_roofline(r)}"
+    )
+
+
+def _fmt_roofline(r: dict) -> str:
+    """`` H200 >= 12.3 us (HBM)`` and, measured on a GPU, `` 45.6% of limit``."""
+    if not r.get("predicted_h200_ms"):
+        return ""
+    pct = f" {r['pct_of_h200_limit']:5.1f}% of limit" if r.get("pct_of_h200_limit") else ""
+    return f" H200 >= {1e3 * r['predicted_h200_ms']:.3g} us ({r['bound']}){pct}"
 
 
 def print_table(report: dict) -> None:
@@ -117,17 +158,36 @@ def print_table(report: dict) -> None:
         f"copy bandwidth {report['copy_bandwidth_gb_per_s']:.1f} GB/s  {report['env']['date']}"
     )
     print(
-        f"{'op':<22} {'size':<36} {'mode':<16} {'backend':<13} {'ms':>9}    {'speedup':>8}  {'GB/s':>8} {'%bw':>6}"
-        "  ours/peer"
+        "# H200 roofline: HBM 4.8 TB/s; L2 gathers + atomics at a yardstick of "
+        f"{roofline.L2_SECTORS_PER_S:.3g} 32-byte sectors/s (benchmarks/roofline.py); "
+        "'% lim' = predicted / measured, on a GPU only"
+    )
+    print(
+        f"{'op':<22} {'size':<48} {'mode':<16} {'backend':<13} {'ms':>9}    {'speedup':>8}  {'GB/s':>8} {'%bw':>6}"
+        f"  {'B/item':>8} {'L2/item':>7} {'atom/it':>7} {'H200 us':>9} {'bound':>5} {'% lim':>6}  ours/peer"
     )
     for r in report["results"]:
         if r.get("error"):
-            print(f"{r['op']:<22} {r['size']:<36} {r['mode']:<16} {r['backend']:<13} ERROR {r['error'][:80]}")
+            print(f"{r['op']:<22} {r['size']:<48} {r['mode']:<16} {r['backend']:<13} ERROR {r['error'][:80]}")
             continue
         sp = f"{r['speedup_vs_torch']:7.2f}x" if r["speedup_vs_torch"] else "       -"
         bw = f"{r['gb_per_s']:8.1f} {r['pct_of_copy_bw']:5.1f}%" if r["gb_per_s"] else " " * 15
         vs = " ".join(f"{k[len('ours_over_') :]} {v:.2f}" for k, v in r.items() if k.startswith("ours_over_"))
-        print(f"{r['op']:<22} {r['size']:<36} {r['mode']:<16} {r['backend']:<13} {r['ms']:9.3f} ms {sp}  {bw}  {vs}")
+        print(
+            f"{r['op']:<22} {r['size']:<48} {r['mode']:<16} {r['backend']:<13} {r['ms']:9.3f} ms {sp}  {bw}  "
+            f"{_table_roofline(r)}  {vs}"
+        )
+
+
+def _table_roofline(r: dict) -> str:
+    """The roofline columns of one table row (blank without a traffic model)."""
+    if not r.get("predicted_h200_ms"):
+        return " " * 48
+    pct = f"{r['pct_of_h200_limit']:5.1f}%" if r.get("pct_of_h200_limit") else "     -"
+    return (
+        f"{r['bytes_per_item']:8.0f} {r['l2_gathers_per_item']:7.1f} {r['atomics_per_item']:7.1f} "
+        f"{1e3 * r['predicted_h200_ms']:9.3g} {r['bound']:>5} {pct}"
+    )
 
 
 def main(argv=None) -> int:

@@ -10,7 +10,8 @@ import torch
 
 import rfkernels
 
-from .common import Case, backends_for
+from . import roofline
+from .common import Case, backends_for, reference_gate
 
 
 def _scene(N, V, C, H, W, image, device):
@@ -37,30 +38,30 @@ def cases(device: torch.device, scale: str) -> list[Case]:
     image = (512, 512)
     points, features, K, E = _scene(N, V, C, H, W, image, device)
     size = f"N={N} V={V} C={C} {H}x{W}"
-    feat_bytes = 4 * V * C * H * W
     backends = backends_for(device)
     rfkernels.set_validation(False)  # value checks sync the device; measure the kernels
     out = []
     for reduce, width in (("none", V * C), ("mean_var", 2 * C)):
-        # Physical minimum: read points + feature maps (+ cameras), write outputs + mask; the
-        # backward reads the output grads again and writes the feature-map grads.
-        fwd_bytes = 12 * N + feat_bytes + 4 * N * width + N * V
-        bwd_bytes = 12 * N + feat_bytes + 4 * N * width + N * V + feat_bytes
+
+        def call(be, reduce=reduce):
+            o = rfkernels.gather_features(points, features, K, E, image_size=image, reduce=reduce, backend=be)
+            return o.features
+
+        fwd_traffic = roofline.gather_features(N, V, C, H, W, width, backward=False)
+        bwd_traffic = roofline.gather_features(N, V, C, H, W, width, backward=True)
         for be in backends:
 
-            def fwd(be=be, reduce=reduce):
+            def fwd(be=be, call=call):
                 with torch.no_grad():
-                    return rfkernels.gather_features(
-                        points, features, K, E, image_size=image, reduce=reduce, backend=be
-                    )
+                    return call(be)
 
-            def fwd_bwd(be=be, reduce=reduce):
-                o = rfkernels.gather_features(points, features, K, E, image_size=image, reduce=reduce, backend=be)
-                torch.autograd.grad(o.features.sum(), features)
+            def fwd_bwd(be=be, call=call):
+                torch.autograd.grad(call(be).sum(), features)
 
             op = f"gather[{reduce}]"
+            check = reference_gate(f"{op} {size}", call, be, wrt=(features,))
             out += [
-                Case(op, size, be, "fwd", fwd, fwd_bytes, N, "pts"),
-                Case(op, size, be, "fwd+bwd", fwd_bwd, fwd_bytes + bwd_bytes, N, "pts"),
+                Case(op, size, be, "fwd", fwd, fwd_traffic, N, "pts", check=check),
+                Case(op, size, be, "fwd+bwd", fwd_bwd, bwd_traffic, N, "pts", check=check),
             ]
     return out

@@ -1,8 +1,9 @@
-"""Proposal sampling: Zip-NeRF's resampling chain on 2^16 rays (64 uniform s-bins -> 64 proposal
-intervals -> 32 NeRF intervals, single jitter, interval edges) and the interlevel losses (32 fine
-intervals against a 64-bin proposal, outer and blurred), forward + backward, every backend vs the
-torch reference; nerfacc 0.5.3's ``importance_sampling`` beside our midpoint sampling on the same
-histograms when it is installed (CUDA only), checked equal before it is timed."""
+"""Proposal sampling: Zip-NeRF's resampling chain (S uniform s-bins -> S proposal intervals -> S/2
+NeRF intervals, single jitter, interval edges; S = 64 is Zip-NeRF's) and the interlevel losses (S/2
+fine intervals against an S-bin proposal, outer and blurred), forward + backward, every backend
+checked against the torch reference then timed; 4096 and 65536 rays x S = 64 / 128 / 256 (``all``).
+nerfacc 0.5.3's ``importance_sampling`` beside our midpoint sampling on the same histograms when it
+is installed (CUDA only), checked equal before it is timed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 
 import rfkernels
 
-from .common import Case, backends_for, check_peer, nerfacc_or_none
+from . import roofline
+from .common import Case, backends_for, check_peer, nerfacc_or_none, reference_gate
 
 
 def _histogram(R, S, device):
@@ -23,7 +25,7 @@ def _histogram(R, S, device):
     return bins, weights
 
 
-def _nerfacc_cases(nerfacc, bins, weights, n, R, nbytes) -> list[Case]:
+def _nerfacc_cases(nerfacc, bins, weights, n, R, traffic) -> list[Case]:
     """nerfacc.importance_sampling (0.5 API, non-stratified: u_k = (k + 0.5) / n) beside our
     ``mode="midpoint"`` with no histogram padding: the same function, checked equal before timing."""
     if nerfacc is None:
@@ -43,36 +45,40 @@ def _nerfacc_cases(nerfacc, bins, weights, n, R, nbytes) -> list[Case]:
     except Exception as exc:  # PeerMismatch, or the peer failed to run: report, time the rest
         print(f"[bench_sampling] nerfacc peer not timed: {exc}")
         return []
-    out = [Case("sample_pdf", size, "nerfacc", "fwd", peer, nbytes, R, "rays")]
+    out = [Case("sample_pdf", size, "nerfacc", "fwd", peer, traffic, R, "rays")]
+    ours = lambda be: rfkernels.sample_pdf(bins, weights, n, mode="midpoint", histogram_padding=0.0, backend=be)  # noqa: E731
     for be in backends_for(bins.device):
-        out.append(
-            Case(
-                "sample_pdf",
-                size,
-                be,
-                "fwd",
-                lambda be=be: rfkernels.sample_pdf(
-                    bins, weights, n, mode="midpoint", histogram_padding=0.0, backend=be
-                ),
-                nbytes,
-                R,
-                "rays",
-            )
-        )
+        check = reference_gate(f"sample_pdf {size}", ours, be, atol=1e-5, rtol=1e-4)
+        out.append(Case("sample_pdf", size, be, "fwd", lambda be=be: ours(be), traffic, R, "rays", check=check))
     return out
 
 
-SIZES = {"tiny": [1 << 6], "one": [1 << 16], "all": [1 << 16, 1 << 18]}
+SIZES = {
+    "tiny": [(1 << 6, 64)],
+    "one": [(1 << 16, 64)],
+    "all": [(R, S) for R in (1 << 12, 1 << 16) for S in (64, 128, 256)],
+}
 
 
 def cases(device: torch.device, scale: str) -> list[Case]:
     rfkernels.set_validation(False)  # value checks sync the device; measure the kernels
     nerfacc = nerfacc_or_none()
-    return [c for R in SIZES[scale] for c in _cases_for(R, device, nerfacc)]
+    return [c for R, S in SIZES[scale] for c in _cases_for(R, S, device, nerfacc)]
 
 
-def _cases_for(R: int, device: torch.device, nerfacc) -> list[Case]:
-    S0, S1, S2 = 64, 64, 32
+def _seeded(g: torch.Generator, fn):
+    """``fn(backend)`` with the jitter generator reseeded first: every backend draws the same jitter,
+    so the gate compares the same function."""
+
+    def call(be):
+        g.manual_seed(0)
+        return fn(be)
+
+    return call
+
+
+def _cases_for(R: int, S: int, device: torch.device, nerfacc) -> list[Case]:
+    S0, S1, S2 = S, S, S // 2
     g = torch.Generator(device=device).manual_seed(0)
     bins0 = torch.linspace(0, 1, S0 + 1, device=device).expand(R, S0 + 1).contiguous()
     w0 = _histogram(R, S0, device)[1]
@@ -82,36 +88,43 @@ def _cases_for(R: int, device: torch.device, nerfacc) -> list[Case]:
     tp, wp = _histogram(R, S1, device)
     wp.requires_grad_()
     chain = f"R={R} {S0}->{S1}->{S2}"
+
+    def resample_chain(be):
+        e1 = rfkernels.sample_pdf(bins0, w0, S1, mode="single_jitter", return_edges=True, generator=g, backend=be)
+        return rfkernels.sample_pdf(e1, w1, S2, mode="single_jitter", return_edges=True, generator=g, backend=be)
+
+    def one(be):
+        return rfkernels.sample_pdf(bins1, w1, S1, mode="single_jitter", return_edges=True, generator=g, backend=be)
+
+    def blurred(be):
+        return rfkernels.sample_pdf(bins1, w1, S1, return_edges=True, blur_halfwidth=0.01, generator=g, backend=be)
+
+    def loss(blur):
+        return lambda be: rfkernels.interlevel_loss(t_f, w_f, tp, wp, blur_halfwidth=blur, backend=be)
+
+    one_traffic = roofline.sample_pdf(R, S1, S1, return_edges=True)
+    chain_traffic = roofline.sample_pdf(R, S0, S1, return_edges=True) + roofline.sample_pdf(
+        R, S1, S2, return_edges=True
+    )
+    loss_traffic = roofline.interlevel_loss(R, S2, S1)
+    rows = [  # (op, size, mode, call(backend) -> outputs, traffic, gradients w.r.t.)
+        ("sample_pdf", chain, "fwd", resample_chain, chain_traffic, ()),
+        ("sample_pdf", f"R={R} S={S1} n={S1} edges", "fwd", one, one_traffic, ()),
+        ("sample_pdf", f"R={R} S={S1} n={S1} blur", "fwd", blurred, one_traffic, ()),
+        ("interlevel_loss", f"R={R} S={S2} P={S1} outer", "fwd+bwd", loss(None), loss_traffic, (wp,)),
+        ("interlevel_loss", f"R={R} S={S2} P={S1} blur", "fwd+bwd", loss(0.03), loss_traffic, (wp,)),
+    ]
     out = []
     for be in backends:
+        for op, size, mode, call, traffic, wrt in rows:
+            if wrt:
 
-        def resample_chain(be=be):
-            e1 = rfkernels.sample_pdf(bins0, w0, S1, mode="single_jitter", return_edges=True, generator=g, backend=be)
-            return rfkernels.sample_pdf(e1, w1, S2, mode="single_jitter", return_edges=True, generator=g, backend=be)
+                def fn(be=be, call=call, wrt=wrt):
+                    torch.autograd.grad(call(be).sum(), wrt)
 
-        def one(be=be):
-            return rfkernels.sample_pdf(bins1, w1, S1, mode="single_jitter", return_edges=True, generator=g, backend=be)
-
-        def blurred(be=be):
-            return rfkernels.sample_pdf(bins1, w1, S1, return_edges=True, blur_halfwidth=0.01, generator=g, backend=be)
-
-        def loss(blur, be=be):
-            def fn():
-                val = rfkernels.interlevel_loss(t_f, w_f, tp, wp, blur_halfwidth=blur, backend=be)
-                torch.autograd.grad(val.sum(), wp)
-
-            return fn
-
-        # minimal traffic: read edges + weights, write the new edges (fp32)
-        one_bytes = 4 * R * ((S1 + 1) + S1 + (S1 + 1))
-        loss_bytes = 4 * R * (2 * (S2 + 1) + 2 * S2 + 3 * (S1 + 1) + 3 * S1 + 1)
-        out += [
-            Case("sample_pdf", chain, be, "fwd", resample_chain, 2 * one_bytes, R, "rays"),
-            Case("sample_pdf", f"R={R} S={S1} n={S1} edges", be, "fwd", one, one_bytes, R, "rays"),
-            Case("sample_pdf", f"R={R} S={S1} n={S1} blur", be, "fwd", blurred, one_bytes, R, "rays"),
-            Case("interlevel_loss", f"R={R} S={S2} P={S1} outer", be, "fwd+bwd", loss(None), loss_bytes, R, "rays"),
-            Case("interlevel_loss", f"R={R} S={S2} P={S1} blur", be, "fwd+bwd", loss(0.03), loss_bytes, R, "rays"),
-        ]
-    # read edges + weights, write n samples
-    out += _nerfacc_cases(nerfacc, bins1, w1, S1, R, 4 * R * ((S1 + 1) + S1 + S1))
+            else:
+                fn = lambda be=be, call=call: call(be)  # noqa: E731
+            check = reference_gate(f"{op} {size}", _seeded(g, call), be, wrt=wrt, atol=1e-5, rtol=1e-4)
+            out.append(Case(op, size, be, mode, fn, traffic, R, "rays", check=check))
+    out += _nerfacc_cases(nerfacc, bins1, w1, S1, R, roofline.sample_pdf(R, S1, S1, return_edges=False))
     return out

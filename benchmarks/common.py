@@ -6,7 +6,9 @@ A family module exposes ``cases(device: torch.device, scale: str) -> list[Case]`
 times every case, computes the speedup of each backend against the ``torch`` reference of the same
 (op, size, mode), the ratio ours / peer against each peer (nerfacc, torch.compile) of the same
 (op, size, mode), and the achieved bandwidth as a fraction of a device-to-device copy measured in the
-same run. Peers are checked equal to ours on the same inputs before they are timed (:func:`check_peer`).
+same run. Every case carries its minimum traffic and the H200 time it bounds (``benchmarks/roofline.py``).
+Before a case is timed, ours is checked equal to the torch reference on the same inputs (values and
+gradients, :func:`reference_gate`) and peers equal to ours (:func:`check_peer`); a mismatch is an error.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import torch
 
 import rfkernels  # noqa: F401 - registers every op family
 from rfkernels import _dispatch
+
+from .roofline import Traffic
 
 SCALES = ("tiny", "one", "all")  # CPU/dry-run sizes | one headline size per op | every size
 PEERS = ("nerfacc", "torch.compile")  # backends that are not ours: rows get an ours / peer ratio
@@ -55,18 +59,67 @@ class PeerMismatch(AssertionError):
     """A peer's output differs from ours on the same inputs: it is not timed (it computes another function)."""
 
 
-def check_peer(name: str, ours, peer, atol: float = 1e-4, rtol: float = 1e-3) -> float:
-    """Max abs error of ``peer`` vs ``ours`` (tensors or tuples); raises :class:`PeerMismatch` beyond tolerance."""
-    ours = ours if isinstance(ours, (tuple, list)) else (ours,)
-    peer = peer if isinstance(peer, (tuple, list)) else (peer,)
+class OursMismatch(AssertionError):
+    """One of our backends differs from the torch reference on the same inputs: the case is not timed."""
+
+
+def _compare(name, expected, got, atol: float, rtol: float, error: type[AssertionError], what: str) -> float:
+    """Max abs error of ``got`` vs ``expected`` (tensors or tuples); raises ``error`` beyond tolerance."""
+    expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+    got = got if isinstance(got, (tuple, list)) else (got,)
+    if len(expected) != len(got):
+        raise error(f"{name}: {len(got)} outputs, {what} has {len(expected)}")
     worst = 0.0
-    for i, (a, b) in enumerate(zip(ours, peer)):
+    for i, (a, b) in enumerate(zip(expected, got)):
+        if a is None or b is None:
+            if (a is None) != (b is None):
+                raise error(f"{name}: output {i} is None on one side only")
+            continue
         a, b = a.detach().double(), b.detach().double().reshape(a.shape)
         err = (a - b).abs()
         worst = max(worst, float(err.max()) if err.numel() else 0.0)
         if not bool((err <= atol + rtol * a.abs()).all()):
-            raise PeerMismatch(f"{name}: output {i} differs from ours by up to {float(err.max()):.3g}")
+            raise error(f"{name}: output {i} differs from {what} by up to {float(err.max()):.3g}")
     return worst
+
+
+def check_peer(name: str, ours, peer, atol: float = 1e-4, rtol: float = 1e-3) -> float:
+    """Max abs error of ``peer`` vs ``ours`` (tensors or tuples); raises :class:`PeerMismatch` beyond tolerance."""
+    return _compare(name, ours, peer, atol, rtol, PeerMismatch, "ours")
+
+
+def outputs_and_grads(call: Callable[[], object], wrt: tuple = ()) -> tuple:
+    """``call()``'s tensor outputs, then the gradients w.r.t. ``wrt`` of their sum weighted by a fixed
+    non-uniform cotangent (a plain sum would not see errors that cancel along a row)."""
+    with torch.enable_grad():
+        outs = call()
+        outs = tuple(outs) if isinstance(outs, (tuple, list)) else (outs,)
+        if not wrt:
+            return outs
+        terms = [
+            (o.float() * torch.cos(torch.arange(o.numel(), device=o.device, dtype=torch.float32)).view(o.shape)).sum()
+            for o in outs
+            if isinstance(o, torch.Tensor) and o.requires_grad
+        ]
+        grads = torch.autograd.grad(sum(terms), wrt, allow_unused=True)
+    return outs + tuple(grads)
+
+
+def reference_gate(
+    name: str, call: Callable[[str], object], backend: str, wrt: tuple = (), atol: float = 1e-4, rtol: float = 1e-3
+) -> Callable[[], float] | None:
+    """The correctness gate of one case (``Case.check``): ``call(backend)``'s outputs (and their
+    gradients w.r.t. ``wrt``) equal ``call("torch")``'s, the reference, on the same inputs; the check
+    returns the max abs error and raises :class:`OursMismatch` otherwise. None for the reference."""
+    if backend == "torch":
+        return None
+
+    def check() -> float:
+        expected = outputs_and_grads(lambda: call("torch"), wrt)
+        got = outputs_and_grads(lambda: call(backend), wrt)
+        return _compare(f"{name} [{backend}]", expected, got, atol, rtol, OursMismatch, "the torch reference")
+
+    return check
 
 
 def family_cases(family: str, device: torch.device, scale: str) -> list[Case]:
@@ -113,10 +166,16 @@ class Case:
     backend: str  # "torch" | "triton" | "cuda" | a peer's name (e.g. "nerfacc")
     mode: str  # "fwd" | "fwd+bwd" | other phase names
     fn: Callable[[], object]  # runs the op once (inputs prepared outside)
-    bytes_moved: int = 0  # minimal bytes the op must read + write (physical lower bound)
+    traffic: Traffic | None = None  # the op's minimum traffic (benchmarks/roofline.py)
     items: int = 0  # work items per call (rays, points, ...) for a throughput column
     item_name: str = "items"
     extra: dict = field(default_factory=dict)
+    check: Callable[[], float] | None = None  # correctness gate run before timing (reference_gate)
+
+    @property
+    def bytes_moved(self) -> int:
+        """Minimal HBM bytes the op must read + write (0 when no traffic model applies)."""
+        return self.traffic.hbm_bytes if self.traffic else 0
 
     @property
     def group(self) -> str:

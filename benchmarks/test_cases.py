@@ -4,8 +4,10 @@
     pytest benchmarks/ --benchmark-only [--benchmark-json out.json] [--benchmark-compare]
 
 Each timed call ends with ``torch.cuda.synchronize()`` on CUDA, so pytest-benchmark's wall-clock
-rounds measure the device work. ``extra_info`` carries the minimum bytes moved, the achieved GB/s and
-its fraction of a device-to-device copy timed in the same session.
+rounds measure the device work. Each of our backends is first checked against the torch reference
+(``case.check``: a mismatch fails the test before anything is timed). ``extra_info`` carries the
+roofline (minimum bytes, L2 gathers, atomics, predicted H200 ms), the achieved GB/s and its fraction of
+a device-to-device copy timed in the same session, and on a GPU the fraction of the H200 limit.
 """
 
 import pytest
@@ -42,6 +44,8 @@ def test_case(benchmark, case, copy_gbs, request):
         case.fn()
         sync(device)
 
+    if case.check is not None:
+        benchmark.extra_info["max_abs_err_vs_reference"] = case.check()  # raises OursMismatch
     run()  # warm-up: JIT/Triton compilation, autotuning, allocator
     benchmark.group = case.group
     benchmark.extra_info.update(
@@ -53,6 +57,7 @@ def test_case(benchmark, case, copy_gbs, request):
         items=case.items,
         item_name=case.item_name,
         copy_gb_per_s=copy_gbs,
+        **(case.traffic.record() if case.traffic else {}),
         **case.extra,
     )
     benchmark(run)
@@ -60,3 +65,5 @@ def test_case(benchmark, case, copy_gbs, request):
     if stats is not None and case.bytes_moved:
         gbs = case.bytes_moved / stats.stats.median / 1e9
         benchmark.extra_info.update(gb_per_s=gbs, pct_of_copy_bw=100 * gbs / copy_gbs)
+        if device.type == "cuda":
+            benchmark.extra_info["pct_of_h200_limit"] = 100 * case.traffic.predicted_ms / (1e3 * stats.stats.median)
