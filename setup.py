@@ -55,7 +55,16 @@ setup(
     install_requires=["torch>=2.4", "numpy", "imageio", "pillow", "tqdm", "safetensors"],
     extras_require={
         "triton": ["triton>=3.6"],
-        "test": ["pytest>=8", "pytest-benchmark", "scipy", "ninja", "triton>=3.6", "hypothesis>=6"],
+        "test": [
+            "pytest>=8",
+            "pytest-benchmark",
+            "scipy",
+            "ninja",
+            "triton>=3.6",
+            "hypothesis>=6",
+            "opencv-python-headless>=4.7",
+        ],
+        "geometry": ["opencv-python-headless>=4.7"],  # the sparse-depth term's feature matching (numpy only)
         "diffusion": ["diffusers>=0.30", "transformers>=4.40", "safetensors"],
         "xformers": ["xformers>=0.0.35"],
         "video": ["imageio-ffmpeg"],

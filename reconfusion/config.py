@@ -87,6 +87,16 @@ class Config:
     sample_anneal_steps: int = 0  # RegNeRF: the sampled s-range grows from around sample_anneal_mid to [0, 1]
     sample_anneal_mid: float = 1.0  # over this many steps (RegNeRF LLFF: 256 steps, from the far plane)
     grid_decay_weight: float = 0.1  # Zip-NeRF's hash decay (0.1): sum over grid levels of the mean squared entry
+    # sparse depth from the training views' triangulated features (reconfusion.losses.sparse_depth)
+    sparse_depth_weight: float = 0.0  # 0 = off (no matching); x min(1, points / sparse_depth_full_points)
+    sparse_depth_loss: str = "kl"  # "kl": cross-entropy of the rendered weights; "l2": expected depth
+    sparse_depth_rays: int = 128  # target rays rendered per step (extra rays: the term's cost)
+    sparse_depth_min_sigma: float = 0.005  # floor of a target's standard deviation, in s units
+    sparse_depth_full_points: int = 100  # fewer triangulated points fade the weight out linearly
+    sparse_depth_proposals: bool = True  # "kl" also on the proposal histograms
+    sparse_depth_stop: float = 1.0  # fraction of the run after which the term is off
+    sparse_depth_max_reprojection_px: float = 1.5  # triangulation: rejection rules
+    sparse_depth_min_angle_deg: float = 1.0
     # optimization
     iterations: int = 25000
     batch_rays: int = 16384  # departs: Zip-NeRF uses 65536 rays per step (on 8 accelerators)
@@ -120,10 +130,18 @@ class Config:
             "eval_chunk",
             "depth_smoothness_patches",
             "depth_smoothness_patch_size",
+            "sparse_depth_rays",
         ):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "an integer >= 1")
-        for name in ("warmup_steps", "eval_every", "checkpoint_every", "seed", "sample_anneal_steps"):
+        for name in (
+            "warmup_steps",
+            "eval_every",
+            "checkpoint_every",
+            "seed",
+            "sample_anneal_steps",
+            "sparse_depth_full_points",
+        ):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, name, "an integer >= 0")
         need(
@@ -150,6 +168,21 @@ class Config:
         need(self.spacing in SPACINGS, "spacing", f"one of {SPACINGS}")
         need(isinstance(self.torch_compile, bool), "torch_compile", "a bool")
         need(self.data_loss in ("charbonnier", "mse"), "data_loss", "'charbonnier' or 'mse'")
+        need(self.sparse_depth_loss in ("kl", "l2"), "sparse_depth_loss", "'kl' or 'l2'")
+        need(isinstance(self.sparse_depth_proposals, bool), "sparse_depth_proposals", "a bool")
+        for name in ("sparse_depth_weight", "sparse_depth_max_reprojection_px", "sparse_depth_min_angle_deg"):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, name, "a finite number >= 0")
+        need(
+            isinstance(self.sparse_depth_min_sigma, (int, float)) and 0 < self.sparse_depth_min_sigma < 1,
+            "sparse_depth_min_sigma",
+            "a number in (0, 1)",
+        )
+        need(
+            isinstance(self.sparse_depth_stop, (int, float)) and 0 <= self.sparse_depth_stop <= 1,
+            "sparse_depth_stop",
+            "a number in [0, 1]",
+        )
         need(
             len(self.n_samples) == len(self.proposals) + 1
             and all(isinstance(n, int) and n >= 1 for n in self.n_samples),

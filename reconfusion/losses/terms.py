@@ -102,9 +102,39 @@ def _depth_smoothness(ctx):
     return F.depth_smoothness(depth.view(-1, p, p))
 
 
-def config_terms(cfg) -> list[LossTerm]:
+def sparse_depth_term(cfg, scene, run_dir: str | None = None, log: Callable[[str], None] = print) -> LossTerm | None:
+    """The sparse-depth term of ``cfg`` (resolved) for ``scene``: its training views matched and
+    triangulated (cached in ``run_dir``), ``cfg.sparse_depth_rays`` target rays rendered per step
+    (drawn by a generator of their own, so the other terms' draws are unchanged), weight
+    ``cfg.sparse_depth_weight`` faded by ``min(1, points / cfg.sparse_depth_full_points)``;
+    ``None`` when no target is left."""
+    from ..geometry import RejectionRules, load_or_triangulate
+    from . import sparse_depth as SD
+
+    rules = RejectionRules(cfg.sparse_depth_max_reprojection_px, cfg.sparse_depth_min_angle_deg)
+    points = load_or_triangulate(scene, run_dir, rules, log=log)
+    targets = SD.depth_targets(scene, points, cfg.spacing, cfg.sparse_depth_min_sigma)
+    n_points = points.stats.get("kept_points", 0)
+    fade = SD.fade_factor(n_points, cfg.sparse_depth_full_points)
+    log(f"sparse depth: {len(targets)} target rays, {n_points} points, weight x {fade:.2f}")
+    if len(targets) == 0 or fade == 0.0:
+        return None
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+
+    def value(ctx):
+        idx = torch.randint(len(targets), (min(cfg.sparse_depth_rays, len(targets)),), generator=gen)
+        out = ctx.render(targets.rays[idx])
+        s, sigma = targets.s[idx].to(ctx.device), targets.sigma[idx].to(ctx.device)
+        return SD.sparse_depth_value(out, s, sigma, cfg.sparse_depth_loss, cfg.sparse_depth_proposals)
+
+    stop = None if cfg.sparse_depth_stop >= 1.0 else int(cfg.sparse_depth_stop * cfg.iterations)
+    return LossTerm("sparse_depth", value, cfg.sparse_depth_weight * fade, stop=stop)
+
+
+def config_terms(cfg, scene=None, run_dir: str | None = None, log: Callable[[str], None] = print) -> list[LossTerm]:
     """The terms ``cfg`` turns on, in the loop's fixed order (which is also the order of their random
-    draws): data, interlevel, distortion, entropy, occlusion, depth smoothness, grid decay."""
+    draws): data, interlevel, distortion, entropy, occlusion, depth smoothness, grid decay, sparse
+    depth (needs the ``scene``; its points are cached in ``run_dir``)."""
     terms = [LossTerm("data", _data)]
     if cfg.interlevel_weight > 0:
         terms.append(LossTerm("interlevel", _interlevel, cfg.interlevel_weight))
@@ -127,4 +157,10 @@ def config_terms(cfg) -> list[LossTerm]:
                 log_fn=lambda ctx: float(F.grid_decay(ctx.model).detach()),
             )
         )
+    if cfg.sparse_depth_weight > 0:
+        if scene is None:
+            raise ValueError("config `sparse_depth_weight` > 0 needs the scene: config_terms(cfg, scene)")
+        term = sparse_depth_term(cfg, scene, run_dir, log)
+        if term is not None:
+            terms.append(term)
     return terms
