@@ -31,6 +31,7 @@ rfk::CompositeArgs make_args(const torch::Tensor& sigmas, const torch::Tensor& d
     a.color = channels > 0 ? opt_ptr(colors) : nullptr;
     a.offsets = offsets.data_ptr<int64_t>();
     a.n_rays = offsets.numel() - 1;
+    a.n_samples = N;
     a.channels = static_cast<int>(channels);
     a.eps = static_cast<float>(eps);
     a.tau_max = static_cast<float>(tau_max);
@@ -95,9 +96,10 @@ torch::Tensor distortion_forward(torch::Tensor weights, torch::Tensor tmids, tor
     check_f32(deltas, "deltas", device, weights.numel());
     const int64_t n_rays = check_offsets(offsets, "offsets", device);
     auto loss = torch::empty({n_rays}, weights.options());
-    check_cuda(rfk::distortion_forward(weights.data_ptr<float>(), tmids.data_ptr<float>(), deltas.data_ptr<float>(),
-                                       offsets.data_ptr<int64_t>(), n_rays, loss.data_ptr<float>(), stream()),
-               "volrend distortion_forward");
+    check_cuda(
+        rfk::distortion_forward(weights.data_ptr<float>(), tmids.data_ptr<float>(), deltas.data_ptr<float>(),
+                                offsets.data_ptr<int64_t>(), n_rays, weights.numel(), loss.data_ptr<float>(), stream()),
+        "volrend distortion_forward");
     return loss;
 }
 
@@ -114,7 +116,7 @@ std::vector<torch::Tensor> distortion_backward(torch::Tensor g_loss, torch::Tens
     auto g_m = torch::empty_like(tmids);
     auto g_d = torch::empty_like(deltas);
     check_cuda(rfk::distortion_backward(g_loss.data_ptr<float>(), weights.data_ptr<float>(), tmids.data_ptr<float>(),
-                                        deltas.data_ptr<float>(), offsets.data_ptr<int64_t>(), n_rays,
+                                        deltas.data_ptr<float>(), offsets.data_ptr<int64_t>(), n_rays, weights.numel(),
                                         g_w.data_ptr<float>(), g_m.data_ptr<float>(), g_d.data_ptr<float>(), stream()),
                "volrend distortion_backward");
     return {g_w, g_m, g_d};

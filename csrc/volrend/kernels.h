@@ -13,12 +13,13 @@ struct CompositeArgs {
     const float* color;    // [N, C] or null
     const int64_t* offsets;  // [R + 1]
     int64_t n_rays;
+    int64_t n_samples;     // N (the mean samples per ray picks the team width: common/team.cuh)
     int channels;          // C
     float eps;             // transmittance early-stop threshold (0 = off)
     float tau_max;         // optical depth clamp
 };
 
-// Outputs: rgb [R, C], depth [R], opacity [R], weight [N], trans [N].
+// Outputs: rgb [R, C], depth [R], opacity [R], weight [N], trans [N] (or null: not written).
 cudaError_t composite_forward(const CompositeArgs& a, float* rgb, float* depth, float* opacity, float* weight,
                               float* trans, cudaStream_t stream);
 
@@ -30,11 +31,11 @@ cudaError_t composite_backward(const CompositeArgs& a, const float* g_rgb, const
                                const float* opacity, float* g_sigma, float* g_delta, float* g_tmid, float* g_color,
                                cudaStream_t stream);
 
-// Distortion loss per ray (loss [R]) and its backward (g_w, g_m, g_d [N]).
+// Distortion loss per ray (loss [R]) and its backward (g_w, g_m, g_d [N]); n_samples = N.
 cudaError_t distortion_forward(const float* w, const float* m, const float* d, const int64_t* offsets, int64_t n_rays,
-                               float* loss, cudaStream_t stream);
+                               int64_t n_samples, float* loss, cudaStream_t stream);
 cudaError_t distortion_backward(const float* g_loss, const float* w, const float* m, const float* d,
-                                const int64_t* offsets, int64_t n_rays, float* g_w, float* g_m, float* g_d,
-                                cudaStream_t stream);
+                                const int64_t* offsets, int64_t n_rays, int64_t n_samples, float* g_w, float* g_m,
+                                float* g_d, cudaStream_t stream);
 
 }  // namespace rfk

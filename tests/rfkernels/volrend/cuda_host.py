@@ -1,4 +1,7 @@
-"""``rfkernels/volrend/cuda.py`` look-alike running csrc/volrend/kernels.cu's per-ray code on the CPU."""
+"""``rfkernels/volrend/cuda.py`` look-alike running csrc/volrend/kernels.cu's per-ray team code on the CPU.
+
+Every function takes the signature of its ``cuda.py`` counterpart plus ``team``: the team width (8, 16, 32)
+the kernels run with, or None for the one the launcher picks from the samples per ray."""
 
 import ctypes
 
@@ -10,18 +13,20 @@ from tests.helpers.cuda_host import load, ptr
 f32 = ctypes.c_float
 
 
-def composite_forward(sigmas, deltas, tmids, colors, offsets, eps):
+def composite_forward(sigmas, deltas, tmids, colors, offsets, eps, team=None):
     lib = load("volrend")
     R, C = offsets.numel() - 1, (colors.shape[1] if colors is not None else 0)
     rgb, depth, opacity = torch.empty(R, C), torch.empty(R), torch.empty(R)
     weights, trans = torch.empty_like(sigmas), torch.empty_like(sigmas)
     lib.host_composite_forward(
+        ctypes.c_int(team or 0),
         ptr(sigmas),
         ptr(deltas),
         ptr(tmids),
         ptr(colors),
         ptr(offsets),
         ctypes.c_int64(R),
+        ctypes.c_int64(sigmas.numel()),
         ctypes.c_int(C),
         f32(eps),
         f32(TAU_MAX),
@@ -35,7 +40,21 @@ def composite_forward(sigmas, deltas, tmids, colors, offsets, eps):
 
 
 def composite_backward(
-    g_rgb, g_depth, g_opacity, g_weights, g_trans, sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity, eps
+    g_rgb,
+    g_depth,
+    g_opacity,
+    g_weights,
+    g_trans,
+    sigmas,
+    deltas,
+    tmids,
+    colors,
+    offsets,
+    rgb,
+    depth,
+    opacity,
+    eps,
+    team=None,
 ):
     lib = load("volrend")
     R, C = offsets.numel() - 1, (colors.shape[1] if colors is not None else 0)
@@ -43,12 +62,14 @@ def composite_backward(
     g_t = torch.empty_like(tmids) if tmids is not None else None
     g_c = torch.empty_like(colors) if colors is not None else None
     lib.host_composite_backward(
+        ctypes.c_int(team or 0),
         ptr(sigmas),
         ptr(deltas),
         ptr(tmids),
         ptr(colors),
         ptr(offsets),
         ctypes.c_int64(R),
+        ctypes.c_int64(sigmas.numel()),
         ctypes.c_int(C),
         f32(eps),
         f32(TAU_MAX),
@@ -68,18 +89,25 @@ def composite_backward(
     return g_s, g_d, g_t, g_c
 
 
-def _distortion(backward, weights, tmids, deltas, offsets, g_loss=None):
+def team_width(n_samples, n_rays):
+    """The team width the launchers pick for ``n_samples`` samples over ``n_rays`` rays."""
+    return load("volrend").host_team_width(ctypes.c_int64(n_samples), ctypes.c_int64(n_rays))
+
+
+def _distortion(backward, weights, tmids, deltas, offsets, g_loss=None, team=None):
     lib = load("volrend")
     R = offsets.numel() - 1
     loss = torch.empty(R)
     g = [torch.empty_like(weights), torch.empty_like(tmids), torch.empty_like(deltas)]
     lib.host_distortion(
+        ctypes.c_int(team or 0),
         ctypes.c_int(backward),
         ptr(weights),
         ptr(tmids),
         ptr(deltas),
         ptr(offsets),
         ctypes.c_int64(R),
+        ctypes.c_int64(weights.numel()),
         ptr(loss),
         ptr(g_loss),
         *map(ptr, g),
@@ -87,9 +115,9 @@ def _distortion(backward, weights, tmids, deltas, offsets, g_loss=None):
     return tuple(g) if backward else loss
 
 
-def distortion_forward(weights, tmids, deltas, offsets):
-    return _distortion(0, weights, tmids, deltas, offsets)
+def distortion_forward(weights, tmids, deltas, offsets, team=None):
+    return _distortion(0, weights, tmids, deltas, offsets, team=team)
 
 
-def distortion_backward(g_loss, weights, tmids, deltas, offsets):
-    return _distortion(1, weights, tmids, deltas, offsets, g_loss)
+def distortion_backward(g_loss, weights, tmids, deltas, offsets, team=None):
+    return _distortion(1, weights, tmids, deltas, offsets, g_loss, team=team)
