@@ -8,8 +8,11 @@ resumes from its checkpoint. Then ``OUT/benchmark.md`` and ``OUT/benchmark.json`
 per-scene and mean PSNR / SSIM (LPIPS only with local weights, else "n/a"), train and render
 times, the settings and versions, and, for LLFF scenes, the published LLFF 3-view averages.
 
-Splits: LLFF scenes follow RegNeRF / FreeNeRF / ReconFusion (8x images, test = every 8th image,
-N training views evenly spaced over the rest). Blender scenes with the full 100-view train split
+Splits: forward-facing LLFF scenes follow RegNeRF / FreeNeRF / ReconFusion (8x images, test = every
+8th image, N training views evenly spaced over the rest); captures in the LLFF layout that are not
+forward-facing (the loader's space decision) follow ReconFusion's mip-NeRF 360 protocol (4x images or
+the nearest there are, test = every 8th image, N training views farthest-point spread over the rest,
+:func:`reconfusion.data.scene.fewview_protocol_ids`). Blender scenes with the full 100-view train split
 use DietNeRF's 8-view training ids (the first N of them); test views are the official test split
 when loaded, else every 8th train-split image not among those 8 ids. Other scenes: every 8th image
 held out, N training views by farthest-point sampling of the camera centres.
@@ -85,11 +88,24 @@ def blender_split(scene, n_views: int):
 def load_pair(path: str, n_views: int):
     """-> (scene with its few-view split, data info for the checkpoint, split name, format)."""
     from ..data import detect_format, load_scene, select_views
+    from ..data.llff import default_factor, protocol_factor
+    from ..data.scene import fewview_protocol_ids
 
     fmt = detect_format(path)
-    kw = {"factor": LLFF_FACTOR} if fmt == "llff" else {}
-    scene = load_scene(path, format=fmt, **kw)
-    if fmt == "llff":
+    kw = {"factor": default_factor(path, LLFF_FACTOR)} if fmt == "llff" else {}
+    scene = load_scene(path, format=fmt, **kw)  # an LLFF-layout capture: its space decided on load
+    if fmt == "llff" and scene.space == "ndc" and kw["factor"] != LLFF_FACTOR:
+        kw["factor"] = LLFF_FACTOR  # forward-facing: LLFF's resolution (resized from images/)
+        scene = load_scene(path, format=fmt, **kw)
+    if fmt == "llff" and scene.space != "ndc":  # a capture all around a scene: mip-NeRF 360's protocol
+        factor = protocol_factor(path, scene.space)
+        if factor != kw["factor"]:
+            kw["factor"] = factor
+            scene = load_scene(path, format=fmt, **kw)
+        train, test, split = fewview_protocol_ids(scene, n_views)
+        scene = scene.replace(train_ids=train, test_ids=test)
+        split += f" (ReconFusion; images_{kw['factor']})"
+    elif fmt == "llff":
         scene = select_views(scene, n_views=n_views, strategy="even")
         split = "llff: test every 8th image, N views evenly spaced over the rest (RegNeRF/FreeNeRF/ReconFusion)"
     elif fmt == "blender":

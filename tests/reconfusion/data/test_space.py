@@ -224,3 +224,18 @@ def test_short_training_run_in_contracted_space():
     got, bg = psnr(render_view(result.model, scene, 4, chunk=2048)["rgb"], gt), psnr(torch.zeros_like(gt), gt)
     print(f"held-out PSNR {got:.2f} dB (background-only {bg:.2f} dB)")
     assert got > bg + 3.0
+
+
+def test_benchmark_splits_an_orbit_by_the_mipnerf360_protocol(tmp_path):
+    """``reconfusion benchmark``'s pair of a capture all around an object: contracted, the mip-NeRF 360
+    few-view split, at the nearest resolution to mip-NeRF 360's 4x there is (only images_2/ here)."""
+    from reconfusion.app.quality_benchmark import load_pair
+
+    root = write_rig(str(tmp_path / "orbit"), arc_rig(16, 360.0), folder="images_2")
+    scene, info, split, fmt = load_pair(root, 3)
+    assert fmt == "llff" and scene.space == "contract" and info["factor"] == 2
+    assert (scene.train_ids, scene.test_ids) == mipnerf360_protocol_ids(scene.c2w, 3)
+    assert split.startswith("mip-NeRF 360") and "images_2" in split
+    ff, _, ff_split, _ = load_pair(write_rig(str(tmp_path / "ff"), forward_rig(), folder="images_8"), 3)
+    assert ff.space == "ndc" and (ff.train_ids, ff.test_ids) == llff_protocol_ids(12, 3)
+    assert ff_split.startswith("llff")
