@@ -5,6 +5,7 @@ Sources (all under ``benchmarks/results/``):
   fewview_10min/results.json    the 10-minute ``reconfusion reconstruct`` run (+ the comment lines of run.log)
   fewview_ablation.jsonl        one record per ``python -m benchmarks.fewview_ablation`` run
   *.json                        ``python -m benchmarks`` kernel runs (device, versions, date inside)
+  train_step/*.json             ``python -m benchmarks.train_step`` runs (machine, threads, date, commit inside)
   notes.md                      measurements whose raw records are not committed, and what the runs showed
 
 ``python -m benchmarks.results_index`` rewrites the README; ``--check`` exits 1 when it is stale.
@@ -57,9 +58,38 @@ def kernel_runs(results: Path) -> list[str]:
         out.append("None committed: `python -m benchmarks` has never run on a GPU here (see docs/gpu-checks.md).")
     for f in files:
         meta = json.loads(f.read_text())
-        device, date = meta.get("device", "device not recorded"), meta.get("date", "date not recorded")
+        env = meta.get("env", meta)
+        device, date = env.get("device", "device not recorded"), env.get("date", "date not recorded")
         out.append(f"- [`{f.name}`]({f.name}): {device}, {date}")
     return out + [""]
+
+
+def train_step_runs(results: Path) -> list[str]:
+    """One table per ``train_step/*.json``: ms per step of each stack and its ratio to rfkernels."""
+    files = sorted(results.glob("train_step/*.json"))
+    if not files:
+        return []
+    out = ["## End-to-end training step (`python -m benchmarks.train_step`)", ""]
+    for f in files:
+        r = json.loads(f.read_text())
+        env, cfg = r["env"], r["config"]
+        rel = f.relative_to(results).as_posix()
+        out += [
+            f"[`{rel}`]({rel}): {env['machine']}, {env['threads']} thread(s), {env['date']}, commit "
+            f"{env['commit']}, torch {env['torch']}, rfkernels backend `auto` = `{env['rfkernels_auto_backend']}`. "
+            f"{cfg['n_rays']} rays, proposal samples {cfg['prop_samples']}, {cfg['num_samples']} samples, "
+            f"{cfg['n_levels']} hash-grid levels; median of {cfg['steps_timed']} steps.",
+            "",
+            "| stack | ms / step | rays / s | x rfkernels time |",
+            "|---|---:|---:|---:|",
+        ]
+        out += [
+            f"| {row['stack']} | {row['ms_per_step_median']:.1f} | {row['rays_per_s']:.0f} | "
+            f"{row['ms_over_rfkernels']:.2f} |"
+            for row in r["results"]
+        ]
+        out.append("")
+    return out
 
 
 def fewview_benchmarks(results: Path) -> list[str]:
@@ -143,6 +173,7 @@ def render(results: Path = RESULTS) -> str:
     parts = [
         HEADER.splitlines(),
         kernel_runs(results),
+        train_step_runs(results),
         fewview_benchmarks(results),
         ten_minute_run(results),
         ablation_records(results),

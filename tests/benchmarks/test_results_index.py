@@ -43,3 +43,26 @@ def test_every_ablation_record_gets_one_row_with_its_rounded_metrics(tmp_path):
     assert "| a | fern | 3 | 8x6 | 0 | `x.y=false` | 2: 17.00 / 0.400; 10: 18.00 / 0.500 | 10.0 | 12 |" in text
     assert "### `tiny`: tiny as of commit abc" in text and "| b | lego | 8 | 4x4 | 1 | none |" in text
     assert "None committed" in text  # no kernel benchmark JSON in this folder
+
+
+def test_a_train_step_record_becomes_a_table_with_its_machine_threads_date_and_commit(tmp_path):
+    record = {
+        "config": {"n_rays": 256, "prop_samples": [32, 16], "num_samples": 16, "n_levels": 8, "steps_timed": 8},
+        "env": {
+            "machine": "cpu X, 2 cores",
+            "threads": 1,
+            "date": "2026-12-03T14:00:00+00:00",
+            "commit": "abc1234",
+            "torch": "2.13",
+            "rfkernels_auto_backend": "torch",
+        },
+        "results": [
+            {"stack": "rfkernels", "ms_per_step_median": 100.04, "rays_per_s": 2559.0, "ms_over_rfkernels": 1.0},
+            {"stack": "nerfacc", "ms_per_step_median": 150.0, "rays_per_s": 1706.7, "ms_over_rfkernels": 1.5},
+        ],
+    }
+    (tmp_path / "train_step").mkdir()
+    (tmp_path / "train_step" / "cpu.json").write_text(json.dumps(record))
+    text = render(tmp_path)
+    assert "cpu X, 2 cores, 1 thread(s), 2026-12-03T14:00:00+00:00, commit abc1234" in text
+    assert "| rfkernels | 100.0 | 2559 | 1.00 |" in text and "| nerfacc | 150.0 | 1707 | 1.50 |" in text
