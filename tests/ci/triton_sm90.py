@@ -23,7 +23,6 @@ import importlib
 import inspect
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -142,56 +141,98 @@ def _ptxas() -> str | None:
         return shutil.which("ptxas")
 
 
-def compile_spec(spec: dict, ptxas: str | None) -> tuple[str, int | None]:
-    """Compile one recorded variant for sm_90; returns (report, spill bytes or None)."""
+def variant_name(spec: dict) -> str:
+    """``BLOCK=128, F=2, num_warps=4``: the variant's constexprs and launch options, in call order."""
+    items = [*spec["constexprs"].items(), *spec["options"].items()]
+    return ", ".join(f"{k}={v}" for k, v in items)
+
+
+def compile_spec(spec: dict, ptxas: str | None) -> dict:
+    """Compile one recorded variant for sm_90: its report row (``tests/ci/sm90_report.py``; without a
+    ptxas the resource fields are None)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    from tests.ci.sm90_parse import parse_ptx, parse_ptxas, summarize_atomics
+
     kernel = getattr(importlib.import_module(spec["module"]), spec["kernel"])
     src = ASTSource(kernel, spec["signature"], constexprs=spec["constexprs"])
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=spec["options"])
+    ptx = compiled.asm["ptx"]
+    func = parse_ptx(ptx).get(compiled.metadata.name)
+    row = {
+        "backend": "triton",
+        "compiler": f"triton {triton.__version__}",
+        "family": spec["module"].split(".")[1],
+        "source": spec["module"].replace(".", "/") + ".py",
+        "kernel": spec["kernel"],
+        "variant": variant_name(spec),
+        "signature": ",".join(t for t in spec["signature"].values() if t != "constexpr"),
+        "threads": compiled.metadata.num_warps * 32,
+        "smem": compiled.metadata.shared,
+        "atomics": summarize_atomics(func.atomics) if func else {},
+        "fences": dict(sorted(func.fences.items())) if func else {},
+        **dict.fromkeys(("registers", "spill_stores", "spill_loads", "stack"), None),
+    }
     if not ptxas:
-        return "compiled (no ptxas for a register report)", None
+        return row
     with tempfile.TemporaryDirectory() as d:
-        (Path(d) / "k.ptx").write_text(compiled.asm["ptx"])
+        (Path(d) / "k.ptx").write_text(ptx)
         proc = subprocess.run(
             [ptxas, "-arch=sm_90a", "-v", "k.ptx", "-o", "k.cubin"], cwd=d, capture_output=True, text=True
         )
     if proc.returncode:
         raise RuntimeError(f"ptxas failed: {proc.stderr.strip()[-300:]}")
-    spill = max(map(int, re.findall(r"(\d+) bytes spill stores", proc.stderr)), default=0)
-    regs = max(map(int, re.findall(r"Used (\d+) registers", proc.stderr)), default=0)
-    return f"{regs} registers, {spill} B spill stores", spill
+    (res,) = [r for r in parse_ptxas(proc.stderr) if r.name == compiled.metadata.name]
+    row.update(registers=res.registers, spill_stores=res.spill_stores, spill_loads=res.spill_loads, stack=res.stack)
+    row["smem"] = max(row["smem"], res.smem)
+    return row
 
 
-def compile_all(specs: list[dict], max_spill: int | None) -> int:
+def _summary(row: dict) -> str:
+    if row["registers"] is None:
+        return "compiled (no ptxas for a register report)"
+    return (
+        f"{row['registers']} registers, {row['spill_stores']} B spill stores, {row['spill_loads']} B spill loads, "
+        f"{row['smem']} B smem, {row['threads']} threads" + "".join(f"; {n} x {k}" for k, n in row["atomics"].items())
+    )
+
+
+def compile_all(specs: list[dict], max_spill: int | None, rows_out: str | None = None) -> int:
+    """Compile every variant; print one line each; write the report rows to ``rows_out`` (JSON) if given."""
     try:
         from triton.backends.compiler import GPUTarget  # noqa: F401
         from triton.compiler import ASTSource  # noqa: F401
     except ImportError as exc:
         print(f"cannot check here: no offline triton compile API ({exc})")
         return 2
-    ptxas, failed = _ptxas(), 0
+    ptxas, failed, rows = _ptxas(), 0, []
     for spec in sorted(specs, key=lambda s: (s["module"], s["kernel"], json.dumps(s["constexprs"], default=repr))):
-        consts = ", ".join(f"{k}={v}" for k, v in spec["constexprs"].items())
-        name = f"{spec['module'].rsplit('.', 2)[-2]}.{spec['kernel']}({consts})"
+        name = f"{spec['module'].rsplit('.', 2)[-2]}.{spec['kernel']}({variant_name(spec)})"
         try:
-            report, spill = compile_spec(spec, ptxas)
+            row = compile_spec(spec, ptxas)
         except Exception as exc:  # noqa: BLE001 - report every failing variant, not just the first
             failed += 1
             print(f"FAIL {name}: {type(exc).__name__}: {str(exc).strip()[:2000]}")
             continue
+        rows.append(row)
+        spill = None if row["registers"] is None else row["spill_stores"]
         over = max_spill is not None and spill is not None and spill > max_spill
         failed += over
-        print(f"{'SPILL' if over else 'ok  '} {name}: {report}")
+        print(f"{'SPILL' if over else 'ok  '} {name}: {_summary(row)}")
     print(f"{len(specs)} kernel variants, {failed} failed")
+    if rows_out:
+        Path(rows_out).write_text(json.dumps(rows, indent=1))
     return 1 if failed else 0
 
 
-def _compile_in_fresh_process(specs: list[dict], max_spill: int | None, triton_dir: str | None) -> int:
+def compile_in_fresh_process(
+    specs: list[dict], max_spill: int | None, triton_dir: str | None, rows_out: str | None = None
+) -> int:
     """Compile without TRITON_INTERPRET (kernels are real JITFunctions), optionally with another
-    triton installed in ``triton_dir`` (e.g. ``pip install --target DIR triton==3.6.0``)."""
+    triton installed in ``triton_dir`` (e.g. ``pip install --target DIR triton==3.6.0``); the report
+    rows go to ``rows_out`` (JSON) when given."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     if triton_dir:
         rest = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
@@ -199,7 +240,7 @@ def _compile_in_fresh_process(specs: list[dict], max_spill: int | None, triton_d
     code = (
         "import sys, json, triton; from tests.ci.triton_sm90 import compile_all; "
         "print('== triton', triton.__version__, flush=True); "
-        f"sys.exit(compile_all(json.loads(sys.stdin.read()), {max_spill!r}))"
+        f"sys.exit(compile_all(json.loads(sys.stdin.read()), {max_spill!r}, {rows_out!r}))"
     )
     return subprocess.run([sys.executable, "-c", code], input=json.dumps(specs), text=True, env=env).returncode
 
@@ -224,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"recording run failed (pytest exit {rc})")
             return 1
         specs = json.loads(Path(path).read_text())
-    codes = [_compile_in_fresh_process(specs, a.max_spill, t) for t in [None, *a.also_triton]]
+    codes = [compile_in_fresh_process(specs, a.max_spill, t) for t in [None, *a.also_triton]]
     return 1 if 1 in codes else max(codes)
 
 
