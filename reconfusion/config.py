@@ -347,6 +347,10 @@ def tiny() -> Config:
     )
 
 
+# The weight `--sparse-depth on` gives a preset that has the term off (DS-NeRF's 0.1 scaled down:
+# our cross-entropy sums the NeRF and proposal levels and the tiny data loss is an MSE).
+SPARSE_DEPTH_WEIGHT = 0.01
+
 PRESETS = {"tiny": tiny, "base": base}
 
 
@@ -365,6 +369,7 @@ __all__ = [
     "PRESETS",
     "ProposalConfig",
     "SPACINGS",
+    "SPARSE_DEPTH_WEIGHT",
     "base",
     "get_preset",
     "parse_overrides",

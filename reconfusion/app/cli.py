@@ -42,7 +42,7 @@ def _check_common(a) -> None:
 # ----------------------------------------------------------------------------------- commands
 def cmd_reconstruct(a) -> int:
     _check_common(a)
-    cfg = make_config(a.preset, a.iterations, a.batch_rays, a.backend, a.set)
+    cfg = make_config(a.preset, a.iterations, a.batch_rays, a.backend, a.set, a.sparse_depth)
     check_out_dir(a.out)
     if a.resume:
         from ..checkpoint import resumable_checkpoint
@@ -147,7 +147,7 @@ def cmd_demo(a) -> int:
     """3-view fern with the tiny preset: shared data if present (images_8 resized by 4), else the
     embedded copy (the same images, already resized)."""
     _check_common(a)
-    cfg = make_config("tiny", a.iterations, None, a.backend, a.set)
+    cfg = make_config("tiny", a.iterations, None, a.backend, a.set, a.sparse_depth)
     check_out_dir(a.out)
     if a.data:
         data, factor, downscale = a.data, 8, 4.0
@@ -190,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="config override, repeatable; dotted keys reach nested settings "
             "(e.g. --set occlusion_weight=0.02 --set field.dir_degree=3); values parse as JSON",
+        )
+        q.add_argument(
+            "--sparse-depth",
+            choices=("on", "off"),
+            default=None,
+            help="depth from the training views' triangulated features (needs opencv-python-headless): "
+            "on = the preset's weight, or config.SPARSE_DEPTH_WEIGHT where the preset has it off; "
+            "default: the preset's; --set sparse_depth_weight=W sets the weight",
         )
 
     def common(q, video=True):

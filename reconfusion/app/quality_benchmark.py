@@ -333,7 +333,7 @@ def run(a) -> int:
     names = [os.path.basename(os.path.normpath(p)) for p in paths]
     if len(set(names)) != len(names):
         raise BenchmarkError(f"scene names must differ (they name the output folders), got {names}")
-    cfg = make_config(a.preset, a.iterations, a.batch_rays, a.backend, a.set)
+    cfg = make_config(a.preset, a.iterations, a.batch_rays, a.backend, a.set, a.sparse_depth)
     device = torch_device(a.device)
     sett = settings(cfg, device, a.threads)
     check_out_dir(a.out)

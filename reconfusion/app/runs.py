@@ -17,6 +17,7 @@ from rfkernels import BackendUnavailableError
 
 from ..config import ConfigError
 from ..data.scene import DataError
+from ..geometry.matching import GeometryDependencyError
 from ..safe_io import CheckpointError, check_writable_dir
 
 DEMO_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo", "fern")
@@ -39,6 +40,7 @@ USER_ERRORS = (
     DataError,
     CheckpointError,
     BackendUnavailableError,
+    GeometryDependencyError,  # --sparse-depth on without OpenCV
     OSError,
     json.JSONDecodeError,
 )
@@ -101,10 +103,13 @@ def make_config(
     batch: int | None = None,
     backend: str | None = None,
     overrides: list[str] = (),
+    sparse_depth: str | None = None,
 ):
-    """The preset with the command line's settings: the flags, then every ``--set key=value``
-    (dotted keys, validated against the config). Derived settings are resolved by ``train``."""
-    from ..config import get_preset, parse_overrides, with_overrides
+    """The preset with the command line's settings: the flags (``sparse_depth`` ``"on"``: the preset's
+    sparse-depth weight, or :data:`~reconfusion.config.SPARSE_DEPTH_WEIGHT` where it is off; ``"off"``:
+    0), then every ``--set key=value`` (dotted keys, validated against the config). Derived settings
+    are resolved by ``train``."""
+    from ..config import SPARSE_DEPTH_WEIGHT, get_preset, parse_overrides, with_overrides
 
     cfg = get_preset(preset)
     kw = {
@@ -112,6 +117,10 @@ def make_config(
         "batch_rays": at_least("--batch-rays", batch, 1),
         "backend": backend,
     }
+    if sparse_depth == "off":
+        kw["sparse_depth_weight"] = 0.0
+    elif sparse_depth == "on" and cfg.sparse_depth_weight == 0:
+        kw["sparse_depth_weight"] = SPARSE_DEPTH_WEIGHT
     cfg = cfg.replace(**{k: v for k, v in kw.items() if v is not None})
     return with_overrides(cfg, parse_overrides(list(overrides))) if overrides else cfg
 
