@@ -54,6 +54,7 @@ def main(argv=None) -> int:
             t = time.time()
             m = evaluate(step.model, scene, None, chunk=cfg.eval_chunk, log=lambda s: None, progress_bar=False)
             metrics[done] = {"psnr": m["mean"]["psnr"], "ssim": m["mean"]["ssim"]}
+            print(json.dumps({"tag": a.tag, "iteration": done, **metrics[done]}), flush=True)  # a long run's progress
             step.model.train()
             eval_seconds[0] += time.time() - t
 
