@@ -3,6 +3,7 @@
 // table type; features are read as one aligned vector per corner. Torch-free; see hashgrid/kernels.h.
 // The per-(point, level) bodies are __host__ __device__ (RFK_HD) so tests/rfkernels/hashgrid/host.cu
 // can run them on the CPU; the kernels only compute (point, level) and call them.
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "common/common.cuh"
@@ -24,6 +25,72 @@ template <typename T, int F>
 struct alignas(sizeof(T) * F) FeatureVec {
     T v[F];
 };
+
+// Element index of feature column `col` (level * F + k) of point i in the features' buffer.
+RFK_HD int64_t out_at(const HashGridArgs& a, int64_t i, int col) {
+    return a.out_feature_major ? static_cast<int64_t>(col) * a.n_points + i
+                               : i * (static_cast<int64_t>(a.n_levels) * a.n_features) + col;
+}
+
+RFK_HD float load_out(const void* p, int64_t at, int dtype) {
+    if (dtype == kOutFloat16) return __half2float(static_cast<const __half*>(p)[at]);
+    if (dtype == kOutBFloat16) return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[at]);
+    return static_cast<const float*>(p)[at];
+}
+
+// Rounds once, here (round to nearest even).
+RFK_HD void store_out(void* p, int64_t at, float v, int dtype) {
+    if (dtype == kOutFloat16)
+        static_cast<__half*>(p)[at] = __float2half_rn(v);
+    else if (dtype == kOutBFloat16)
+        static_cast<__nv_bfloat16*>(p)[at] = __float2bfloat16_rn(v);
+    else
+        static_cast<float*>(p)[at] = v;
+}
+
+// p[k] += v[k] for the F features of one table entry (p aligned to the entry). sm_90: one float4
+// (F % 4 == 0) or float2 (F == 2) vector reduction instead of F scalar ones; elsewhere (and in the
+// host emulation) scalar atomics.
+template <int F>
+RFK_HD void add_features(float* p, const float (&v)[F]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if constexpr (F % 4 == 0) {
+#pragma unroll
+        for (int k = 0; k < F; k += 4)
+            atomicAdd(reinterpret_cast<float4*>(p + k), make_float4(v[k], v[k + 1], v[k + 2], v[k + 3]));
+    } else if constexpr (F == 2) {
+        atomicAdd(reinterpret_cast<float2*>(p), make_float2(v[0], v[1]));
+    } else
+#endif
+    {
+#pragma unroll
+        for (int k = 0; k < F; ++k) atomic_add(p + k, v[k]);
+    }
+}
+
+// Half table gradient: one __half2 reduction per feature pair (a __half one for F == 1). Each value
+// is rounded to half, then added with one rounding (the host emulation does the same in float).
+template <int F>
+RFK_HD void add_features(__half* p, const float (&v)[F]) {
+    if constexpr (F == 1) {
+#ifdef __CUDA_ARCH__
+        atomicAdd(p, __float2half_rn(v[0]));
+#else
+        *p = __float2half_rn(__half2float(*p) + __half2float(__float2half_rn(v[0])));
+#endif
+    } else {
+#pragma unroll
+        for (int k = 0; k < F; k += 2) {
+            const __half2 pair = __floats2half2_rn(v[k], v[k + 1]);
+            __half2* q = reinterpret_cast<__half2*>(p + k);
+#ifdef __CUDA_ARCH__
+            atomicAdd(q, pair);
+#else
+            *q = __floats2half2_rn(__low2float(*q) + __low2float(pair), __high2float(*q) + __high2float(pair));
+#endif
+        }
+    }
+}
 
 // Clamp one coordinate, locate its cell and interpolation weight (upper corner) + d weight / dx.
 RFK_HD void locate(float x, float scale, bool smooth, uint32_t& cell, float& w1, float& dw, float& ddw) {
@@ -87,7 +154,7 @@ struct Cell {
 
 // Forward of point i at one level: out[i, level*F : (level+1)*F].
 template <int D, int F, typename T>
-RFK_HD void hashgrid_fwd_point(const HashGridArgs& a, int64_t i, int level, float* __restrict__ out) {
+RFK_HD void hashgrid_fwd_point(const HashGridArgs& a, int64_t i, int level, void* __restrict__ out) {
     const float scale = a.levels.scale[level];
     const Cell<D> cell(a, i, scale);
     const auto* table = reinterpret_cast<const FeatureVec<T, F>*>(a.table) + a.levels.offset[level];
@@ -103,24 +170,25 @@ RFK_HD void hashgrid_fwd_point(const HashGridArgs& a, int64_t i, int level, floa
     }
     float factor = 1.f, dfactor;
     if (a.scales) aa_factor(a.scales[i], scale, a.aa_z_max, factor, dfactor);
-    float* o = out + i * (a.n_levels * F) + level * F;
 #pragma unroll
-    for (int k = 0; k < F; ++k) o[k] = acc[k] * factor;
+    for (int k = 0; k < F; ++k) store_out(out, out_at(a, i, level * F + k), acc[k] * factor, a.out_dtype);
 }
 
 template <int D, int F, typename T>
-__global__ void __launch_bounds__(kGridThreads) hashgrid_fwd_kernel(const HashGridArgs a, float* __restrict__ out) {
+__global__ void __launch_bounds__(kGridThreads) hashgrid_fwd_kernel(const HashGridArgs a, void* __restrict__ out) {
     const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
     if (i < a.n_points) hashgrid_fwd_point<D, F, T>(a, i, blockIdx.y, out);
 }
 
-// Backward outputs. Atomic mode: g_table [n_params], g_points [N, D], g_scales [N] accumulated
-// with atomics. Deterministic mode (det): levels [level_base, level_base + gridDim.y) write, per
+// Backward outputs. Atomic mode: the table gradient (g_table float32 [n_params], or for half tables
+// g_table_half for hashed levels + g_table for dense ones, see kernels.h), g_points [N, D],
+// g_scales [N] accumulated with atomics. Deterministic mode (det): levels [level_base, level_base + gridDim.y) write, per
 // level slot, emit_rows/emit_w [n, N, 2^D] (global table row, weight * factor) and partial
 // g_points [n, N, D] / g_scales [n, N]; the caller reduces them in a fixed order.
 struct Grads {
-    const float* g_out;
+    const void* g_out;
     float* g_table;
+    __half* g_table_half;
     float* g_points;
     float* g_scales;
     int64_t* emit_rows;
@@ -148,12 +216,12 @@ RFK_HD void hashgrid_bwd_point(const HashGridArgs& a, const Grads& gr, int64_t i
     float factor = 1.f, dfactor = 0.f;
     if (a.scales) aa_factor(a.scales[i], scale, a.aa_z_max, factor, dfactor);
     float g[F], gf[F];
-    const float* go = gr.g_out + i * (a.n_levels * F) + level * F;
 #pragma unroll
     for (int k = 0; k < F; ++k) {
-        g[k] = go[k];
+        g[k] = load_out(gr.g_out, out_at(a, i, level * F + k), a.out_dtype);
         gf[k] = g[k] * factor;
     }
+    const bool half_grad = gr.g_table_half != nullptr && a.levels.hashed[level];
     const bool need_values = gr.g_points || gr.g_scales;
     float gx[D] = {};
     float feat[F] = {};
@@ -166,10 +234,14 @@ RFK_HD void hashgrid_bwd_point(const HashGridArgs& a, const Grads& gr, int64_t i
         if (gr.emit_rows) {
             gr.emit_rows[prow * (1 << D) + c] = offset + e;
             gr.emit_w[prow * (1 << D) + c] = w * factor;
-        } else if (gr.g_table) {
-            float* gt = gr.g_table + (offset + e) * F;
+        } else if (gr.g_table || half_grad) {
+            float contrib[F];
 #pragma unroll
-            for (int k = 0; k < F; ++k) atomic_add(gt + k, w * gf[k]);
+            for (int k = 0; k < F; ++k) contrib[k] = w * gf[k];
+            if (half_grad)
+                add_features<F>(gr.g_table_half + (offset + e) * F, contrib);
+            else
+                add_features<F>(gr.g_table + (offset + e) * F, contrib);
         }
         if (need_values) {
             const FeatureVec<T, F> val = table[e];
@@ -213,9 +285,9 @@ __global__ void __launch_bounds__(kGridThreads) hashgrid_bwd_kernel(const HashGr
 // val_c (stored), g_table += W'_c g factor, g_points[e] += (val_c . g factor) sum_d t_d d2W_c/dx_d dx_e,
 // g_scales += dfactor sum_c W'_c (val_c . g) (atomics).
 struct DoubleGrads {
-    const float* g_out;
+    const void* g_out;
     const float* tangent;
-    float* gg_out;
+    void* gg_out;
     float* g_table;
     float* g_points;
     float* g_scales;
@@ -231,10 +303,9 @@ RFK_HD void hashgrid_dbl_point(const HashGridArgs& a, const DoubleGrads& gr, int
     float factor = 1.f, dfactor = 0.f;
     if (a.scales) aa_factor(a.scales[i], scale, a.aa_z_max, factor, dfactor);
     float g[F], gf[F], t[D];
-    const int64_t out_at = i * (a.n_levels * F) + level * F;
 #pragma unroll
     for (int k = 0; k < F; ++k) {
-        g[k] = gr.g_out[out_at + k];
+        g[k] = load_out(gr.g_out, out_at(a, i, level * F + k), a.out_dtype);
         gf[k] = g[k] * factor;
     }
 #pragma unroll
@@ -263,9 +334,10 @@ RFK_HD void hashgrid_dbl_point(const HashGridArgs& a, const DoubleGrads& gr, int
         }
         const uint32_t e = entry<D>(v, a.levels, level);
         if (gr.g_table) {
-            float* gt = gr.g_table + (offset + e) * F;
+            float contrib[F];
 #pragma unroll
-            for (int k = 0; k < F; ++k) atomic_add(gt + k, wt * gf[k]);
+            for (int k = 0; k < F; ++k) contrib[k] = wt * gf[k];
+            add_features<F>(gr.g_table + (offset + e) * F, contrib);
         }
         if (need_values) {
             const FeatureVec<T, F> val = table[e];
@@ -300,7 +372,7 @@ RFK_HD void hashgrid_dbl_point(const HashGridArgs& a, const DoubleGrads& gr, int
     }
     if (gr.gg_out)
 #pragma unroll
-        for (int k = 0; k < F; ++k) gr.gg_out[out_at + k] = acc[k] * factor;
+        for (int k = 0; k < F; ++k) store_out(gr.gg_out, out_at(a, i, level * F + k), acc[k] * factor, a.out_dtype);
     if (gr.g_points)
 #pragma unroll
         for (int d = 0; d < D; ++d) atomic_add(gr.g_points + i * D + d, hx[d]);
@@ -319,7 +391,7 @@ __global__ void __launch_bounds__(kGridThreads) hashgrid_dbl_kernel(const HashGr
 }
 
 template <int D, int F, typename T>
-cudaError_t launch(const HashGridArgs& a, float* out, const Grads* g, const DoubleGrads* dg, int n_levels,
+cudaError_t launch(const HashGridArgs& a, void* out, const Grads* g, const DoubleGrads* dg, int n_levels,
                    cudaStream_t stream) {
     const dim3 blocks(num_blocks(a.n_points, kGridThreads), n_levels);
     if (dg != nullptr)
@@ -332,7 +404,7 @@ cudaError_t launch(const HashGridArgs& a, float* out, const Grads* g, const Doub
 }
 
 template <int D, typename T>
-cudaError_t dispatch_features(const HashGridArgs& a, float* out, const Grads* g, const DoubleGrads* dg, int n,
+cudaError_t dispatch_features(const HashGridArgs& a, void* out, const Grads* g, const DoubleGrads* dg, int n,
                               cudaStream_t stream) {
     switch (a.n_features) {
         case 1: return launch<D, 1, T>(a, out, g, dg, n, stream);
@@ -344,7 +416,7 @@ cudaError_t dispatch_features(const HashGridArgs& a, float* out, const Grads* g,
 }
 
 template <typename T>
-cudaError_t dispatch_dims(const HashGridArgs& a, float* out, const Grads* g, const DoubleGrads* dg, int n,
+cudaError_t dispatch_dims(const HashGridArgs& a, void* out, const Grads* g, const DoubleGrads* dg, int n,
                           cudaStream_t stream) {
     switch (a.n_dims) {
         case 1: return dispatch_features<1, T>(a, out, g, dg, n, stream);
@@ -357,7 +429,7 @@ cudaError_t dispatch_dims(const HashGridArgs& a, float* out, const Grads* g, con
 
 // One of: forward (g = dg = null), backward (g), double backward (dg). n_levels: levels launched
 // (grid y), starting at g->level_base (0 otherwise).
-cudaError_t dispatch(const HashGridArgs& a, float* out, const Grads* g, const DoubleGrads* dg, int n_levels,
+cudaError_t dispatch(const HashGridArgs& a, void* out, const Grads* g, const DoubleGrads* dg, int n_levels,
                      cudaStream_t stream) {
     if (a.n_points == 0 || n_levels == 0) return cudaSuccess;
     const int base = g ? g->level_base : 0;
@@ -368,27 +440,28 @@ cudaError_t dispatch(const HashGridArgs& a, float* out, const Grads* g, const Do
 
 }  // namespace
 
-cudaError_t hashgrid_forward(const HashGridArgs& a, float* out, cudaStream_t stream) {
+cudaError_t hashgrid_forward(const HashGridArgs& a, void* out, cudaStream_t stream) {
     return dispatch(a, out, nullptr, nullptr, a.n_levels, stream);
 }
 
-cudaError_t hashgrid_backward(const HashGridArgs& a, const float* g_out, float* g_table, float* g_points,
-                              float* g_scales, cudaStream_t stream) {
-    if (!g_table && !g_points && !g_scales) return cudaSuccess;
-    const Grads g{g_out, g_table, g_points, g_scales, nullptr, nullptr, 0, false};
+cudaError_t hashgrid_backward(const HashGridArgs& a, const void* g_out, float* g_table, void* g_table_half,
+                              float* g_points, float* g_scales, cudaStream_t stream) {
+    if (!g_table && !g_table_half && !g_points && !g_scales) return cudaSuccess;
+    if (g_table_half && !a.table_half) return cudaErrorInvalidValue;
+    const Grads g{g_out, g_table, static_cast<__half*>(g_table_half), g_points, g_scales, nullptr, nullptr, 0, false};
     return dispatch(a, nullptr, &g, nullptr, a.n_levels, stream);
 }
 
-cudaError_t hashgrid_backward_levels(const HashGridArgs& a, const float* g_out, int level_base, int n_levels,
+cudaError_t hashgrid_backward_levels(const HashGridArgs& a, const void* g_out, int level_base, int n_levels,
                                      int64_t* emit_rows, float* emit_w, float* g_points, float* g_scales,
                                      cudaStream_t stream) {
     if (!emit_rows && !g_points && !g_scales) return cudaSuccess;
     if ((emit_rows == nullptr) != (emit_w == nullptr)) return cudaErrorInvalidValue;
-    const Grads g{g_out, nullptr, g_points, g_scales, emit_rows, emit_w, level_base, true};
+    const Grads g{g_out, nullptr, nullptr, g_points, g_scales, emit_rows, emit_w, level_base, true};
     return dispatch(a, nullptr, &g, nullptr, n_levels, stream);
 }
 
-cudaError_t hashgrid_double_backward(const HashGridArgs& a, const float* g_out, const float* tangent, float* gg_out,
+cudaError_t hashgrid_double_backward(const HashGridArgs& a, const void* g_out, const float* tangent, void* gg_out,
                                      float* g_table, float* g_points, float* g_scales, cudaStream_t stream) {
     if (!gg_out && !g_table && !g_points && !g_scales) return cudaSuccess;
     const DoubleGrads dg{g_out, tangent, gg_out, g_table, g_points, g_scales};

@@ -16,6 +16,7 @@ from .layout import (
     HashGridLayout,
     make_layout,
 )
+from .output import make_output_format
 
 OUT_OF_BOUNDS = ("clamp", "error")
 
@@ -62,11 +63,14 @@ def encode(
     out_of_bounds: str = "clamp",
     backend: str | None = None,
     deterministic: bool = False,
+    output_layout: str = "point_major",
+    output_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """:func:`hash_grid_encode` with a prebuilt :class:`~.layout.HashGridLayout` (used by the module)."""
+    out_format = make_output_format(output_layout, output_dtype)
     _validate(points, params, layout, scales, out_of_bounds)
     impl = _dispatch.implementation("hashgrid", backend, points)
-    return impl.encode(points, params, scales, layout, bool(deterministic))
+    return impl.encode(points, params, scales, layout, bool(deterministic), out_format)
 
 
 def hash_grid_encode(
@@ -84,6 +88,8 @@ def hash_grid_encode(
     scales: torch.Tensor | None = None,
     backend: str | None = None,
     deterministic: bool = False,
+    output_layout: str = "point_major",
+    output_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Multiresolution hash-grid encoding of ``points [N, D]`` in ``[0, 1]^D`` (D = 1..4).
 
@@ -100,8 +106,12 @@ def hash_grid_encode(
             features are multiplied by ``erf(1 / sqrt(8 * scales**2 * level_scales[l]**2))``.
         deterministic: fused backends only: a backward without float atomics whose gradients are
             bitwise reproducible (slower, ``N * 2^D * (12 + 4F)`` bytes of temporaries per level).
+        output_layout: ``"point_major"`` (contiguous ``[N, L*F]``) or ``"feature_major"`` (the
+            transpose of a contiguous ``[L*F, N]`` buffer: coalesced stores; see :mod:`.output`).
+        output_dtype: ``None`` (float32), ``torch.float16`` or ``torch.bfloat16``.
     Returns:
-        ``[N, n_levels * n_features_per_level]`` float32 (float64 for float64 tables), level-major.
+        ``[N, n_levels * n_features_per_level]`` (level-major columns) in ``output_dtype`` (float32 by
+        default; float64 for float64 tables), stored as ``output_layout`` says.
     """
     _checks.check_tensor("points", points, ndim=2)
     if not 1 <= points.shape[1] <= MAX_DIMS:
@@ -117,5 +127,13 @@ def hash_grid_encode(
         interpolation,
     )
     return encode(
-        points, params, layout, scales=scales, out_of_bounds=out_of_bounds, backend=backend, deterministic=deterministic
+        points,
+        params,
+        layout,
+        scales=scales,
+        out_of_bounds=out_of_bounds,
+        backend=backend,
+        deterministic=deterministic,
+        output_layout=output_layout,
+        output_dtype=output_dtype,
     )

@@ -12,6 +12,7 @@ import torch
 from .._cuda_ext import module
 from .contract import AA_Z_MAX
 from .layout import MAX_DIMS, HashGridLayout
+from .output import DEFAULT, OutputFormat
 
 
 @functools.lru_cache(maxsize=64)
@@ -39,14 +40,27 @@ def _opt(t, like):
     return t if t is not None else like.new_empty(0)
 
 
-def forward(points, params, scales, layout: HashGridLayout):
+def forward(points, params, scales, layout: HashGridLayout, out_format: OutputFormat = DEFAULT):
     """:meth:`HashGridKernels.forward` via the extension's ``hashgrid`` binding."""
     params = _aligned(params, layout.n_features_per_level)
-    return module().hashgrid_forward(points, params, _opt(scales, points), *_meta(layout))
+    out = out_format.empty_buffer(points.shape[0], layout.output_dim, points.device)
+    module().hashgrid_forward(points, params, _opt(scales, points), out, *_meta(layout), out_format.feature_major)
+    return out
 
 
-def backward(g_out, points, params, scales, layout: HashGridLayout, need_points, need_params, need_scales):
-    """:meth:`HashGridKernels.backward` via the extension's ``hashgrid`` binding."""
+def backward(
+    g_out,
+    points,
+    params,
+    scales,
+    layout: HashGridLayout,
+    need_points,
+    need_params,
+    need_scales,
+    out_format: OutputFormat = DEFAULT,
+):
+    """:meth:`HashGridKernels.backward` via the extension's ``hashgrid`` binding (half tables: the
+    gradient comes back in half, see csrc/hashgrid/kernels.h)."""
     params = _aligned(params, layout.n_features_per_level)
     g_x, g_table, g_s = module().hashgrid_backward(
         g_out,
@@ -54,6 +68,7 @@ def backward(g_out, points, params, scales, layout: HashGridLayout, need_points,
         params,
         _opt(scales, points),
         *_meta(layout),
+        out_format.feature_major,
         bool(need_points),
         bool(need_params),
         bool(need_scales),
@@ -66,7 +81,17 @@ def backward(g_out, points, params, scales, layout: HashGridLayout, need_points,
 
 
 def backward_levels(
-    g_out, points, params, scales, layout: HashGridLayout, level_base, n_levels, need_points, need_params, need_scales
+    g_out,
+    points,
+    params,
+    scales,
+    layout: HashGridLayout,
+    level_base,
+    n_levels,
+    need_points,
+    need_params,
+    need_scales,
+    out_format: OutputFormat = DEFAULT,
 ):
     """:meth:`HashGridKernels.backward_levels` via the extension's ``hashgrid`` binding."""
     params = _aligned(params, layout.n_features_per_level)
@@ -76,6 +101,7 @@ def backward_levels(
         params,
         _opt(scales, points),
         *_meta(layout),
+        out_format.feature_major,
         int(level_base),
         int(n_levels),
         bool(need_points),
@@ -91,7 +117,17 @@ def backward_levels(
 
 
 def double_backward(
-    gg_x, g_out, points, params, scales, layout: HashGridLayout, need_g_out, need_points, need_params, need_scales
+    gg_x,
+    g_out,
+    points,
+    params,
+    scales,
+    layout: HashGridLayout,
+    need_g_out,
+    need_points,
+    need_params,
+    need_scales,
+    out_format: OutputFormat = DEFAULT,
 ):
     """:meth:`HashGridKernels.double_backward` via the extension's ``hashgrid`` binding."""
     params = _aligned(params, layout.n_features_per_level)
@@ -102,6 +138,7 @@ def double_backward(
         params,
         _opt(scales, points),
         *_meta(layout),
+        out_format.feature_major,
         bool(need_g_out),
         bool(need_points),
         bool(need_params),

@@ -11,11 +11,23 @@ from __future__ import annotations
 import torch
 
 from .layout import HashGridLayout
+from .output import DEFAULT, OutputFormat
 
 CHUNK_BYTES = 1 << 29  # temporary memory budget per level chunk
 
 
-def backward(mod, g_out, points, params, scales, layout: HashGridLayout, need_points, need_params, need_scales):
+def backward(
+    mod,
+    g_out,
+    points,
+    params,
+    scales,
+    layout: HashGridLayout,
+    need_points,
+    need_params,
+    need_scales,
+    out_format: OutputFormat = DEFAULT,
+):
     """Same contract as the backends' ``backward``; ``mod`` is the backend module."""
     N, D, L, F = points.shape[0], layout.n_input_dims, layout.n_levels, layout.n_features_per_level
     C = 1 << D
@@ -25,11 +37,11 @@ def backward(mod, g_out, points, params, scales, layout: HashGridLayout, need_po
     g_s = torch.zeros(N, device=dev) if need_scales else None
     per_level = max(1, N * (C * (12 + 4 * F) + 4 * D + 4))
     chunk = max(1, min(L, CHUNK_BYTES // per_level))
-    g_levels = g_out.view(N, L, F)
+    g_levels = out_format.view(g_out).reshape(N, L, F).float()  # [N, L, F] view for point-major float32
     for base in range(0, L if N else 0, chunk):
         n = min(chunk, L - base)
         rows, w, px, ps = mod.backward_levels(
-            g_out, points, params, scales, layout, base, n, need_points, need_params, need_scales
+            g_out, points, params, scales, layout, base, n, need_points, need_params, need_scales, out_format=out_format
         )
         if need_params:
             contrib = w[..., None] * g_levels[:, base : base + n].transpose(0, 1)[:, :, None, :]  # [n, N, C, F]

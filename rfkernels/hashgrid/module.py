@@ -8,6 +8,7 @@ from torch import nn
 from .api import OUT_OF_BOUNDS, encode
 from .contract import TABLE_DTYPES
 from .layout import BASE_RESOLUTION, LOG2_HASHMAP_SIZE, N_FEATURES_PER_LEVEL, N_LEVELS, TCNN_DEFAULTS, make_layout
+from .output import make_output_format
 
 _TCNN_KEYS = set(TCNN_DEFAULTS) | {"otype", "type", "hash"}
 
@@ -21,6 +22,9 @@ class HashGridEncoding(nn.Module):
     level ``l``; ``level_scales[l] = base_resolution * per_level_scale**l - 1`` is its number of
     cells per unit length (the grid coordinate is ``x * level_scales[l] + 0.5``), the ``res_l`` of
     the anti-aliasing factor ``erf(1 / sqrt(8 * scales**2 * level_scales[l]**2))``.
+
+    ``output_layout`` / ``output_dtype``: memory layout (``"point_major"`` or ``"feature_major"``) and
+    dtype (None = float32, float16, bfloat16) of the returned features (see :mod:`.output`).
     """
 
     def __init__(
@@ -38,6 +42,8 @@ class HashGridEncoding(nn.Module):
         backend: str | None = None,
         device: torch.device | str | None = None,
         deterministic: bool = False,
+        output_layout: str = "point_major",
+        output_dtype: torch.dtype | None = None,
     ):
         super().__init__()
         self.layout = make_layout(
@@ -59,6 +65,8 @@ class HashGridEncoding(nn.Module):
         self.out_of_bounds = out_of_bounds
         self.backend = backend
         self.deterministic = deterministic
+        make_output_format(output_layout, output_dtype)  # checked here, not at the first forward
+        self.output_layout, self.output_dtype = output_layout, output_dtype
         self.params = nn.Parameter(torch.empty(self.layout.n_params, dtype=dtype, device=device).uniform_(-1e-4, 1e-4))
 
     # ------------------------------------------------------------------------------ geometry
@@ -93,7 +101,8 @@ class HashGridEncoding(nn.Module):
 
     # ------------------------------------------------------------------------------- forward
     def forward(self, points: torch.Tensor, scales: torch.Tensor | None = None) -> torch.Tensor:
-        """``points [N, D]`` in [0, 1], optional Zip-NeRF ``scales [N]`` -> ``[N, output_dim]`` float32."""
+        """``points [N, D]`` in [0, 1], optional Zip-NeRF ``scales [N]`` -> ``[N, output_dim]`` (float32,
+        or ``output_dtype``; stored as ``output_layout``)."""
         return encode(
             points,
             self.params,
@@ -102,6 +111,8 @@ class HashGridEncoding(nn.Module):
             out_of_bounds=self.out_of_bounds,
             backend=self.backend,
             deterministic=self.deterministic,
+            output_layout=self.output_layout,
+            output_dtype=self.output_dtype,
         )
 
     # -------------------------------------------------------------------------- tcnn interop
@@ -109,8 +120,8 @@ class HashGridEncoding(nn.Module):
     def from_tcnn_config(cls, n_input_dims: int, config: dict, **kwargs) -> HashGridEncoding:
         """Build from a tiny-cuda-nn encoding config (``{"otype": "HashGrid", ...}``, or
         ``{"otype": "Grid", "type": "Hash", ...}``); missing keys take tcnn's defaults. ``kwargs``
-        (dtype, out_of_bounds, backend, device) pass through. The table layout is tcnn's, so
-        ``enc.params.data.copy_(tcnn_module.params)`` moves a trained table over."""
+        (dtype, out_of_bounds, backend, device, output_layout, output_dtype) pass through. The table
+        layout is tcnn's, so ``enc.params.data.copy_(tcnn_module.params)`` moves a trained table over."""
         if not isinstance(config, dict):
             raise ValueError(f"`config` must be a dict, got {type(config).__name__}")
         unknown = set(config) - _TCNN_KEYS

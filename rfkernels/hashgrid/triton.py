@@ -23,6 +23,7 @@ import triton.language as tl
 
 from .contract import AA_Z_MAX
 from .layout import HashGridLayout
+from .output import DEFAULT, OutputFormat
 
 BLOCK = 128
 INV_SQRT8 = 1.0 / math.sqrt(8.0)
@@ -190,6 +191,18 @@ def _load_dim(ptr, rows, m, d: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexp
 
 
 @triton.jit
+def _out_offsets(rows, level, feat, N, OUT_DIM, F: tl.constexpr, OUT_FM: tl.constexpr):
+    """[BLOCK, FP] element offsets of the (point, level) features in the output buffer: point-major
+    ``[N, L*F]``, or feature-major ``[L*F, N]`` (consecutive points at consecutive addresses)."""
+    col = level * F + feat
+    if OUT_FM:
+        offs = col[None, :].to(tl.int64) * N + rows[:, None]
+    else:
+        offs = rows[:, None] * OUT_DIM + col[None, :]
+    return offs
+
+
+@triton.jit
 def _accumulate(ptr, offs, val, m, DET: tl.constexpr):
     """Deterministic mode: plain store into a per-level buffer; else atomic add."""
     if DET:
@@ -231,6 +244,7 @@ def _hashgrid_kernel(
     NEED_X: tl.constexpr,
     NEED_S: tl.constexpr,
     DET: tl.constexpr,
+    OUT_FM: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     """Forward (BACKWARD=0): out[n, level*F:(level+1)*F]. Backward: table/point/scale gradients,
@@ -250,12 +264,12 @@ def _hashgrid_kernel(
     c1, a1, d1, _ = _axis(x_ptr, rows, m, scale, 1, D, SMOOTH, BLOCK)
     c2, a2, d2, _ = _axis(x_ptr, rows, m, scale, 2, D, SMOOTH, BLOCK)
     c3, a3, d3, _ = _axis(x_ptr, rows, m, scale, 3, D, SMOOTH, BLOCK)
-    out_offs = rows[:, None] * OUT_DIM + level * F + feat[None, :]
+    out_offs = _out_offsets(rows, level, feat, N, OUT_DIM, F, OUT_FM)
     factor = tl.full((BLOCK,), 1.0, tl.float32)
     if HAS_S:
         factor, dfactor = _aa(s_ptr, rows, m, scale, inv_sqrt8, z_max, two_over_sqrt_pi)
     if BACKWARD:
-        g = tl.load(g_out_ptr + out_offs, mask=fm, other=0.0)
+        g = tl.load(g_out_ptr + out_offs, mask=fm, other=0.0).to(tl.float32)
         gf = g * factor[:, None]
         gx0 = tl.zeros((BLOCK,), dtype=tl.float32)
         gx1 = tl.zeros((BLOCK,), dtype=tl.float32)
@@ -299,7 +313,7 @@ def _hashgrid_kernel(
         if NEED_S:
             _accumulate(g_s_ptr, prow, tl.sum(g * acc, 1) * dfactor, m, DET)
     else:
-        tl.store(out_ptr + out_offs, acc * factor[:, None], mask=fm)
+        tl.store(out_ptr + out_offs, (acc * factor[:, None]).to(out_ptr.dtype.element_ty), mask=fm)
 
 
 @triton.jit
@@ -332,6 +346,7 @@ def _hashgrid_dbl_kernel(
     NEED_TABLE: tl.constexpr,
     NEED_X: tl.constexpr,
     NEED_S: tl.constexpr,
+    OUT_FM: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     """Double backward: the backward's point gradient g_x = sum_c (val_c . g factor) dW_c/dx,
@@ -352,11 +367,11 @@ def _hashgrid_dbl_kernel(
     t1 = _load_dim(t_ptr, rows, m, 1, D, BLOCK)
     t2 = _load_dim(t_ptr, rows, m, 2, D, BLOCK)
     t3 = _load_dim(t_ptr, rows, m, 3, D, BLOCK)
-    out_offs = rows[:, None] * OUT_DIM + level * F + feat[None, :]
+    out_offs = _out_offsets(rows, level, feat, N, OUT_DIM, F, OUT_FM)
     factor = tl.full((BLOCK,), 1.0, tl.float32)
     if HAS_S:
         factor, dfactor = _aa(s_ptr, rows, m, scale, inv_sqrt8, z_max, two_over_sqrt_pi)
-    g = tl.load(g_out_ptr + out_offs, mask=fm, other=0.0)
+    g = tl.load(g_out_ptr + out_offs, mask=fm, other=0.0).to(tl.float32)
     gf = g * factor[:, None]
     hx0 = tl.zeros((BLOCK,), dtype=tl.float32)
     hx1 = tl.zeros((BLOCK,), dtype=tl.float32)
@@ -398,7 +413,7 @@ def _hashgrid_dbl_kernel(
                     t3 * _dpick(b3, e3) * f0 * f1 * f2 + _dpick(b3, d3) * (g0 * f1 * f2 + f0 * g1 * f2 + f0 * f1 * g2)
                 )
     if NEED_GOUT:
-        tl.store(gg_out_ptr + out_offs, acc * factor[:, None], mask=fm)
+        tl.store(gg_out_ptr + out_offs, (acc * factor[:, None]).to(gg_out_ptr.dtype.element_ty), mask=fm)
     if NEED_X:
         tl.atomic_add(g_x_ptr + rows * D, hx0, mask=m, sem="relaxed")
         if D > 1:
@@ -427,6 +442,7 @@ def _launch(
     n_levels=None,
     backward=False,
     det=False,
+    out_format: OutputFormat = DEFAULT,
 ):
     N = points.shape[0]
     n_levels = layout.n_levels if n_levels is None else n_levels
@@ -469,33 +485,66 @@ def _launch(
         NEED_X=g_x is not None,
         NEED_S=g_s is not None,
         DET=det,
+        OUT_FM=out_format.feature_major,
         BLOCK=BLOCK,
         num_warps=_num_warps(F),
     )
 
 
-def forward(points, params, scales, layout: HashGridLayout):
-    """points float32 [N, D], params [n_params] (float16/32), scales float32 [N] | None -> [N, L*F] float32."""
-    out = torch.empty(points.shape[0], layout.output_dim, device=points.device, dtype=torch.float32)
-    _launch(layout, points, params, scales, out=out)
+def forward(points, params, scales, layout: HashGridLayout, out_format: OutputFormat = DEFAULT):
+    """points float32 [N, D], params [n_params] (float16/32), scales float32 [N] | None -> the features'
+    buffer in ``out_format`` (default [N, L*F] float32)."""
+    out = out_format.empty_buffer(points.shape[0], layout.output_dim, points.device)
+    _launch(layout, points, params, scales, out=out, out_format=out_format)
     return out
 
 
-def backward(g_out, points, params, scales, layout: HashGridLayout, need_points, need_params, need_scales):
+def backward(
+    g_out,
+    points,
+    params,
+    scales,
+    layout: HashGridLayout,
+    need_points,
+    need_params,
+    need_scales,
+    out_format: OutputFormat = DEFAULT,
+):
     """-> (g_points [N, D] | None, g_params [n_params] in the table dtype | None, g_scales [N] | None)."""
     dev = points.device
     g_x = torch.zeros(points.shape, device=dev, dtype=torch.float32) if need_points else None
     g_table = torch.zeros(params.shape, device=dev, dtype=torch.float32) if need_params else None
     g_s = torch.zeros(points.shape[0], device=dev, dtype=torch.float32) if need_scales else None
     if need_points or need_params or need_scales:
-        _launch(layout, points, params, scales, g_out=g_out, g_table=g_table, g_x=g_x, g_s=g_s, backward=True)
+        _launch(
+            layout,
+            points,
+            params,
+            scales,
+            g_out=g_out,
+            g_table=g_table,
+            g_x=g_x,
+            g_s=g_s,
+            backward=True,
+            out_format=out_format,
+        )
     if g_table is not None:
         g_table = g_table.to(params.dtype)
     return g_x, g_table, g_s
 
 
 def backward_levels(
-    g_out, points, params, scales, layout: HashGridLayout, level_base, n_levels, need_points, need_params, need_scales
+    g_out,
+    points,
+    params,
+    scales,
+    layout: HashGridLayout,
+    level_base,
+    n_levels,
+    need_points,
+    need_params,
+    need_scales,
+    out_format: OutputFormat = DEFAULT,
 ):
     """Deterministic backward of levels [level_base, level_base + n_levels), no atomics ->
     (rows [n, N, 2^D] int64 global table rows | None, weights [n, N, 2^D] (times the anti-aliasing
@@ -520,17 +569,29 @@ def backward_levels(
         n_levels=n_levels,
         backward=True,
         det=True,
+        out_format=out_format,
     )
     return rows, w, px, ps
 
 
 def double_backward(
-    gg_x, g_out, points, params, scales, layout: HashGridLayout, need_g_out, need_points, need_params, need_scales
+    gg_x,
+    g_out,
+    points,
+    params,
+    scales,
+    layout: HashGridLayout,
+    need_g_out,
+    need_points,
+    need_params,
+    need_scales,
+    out_format: OutputFormat = DEFAULT,
 ):
     """Backward of :func:`backward`'s point gradient, given its incoming gradient ``gg_x [N, D]``
-    -> (g_g_out [N, L*F] | None, g_points [N, D] | None, g_params | None, g_scales [N] | None)."""
+    -> (g_g_out (g_out's buffer shape and dtype) | None, g_points [N, D] | None, g_params | None,
+    g_scales [N] | None)."""
     N, dev = points.shape[0], points.device
-    gg_out = torch.empty(N, layout.output_dim, device=dev) if need_g_out else None
+    gg_out = torch.empty_like(g_out) if need_g_out else None
     g_x = torch.zeros(points.shape, device=dev) if need_points else None
     g_table = torch.zeros(params.shape, device=dev) if need_params else None
     g_s = torch.zeros(N, device=dev) if need_scales else None
@@ -567,6 +628,7 @@ def double_backward(
             NEED_TABLE=need_params,
             NEED_X=need_points,
             NEED_S=need_scales,
+            OUT_FM=out_format.feature_major,
             BLOCK=BLOCK,
             num_warps=_num_warps(F),
         )

@@ -9,7 +9,7 @@ namespace {
 rfk::HashGridArgs args(const float* points, const void* table, const float* scales, int64_t n_points, int n_dims,
                        int n_levels, int n_features, int table_half, int smoothstep, double aa_z_max,
                        const int64_t* offsets, const int64_t* sizes, const double* level_scales, const int64_t* strides,
-                       const int64_t* hashed) {
+                       const int64_t* hashed, int out_feature_major, int out_dtype) {
     rfk::HashGridArgs a{};
     a.points = points;
     a.table = table;
@@ -21,6 +21,8 @@ rfk::HashGridArgs args(const float* points, const void* table, const float* scal
     a.table_half = table_half != 0;
     a.smoothstep = smoothstep != 0;
     a.aa_z_max = static_cast<float>(aa_z_max);
+    a.out_feature_major = out_feature_major != 0;
+    a.out_dtype = out_dtype;
     for (int l = 0; l < n_levels; ++l) {
         rfk::set_level(a.levels, l, offsets[l], sizes[l], level_scales[l], hashed[l],
                        strides + l * rfk::kHashGridMaxDims);
@@ -32,7 +34,7 @@ rfk::HashGridArgs args(const float* points, const void* table, const float* scal
 // + n_levels), 2 double backward.
 struct Pass {
     int mode;
-    float* out;
+    void* out;
     const rfk::Grads* g;
     const rfk::DoubleGrads* dg;
     int n_levels;
@@ -87,33 +89,37 @@ int run_pass(const rfk::HashGridArgs& a, const Pass& p) {
 #define HG_ARGS                                                                                                        \
     const float *points, const void *table, const float *scales, int64_t n_points, int n_dims, int n_levels,           \
         int n_features, int table_half, int smoothstep, double aa_z_max, const int64_t *offsets, const int64_t *sizes, \
-        const double *level_scales, const int64_t *strides, const int64_t *hashed
+        const double *level_scales, const int64_t *strides, const int64_t *hashed, int out_feature_major,              \
+        int out_dtype
 #define HG_PASS                                                                                                    \
     args(points, table, scales, n_points, n_dims, n_levels, n_features, table_half, smoothstep, aa_z_max, offsets, \
-         sizes, level_scales, strides, hashed)
+         sizes, level_scales, strides, hashed, out_feature_major, out_dtype)
 
 extern "C" {
 
-int host_hashgrid_forward(HG_ARGS, float* out) { return run_pass(HG_PASS, Pass{0, out, nullptr, nullptr, n_levels}); }
+int host_hashgrid_forward(HG_ARGS, void* out) { return run_pass(HG_PASS, Pass{0, out, nullptr, nullptr, n_levels}); }
 
 // Same contract as rfk::hashgrid_backward (outputs zero-initialised by the caller).
-int host_hashgrid_backward(HG_ARGS, const float* g_out, float* g_table, float* g_points, float* g_scales) {
-    if (!g_table && !g_points && !g_scales) return 0;
-    const rfk::Grads g{g_out, g_table, g_points, g_scales, nullptr, nullptr, 0, false};
+int host_hashgrid_backward(HG_ARGS, const void* g_out, float* g_table, void* g_table_half, float* g_points,
+                           float* g_scales) {
+    if (!g_table && !g_table_half && !g_points && !g_scales) return 0;
+    if (g_table_half && !table_half) return 1;
+    const rfk::Grads g{g_out, g_table, static_cast<__half*>(g_table_half), g_points, g_scales, nullptr, nullptr,
+                       0,     false};
     return run_pass(HG_PASS, Pass{1, nullptr, &g, nullptr, n_levels});
 }
 
 // Same contract as rfk::hashgrid_backward_levels.
-int host_hashgrid_backward_levels(HG_ARGS, const float* g_out, int level_base, int n_run, int64_t* emit_rows,
+int host_hashgrid_backward_levels(HG_ARGS, const void* g_out, int level_base, int n_run, int64_t* emit_rows,
                                   float* emit_w, float* g_points, float* g_scales) {
     if (!emit_rows && !g_points && !g_scales) return 0;
     if ((emit_rows == nullptr) != (emit_w == nullptr)) return 1;
-    const rfk::Grads g{g_out, nullptr, g_points, g_scales, emit_rows, emit_w, level_base, true};
+    const rfk::Grads g{g_out, nullptr, nullptr, g_points, g_scales, emit_rows, emit_w, level_base, true};
     return run_pass(HG_PASS, Pass{1, nullptr, &g, nullptr, n_run});
 }
 
 // Same contract as rfk::hashgrid_double_backward.
-int host_hashgrid_double_backward(HG_ARGS, const float* g_out, const float* tangent, float* gg_out, float* g_table,
+int host_hashgrid_double_backward(HG_ARGS, const void* g_out, const float* tangent, void* gg_out, float* g_table,
                                   float* g_points, float* g_scales) {
     if (!gg_out && !g_table && !g_points && !g_scales) return 0;
     const rfk::DoubleGrads dg{g_out, tangent, gg_out, g_table, g_points, g_scales};

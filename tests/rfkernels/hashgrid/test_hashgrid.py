@@ -306,9 +306,9 @@ def test_grads_only_when_needed(fused_backend, device, monkeypatch):
     calls = []
     real = mod.backward
 
-    def spy(*args):
+    def spy(*args, **kwargs):
         calls.append(args[-3:])
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(mod, "backward", spy)
     x = torch.rand(20, 2, device=device)
@@ -409,7 +409,7 @@ def test_deterministic_mode(fused_backend, device, seed, monkeypatch, D, F, dtyp
     enc = make_encoding(D, F=F, dtype=dtype, device=device, deterministic=True)
     mod = _dispatch.implementation("hashgrid", fused_backend, torch.zeros(1, device=device)).kernels
     chunks, real = [], mod.backward_levels
-    monkeypatch.setattr(mod, "backward_levels", lambda *a: chunks.append(a[5:7]) or real(*a))
+    monkeypatch.setattr(mod, "backward_levels", lambda *a, **k: chunks.append(a[5:7]) or real(*a, **k))
     points = torch.rand(N, D, device=device).requires_grad_()
     scales = (torch.rand(N, device=device) * 0.2).requires_grad_()
     _, fus = compare(enc, points, scales, fused_backend)
