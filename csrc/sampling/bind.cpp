@@ -24,6 +24,7 @@ torch::Tensor sample_pdf(torch::Tensor bins, torch::Tensor weights, torch::Tenso
     a.weights = opt_ptr(weights);
     a.offsets = offsets.data_ptr<int64_t>();
     a.n_rays = n_rays;
+    a.n_bins = weights.numel();
     a.jitter_mode = 0;
     a.jitter = nullptr;
     if (jitter.numel()) {
@@ -75,6 +76,8 @@ rfk::InterlevelArgs interlevel_args(const torch::Tensor& t, const torch::Tensor&
     a.wp = opt_ptr(wp);
     a.offp = offp.data_ptr<int64_t>();
     a.n_rays = n_rays;
+    a.n_fine = w.numel();
+    a.n_prop = wp.numel();
     a.blur = nullptr;
     if (blur.defined() && blur.numel()) {
         check_f32(blur, "blur", device, n_rays);  // one entry per ray

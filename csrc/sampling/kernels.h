@@ -12,6 +12,7 @@ struct SampleArgs {
     const float* weights;    // [N] masses
     const int64_t* offsets;  // [R + 1] over the weights
     int64_t n_rays;
+    int64_t n_bins;          // N (the mean bins per ray picks the team width: common/team.cuh)
     const float* jitter;     // [R, n] (jitter_mode 2), [R, 1] (1) or null (0: midpoints)
     int jitter_mode;
     int n_samples;           // n
@@ -33,6 +34,8 @@ struct InterlevelArgs {
     const float* wp;         // proposal weights [Np]
     const int64_t* offp;     // [R + 1] over the proposal weights
     int64_t n_rays;
+    int64_t n_fine;          // N and Np: the team widths of the passes over fine / proposal bins
+    int64_t n_prop;
     const float* blur;       // [R] blur half-widths (Zip-NeRF loss) or null (mip-NeRF 360 lossfun_outer)
     float eps;
 };
