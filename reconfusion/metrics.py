@@ -15,7 +15,11 @@ LPIPS_ABSENT = "LPIPS not computed: no local weights given (pass --lpips-weights
 
 
 def psnr(pred: torch.Tensor, gt: torch.Tensor) -> float:
-    mse = (pred.float() - gt.float()).square().mean().item()
+    return psnr_from_mse((pred.float() - gt.float()).square().mean().item())
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR (dB) of images in [0, 1] with mean squared error ``mse``; ``inf`` for 0."""
     return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
 

@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -40,7 +40,7 @@ from .data.scene import Scene
 from .evaluation import periodic_evaluation
 from .field.zipnerf import ZipNeRF
 from .losses import LossContext, LossTerm, config_terms
-from .metrics import psnr
+from .metrics import psnr_from_mse
 from .rays import RayBundle
 from .unseen import unseen_patches
 
@@ -75,6 +75,26 @@ def scene_meta(scene: Scene, data: dict | None = None) -> dict:
 
 
 # ------------------------------------------------------------------------------- training
+LOG_EVERY = 10  # steps between history records (and the last step)
+VALIDATE = ("first", "always")
+
+
+def log_record(step: int, lr: float, total, rgb, target, losses: dict, ctx, active) -> dict:
+    """The history record of a logged step: ``step, loss, psnr, lr``, each weighted loss, then each
+    gradient-only term's weighted ``log_fn`` value. Every tensor among them is read back in one
+    device-to-host transfer (one sync instead of one per value)."""
+    mse = (rgb.detach().float() - target.float()).square().mean()
+    rec = {"step": step, "loss": total, "psnr": mse, "lr": lr}
+    rec.update(losses)
+    rec.update({t.name: t.weight * t.log_fn(ctx) for t in active if t.log_fn is not None})
+    keys = [k for k, v in rec.items() if isinstance(v, torch.Tensor)]
+    if keys:
+        host = torch.stack([rec[k].detach().reshape(()).double() for k in keys]).tolist()
+        rec.update({k: v for k, v in zip(keys, host)})
+    rec["psnr"] = psnr_from_mse(rec["psnr"])
+    return rec
+
+
 def make_optimizer(model: ZipNeRF, cfg: Config) -> torch.optim.Adam:
     return torch.optim.Adam(model.parameters(), lr=cfg.lr_init, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
 
@@ -127,11 +147,19 @@ class _RayPool:
         x = (pix % W).float() + 0.5
         y = torch.div(pix, W, rounding_mode="floor").float() + 0.5
         rays = self.scene.rays(self.c2w[view], self.intr[view], x, y)
-        return rays.to(self.device), self.colors[idx].to(self.device)
+        return self._upload_rays(rays), self._upload(self.colors[idx])
 
     def unseen(self, n_patches: int, patch: int, gen: torch.Generator) -> RayBundle:
         """Rays of ``n_patches`` patches from viewpoints between the training cameras."""
-        return unseen_patches(self.scene, self.c2w, self.intr, n_patches, patch, gen).to(self.device)
+        return self._upload_rays(unseen_patches(self.scene, self.c2w, self.intr, n_patches, patch, gen))
+
+    def _upload(self, t: torch.Tensor) -> torch.Tensor:
+        """A host tensor on the loop's device; to CUDA from pinned memory without waiting for the
+        copy (a pageable copy would wait for the device: a host sync per batch)."""
+        return t.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else t.to(self.device)
+
+    def _upload_rays(self, rays: RayBundle) -> RayBundle:
+        return RayBundle(**{f.name: self._upload(getattr(rays, f.name)) for f in fields(rays)})
 
 
 @dataclass
@@ -159,6 +187,7 @@ def train(
     progress_bar: bool = True,
     data_info: dict | None = None,
     log: Callable[[str], None] = print,
+    validate: str = "first",
 ) -> TrainResult:
     """Optimize a :class:`ZipNeRF` on ``scene.train_ids`` for ``cfg.iterations`` steps.
 
@@ -172,16 +201,30 @@ def train(
     continues from ``out_dir``'s checkpoint (model, optimizer, RNG states, step) with the *saved* config,
     as if never interrupted: keys where ``cfg`` differs are logged once and ignored (except ``backend``,
     a choice of this process).
+    ``validate``: ``"first"`` runs rfkernels' value checks (``rfkernels.validation_enabled()``) in
+    the first iteration only, then turns them off for the rest of the loop (they read the data: a
+    host sync per op on a GPU); ``"always"`` keeps the process-wide setting throughout. The
+    setting is restored when training returns.
     """
+    if validate not in VALIDATE:
+        raise ValueError(f"`validate` must be one of {VALIDATE}, got {validate!r}")
     if not scene.train_ids:
         raise ValueError("scene has no training views: call select_views first")
     device = torch.device(device)
     check_backend(cfg.backend, device)
-    with rfkernels.use_backend(cfg.backend):
-        return _train(scene, cfg, out_dir, device, resume, extra_terms, callbacks, progress_bar, data_info, log)
+    validating = rfkernels.validation_enabled()
+    try:
+        with rfkernels.use_backend(cfg.backend):
+            return _train(
+                scene, cfg, out_dir, device, resume, extra_terms, callbacks, progress_bar, data_info, log, validate
+            )
+    finally:
+        rfkernels.set_validation(validating)
 
 
-def _train(scene, cfg, out_dir, device, resume, extra_terms, callbacks, progress_bar, data_info, log) -> TrainResult:
+def _train(
+    scene, cfg, out_dir, device, resume, extra_terms, callbacks, progress_bar, data_info, log, validate
+) -> TrainResult:
     from tqdm import tqdm
 
     torch.manual_seed(cfg.seed)
@@ -207,7 +250,7 @@ def _train(scene, cfg, out_dir, device, resume, extra_terms, callbacks, progress
         model = build_model(cfg, scene).to(device)
         cfg = model.cfg
         opt = make_optimizer(model, cfg)
-    terms = [*config_terms(cfg), *extra_terms]
+    terms = [*config_terms(cfg, scene, out_dir, log), *extra_terms]
     callbacks = [periodic_evaluation(cfg.eval_every, log), *callbacks] if cfg.eval_every else list(callbacks)
     pool = _RayPool(scene, device)
     history, t0 = [], time.time()
@@ -244,13 +287,12 @@ def _train(scene, cfg, out_dir, device, resume, extra_terms, callbacks, progress
         if cfg.grad_max_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_max_norm)
         opt.step()
-        if step % 10 == 0 or step == cfg.iterations - 1:
-            batch_psnr = psnr(out.rgb.detach(), target)
-            rec = {"step": step, "loss": float(total.detach()), "psnr": batch_psnr, "lr": lr}
-            rec.update({k: float(v.detach()) for k, v in losses.items()})
-            rec.update({t.name: t.weight * t.log_fn(ctx) for t in active if t.log_fn is not None})
+        if step == start and validate == "first":  # the first iteration passed the value checks
+            rfkernels.set_validation(False)
+        if step % LOG_EVERY == 0 or step == cfg.iterations - 1:
+            rec = log_record(step, lr, total, out.rgb, target, losses, ctx, active)
             history.append(rec)
-            bar.set_postfix(loss=f"{rec['loss']:.4f}", psnr=f"{batch_psnr:.2f}")
+            bar.set_postfix(loss=f"{rec['loss']:.4f}", psnr=f"{rec['psnr']:.2f}")
         info = StepInfo(step, model, scene, cfg, device, losses, history)
         for callback in callbacks:
             callback(info)

@@ -49,6 +49,18 @@ def max_count(offsets: torch.Tensor) -> int:
     return int((offsets[1:] - offsets[:-1]).max()) if offsets.numel() > 1 else 0
 
 
+def given_max_count(name: str, value, offsets: torch.Tensor, validate: bool) -> int:
+    """A caller's maximum count ``value``: an upper bound on the per-ray counts of ``offsets`` that
+    the caller knows (e.g. the samples per ray it drew), used instead of reading ``offsets`` back to
+    the host. Always an int >= 0; with ``validate`` (value checks on) also >= :func:`max_count`, since
+    a smaller bound would cut rays short."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"`{name}` must be an int >= 0 (the largest per-ray count), got {value!r}")
+    if validate and value < max_count(offsets):
+        raise ValueError(f"`{name}` is {value} but a ray has {max_count(offsets)} entries (it must be >= every count)")
+    return value
+
+
 def edge_offsets(offsets: torch.Tensor) -> torch.Tensor:
     """Per-sample offsets [R+1] -> offsets of the packed bin edges ``[N + R]``: ``offsets + arange(R+1)``."""
     return offsets + torch.arange(offsets.numel(), device=offsets.device, dtype=offsets.dtype)

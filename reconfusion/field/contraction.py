@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 EPS = 1e-12
@@ -38,6 +40,13 @@ def contract_scale(x: torch.Tensor) -> torch.Tensor:
     return det.pow(1.0 / 3.0)
 
 
+@functools.cache
+def _ndc_extent(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``[3]`` the NDC box's half-extents, made once per device and dtype (a host-to-device copy)."""
+    with torch.inference_mode(False):  # a normal tensor even if first made under inference mode
+        return torch.tensor([NDC_XY_EXTENT, NDC_XY_EXTENT, 1.0], dtype=dtype, device=device)
+
+
 def to_unit_cube(x: torch.Tensor, space: str, bbox: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Points ``[..., 3]`` -> (unit-cube coordinates ``[..., 3]`` clamped to [0, 1], scale ``[...]``).
 
@@ -50,10 +59,9 @@ def to_unit_cube(x: torch.Tensor, space: str, bbox: torch.Tensor | None = None) 
     elif space == "box":
         lo, hi = bbox[0].to(x), bbox[1].to(x)
         u = (x - lo) / (hi - lo)
-        s = torch.full(x.shape[:-1], 1.0 / float((hi - lo).max()), dtype=x.dtype, device=x.device)
+        s = (1.0 / (hi - lo).max()).expand(x.shape[:-1])  # a device scalar: no read back to the host
     elif space == "ndc":
-        ext = torch.tensor([NDC_XY_EXTENT, NDC_XY_EXTENT, 1.0], dtype=x.dtype, device=x.device)
-        u = (x / ext + 1.0) / 2.0
+        u = (x / _ndc_extent(x.device, x.dtype) + 1.0) / 2.0
         s = torch.full(x.shape[:-1], 0.5 / NDC_XY_EXTENT, dtype=x.dtype, device=x.device)
     else:
         raise ValueError(f"unknown space {space!r}; use ndc, contract or box")

@@ -60,7 +60,8 @@ class ProposalSampler(Sampler):
     def forward(self, rays, points, progress=None):
         R, dev = len(rays), rays.origins.device
         mode = "midpoint" if progress is None else "single_jitter"
-        s_edges = torch.tensor(annealed_s_range(self.cfg, progress), device=dev).expand(R, 2).contiguous()
+        lo, hi = annealed_s_range(self.cfg, progress)
+        s_edges = torch.stack([torch.full((R,), lo, device=dev), torch.full((R,), hi, device=dev)], 1)  # no H2D copy
         weights = torch.ones(R, 1, device=dev)
         histograms = []
         for k, prop in enumerate(self.proposals):

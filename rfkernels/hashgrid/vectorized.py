@@ -17,6 +17,7 @@ backward 1.72 s vs 3.55 s.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -52,11 +53,25 @@ def _dense_bound(layout: HashGridLayout, level: int) -> int:
     return sum(layout.resolutions[level] * s for s in layout.level_strides[level])
 
 
+@functools.cache
+def _group_constants(layout: HashGridLayout, levels: tuple, device: torch.device, dtype: torch.dtype):
+    """A level group's constants, made once per device (each is a host-to-device copy): level scales
+    ``[G]`` (``dtype``), primes ``[D]``, dense strides ``[G, D]``, level sizes ``[G]``, level offsets ``[G]``."""
+    with torch.inference_mode(False):  # normal tensors even if first made under inference mode
+        return (
+            torch.tensor([layout.level_scales[l] for l in levels], dtype=dtype, device=device),
+            torch.tensor(PRIMES[: layout.n_input_dims], device=device),
+            torch.tensor([layout.level_strides[l] for l in levels], device=device),
+            torch.tensor([layout.level_size(l) for l in levels], device=device),
+            torch.tensor([layout.level_offsets[l] for l in levels], device=device),
+        )
+
+
 def _group(x, table, layout: HashGridLayout, levels: list[int], hashed: bool, scales):
     """Features ``[F, G, N]`` of the ``G`` levels ``levels``, which all hash or are all dense.
     Work arrays keep points last (``[G, ..., N]``) so that every elementwise op runs contiguously."""
     dev, D, G = x.device, layout.n_input_dims, len(levels)
-    lvl_scale = torch.tensor([layout.level_scales[l] for l in levels], dtype=x.dtype, device=dev)
+    lvl_scale, primes, strides, sizes, offsets = _group_constants(layout, tuple(levels), dev, x.dtype)
     pos = x.t().contiguous()[None] * lvl_scale[:, None, None] + 0.5  # [G, D, N], the reference's rounding
     cell = torch.floor(pos).detach()
     w1 = interpolation_weight(pos - cell, layout.interpolation)
@@ -64,19 +79,15 @@ def _group(x, table, layout: HashGridLayout, levels: list[int], hashed: bool, sc
     itype = _index_dtype(layout, levels, hashed)
     vert = cell.to(itype)[:, :, None] + torch.arange(2, dtype=itype, device=dev)[:, None]  # [G, D, 2, N]
     if hashed:
-        primes = torch.tensor(PRIMES[:D], device=dev)
         if itype == torch.int32:
             primes = torch.where(primes >= 1 << 31, primes - (1 << 32), primes)  # same low 32 bits
         index = _combine(vert * primes.to(itype)[:, None, None], torch.bitwise_xor)
         if itype == torch.int64:
             index = index & U32
     else:
-        strides = torch.tensor([layout.level_strides[l] for l in levels], device=dev)  # [G, D]
         index = _combine(vert * strides.to(itype)[..., None, None], torch.add)
         if itype == torch.int64:
             index = index & U32
-    sizes = torch.tensor([layout.level_size(l) for l in levels], device=dev)
-    offsets = torch.tensor([layout.level_offsets[l] for l in levels], device=dev)
     sz = sizes.to(itype)[:, None, None]
     if hashed and itype == torch.int32:  # power-of-two sizes: the low bits
         index = index & (sz - 1)

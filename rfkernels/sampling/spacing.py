@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from .._checks import validation_enabled
+
 KINDS = ("linear", "inverse", "power")
 
 
@@ -67,26 +69,28 @@ class SpaceMap:
             raise ValueError(f"`premult` must be > 0, got {premult}")
         near_t = torch.as_tensor(near, dtype=torch.float64)
         far_t = torch.as_tensor(far, dtype=torch.float64)
-        if bool(near_t.isnan().any()) or bool(far_t.isnan().any()):
-            raise ValueError("`near` and `far` must not be NaN")
         if near_t.dim() and far_t.dim() and near_t.shape != far_t.shape:
             raise ValueError(
                 f"`near` {list(near_t.shape)} and `far` {list(far_t.shape)} must have the same shape (or be scalars)"
             )
-        if bool((far_t <= near_t).any()):
-            raise ValueError("`far` must be > `near`")
-        if kind == "inverse" and bool((near_t <= 0).any()):
-            raise ValueError("`near` must be > 0 for kind='inverse' (f(t) = 1/t)")
-        if kind == "power" and bool((near_t < 0).any()):
-            raise ValueError("`near` must be >= 0 for kind='power'")
-        if bool(near_t.isinf().any()):
-            raise ValueError("`near` must be finite")
-        if bool(far_t.isinf().any()) and not _bounded_at_infinity(kind, lam):
-            raise ValueError(
-                f"`far` must be finite for kind={kind!r}{'' if kind == 'linear' else f' with lam={lam}'} "
-                "(f(far) = inf: t_to_s is 0 for every finite t, s_to_t inf or NaN); unbounded scenes use "
-                "kind='inverse' or 'power' with lam < 0"
-            )
+        # value checks read tensor bounds (a host sync on a GPU): while validation is on, as for the ops
+        if not (isinstance(near, torch.Tensor) or isinstance(far, torch.Tensor)) or validation_enabled():
+            if bool(near_t.isnan().any()) or bool(far_t.isnan().any()):
+                raise ValueError("`near` and `far` must not be NaN")
+            if bool((far_t <= near_t).any()):
+                raise ValueError("`far` must be > `near`")
+            if kind == "inverse" and bool((near_t <= 0).any()):
+                raise ValueError("`near` must be > 0 for kind='inverse' (f(t) = 1/t)")
+            if kind == "power" and bool((near_t < 0).any()):
+                raise ValueError("`near` must be >= 0 for kind='power'")
+            if bool(near_t.isinf().any()):
+                raise ValueError("`near` must be finite")
+            if bool(far_t.isinf().any()) and not _bounded_at_infinity(kind, lam):
+                raise ValueError(
+                    f"`far` must be finite for kind={kind!r}{'' if kind == 'linear' else f' with lam={lam}'} "
+                    "(f(far) = inf: t_to_s is 0 for every finite t, s_to_t inf or NaN); unbounded scenes use "
+                    "kind='inverse' or 'power' with lam < 0"
+                )
         self.kind, self.near, self.far, self.lam, self.premult = kind, near, far, float(lam), float(premult)
 
     def _f(self, t):
