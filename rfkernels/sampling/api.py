@@ -62,9 +62,9 @@ def _padded_layout(bins_name, bins, weights_name, weights):
     return R, E - 1
 
 
-def _packed_layout(bins_name, bins, weights_name, weights, offsets_name, offsets):
+def _packed_layout(bins_name, bins, weights_name, weights, offsets_name, offsets, max_count_name, max_count):
     """Validate packed histograms (:data:`rfkernels._packing` bins layout): weights [N], offsets [R+1],
-    bins [N + R]; -> (R, offsets int64, largest bin count)."""
+    bins [N + R]; -> (R, offsets int64, largest bin count: ``max_count`` when given, else read)."""
     _checks.check_tensor(weights_name, weights, ndim=1)
     _checks.check_tensor(offsets_name, offsets, ndim=1, dtypes=_checks.INDEX_DTYPES, device=weights.device)
     _checks.check_offsets(offsets_name, offsets, weights.shape[0], _checks.validation_enabled())
@@ -77,16 +77,21 @@ def _packed_layout(bins_name, bins, weights_name, weights, offsets_name, offsets
         if R > 1:
             boundary[ends[:-1]] = True
         _check_bins(bins_name, bins, boundary)
+    if max_count is not None:  # the caller's bound: no read of offsets (validated while checks run)
+        return R, offsets, _packing.given_max_count(max_count_name, max_count, offsets, _checks.validation_enabled())
     return R, offsets, _packing.max_count(offsets)
 
 
-def _histogram(bins_name, bins, weights_name, weights, offsets_name, offsets) -> Histogram:
+def _histogram(bins_name, bins, weights_name, weights, offsets_name, offsets, max_count=None) -> Histogram:
     """Validate one histogram argument (padded or packed) -> its :class:`~.adapters.Histogram` layout."""
     if offsets is None:
         R, S = _padded_layout(bins_name, bins, weights_name, weights)
         _check_bins(bins_name, bins)
         return Histogram(R, None, S)
-    return Histogram(*_packed_layout(bins_name, bins, weights_name, weights, offsets_name, offsets))
+    max_name = offsets_name.replace("offsets", "max_count")
+    return Histogram(
+        *_packed_layout(bins_name, bins, weights_name, weights, offsets_name, offsets, max_name, max_count)
+    )
 
 
 # ------------------------------------------------------------------------------------- sampling
@@ -101,6 +106,7 @@ def sample_pdf(
     return_edges: bool = False,
     generator: torch.Generator | None = None,
     offsets: torch.Tensor | None = None,
+    max_count: int | None = None,
     backend: str | None = None,
 ) -> torch.Tensor:
     """Draw sorted samples from each ray's piecewise-constant PDF (inverse-CDF sampling).
@@ -121,6 +127,8 @@ def sample_pdf(
             ``sample_intervals``), clamped to ``[bins[0], bins[-1]]``, instead of the samples.
         generator: ``torch.Generator`` for the jitter (reproducible sampling).
         offsets: ``[R+1]`` int offsets over ``weights`` for the packed layout.
+        max_count: packed only: an upper bound on the bins per ray, when the caller knows it (else it
+            is read from ``offsets``: a host sync on a GPU).
     Returns:
         ``[R, n_samples]`` (or ``[R, n_samples + 1]``) sorted per ray, in the dtype of ``bins``.
         Sampling is not differentiated: the output is detached (no grad to bins or weights).
@@ -138,7 +146,9 @@ def sample_pdf(
         _check_bins("bins", bins)
         max_bins = S
     else:
-        R, offsets, max_bins = _packed_layout("bins", bins, "weights", weights, "offsets", offsets)
+        R, offsets, max_bins = _packed_layout(
+            "bins", bins, "weights", weights, "offsets", offsets, "max_count", max_count
+        )
     _check_weights("weights", weights)
     device = bins.device
     blur = _blur_per_ray(blur_halfwidth, R, device)
@@ -171,6 +181,8 @@ def interlevel_loss(
     eps: float = EPS,
     fine_offsets: torch.Tensor | None = None,
     prop_offsets: torch.Tensor | None = None,
+    fine_max_count: int | None = None,
+    prop_max_count: int | None = None,
     backend: str | None = None,
 ) -> torch.Tensor:
     """Proposal (interlevel) loss per ray ``[R]``; take ``.mean()`` (times the paper's multiplier).
@@ -182,6 +194,8 @@ def interlevel_loss(
         prop_bins, prop_weights: ``[R, P+1]``, ``[R, P]`` a proposal level's intervals and weights,
             in the same distance space (usually s-space) as the fine bins; packed: ``[Np + R]``,
             ``[Np]`` with ``prop_offsets``. Either level may be packed independently of the other.
+        fine_max_count, prop_max_count: packed only: an upper bound on a level's bins per ray, when
+            the caller knows it (else read from the offsets: a host sync on a GPU).
         blur_halfwidth: None for mip-NeRF 360's ``lossfun_outer``: ``sum_j max(0, w_j - W_j)^2 /
             (w_j + eps)`` over the fine intervals, ``W_j`` = proposal mass of the bins overlapping
             interval j. A float or ``[R]`` tensor (> 0) for Zip-NeRF's anti-aliased
@@ -194,8 +208,12 @@ def interlevel_loss(
         weights). The papers' scalar averages over intervals too: ``loss.mean() / S`` (outer) or
         ``loss.mean() / P`` (blurred), times their multiplier.
     """
-    fine = _histogram("fine_bins", fine_bins, "fine_weights", fine_weights, "fine_offsets", fine_offsets)
-    prop = _histogram("prop_bins", prop_bins, "prop_weights", prop_weights, "prop_offsets", prop_offsets)
+    fine = _histogram(
+        "fine_bins", fine_bins, "fine_weights", fine_weights, "fine_offsets", fine_offsets, fine_max_count
+    )
+    prop = _histogram(
+        "prop_bins", prop_bins, "prop_weights", prop_weights, "prop_offsets", prop_offsets, prop_max_count
+    )
     R = fine.n_rays
     device = fine_bins.device
     _checks.check_same_device(fine_bins=fine_bins, prop_bins=prop_bins)
