@@ -13,6 +13,7 @@ from ._version import __version__
 from .gather import GatherOutput, gather_features
 from .hashgrid import hash_grid_encode
 from .hashgrid.module import HashGridEncoding
+from .occgrid import Traversal, ray_aabb_intersect, traverse_grids
 from .sampling import SpaceMap, interlevel_loss, s_to_t, sample_pdf, t_to_s
 from .volrend import VolumeRenderOutput, distortion_loss, render_weights, volume_render
 
@@ -22,6 +23,7 @@ __all__ = [
     "BackendUnavailableError",
     "HashGridEncoding",
     "SpaceMap",
+    "Traversal",
     "GatherOutput",
     "VolumeRenderOutput",
     "available_backends",
@@ -32,6 +34,7 @@ __all__ = [
     "info",
     "interlevel_loss",
     "offsets_to_ray_indices",
+    "ray_aabb_intersect",
     "ray_indices_to_offsets",
     "render_weights",
     "s_to_t",
@@ -40,6 +43,7 @@ __all__ = [
     "set_torch_compile",
     "set_validation",
     "t_to_s",
+    "traverse_grids",
     "torch_compile_enabled",
     "use_backend",
     "use_torch_compile",
