@@ -24,8 +24,6 @@ def check_tensor(
     """Validate one tensor argument; ``None`` entries in ``shape`` match any size."""
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"`{name}` must be a torch.Tensor, got {type(t).__name__}")
-    if t.device.type == "meta":
-        raise ValueError(f"`{name}` is on the meta device: rfkernels ops compute values (use cpu or cuda tensors)")
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if t.dim() not in allowed:
@@ -110,4 +108,12 @@ def set_validation(enabled: bool) -> None:
 
 
 def validation_enabled() -> bool:
-    return _validate_values
+    """Whether value checks run: on (the default) unless turned off, and never while ``torch.compile``
+    or ``torch.export`` traces (a check that reads data would be a graph break there)."""
+    return _validate_values and not torch.compiler.is_compiling()
+
+
+def reads_values(*tensors) -> bool:
+    """Whether value checks run on ``tensors``: :func:`validation_enabled` and none is a meta tensor
+    (meta tensors have shapes but no data: only shape/dtype/device checks apply to them)."""
+    return validation_enabled() and not any(t is not None and t.device.type == "meta" for t in tensors)

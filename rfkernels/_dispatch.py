@@ -2,8 +2,10 @@
 
 Names: ``"auto" | "torch" | "triton" | "cuda"``. ``auto`` resolves to ``cuda`` when the compiled
 extension is available and the tensors live on a CUDA device, else ``triton`` for CUDA tensors,
-else ``torch``. The process-wide default comes from :func:`set_backend` or the ``RFKERNELS_BACKEND``
-environment variable. Triton kernels also run on CPU tensors when ``TRITON_INTERPRET=1`` is set
+else ``torch``; for meta tensors (shapes, no data) to a fused backend, whose registered operator's
+fake implementation gives the output shapes of every layout (:mod:`rfkernels._operators`).
+The process-wide default comes from :func:`set_backend` or the ``RFKERNELS_BACKEND`` environment
+variable. Triton kernels also run on CPU tensors when ``TRITON_INTERPRET=1`` is set
 *before* ``rfkernels`` is imported (this is how CI checks them); ``auto`` never picks the interpreter.
 
 Registry. Each op family makes one call, at the end of its ``__init__.py``::
@@ -54,6 +56,7 @@ __all__ = [
     "BackendUnavailableError",
     "available_backends",
     "families",
+    "fused_kernels",
     "get_backend",
     "implementation",
     "register",
@@ -76,8 +79,15 @@ def get_backend() -> str:
     """The backend an op called with ``backend=None`` uses: the innermost :func:`use_backend` scope,
     else the process-wide default (``"auto"`` unless changed by :func:`set_backend` or
     ``$RFKERNELS_BACKEND``)."""
-    scoped = _scoped_backend.get()
+    scoped = _scoped_choice()
     return _default_backend if scoped is None else scoped
+
+
+@torch.compiler.assume_constant_result
+def _scoped_choice() -> str | None:
+    """The innermost :func:`use_backend` choice. Dynamo cannot trace ``ContextVar.get``: while compiling,
+    the choice in effect is read once and baked into the graph (a backend is fixed per compiled graph)."""
+    return _scoped_backend.get()
 
 
 @contextlib.contextmanager
@@ -123,7 +133,7 @@ def triton_unavailable_reason(device: torch.device) -> str | None:
     err = _triton_import_error()
     if err:
         return err
-    if device.type == "cuda":
+    if device.type in ("cuda", "meta"):  # meta: the registered operator's fake implementation runs
         return None
     if device.type == "cpu" and triton_interpreter():
         return None
@@ -135,6 +145,8 @@ def triton_unavailable_reason(device: torch.device) -> str | None:
 
 def cuda_unavailable_reason(device: torch.device) -> str | None:
     """None if the CUDA extension can run on ``device``, else the reason why not."""
+    if device.type == "meta":  # shapes only: the registered operator's fake implementation runs
+        return None
     if device.type != "cuda":
         return f"the CUDA backend needs CUDA tensors (got {device.type} tensors)"
     return _cuda_ext.unavailable_reason()
@@ -172,6 +184,7 @@ class _Entry:
     kernels: Any  # an object satisfying the family contract, or a module path imported on first use
     available: Callable[[torch.device], str | None]
     adapted: Any = None  # family.fused(kernels, name), built on first use
+    adapted_kernels: Any = None  # the loaded contract object behind `adapted`
 
 
 @dataclasses.dataclass
@@ -260,7 +273,20 @@ def _adapted(fam: _Family, backend: str) -> Any:
                 f"{fam.contract.__name__}: missing {missing}"
             )
         entry.adapted = fam.fused(kernels, backend)
+        entry.adapted_kernels = kernels
     return entry.adapted
+
+
+def fused_kernels(family: str, backend: str) -> Any:
+    """The contract object registered as fused ``backend`` of ``family`` (loaded on first use). The
+    registered torch operators (:mod:`rfkernels._operators`) take the backend as a string argument
+    and turn it into kernels here, so :func:`registered` replacements reach them too."""
+    fam = _family(family)
+    _check_fused_name(backend)
+    if backend not in fam.backends:
+        raise BackendUnavailableError(f"the {family!r} op family has no {backend!r} implementation registered")
+    _adapted(fam, backend)
+    return fam.backends[backend].adapted_kernels
 
 
 def _reason(fam: _Family | None, backend: str, device: torch.device) -> str | None:
@@ -282,6 +308,10 @@ def resolve_backend(backend: str | None, *tensors, family: str | None = None) ->
     fam = _family(family) if family is not None else None
     device = _device_of(tensors)
     if backend == "auto":
+        if device.type == "meta" and fam is not None:  # shapes of every layout from a fused op's fake
+            for name in FUSED:
+                if name in fam.backends:
+                    return name
         if device.type == "cuda":
             for name in ("cuda", "triton"):
                 if _reason(fam, name, device) is None:

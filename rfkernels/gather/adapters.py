@@ -1,5 +1,5 @@
 """What the registry stores for the gather: :class:`Reference` (the ``torch`` backend) and
-:class:`Fused` (a :class:`~.contract.GatherKernels` object behind :class:`~.ops.Gather`), with
+:class:`Fused` (a :class:`~.contract.GatherKernels` object behind the :mod:`.ops` operators), with
 :func:`pack_cameras`, the fused kernels' per-view camera layout."""
 
 from __future__ import annotations
@@ -7,9 +7,8 @@ from __future__ import annotations
 import torch
 
 from .. import _checks
-from . import reference
+from . import ops, reference
 from .contract import OPENGL_FLIP, GatherKernels, GatherOutput
-from .ops import Gather
 
 
 def pack_cameras(intrinsics, extrinsics, image_size, feature_hw, convention) -> torch.Tensor:
@@ -60,7 +59,7 @@ class Reference:
 
 class Fused:
     """A fused backend (``triton``/``cuda``): :class:`~.contract.GatherKernels` behind
-    :class:`~.ops.Gather` on float32 channels-last copies; no gradient w.r.t. the cameras."""
+    the :mod:`.ops` operators on float32 channels-last copies; no gradient w.r.t. the cameras."""
 
     def __init__(self, kernels: GatherKernels, name: str):
         self.kernels, self.name = kernels, name
@@ -85,9 +84,10 @@ class Fused:
             )
         cams = pack_cameras(intrinsics, extrinsics, image_size, features.shape[-2:], convention)
         feats = features.permute(0, 1, 3, 4, 2).float().contiguous()  # [B, V, H, W, C]
-        out, mask, cam = Gather.apply(
-            points.float().contiguous(), feats, cams, near_eps, reduce, want_cam, deterministic, self.kernels
+        out, mask, cam, _ = ops.gather(
+            points.float().contiguous(), feats, cams, float(near_eps), reduce, want_cam, deterministic, self.name
         )
+        cam = cam if want_cam else None
         if cam is not None:
             if convention == "opengl":
                 cam = cam * cam.new_tensor(OPENGL_FLIP)

@@ -37,9 +37,9 @@ def _validate(points, features, intrinsics, extrinsics, image_size, convention, 
         ok = False
     if not ok:
         raise ValueError(f"`image_size` must be (H_img, W_img) positive ints, got {image_size!r}")
-    _checks.check_no_nan("points", points, _checks.validation_enabled())
-    _checks.check_no_nan("features", features, _checks.validation_enabled())
-    if _checks.validation_enabled() and intrinsics.numel():
+    _checks.check_no_nan("points", points, _checks.reads_values(points))
+    _checks.check_no_nan("features", features, _checks.reads_values(features))
+    if _checks.reads_values(intrinsics) and intrinsics.numel():
         K = intrinsics.detach().double()
         if not bool(torch.isfinite(K).all()) or not bool(torch.isfinite(extrinsics).all()):
             raise ValueError("`intrinsics` / `extrinsics` contain non-finite values")

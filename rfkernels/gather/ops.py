@@ -1,11 +1,19 @@
-"""The fused backends' autograd Function :class:`Gather` (forward + hand-written backward) and the
-scale of its deterministic (int64 fixed-point) backward, :func:`fixed_point_scale`."""
+"""The fused gather backends as registered torch operators (pattern: :mod:`rfkernels._operators`),
+and the scale of their deterministic (int64 fixed-point) backward, :func:`fixed_point_scale`.
+
+- ``rfkernels::gather_features`` (points [B,N,3] f32, feats [B,V,H,W,C] f32 channels-last,
+  cams [B,V,CAM_STRIDE], near_eps, reduce, want_cam, deterministic, backend) -> (out, mask [B,N,V] bool,
+  camera coords [B,N,V,3] | empty); differentiable w.r.t. points and feats.
+"""
 
 from __future__ import annotations
 
 import torch
 
+from .. import _operators as reg
 from .contract import REDUCE_CODE
+
+Tensor = torch.Tensor
 
 
 def fixed_point_scale(g_out: torch.Tensor, feats: torch.Tensor, reduce: str) -> torch.Tensor:
@@ -24,37 +32,99 @@ def fixed_point_scale(g_out: torch.Tensor, feats: torch.Tensor, reduce: str) -> 
     return torch.exp2(k).float().reshape(1)
 
 
-class Gather(torch.autograd.Function):
-    """(points [B,N,3] f32, feats [B,V,H,W,C] f32 channels-last, cams [B,V,CAM_STRIDE]) -> (out, mask, cam)."""
+def _out_shape(points: Tensor, feats: Tensor, reduce: str) -> tuple[int, ...]:
+    (B, N, _), V, C = points.shape, feats.shape[1], feats.shape[-1]
+    return {"none": (B, N, V, C), "mean_var": (B, N, 2 * C)}.get(reduce, (B, N, C))
 
-    @staticmethod
-    def forward(ctx, points, feats, cams, near_eps, reduce, want_cam, deterministic, kernels):
-        out, mask, cam, argmax = kernels.gather_forward(
-            points, feats, cams, float(near_eps), REDUCE_CODE[reduce], want_cam
-        )
-        ctx.save_for_backward(points, feats, cams, out if reduce == "mean_var" else None, mask, argmax)
-        ctx.near_eps, ctx.reduce, ctx.deterministic, ctx.kernels = float(near_eps), reduce, deterministic, kernels
-        ctx.mark_non_differentiable(mask)
-        return out, mask, cam
 
-    @staticmethod
-    def backward(ctx, g_out, g_mask, g_cam):
-        points, feats, cams, out, mask, argmax = ctx.saved_tensors
-        need_points = ctx.needs_input_grad[0]  # grads of unused outputs arrive as zeros (materialized)
-        g_out = g_out.contiguous()
-        scale = fixed_point_scale(g_out, feats, ctx.reduce) if ctx.deterministic else None
-        g_feats, g_points = ctx.kernels.gather_backward(
-            g_out,
-            g_cam.contiguous() if (g_cam is not None and need_points) else None,
-            points,
-            feats,
-            cams,
-            out,
-            mask,
-            argmax,
-            ctx.near_eps,
-            REDUCE_CODE[ctx.reduce],
-            need_points,
-            scale,
-        )
-        return g_points, g_feats, None, None, None, None, None, None
+@reg.define("gather_features")
+def gather(
+    points: Tensor,
+    feats: Tensor,
+    cams: Tensor,
+    near_eps: float,
+    reduce: str,
+    want_cam: bool,
+    deterministic: bool,
+    backend: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """-> (out, mask, camera coords | absent, argmax view [B,N,C] int32 (max) | absent)."""
+    out, mask, cam, arg = reg.kernels("gather", backend).gather_forward(
+        points, feats, cams, near_eps, REDUCE_CODE[reduce], want_cam
+    )
+    return out, mask, reg.or_absent(cam, points), reg.or_absent(arg, points, torch.int32)
+
+
+@gather.register_fake
+def _(points, feats, cams, near_eps, reduce, want_cam, deterministic, backend):
+    (B, N, _), V = points.shape, feats.shape[1]
+    cam = points.new_empty(B, N, V, 3) if want_cam else reg.absent(points)
+    arg = (
+        points.new_empty(B, N, feats.shape[-1], dtype=torch.int32)
+        if reduce == "max"
+        else reg.absent(points, torch.int32)
+    )
+    return points.new_empty(_out_shape(points, feats, reduce)), points.new_empty(B, N, V, dtype=torch.bool), cam, arg
+
+
+@reg.define("gather_features_backward")
+def gather_backward(
+    g_out: Tensor,
+    g_cam: Tensor | None,
+    points: Tensor,
+    feats: Tensor,
+    cams: Tensor,
+    out: Tensor | None,
+    mask: Tensor,
+    arg: Tensor | None,
+    near_eps: float,
+    reduce: str,
+    need_points: bool,
+    deterministic: bool,
+    backend: str,
+) -> tuple[Tensor, Tensor]:
+    """-> (d feats [B,V,H,W,C], d points [B,N,3] | absent)."""
+    scale = fixed_point_scale(g_out, feats, reduce) if deterministic else None
+    g_feats, g_points = reg.kernels("gather", backend).gather_backward(
+        g_out, g_cam, points, feats, cams, out, mask, arg, near_eps, REDUCE_CODE[reduce], need_points, scale
+    )
+    return g_feats, reg.or_absent(g_points, points)
+
+
+@gather_backward.register_fake
+def _(g_out, g_cam, points, feats, cams, out, mask, arg, near_eps, reduce, need_points, deterministic, backend):
+    return torch.empty_like(feats), torch.empty_like(points) if need_points else reg.absent(points)
+
+
+def _gather_setup(ctx, inputs, output):
+    points, feats, cams, near_eps, reduce, want_cam, deterministic, backend = inputs
+    out, mask, cam, arg = output
+    ctx.mark_non_differentiable(mask, arg)
+    ctx.save_for_backward(
+        points, feats, cams, out if reduce == "mean_var" else None, mask, arg if reduce == "max" else None
+    )
+    ctx.args = (near_eps, reduce)
+    ctx.want_cam, ctx.deterministic, ctx.backend = want_cam, deterministic, backend
+
+
+def _gather_grad(ctx, g_out, g_mask, g_cam, g_arg):
+    points, feats, cams, out, mask, arg = ctx.saved_tensors
+    need_points = ctx.needs_input_grad[0]
+    g_feats, g_points = gather_backward(
+        g_out.contiguous(),
+        g_cam.contiguous() if (ctx.want_cam and need_points) else None,
+        points,
+        feats,
+        cams,
+        out,
+        mask,
+        arg,
+        *ctx.args,
+        need_points,
+        ctx.deterministic,
+        ctx.backend,
+    )
+    return (g_points if need_points else None), g_feats, None, None, None, None, None, None
+
+
+gather.register_autograd(_gather_grad, setup_context=_gather_setup)

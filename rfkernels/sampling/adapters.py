@@ -1,6 +1,6 @@
 """What the registry stores for sampling: :class:`Reference` (the ``torch`` backend) and
 :class:`Fused` (a triton/cuda :class:`~.contract.SamplingKernels` object, the interlevel loss behind
-:class:`~.ops.Interlevel`). Both take checked tensors and :class:`Histogram` layouts from :mod:`.api`;
+the :mod:`.ops` operators). Both take checked tensors and :class:`Histogram` layouts from :mod:`.api`;
 results come back in the input dtype."""
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from typing import NamedTuple
 import torch
 
 from .. import _checks, _packing
-from . import reference
+from . import ops, reference
 from .contract import SamplingKernels
-from .ops import Interlevel
 
 
 class Histogram(NamedTuple):
@@ -61,23 +60,25 @@ class Fused:
     def sample(self, bins, weights, offsets, max_bins, jitter, n, padding, blur, return_edges):
         if offsets is None:
             offsets = _packing.padded_offsets(bins.shape[0], max_bins, bins.device)
-        return self.kernels.sample(_f32(bins), _f32(weights), offsets, jitter, n, padding, blur, return_edges, max_bins)
+        return ops.sample_pdf(
+            _f32(bins), _f32(weights), offsets, jitter, n, padding, blur, return_edges, max_bins, self.name
+        )
 
     def interlevel(self, t, w, fine: Histogram, tp, wp, prop: Histogram, blur, eps):
         device = t.device
         t_off, tp_off = _packed_offsets(fine, device), _packed_offsets(prop, device)
-        loss = Interlevel.apply(
+        loss, _ = ops.interlevel(
             _f32(t),
             _f32(w),
             t_off,
             _f32(tp),
             _f32(wp),
             tp_off,
-            blur if blur is not None else t.new_empty(0, dtype=torch.float32),
+            blur,
             eps,
             fine.max_bins,
             prop.max_bins,
-            self.kernels,
+            self.name,
         )
         return loss.to(wp.dtype)
 

@@ -17,7 +17,7 @@ EPS = float(torch.finfo(torch.float32).eps)  # the interlevel losses' denominato
 # ----------------------------------------------------------------------------------- validation
 def _check_bins(name, bins, boundary_mask=None):
     """Edges must be finite and non-decreasing along each ray."""
-    if not _checks.validation_enabled() or bins.numel() == 0:
+    if not _checks.reads_values(bins) or bins.numel() == 0:
         return
     if not bool(torch.isfinite(bins).all()):
         raise ValueError(f"`{name}` must be finite (got NaN or inf)")
@@ -30,7 +30,7 @@ def _check_bins(name, bins, boundary_mask=None):
 
 def _check_weights(name, weights):
     """Histogram masses: finite and >= 0 (an inf mass has no defined CDF)."""
-    validate = _checks.validation_enabled()
+    validate = _checks.reads_values(weights)
     _checks.check_finite(name, weights, validate)
     _checks.check_nonnegative(name, weights, validate)
 
@@ -42,7 +42,7 @@ def _blur_per_ray(blur_halfwidth, n_rays, device):
     if isinstance(blur_halfwidth, torch.Tensor):
         _checks.check_tensor("blur_halfwidth", blur_halfwidth, shape=[n_rays], device=device)
         r = blur_halfwidth.detach().float().contiguous()
-        if _checks.validation_enabled() and r.numel() and not bool((r > 0).all()):
+        if _checks.reads_values(r) and r.numel() and not bool((r > 0).all()):
             raise ValueError("`blur_halfwidth` must be > 0 (use None for no blur)")
         return r
     if not isinstance(blur_halfwidth, (int, float)) or not blur_halfwidth > 0:
@@ -67,19 +67,20 @@ def _packed_layout(bins_name, bins, weights_name, weights, offsets_name, offsets
     bins [N + R]; -> (R, offsets int64, largest bin count: ``max_count`` when given, else read)."""
     _checks.check_tensor(weights_name, weights, ndim=1)
     _checks.check_tensor(offsets_name, offsets, ndim=1, dtypes=_checks.INDEX_DTYPES, device=weights.device)
-    _checks.check_offsets(offsets_name, offsets, weights.shape[0], _checks.validation_enabled())
+    _checks.check_offsets(offsets_name, offsets, weights.shape[0], _checks.reads_values(offsets))
     R = offsets.numel() - 1
     _checks.check_tensor(bins_name, bins, shape=[weights.shape[0] + R], device=weights.device)
     offsets = offsets.long().contiguous()
-    if _checks.validation_enabled():
+    if _checks.reads_values(bins, offsets):
         ends = _packing.edge_offsets(offsets)[1:] - 1  # index of each ray's last edge
         boundary = torch.zeros(max(bins.numel() - 1, 0), dtype=torch.bool, device=bins.device)
         if R > 1:
             boundary[ends[:-1]] = True
         _check_bins(bins_name, bins, boundary)
     if max_count is not None:  # the caller's bound: no read of offsets (validated while checks run)
-        return R, offsets, _packing.given_max_count(max_count_name, max_count, offsets, _checks.validation_enabled())
-    return R, offsets, _packing.max_count(offsets)
+        return R, offsets, _packing.given_max_count(max_count_name, max_count, offsets, _checks.reads_values(offsets))
+    # the largest bin count sizes the kernels' loops (it reads offsets); meta tensors run no kernel
+    return R, offsets, weights.shape[0] if offsets.device.type == "meta" else _packing.max_count(offsets)
 
 
 def _histogram(bins_name, bins, weights_name, weights, offsets_name, offsets, max_count=None) -> Histogram:

@@ -1,6 +1,6 @@
 """What the registry stores for volrend: :class:`Reference` (the ``torch`` backend) and
 :class:`Fused` (a triton/cuda :class:`~.contract.VolrendKernels` object behind the :mod:`.ops`
-Functions). Both take checked tensors in the caller's layout (a :class:`Layout` from :mod:`.api`)
+registered operators). Both take checked tensors in the caller's layout (a :class:`Layout` from :mod:`.api`)
 and return results in the input's dtype and layout."""
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from typing import NamedTuple
 import torch
 
 from .. import _checks, _packing
-from . import reference
+from . import ops, reference
 from .contract import VolrendKernels
-from .ops import Composite, Distortion
 
 
 class Layout(NamedTuple):
@@ -66,7 +65,7 @@ class Reference:
 
 
 class Fused:
-    """A fused backend (``triton``/``cuda``): :class:`VolrendKernels` behind the autograd Functions,
+    """A fused backend (``triton``/``cuda``): :class:`VolrendKernels` behind the :mod:`.ops` operators,
     on packed float32 copies; results are cast back to the input dtype and layout."""
 
     def __init__(self, kernels: VolrendKernels, name: str):
@@ -74,14 +73,14 @@ class Fused:
 
     def composite(self, sigmas, deltas, tmids, colors, layout: Layout, eps):
         dtype = sigmas.dtype
-        rgb, depth, opacity, w, tr = Composite.apply(
+        rgb, depth, opacity, w, tr = ops.composite(
             _flat(sigmas, layout),
             _flat(deltas, layout),
             _flat(tmids, layout),
             _flat(colors, layout, channels=True),
             _offsets(layout, sigmas.device),
             float(eps),
-            self.kernels,
+            self.name,
         )
         return (
             rgb.to(dtype),
@@ -92,12 +91,12 @@ class Fused:
         )
 
     def distortion(self, weights, tmids, deltas, layout: Layout):
-        loss = Distortion.apply(
+        loss = ops.distortion(
             _flat(weights, layout),
             _flat(tmids, layout),
             _flat(deltas, layout),
             _offsets(layout, weights.device),
-            self.kernels,
+            self.name,
         )
         return loss.to(weights.dtype)
 

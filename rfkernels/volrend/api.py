@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import _checks, _dispatch, _packing
+from .. import _checks, _dispatch
 from . import reference
 from .adapters import Layout
 from .contract import VolumeRenderOutput
@@ -15,7 +15,7 @@ from .contract import VolumeRenderOutput
 # ----------------------------------------------------------------------------------- validation
 def _layout(sigmas, offsets, ray_indices, n_rays, name="sigmas") -> Layout:
     _checks.check_tensor(name, sigmas, ndim=(1, 2))
-    validate = _checks.validation_enabled()
+    validate = _checks.reads_values(sigmas, offsets, ray_indices)
     if sigmas.dim() == 2:
         if offsets is not None or ray_indices is not None:
             raise ValueError(
@@ -40,11 +40,18 @@ def _layout(sigmas, offsets, ray_indices, n_rays, name="sigmas") -> Layout:
                     f"`ray_indices` must lie in [0, n_rays) = [0, {n_rays}), got "
                     f"{int(ray_indices[0])}..{int(ray_indices[-1])}"
                 )
-        offsets = _packing.ray_indices_to_offsets(ray_indices, n_rays)
+        offsets = _sorted_ray_indices_to_offsets(ray_indices, n_rays)
     else:
         _checks.check_tensor("offsets", offsets, ndim=1, dtypes=_checks.INDEX_DTYPES, device=sigmas.device)
         _checks.check_offsets("offsets", offsets, sigmas.shape[0], validate)
     return Layout(False, offsets.numel() - 1, offsets.long().contiguous(), tuple(sigmas.shape), name)
+
+
+def _sorted_ray_indices_to_offsets(ray_indices, n_rays: int) -> torch.Tensor:
+    """Sorted ray ids [N] -> offsets [n_rays + 1] int64 by binary search: output sizes known from the
+    arguments (no data-dependent shape when traced; ids are range-checked above when values are read)."""
+    bounds = torch.arange(n_rays + 1, device=ray_indices.device, dtype=ray_indices.dtype)
+    return torch.searchsorted(ray_indices.contiguous(), bounds).long()
 
 
 def _check_like(name, t, layout: Layout, device, extra_dims=0):
@@ -66,7 +73,7 @@ def _intervals(t_starts, t_ends, deltas, layout, device):
             raise ValueError("pass either (`t_starts`, `t_ends`) or `deltas`, not both")
         _check_like("t_starts", t_starts, layout, device)
         _check_like("t_ends", t_ends, layout, device)
-        validate = _checks.validation_enabled()
+        validate = _checks.reads_values(t_starts, t_ends)
         _checks.check_no_nan("t_starts", t_starts, validate)
         _checks.check_no_nan("t_ends", t_ends, validate)
         cd = _checks.compute_dtype(t_starts, t_ends)  # interval lengths in float32 whatever the input dtype
@@ -78,15 +85,15 @@ def _intervals(t_starts, t_ends, deltas, layout, device):
     if deltas is None:
         raise ValueError("pass interval lengths: (`t_starts`, `t_ends`) or `deltas`")
     _check_like("deltas", deltas, layout, device)
-    _checks.check_no_nan("deltas", deltas, _checks.validation_enabled())
-    _checks.check_nonnegative("deltas", deltas, _checks.validation_enabled())
+    _checks.check_no_nan("deltas", deltas, _checks.reads_values(deltas))
+    _checks.check_nonnegative("deltas", deltas, _checks.reads_values(deltas))
     return deltas, None
 
 
 def _check_densities(sigmas, early_stop_eps):
     """The value policy of the densities (NaN, negative: ValueError when validation is on; inf is
     opaque) and of ``early_stop_eps`` (a float in [0, 1], always checked)."""
-    validate = _checks.validation_enabled()
+    validate = _checks.reads_values(sigmas)
     _checks.check_no_nan("sigmas", sigmas, validate)
     _checks.check_nonnegative("sigmas", sigmas, validate)
     return _checks.check_scalar("early_stop_eps", early_stop_eps, 0.0, 1.0)
@@ -173,7 +180,7 @@ def volume_render(
     device = sigmas.device
     early_stop_eps = _check_densities(sigmas, early_stop_eps)
     _check_like("colors", colors, layout, device, extra_dims=1)
-    _checks.check_finite("colors", colors, _checks.validation_enabled())
+    _checks.check_finite("colors", colors, _checks.reads_values(colors))
     deltas, tmids = _intervals(t_starts, t_ends, None, layout, device)
     C = colors.shape[-1]
     if isinstance(background, torch.Tensor):
@@ -212,7 +219,7 @@ def distortion_loss(
     """
     layout = _layout(weights, offsets, ray_indices, n_rays, name="weights")
     device = weights.device
-    validate = _checks.validation_enabled()
+    validate = _checks.reads_values(weights, t_starts, t_ends)
     _checks.check_finite("weights", weights, validate)
     deltas, tmids = _intervals(t_starts, t_ends, None, layout, device)
     _checks.check_finite("t_starts", t_starts, validate)

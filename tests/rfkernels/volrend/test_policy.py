@@ -243,8 +243,8 @@ def test_unclear_errors_are_clear():
         torch.zeros(2, 3, device="meta"),
         torch.ones(2, 3, device="meta"),
     ]
-    with pytest.raises(ValueError, match="meta device"):
-        rk.volume_render(*meta)
+    out = rk.volume_render(*meta)  # meta tensors give shapes (issue 22; they were refused before)
+    assert [tuple(t.shape) for t in out] == [(2, 3), (2,), (2,), (2, 3)] and out.rgb.is_meta
     packed = (torch.rand(3), torch.rand(3, 3), torch.zeros(3), torch.ones(3))
     with pytest.raises(ValueError, match=r"`ray_indices` must lie in \[0, n_rays\)"):
         rk.volume_render(*packed, ray_indices=torch.tensor([-1, 0, 0]), n_rays=2)
