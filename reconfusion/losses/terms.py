@@ -47,7 +47,7 @@ class LossContext:
 class LossTerm:
     """``name``; ``fn(ctx) -> Tensor | None`` the unweighted value; ``weight``; active at steps
     ``start <= step < stop`` (``stop`` None: to the end) with ``step % every == 0``; optional
-    ``grad_fn(ctx, weight)`` adding its gradient in place after backward, and ``log_fn(ctx) -> float``
+    ``grad_fn(ctx, weight)`` adding its gradient in place after backward, and ``log_fn(ctx) -> float | Tensor``
     the value logged for a gradient-only term (unweighted; the loop multiplies by ``weight``)."""
 
     name: str
@@ -57,7 +57,7 @@ class LossTerm:
     start: int = 0
     stop: int | None = None
     grad_fn: Callable[[LossContext, float], None] | None = None
-    log_fn: Callable[[LossContext], float] | None = None
+    log_fn: Callable[[LossContext], float | torch.Tensor] | None = None  # a 0-dim tensor: read with the record
 
     def active(self, step: int) -> bool:
         return (
@@ -154,7 +154,7 @@ def config_terms(cfg, scene=None, run_dir: str | None = None, log: Callable[[str
                 "grid_decay",
                 weight=cfg.grid_decay_weight,
                 grad_fn=lambda ctx, w: F.add_grid_decay_grad_(ctx.model, w),
-                log_fn=lambda ctx: float(F.grid_decay(ctx.model).detach()),
+                log_fn=lambda ctx: F.grid_decay(ctx.model).detach(),
             )
         )
     if cfg.sparse_depth_weight > 0:
