@@ -197,33 +197,40 @@ def _invert_kernel(
     jit_ptr,
     out_ptr,
     n,
-    n_out,
     N_ITER,
     JMODE: tl.constexpr,
     BLUR: tl.constexpr,
-    EDGES: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     ray = tl.program_id(0)
     k = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    m = k < n_out
+    m = k < n
     start, S, eb = _ray_span(off_ptr, ray)
     t_base, c_base = t_ptr + eb, cdf_ptr + eb
     kx_base, kf_base, kp_base = kx_ptr + 2 * eb, kf_ptr + 2 * eb, kp_ptr + 2 * eb
-    if EDGES:  # edges between centers c_{k-1}, c_k (Zip-NeRF sample_intervals)
-        ka = tl.maximum(tl.minimum(k - 1, n - 2), 0)
-        kb = tl.minimum(ka + 1, n - 1)
-        ca = _sample_at(ka, ray, n, t_base, c_base, kx_base, kf_base, kp_base, S, jit_ptr, m, N_ITER, JMODE, BLUR)
-        cb = _sample_at(kb, ray, n, t_base, c_base, kx_base, kf_base, kp_base, S, jit_ptr, m, N_ITER, JMODE, BLUR)
-        mid = 0.5 * (cb + ca)
-        lo = tl.load(t_base)
-        hi = tl.load(t_base + S)
-        first = tl.where(n > 1, tl.maximum(lo, 2.0 * ca - mid), lo)
-        last = tl.where(n > 1, tl.minimum(hi, 2.0 * cb - mid), hi)
-        x = tl.where(k == 0, first, tl.where(k == n, last, mid))
-    else:
-        x = _sample_at(k, ray, n, t_base, c_base, kx_base, kf_base, kp_base, S, jit_ptr, m, N_ITER, JMODE, BLUR)
-    tl.store(out_ptr + ray * n_out + k, x, mask=m)
+    x = _sample_at(k, ray, n, t_base, c_base, kx_base, kf_base, kp_base, S, jit_ptr, m, N_ITER, JMODE, BLUR)
+    tl.store(out_ptr + ray * n + k, x, mask=m)
+
+
+@triton.jit
+def _edges_kernel(c_ptr, t_ptr, off_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    """n + 1 interval edges per ray between consecutive centres c [R, n] (Zip-NeRF sample_intervals), the
+    outer two mirrored and clamped to the ray's domain: each centre was inverted once."""
+    ray = tl.program_id(0)
+    k = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    m = k < n + 1
+    _, S, eb = _ray_span(off_ptr, ray)
+    ka = tl.maximum(tl.minimum(k - 1, n - 2), 0)
+    kb = tl.minimum(ka + 1, n - 1)
+    ca = tl.load(c_ptr + ray * n + ka, mask=m, other=0.0)
+    cb = tl.load(c_ptr + ray * n + kb, mask=m, other=0.0)
+    mid = 0.5 * (cb + ca)
+    lo = tl.load(t_ptr + eb)
+    hi = tl.load(t_ptr + eb + S)
+    first = tl.where(n > 1, tl.maximum(lo, 2.0 * ca - mid), lo)
+    last = tl.where(n > 1, tl.minimum(hi, 2.0 * cb - mid), hi)
+    x = tl.where(k == 0, first, tl.where(k == n, last, mid))
+    tl.store(out_ptr + ray * (n + 1) + k, x, mask=m)
 
 
 def sample(bins, weights, offsets, jitter, n, padding, blur, return_edges, max_bins):
@@ -246,8 +253,9 @@ def sample(bins, weights, offsets, jitter, n, padding, blur, return_edges, max_b
         iters = n_iter(max_bins + 1)
     J = 0 if jitter is None else jitter.shape[1]
     jmode = 0 if J == 0 else (1 if J == 1 else 2)
-    block_n = min(BLOCK, triton.next_power_of_2(n_out))
-    _invert_kernel[(R, triton.cdiv(n_out, block_n))](
+    centres = torch.empty(R, n, device=bins.device, dtype=torch.float32) if return_edges else out
+    block_n = min(BLOCK, triton.next_power_of_2(n))
+    _invert_kernel[(R, triton.cdiv(n, block_n))](
         bins,
         cdf,
         kx,
@@ -255,13 +263,14 @@ def sample(bins, weights, offsets, jitter, n, padding, blur, return_edges, max_b
         kp,
         offsets,
         jitter if jitter is not None else bins,
-        out,
+        centres,
         n,
-        n_out,
         iters,
         JMODE=jmode,
         BLUR=blur is not None,
-        EDGES=bool(return_edges),
         BLOCK=block_n,
     )
+    if return_edges:
+        block_e = min(BLOCK, triton.next_power_of_2(n_out))
+        _edges_kernel[(R, triton.cdiv(n_out, block_e))](centres, bins, offsets, out, n, BLOCK=block_e)
     return out

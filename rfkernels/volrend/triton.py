@@ -5,7 +5,8 @@ Each program walks its ray ``[offsets[r], offsets[r+1])`` in blocks of ``BLOCK_S
 prefixes are cumsums of the inputs shifted by one sample (reloaded at ``idx - 1``), never
 ``inclusive - x``, which cancels next to a large ``x`` (an opaque sample's ``tau``).
 Numerics (``tau`` of ``0 * inf``, saturation, zero-weight products, NaN) follow :mod:`.reference`.
-Colours are loaded as ``[BLOCK_S, BLOCK_C]`` tiles (``BLOCK_C`` = next power of two >= C).
+Colours are loaded as ``[BLOCK_S, BLOCK_C]`` tiles (``BLOCK_C`` = next power of two >= C). The block size
+and the warps per program follow the mean samples per ray (:func:`_launch_config`).
 
 Implements :class:`rfkernels.volrend.contract.VolrendKernels` (the public launchers below).
 """
@@ -18,7 +19,18 @@ import triton.language as tl
 
 from .contract import TAU_MAX
 
-BLOCK_S = 64
+BLOCK_S = 64  # the largest block of samples per step
+MIN_BLOCK_S = 16
+
+
+def _launch_config(n_samples: int, n_rays: int) -> dict:
+    """Constexpr block size and warps for rays of ``n_samples / n_rays`` samples on average: ``BLOCK_S`` is
+    that mean rounded up to a power of two in [16, 64] (short rays do not load mostly masked blocks), and
+    one warp per 32 samples of the block (one sample per lane; more warps would only hold copies of the
+    block and add barriers to every cumsum and sum)."""
+    mean = -(-n_samples // max(n_rays, 1))
+    block = min(max(triton.next_power_of_2(max(mean, 1)), MIN_BLOCK_S), BLOCK_S)
+    return {"BLOCK_S": block, "num_warps": max(block // 32, 1)}
 
 
 def _block_c(channels: int) -> int:
@@ -239,8 +251,8 @@ def composite_forward(sigmas, deltas, tmids, colors, offsets, eps):
             TAU_MAX,
             HAS_TMID=tmids is not None,
             HAS_COLOR=colors is not None,
-            BLOCK_S=BLOCK_S,
             BLOCK_C=_block_c(C),
+            **_launch_config(sigmas.numel(), n_rays),
         )
     return rgb, depth, opacity, weights, trans
 
@@ -281,8 +293,8 @@ def composite_backward(
             HAS_COLOR=colors is not None,
             HAS_GW=g_weights is not None,
             HAS_GT=g_trans is not None,
-            BLOCK_S=BLOCK_S,
             BLOCK_C=_block_c(C),
+            **_launch_config(sigmas.numel(), n_rays),
         )
     return g_sigmas, g_deltas, g_tmids, g_colors
 
@@ -356,7 +368,17 @@ def distortion_forward(weights, tmids, deltas, offsets):
     loss = torch.zeros(n_rays, device=weights.device)
     if n_rays:
         _distortion_kernel[(n_rays,)](
-            weights, tmids, deltas, offsets, loss, loss, loss, loss, loss, BACKWARD=False, BLOCK_S=BLOCK_S
+            weights,
+            tmids,
+            deltas,
+            offsets,
+            loss,
+            loss,
+            loss,
+            loss,
+            loss,
+            BACKWARD=False,
+            **_launch_config(weights.numel(), n_rays),
         )
     return loss
 
@@ -367,6 +389,16 @@ def distortion_backward(g_loss, weights, tmids, deltas, offsets):
     g_w, g_m, g_d = torch.empty_like(weights), torch.empty_like(tmids), torch.empty_like(deltas)
     if n_rays:
         _distortion_kernel[(n_rays,)](
-            weights, tmids, deltas, offsets, g_loss, g_loss, g_w, g_m, g_d, BACKWARD=True, BLOCK_S=BLOCK_S
+            weights,
+            tmids,
+            deltas,
+            offsets,
+            g_loss,
+            g_loss,
+            g_w,
+            g_m,
+            g_d,
+            BACKWARD=True,
+            **_launch_config(weights.numel(), n_rays),
         )
     return g_w, g_m, g_d
