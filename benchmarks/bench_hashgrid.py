@@ -3,7 +3,10 @@ backend, each checked against the torch reference before it is timed; L=16, F=2,
 float32 and float16 tables, at 2^18 and 2^20 points (``all``) drawn two ways: uniform in the cube,
 and along random rays (``rays``: consecutive points on one ray, as a NeRF batch orders them, so
 neighbouring threads share coarse-level corners). With a half table, the half feature-major output
-(what the MLP after the encoding consumes) when the encoder offers it. On CUDA, with
+(what the MLP after the encoding consumes) when the encoder offers it. On CUDA, tiny-cuda-nn's
+``tcnn.Encoding`` beside ours when ``tinycudann`` imports (``python -m benchmarks.tcnn_wheel``
+builds a wheel), its table loaded with ours (the same layout) and checked equal before it is timed;
+with
 ``RFK_BENCH_COMPILE=1``, a ``torch.compile``d reference is a second baseline at N = 2^20 (compiled
 per shape and dtype, so opt-in and last), checked equal to the reference before it is timed."""
 
@@ -83,6 +86,49 @@ def _compiled_peer(enc, x, size):
     return None
 
 
+def tcnn_or_none():
+    """The ``tinycudann`` module when it imports (CUDA only), else None (the reason printed)."""
+    if not torch.cuda.is_available():
+        return None
+    try:
+        import tinycudann
+
+        return tinycudann
+    except Exception as exc:  # not installed, or its extension does not load: time the rest
+        print(f"[bench_hashgrid] tiny-cuda-nn unavailable: {type(exc).__name__}: {exc}")
+        return None
+
+
+def _tcnn_cases(tcnn, enc, x, size) -> list[Case]:
+    """``tcnn.Encoding`` with this table's configuration and values (tcnn's own layout, which ours
+    copies), checked equal to the reference on ``x``, then its three phases; [] if it differs."""
+    config = {
+        "otype": "HashGrid",
+        "n_levels": L,
+        "n_features_per_level": F,
+        "log2_hashmap_size": enc.layout.log2_hashmap_size,
+        "base_resolution": enc.layout.base_resolution,
+        "per_level_scale": enc.layout.per_level_scale,
+    }
+    try:
+        module = tcnn.Encoding(D, config, dtype=enc.params.dtype)
+        with torch.no_grad():
+            module.params.copy_(enc.params.to(module.params.dtype))
+        tol = dict(atol=1e-3, rtol=1e-2) if enc.params.element_size() == 2 else dict(atol=1e-4, rtol=1e-3)
+        with torch.no_grad():
+            err = check_peer(f"tcnn {size}", reference.encode(x, enc.params, enc.layout), module(x), **tol)
+        print(f"[bench_hashgrid] tcnn equal to the reference on {size} (max abs err {err:.2g})")
+    except Exception as exc:  # PeerMismatch, or tcnn refused the configuration: report, time the rest
+        print(f"[bench_hashgrid] tcnn peer not timed: {type(exc).__name__}: {exc}")
+        return []
+    N, elem = x.shape[0], module.params.element_size()
+    return [
+        Case("hash_grid_encode", size, "tcnn", mode, fn, traffic, N, "points")
+        for mode, fn, backward, _ in _modes(module, module.params, x)
+        for traffic in [roofline.hash_grid_encode(N, L, F, D, module.params.numel(), elem, elem, backward)]
+    ]
+
+
 def _outputs(table_dtype: torch.dtype) -> list[tuple[str, dict, int]]:
     """(label, encode keyword arguments, output bytes per feature) of the outputs timed for a table."""
     out = [("", {}, 4)]
@@ -125,6 +171,7 @@ def cases(device: torch.device, scale: str) -> list[Case]:
     sizes, T = SIZES[scale]
     rfkernels.set_validation(False)
     out, compiled = [], []
+    tcnn = tcnn_or_none()
     for dtype in (torch.float32, torch.float16):
         enc = rfkernels.HashGridEncoding(D, L, F, T, 16, per_level_scale=1.5, dtype=dtype, device=device)
         tname = "f32" if dtype == torch.float32 else "f16"
@@ -134,6 +181,8 @@ def cases(device: torch.device, scale: str) -> list[Case]:
                 base = f"N=2^{N.bit_length() - 1} {dist} L={L} F={F} T=2^{T} {tname}"
                 for label, out_kw, out_bytes in _outputs(dtype):
                     out += _encoder_cases(enc, x, base + label, out_kw, out_bytes, device)
+                if tcnn is not None:
+                    out += _tcnn_cases(tcnn, enc, x, base)
                 want_peer = device.type == "cuda" and N == 1 << 20 and dist == "uniform"
                 if want_peer and os.environ.get("RFK_BENCH_COMPILE") == "1":
                     compiled += _compiled_cases(enc, x, base)

@@ -27,7 +27,7 @@ from rfkernels import _dispatch
 from .roofline import Traffic
 
 SCALES = ("tiny", "one", "all")  # CPU/dry-run sizes | one headline size per op | every size
-PEERS = ("nerfacc", "torch.compile")  # backends that are not ours: rows get an ours / peer ratio
+PEERS = ("nerfacc", "tcnn", "torch.compile")  # backends that are not ours: rows get an ours / peer ratio
 # the op families of the registry (each has benchmarks/bench_<family>.py), in registration order
 OP_FAMILIES = tuple(_dispatch.families())
 # every benchmark: the op families, then each other benchmarks/bench_<name>.py found on disk (the prior)

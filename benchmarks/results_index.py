@@ -75,7 +75,8 @@ def train_step_runs(results: Path) -> list[str]:
         env, cfg = r["env"], r["config"]
         rel = f.relative_to(results).as_posix()
         out += [
-            f"[`{rel}`]({rel}): {env['machine']}, {env['threads']} thread(s), {env['date']}, commit "
+            f"[`{rel}`]({rel}): {env['machine']}, {env['threads']} thread(s), load average "
+            f"{env.get('load_average_1min', float('nan')):.1f} at the start, {env['date']}, commit "
             f"{env['commit']}, torch {env['torch']}, rfkernels backend `auto` = `{env['rfkernels_auto_backend']}`. "
             f"{cfg['n_rays']} rays, proposal samples {cfg['prop_samples']}, {cfg['num_samples']} samples, "
             f"{cfg['n_levels']} hash-grid levels; median of {cfg['steps_timed']} steps.",

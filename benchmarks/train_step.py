@@ -15,8 +15,8 @@ with three stacks, one model code:
 
 One step = everything between two consecutive ray batches (``sample_rays`` calls), which ends with
 the loss read on the host, so on CUDA the device work is inside it. Every stack first runs two
-untimed steps; then, per stack, the first step of the timed run is dropped and the median of the
-others is reported. The cameras orbit the scene and the
+untimed steps; then the stacks run in turn, twice (``ROUNDS``), each run's first step dropped, and
+the median of a stack's steps is reported. The cameras orbit the scene and the
 images are random (the cost does not depend on their content: every ray gets the same sample counts).
 """
 
@@ -52,7 +52,7 @@ SCALES = {
     "tiny": dict(n_rays=256, prop_samples=(32, 16), num_samples=16, n_levels=8),
     "one": dict(n_rays=4096, prop_samples=(256, 96), num_samples=48, n_levels=16),
 }
-STACKS = ("rfkernels", "rfkernels backend=torch", "nerfacc 0.5.3 + torch hash grid")
+ROUNDS = 2  # timed runs per stack, alternating between stacks
 
 
 def load_example():
@@ -187,12 +187,13 @@ def run(scale: str, steps: int, device: torch.device) -> dict:
     report = {
         "benchmark": "train_step",
         "scale": scale,
-        "config": {**cfg, "prop_samples": list(cfg["prop_samples"]), "steps_timed": steps},
+        "config": {**cfg, "prop_samples": list(cfg["prop_samples"]), "steps_timed": ROUNDS * steps},
         "env": {
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "machine": _machine(device),
             "device": device.type,
             "threads": torch.get_num_threads(),
+            "load_average_1min": os.getloadavg()[0],  # other processes on the machine at the start
             "commit": _git_commit(),
             "torch": torch.__version__,
             "nerfacc": getattr(nerfacc, "__version__", None),
@@ -204,15 +205,21 @@ def run(scale: str, steps: int, device: torch.device) -> dict:
     for stack in stacks:  # warm-up: one-time costs (first calls, allocator) land on no stack's timing
         with stack_context(stack, example, nerfacc, device):
             step_seconds(example, data, 1, device, **cfg)
+    secs: dict[str, list[float]] = {stack: [] for stack in stacks}
+    losses: dict[str, list[float]] = {}
+    for _ in range(ROUNDS):  # alternate the stacks: a slow spell of a shared machine hits all of them
+        for stack in stacks:
+            with stack_context(stack, example, nerfacc, device):
+                times, losses[stack] = step_seconds(example, data, steps, device, **cfg)
+            secs[stack] += times
     for stack in stacks:
-        with stack_context(stack, example, nerfacc, device):
-            secs, losses = step_seconds(example, data, steps, device, **cfg)
         row = {
             "stack": stack,
-            "ms_per_step_median": 1e3 * statistics.median(secs),
-            "ms_per_step_min": 1e3 * min(secs),
-            "rays_per_s": cfg["n_rays"] / statistics.median(secs),
-            "final_loss": losses[-1],
+            "ms_per_step_median": 1e3 * statistics.median(secs[stack]),
+            "ms_per_step_min": 1e3 * min(secs[stack]),
+            "steps": len(secs[stack]),
+            "rays_per_s": cfg["n_rays"] / statistics.median(secs[stack]),
+            "final_loss": losses[stack][-1],
         }
         print(f"{stack:<34} {row['ms_per_step_median']:9.1f} ms/step (min {row['ms_per_step_min']:.1f})", flush=True)
         report["results"].append(row)
@@ -225,7 +232,7 @@ def run(scale: str, steps: int, device: torch.device) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.train_step", description=__doc__.splitlines()[0])
     p.add_argument("--scale", choices=tuple(SCALES), default=None, help="tiny (CPU default) | one (GPU default)")
-    p.add_argument("--steps", type=int, default=8, help="timed steps per stack (after one dropped)")
+    p.add_argument("--steps", type=int, default=8, help="timed steps per stack and round (after one dropped)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default: print only)")

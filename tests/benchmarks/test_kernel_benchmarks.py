@@ -83,3 +83,48 @@ def test_ray_points_lie_on_straight_rays_inside_the_cube():
     direction = steps.sum(0) / steps.sum(0).norm()
     assert torch.allclose(torch.linalg.cross(steps, direction.expand_as(steps)), torch.zeros_like(steps), atol=1e-6)
     assert bool((steps @ direction >= -1e-7).all())  # sorted along the ray
+
+
+class _FakeTcnn:
+    """A stand-in for ``tinycudann``: ``Encoding`` evaluates the torch reference on its own table in
+    the layout its config describes (the real one's contract); ``offset`` makes it wrong."""
+
+    def __init__(self, offset=0.0):
+        self.offset = offset
+
+    def Encoding(self, n_input_dims, config, dtype):  # noqa: N802 - tcnn's name
+        from rfkernels.hashgrid import make_layout, reference
+
+        layout = make_layout(
+            n_input_dims,
+            config["n_levels"],
+            config["n_features_per_level"],
+            config["log2_hashmap_size"],
+            config["base_resolution"],
+            config["per_level_scale"],
+        )
+        offset = self.offset
+
+        class Encoding(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.params = torch.nn.Parameter(torch.zeros(layout.n_params, dtype=dtype))
+
+            def forward(self, x):
+                return reference.encode(x, self.params, layout) + offset
+
+        return Encoding()
+
+
+def test_tcnn_peer_gets_our_table_is_checked_then_timed_in_three_phases():
+    import rfkernels
+    from benchmarks import bench_hashgrid as bh
+
+    enc = rfkernels.HashGridEncoding(3, bh.L, bh.F, 10, 16, per_level_scale=1.5)
+    x = torch.rand(64, 3)
+    cases = bh._tcnn_cases(_FakeTcnn(), enc, x, "N=64")
+    assert [c.mode for c in cases] == ["fwd", "fwd+bwd(table)", "fwd+bwd(table+x)"]
+    assert {c.backend for c in cases} == {"tcnn"} and all(c.traffic.items == 64 for c in cases)
+    for c in cases:
+        c.fn()
+    assert bh._tcnn_cases(_FakeTcnn(offset=1e-2), enc, x, "N=64") == []  # differs: not timed

@@ -51,6 +51,7 @@ def test_a_train_step_record_becomes_a_table_with_its_machine_threads_date_and_c
         "env": {
             "machine": "cpu X, 2 cores",
             "threads": 1,
+            "load_average_1min": 2.04,
             "date": "2026-12-03T14:00:00+00:00",
             "commit": "abc1234",
             "torch": "2.13",
@@ -64,5 +65,6 @@ def test_a_train_step_record_becomes_a_table_with_its_machine_threads_date_and_c
     (tmp_path / "train_step").mkdir()
     (tmp_path / "train_step" / "cpu.json").write_text(json.dumps(record))
     text = render(tmp_path)
-    assert "cpu X, 2 cores, 1 thread(s), 2026-12-03T14:00:00+00:00, commit abc1234" in text
+    assert "cpu X, 2 cores, 1 thread(s), load average 2.0 at the start, 2026-12-03T14:00:00+00:00" in text
+    assert "commit abc1234" in text
     assert "| rfkernels | 100.0 | 2559 | 1.00 |" in text and "| nerfacc | 150.0 | 1707 | 1.50 |" in text
