@@ -152,9 +152,10 @@ class PixelNeRF(nn.Module):
         )
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """``[B, V, 3, H, W]`` -> per-view features ``[B, V, C, H/d, W/d]``."""
+        """``[B, V, 3, H, W]`` -> per-view features ``[B, V, C, H/d, W/d]``, stored channels-last (C innermost,
+        the layout the fused gather reads), so each :meth:`forward` on them gathers without a copy."""
         B, V = images.shape[:2]
-        f = self.encoder(images.flatten(0, 1))
+        f = self.encoder(images.flatten(0, 1)).contiguous(memory_format=torch.channels_last)
         return f.view(B, V, *f.shape[1:])
 
     def forward(
