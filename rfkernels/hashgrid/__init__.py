@@ -8,10 +8,10 @@ backend runs :mod:`.vectorized`, the same math vectorized over levels and corner
 atomics (``deterministic=True``: without atomics, bitwise reproducible, :mod:`.deterministic`) and
 computes each gradient only when autograd needs it. The backward is itself differentiable
 (``create_graph=True``, e.g. eikonal losses on d features / d points), with a fused second-order
-kernel for the common case (see :class:`.ops.EncodeBackward`).
+kernel for the common case (see :mod:`.ops`).
 
 Where each piece lives: :mod:`.api` (public functions, argument checks), :mod:`.contract` (the
-fused-kernel Protocol, shared constants), :mod:`.ops` (autograd Functions), :mod:`.adapters` (what
+fused-kernel Protocol, shared constants), :mod:`.ops` (registered torch operators), :mod:`.adapters` (what
 the registry stores), :mod:`.module` (``HashGridEncoding``, a layer above this API: import it from
 ``rfkernels.hashgrid.module``).
 """

@@ -1,14 +1,14 @@
 """What the registry stores for the hash grid: :class:`Reference` (the ``torch`` backend) and
-:class:`Fused` (a :class:`~.contract.HashGridKernels` object behind :class:`~.ops.Encode`)."""
+:class:`Fused` (a :class:`~.contract.HashGridKernels` object behind the :mod:`.ops` operators)."""
 
 from __future__ import annotations
 
 import torch
 
 from .._compile import Compiled, torch_compile_enabled
-from . import vectorized
+from . import ops, vectorized
 from .contract import HashGridKernels
-from .ops import Encode
+from .output import DEFAULT, OutputFormat
 
 COMPILE_BUCKET = 4096  # the compiled torch path pads N to a multiple of this
 
@@ -22,8 +22,10 @@ class Reference:
     def __init__(self):
         self._encode = Compiled(vectorized.encode, "the hash-grid encoding")
 
-    def encode(self, points, params, scales, layout, deterministic):
-        """-> features [N, L*F] (float32, or float64 for float64 tables)."""
+    def encode(self, points, params, scales, layout, deterministic, out_format: OutputFormat = DEFAULT):
+        """-> features [N, L*F] (float32, or float64 for float64 tables), converted to ``out_format``."""
+        if out_format != DEFAULT:
+            return out_format.convert(self.encode(points, params, scales, layout, deterministic))
         if not torch_compile_enabled():
             return vectorized.encode(points, params, layout, scales)
         # compiled kernels are specialized to N (dynamic-shape ones ran ~3x slower here): pad N up
@@ -38,22 +40,25 @@ class Reference:
 
 class Fused:
     """A fused backend (``triton``/``cuda``): :class:`~.contract.HashGridKernels` behind
-    :class:`~.ops.Encode` (float32 points/scales; float16/float32 tables)."""
+    the :mod:`.ops` operators (float32 points/scales; float16/float32 tables)."""
 
     def __init__(self, kernels: HashGridKernels, name: str):
         self.kernels, self.name = kernels, name
 
-    def encode(self, points, params, scales, layout, deterministic):
+    def encode(self, points, params, scales, layout, deterministic, out_format: OutputFormat = DEFAULT):
+        """-> features [N, L*F] in ``out_format`` (the kernels write its buffer directly)."""
         if params.dtype == torch.float64:
             raise ValueError(
                 "`params` is float64: only backend='torch' supports float64 tables "
                 "(the fused backends take float16 or float32)"
             )
-        return Encode.apply(
+        buffer = ops.encode(
             points.float().contiguous(),
             params.contiguous(),
             None if scales is None else scales.float().contiguous(),
             layout,
-            self.kernels,
             deterministic,
+            out_format,
+            self.name,
         )
+        return out_format.view(buffer)

@@ -39,7 +39,7 @@ def _validate(points, params, layout: HashGridLayout, scales, out_of_bounds):
         _checks.check_tensor("scales", scales, shape=[points.shape[0]], device=device)
     if out_of_bounds not in OUT_OF_BOUNDS:
         raise ValueError(f"`out_of_bounds` must be one of {OUT_OF_BOUNDS}, got {out_of_bounds!r}")
-    if _checks.validation_enabled():
+    if _checks.reads_values(points, scales):
         if points.numel() and bool(torch.isnan(points).any()):  # every mode, every backend
             raise ValueError(f"`points` has {int(torch.isnan(points).any(1).sum())} point(s) with NaN coordinates")
         if out_of_bounds == "error" and points.numel():
