@@ -172,6 +172,11 @@ class Case:
     extra: dict = field(default_factory=dict)
     check: Callable[[], float] | None = None  # correctness gate run before timing (reference_gate)
 
+    def __post_init__(self):
+        # a plain byte count (a case written before the roofline model): HBM traffic, no gathers/atomics
+        if isinstance(self.traffic, int):
+            self.traffic = Traffic(self.traffic, self.items) if self.traffic else None
+
     @property
     def bytes_moved(self) -> int:
         """Minimal HBM bytes the op must read + write (0 when no traffic model applies)."""
