@@ -17,10 +17,13 @@ from . import nerfacc, tcnn
 
 ENV_VAR = "RFKERNELS_COMPAT"
 _SUBMODULES = (
+    "cameras",
     "data_specs",
     "estimators",
     "estimators.base",
+    "estimators.occ_grid",
     "estimators.prop_net",
+    "grid",
     "losses",
     "pack",
     "pdf",

@@ -2,13 +2,16 @@
 
 ``from rfkernels.compat import nerfacc`` (or :func:`rfkernels.compat.install` so that unmodified
 ``import nerfacc`` resolves here). Each function's docstring says whether it runs a fused
-rfkernels kernel or is composed from torch. Not provided: the occupancy grid
-(``OccGridEstimator``, ``traverse_grids``, ``ray_aabb_intersect``) and the camera utilities.
+rfkernels kernel or is composed from torch. The occupancy grid (``OccGridEstimator``,
+``traverse_grids``, ``ray_aabb_intersect``) runs on the ``occgrid`` family; the camera utilities
+(``nerfacc.cameras``) are PyTorch.
 """
 
-from . import data_specs, estimators, losses, pack, pdf, scan, volrend  # noqa: F401 (nerfacc.<submodule>)
+from . import cameras, data_specs, estimators, grid, losses, pack, pdf, scan, volrend  # noqa: F401 (submodules)
 from .data_specs import RayIntervals, RaySamples
+from .estimators.occ_grid import OccGridEstimator
 from .estimators.prop_net import PropNetEstimator
+from .grid import ray_aabb_intersect, traverse_grids
 from .losses import distortion
 from .pack import pack_info
 from .pdf import importance_sampling, searchsorted
@@ -46,5 +49,8 @@ __all__ = [
     "RayIntervals",
     "RaySamples",
     "PropNetEstimator",
+    "OccGridEstimator",
+    "ray_aabb_intersect",
+    "traverse_grids",
     "distortion",
 ]

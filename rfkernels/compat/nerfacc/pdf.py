@@ -18,6 +18,7 @@ from torch import Tensor
 import rfkernels
 
 from . import checks
+from ._histograms import _sample_from_weighted  # noqa: F401 (nerfacc.pdf._sample_from_weighted)
 from .data_specs import RayIntervals, RaySamples
 from .pack import pad
 

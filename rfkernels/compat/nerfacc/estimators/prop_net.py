@@ -17,6 +17,7 @@ from torch import Tensor
 
 import rfkernels
 
+from .._histograms import _lossfun_outer, _outer, _pdf_loss  # noqa: F401 (nerfacc's private names)
 from ..data_specs import RayIntervals
 from ..pdf import importance_sampling
 from ..volrend import render_transmittance_from_density
@@ -98,7 +99,7 @@ class PropNetEstimator(AbstractEstimator):
         loss = 0.0
         while self.prop_cache:
             prop_intervals, prop_cdfs = self.prop_cache.pop()
-            loss += _pdf_loss(intervals, cdfs, prop_intervals, prop_cdfs)
+            loss += _proposal_loss(intervals, cdfs, prop_intervals, prop_cdfs)
         return loss * loss_scaler
 
     @torch.enable_grad()
@@ -169,7 +170,7 @@ def _transform_stot(transform_type: str, s_vals: Tensor, t_min, t_max) -> Tensor
     raise ValueError(f"Unknown transform_type: {transform_type}")
 
 
-def _pdf_loss(query: RayIntervals, cdfs_query: Tensor, key: RayIntervals, cdfs_key: Tensor) -> Tensor:
+def _proposal_loss(query: RayIntervals, cdfs_query: Tensor, key: RayIntervals, cdfs_key: Tensor) -> Tensor:
     """nerfacc's ``_pdf_loss(...).mean()`` for batched intervals: mean over rays and query intervals
     of ``max(0, w - w_outer)^2 / (w + eps)``."""
     if query.vals.dim() < 2:
