@@ -107,8 +107,9 @@ def patched(module, **attrs):
 
 
 def step_seconds(example, data, steps: int, device: torch.device, **kw) -> tuple[list[float], list[float]]:
-    """(seconds of each step but the first, losses) of ``example.train`` for ``steps`` steps: the
-    intervals between consecutive ``sample_rays`` calls (one more step is run to close the last)."""
+    """(seconds of ``steps`` steps, losses) of ``example.train``: the intervals between consecutive
+    ``sample_rays`` calls, after a first step that is not timed (and one more step run to close the
+    last interval)."""
     stamps: list[float] = []
     original = example.sample_rays
 
@@ -117,7 +118,7 @@ def step_seconds(example, data, steps: int, device: torch.device, **kw) -> tuple
         return original(*args, **kwargs)
 
     with patched(example, sample_rays=stamped):
-        losses = example.train(data, steps=steps + 1, device=device, **kw)
+        losses = example.train(data, steps=steps + 2, device=device, **kw)
     return [b - a for a, b in zip(stamps[1:-1], stamps[2:])], losses
 
 
