@@ -58,6 +58,7 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-benchmark",
+            "pytest-xdist",  # .ci/gpu_check.sh runs the kernel tests with -n 8 (its dry run in CI too)
             "scipy",
             "ninja",
             "triton>=3.6",

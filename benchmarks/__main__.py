@@ -190,6 +190,13 @@ def _table_roofline(r: dict) -> str:
     )
 
 
+def _write_json(path: Path, report: dict) -> None:
+    """Replace ``path`` atomically: a run killed mid-write leaves the previous complete file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(path)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument("--quick", action="store_true", help="one size per op (scale 'one'; 'tiny' on CPU)")
@@ -228,9 +235,9 @@ def main(argv=None) -> int:
         / (f"{env['device'].replace(' ', '_')}-{env['date'][:10]}{'' if scale == 'all' else '-quick'}.json")
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = run(families, scale, device, args.reps, save=lambda rep: out.write_text(json.dumps(rep, indent=2)))
+    report = run(families, scale, device, args.reps, save=lambda rep: _write_json(out, rep))
     print_table(report)
-    out.write_text(json.dumps(report, indent=2))
+    _write_json(out, report)
     print(f"wrote {out}", file=sys.stderr)
     return 1 if any(r.get("error") for r in report["results"]) else 0
 

@@ -80,7 +80,9 @@ def main(argv=None) -> int:
         "wall_seconds": wall,
         "results": res,
     }
-    Path(a.out).write_text(json.dumps(out, indent=2))
+    tmp = Path(f"{a.out}.tmp")  # a run cut short never leaves a half-written file at --out
+    tmp.write_text(json.dumps(out, indent=2))
+    tmp.replace(a.out)
     print(
         f"{a.preset}: {it_s:.2f} it/s over {a.iterations} iterations (warm-up included); full run of {full} "
         f"iterations ~{out['full_run_projected_minutes']:.1f} min; peak CUDA memory "

@@ -6,6 +6,9 @@ Rules (each row of the report is one compiled kernel variant, ``tests/ci/sm90_re
 - **relaxed accumulation**: an ``atom``/``red`` that adds into memory must be relaxed (explicit
   ``.relaxed`` or no ``.sem``, which the PTX ISA defines as relaxed); an acquire/release/acq_rel one
   costs a fence, an error barrier and an L1 invalidate per instruction in the sm_90 SASS;
+- **no memory fence**: no ``membar`` or ``fence.sc``/``fence.acq_rel`` (each orders all of the
+  thread's memory traffic; none of these kernels publishes data to another block), ``fence.proxy``
+  (async copies) excepted;
 - **occupancy target**: the kernel's registers and shared memory must leave at least its class's
   resident warps per SM (below) at its block size.
 
@@ -77,7 +80,7 @@ CLASSES = (
     ),
     KernelClass(
         "ray stream",
-        ("volrend", "sampling"),
+        ("volrend", "sampling", "occgrid"),
         16,
         "coalesced per-ray streams and scans with ILP per thread: 25% occupancy (4 warps per scheduler)",
     ),
@@ -91,7 +94,8 @@ def kernel_class(family: str) -> KernelClass | None:
 
 def violations(row: dict) -> list[str]:
     """The rules one report row breaks (empty when it passes). ``row`` needs: family, threads,
-    registers, spill_stores, spill_loads, smem and atomics ({summary key: count}, see sm90_parse)."""
+    registers, spill_stores, spill_loads, smem, atomics and fences ({summary key: count}, see
+    sm90_parse)."""
     out = []
     spill = row["spill_stores"] + row["spill_loads"]
     if spill:
@@ -99,6 +103,9 @@ def violations(row: dict) -> list[str]:
     ordered = {k: n for k, n in row["atomics"].items() if _ordered_accumulation(k)}
     if ordered:
         out.append("non-relaxed accumulation atomics: " + ", ".join(f"{n} x {k}" for k, n in ordered.items()))
+    fences = {k: n for k, n in row["fences"].items() if k.startswith("membar") or k.split(".")[1] in ORDERED}
+    if fences:
+        out.append("memory fences: " + ", ".join(f"{n} x {k}" for k, n in fences.items()))
     cls = kernel_class(row["family"])
     warps = resident_warps(row["registers"], row["threads"], row["smem"])
     if cls is None:

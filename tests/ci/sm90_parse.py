@@ -175,10 +175,10 @@ def summarize_atomics(atomics: list[Atomic]) -> dict[str, int]:
 
 
 def short_name(demangled: str) -> str:
-    """A kernel's readable name from its demangled signature: the parameter list and anonymous
-    namespaces dropped (their tag depends on the file's path). ``rfk::(anonymous namespace)::k<8>(float*)``
-    -> ``rfk::k<8>``."""
-    name = demangled.replace("(anonymous namespace)::", "")
+    """A kernel's readable name from its demangled signature: the ``void`` return type (every kernel's),
+    the parameter list and anonymous namespaces (their tag depends on the file's path) dropped.
+    ``void rfk::(anonymous namespace)::k<8>(float*)`` -> ``rfk::k<8>``."""
+    name = demangled.replace("(anonymous namespace)::", "").removeprefix("void ")
     if name.endswith(")"):
         depth = 0
         for i in range(len(name) - 1, -1, -1):
@@ -187,3 +187,15 @@ def short_name(demangled: str) -> str:
                 name = name[:i]
                 break
     return name.strip()
+
+
+def split_template(name: str) -> tuple[str, str]:
+    """``rfk::k<8, true>`` -> (``rfk::k``, ``<8, true>``); a name without template arguments -> (name, "")."""
+    if not name.endswith(">"):
+        return name, ""
+    depth = 0
+    for i in range(len(name) - 1, -1, -1):
+        depth += {">": 1, "<": -1}.get(name[i], 0)
+        if depth == 0:
+            return name[:i], name[i:]
+    return name, ""

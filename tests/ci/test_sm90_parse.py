@@ -3,7 +3,15 @@
 import pytest
 
 from tests.ci.sm90_gate import kernel_class, register_cap, resident_warps, violations
-from tests.ci.sm90_parse import IMPLICIT_RELAXED, parse_atomic, parse_ptx, parse_ptxas, short_name, summarize_atomics
+from tests.ci.sm90_parse import (
+    IMPLICIT_RELAXED,
+    parse_atomic,
+    parse_ptx,
+    parse_ptxas,
+    short_name,
+    split_template,
+    summarize_atomics,
+)
 
 # nvcc -Xptxas -v (ptxas 13.0): a spilling kernel with a stack frame, one with static shared memory
 PTXAS_LOG = """\
@@ -108,9 +116,11 @@ def test_parse_atomic_needs_an_operation():
 
 
 def test_short_name_drops_parameters_and_anonymous_namespaces():
-    assert short_name("rfk::(anonymous namespace)::k<8, true>(rfk::Args, float*)") == "rfk::k<8, true>"
-    assert short_name("void rfk::f<(int)3>(float (*) [4])") == "void rfk::f<(int)3>"
+    assert short_name("void rfk::(anonymous namespace)::k<8, true>(rfk::Args, float*)") == "rfk::k<8, true>"
+    assert short_name("void rfk::f<(int)3>(float (*) [4])") == "rfk::f<(int)3>"
     assert short_name("tri_kernel") == "tri_kernel"
+    assert split_template("rfk::k<8, rfk::T<2>>") == ("rfk::k", "<8, rfk::T<2>>")
+    assert split_template("rfk::count_kernel") == ("rfk::count_kernel", "")
 
 
 # ---------------------------------------------------------------------------------- occupancy
@@ -141,13 +151,12 @@ def test_register_cap_is_the_largest_that_meets_the_target():
 # ---------------------------------------------------------------------------------- rules
 def _row(**kw):
     row = {"family": "volrend", "threads": 256, "registers": 40, "spill_stores": 0, "spill_loads": 0, "smem": 0}
-    return {**row, "atomics": {}, **kw}
+    return {**row, "atomics": {}, "fences": {}, **kw}
 
 
 def test_a_clean_row_passes():
-    assert (
-        violations(_row(atomics={f"red.global.add.f32 {IMPLICIT_RELAXED}": 4, "atom.global.cas.b32 acq_rel": 1})) == []
-    )
+    clean = _row(atomics={f"red.global.add.f32 {IMPLICIT_RELAXED}": 4, "atom.global.cas.b32 acq_rel": 1})
+    assert violations({**clean, "fences": {"fence.proxy.async.shared::cta": 1}}) == []
 
 
 @pytest.mark.parametrize(
@@ -159,6 +168,8 @@ def test_a_clean_row_passes():
             "non-relaxed accumulation atomics: 16 x atom.global.add.f32",
         ),
         (_row(atomics={"red.global.add.f64 release": 1}), "non-relaxed accumulation"),
+        (_row(fences={"membar.gl": 2}), "memory fences: 2 x membar.gl"),
+        (_row(fences={"fence.acq_rel.gpu": 1}), "memory fences: 1 x fence.acq_rel.gpu"),
         (_row(registers=136), "136 registers at 256 threads/block leave 8 warps/SM, below the ray stream target of 16"),
         (_row(family="hashgrid", threads=128, registers=72), "below the irregular gather target of 32 (at most 64"),
     ],
