@@ -39,7 +39,7 @@ RFK_HD int count_le(const float* __restrict__ a, int n, T v, T shift = T(0), boo
 
 }  // namespace sampling_detail
 
-// One thread per ray (or per output item): its global index.
+// The global index of a one-thread-per-item kernel (the outer loss's adjoint scatter: one thread per ray).
 __device__ inline int64_t thread_index() { return blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; }
 
 }  // namespace rfk
