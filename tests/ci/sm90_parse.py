@@ -117,7 +117,7 @@ class PtxFunction:
 
 
 _FUNC = re.compile(r"^\s*(?:\.visible\s+|\.weak\s+|\.extern\s+)*\.(entry|func)\s+(?:\([^)]*\)\s*)?([\w$]+)")
-_INSTR = re.compile(r"^\s*\{?\s*(?:@!?%\w+\s+)?(atom|red|membar|fence)((?:\.[\w:]+)*)")
+_INSTR = re.compile(r"^\s*\{?\s*(?:@!?%\w+\s+)?(atom|red|membar|fence)\b((?:\.[\w:]+)*)")
 _MAXNTID = re.compile(r"^\s*\.maxntid\s+(\d+)\s*(?:,\s*(\d+))?\s*(?:,\s*(\d+))?")
 
 

@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 RECORD_ENV = "RFKERNELS_TRITON_RECORD"
-LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
+LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg", "enable_fp_fusion")
 _TORCH_TYPES = {
     "float32": "fp32",
     "float16": "fp16",
