@@ -1,19 +1,25 @@
-"""Diffusion prior: one regularization step of the sample loss (NeRF render excluded).
+"""Diffusion prior: the prior's part of one regularization step of the sample loss (NeRF render excluded).
 
-``regularize``: PixelNeRF conditioning (conditional + null branch, once per step) + VAE encode of
-the render + K = 10 guided DDIM steps (one batched UNet call each) + VAE decode. ``unet_step``: one
-guided DDIM step alone. ``prior_condition``: the PixelNeRF render alone per rfkernels backend.
-Backends of the first two:
+``prior_regularize`` times :func:`reconfusion.prior.sample_loss.prior_sample`, what the sample loss
+calls: PixelNeRF conditioning (conditional + null branch) + VAE encode of the render + K = 10 guided
+DDIM steps (one batched UNet call each) + VAE decode. ``prior_unet_step``: one guided DDIM step
+alone. ``prior_condition``: the PixelNeRF render alone per rfkernels backend. Two paths:
 
-- ``torch``: eager, diffusers' default attention processor (the baseline the speedup is against);
-- ``sdpa`` / ``xformers``: eager with :class:`~reconfusion.prior.attention.FastAttnProcessor`;
-- ``graph``: FastAttnProcessor ("auto": xformers when installed) + the CUDA-graph-captured step.
+- ``torch``: the baseline, the prior as a user would run it: float32, diffusers' own attention
+  processors, eager;
+- the fast path, named by what :func:`reconfusion.prior.fast_path.select_fast_path` chose for the
+  device (e.g. ``bf16-sdpa-graph``: UNet and VAE bfloat16, SDPA attention, CUDA-graph DDIM step;
+  ``sdpa`` on the CPU): the same weights prepared by
+  :func:`~reconfusion.prior.fast_path.prepare_prior`, exactly as the reconstruction loop does. Each
+  case's ``extra`` records the selection and its reason (e.g. why xformers is not used).
 
-GPU: Stable-Diffusion-1.5-sized UNet and VAE built from config (random weights, fp16), 512x512
-images, 64x64 latents, 3 input views. Scale ``tiny`` (CPU, dry runs): the tiny test prior (16x16 latents).
+GPU: Stable-Diffusion-1.5-sized UNet and VAE built from config (random weights), 512x512 images,
+64x64 latents, 3 input views. Scale ``tiny`` (CPU, dry runs): the tiny test prior (16x16 latents).
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
@@ -23,13 +29,14 @@ K_STEPS = 10
 
 
 def _build(device: torch.device, quick: bool):
+    """The prior as a user loads it: float32 weights on ``device``, diffusers' attention processors."""
     from reconfusion.prior import PriorConfig, ReconFusionPrior
     from reconfusion.prior.pixelnerf import PixelNeRFConfig
     from reconfusion.prior.unet import sd15_unet_config, sd15_vae_config
 
     torch.manual_seed(0)
     if quick:
-        return ReconFusionPrior.tiny().to(device).eval(), torch.float32
+        return ReconFusionPrior.tiny().to(device).eval()
     pn = PixelNeRFConfig()
     clip = dict(
         hidden_size=1024,
@@ -47,80 +54,71 @@ def _build(device: torch.device, quick: bool):
         pixelnerf=pn.to_dict(),
         image_size=512,
     )
-    prior = ReconFusionPrior(cfg).to(device).eval()
-    prior.unet.half()
-    prior.vae.half()
-    return prior, torch.float16
+    return ReconFusionPrior(cfg).to(device).eval()
 
 
 def cases(device: torch.device, scale: str) -> list[Case]:
-    quick = scale == "tiny"
-    from diffusers.models.attention_processor import AttnProcessor2_0
-
-    from reconfusion.prior.attention import set_attention_backend, xformers_available
+    """Baseline ``torch``: the prior as a user loads it (float32, diffusers' own attention processors,
+    eager DDIM). Fast path: the same weights put on :func:`~reconfusion.prior.fast_path.prepare_prior`'s
+    path, the function the reconstruction's sample loss calls, named by what it selected (e.g.
+    ``bf16-sdpa-graph``; on the CPU ``sdpa``). Both time :func:`~reconfusion.prior.sample_loss.prior_sample`
+    (conditioning + K DDIM steps + VAE), the prior's part of one regularization step."""
+    from reconfusion.prior.fast_path import prepare_prior
+    from reconfusion.prior.sample_loss import prior_sample
     from reconfusion.prior.sampler import DDIMSampler, make_step_fn
     from tests.helpers.prior_scenes import camera_batch
 
-    prior, dtype = _build(device, quick)
-    S, V = prior.cfg.image_size, 3
+    quick = scale == "tiny"
+    baseline = _build(device, quick)
+    fast, path = prepare_prior(copy.deepcopy(baseline), device)
+    S, V = baseline.cfg.image_size, 3
     cams = camera_batch(1, V, S, device)
     inputs = torch.rand(1, V, 3, S, S, device=device)
     render = torch.rand(1, 3, S, S, device=device)
-    with torch.no_grad():
-        views, null_views = prior.encode_views(inputs), prior.null_views(inputs)
-    h = S // prior.downsample
-    size = f"{S}x{S} img {h}x{h} lat V={V}" + ("" if quick else " SD1.5 fp16")
-    state = {"attn": None}
-
-    def use(attn):
-        if state["attn"] != attn:
-            if attn == "diffusers":
-                prior.unet.set_attn_processor(AttnProcessor2_0())
-            else:
-                set_attention_backend(prior.unet, attn)
-            state["attn"] = attn
-
-    backends = [("torch", "diffusers", False), ("sdpa", "sdpa", False)]
-    if device.type == "cuda":
-        if xformers_available():
-            backends.append(("xformers", "xformers", False))
-        backends.append(("graph", "auto", True))
+    h = S // baseline.downsample
+    size = f"{S}x{S} img {h}x{h} lat V={V}" + ("" if quick else " SD1.5")
     out = []
-    for name, attn, graph in backends:
-        sampler = DDIMSampler(prior, guidance=3.0, cuda_graph=graph)
-
-        @torch.no_grad()
-        def regularize(sampler=sampler, attn=attn):
-            use(attn)
-            cond = prior.condition(views, cams, (S, S))
-            null = prior.condition(null_views, cams, (S, S))
-            return sampler.regularize(render, cond, null, t=0.98, steps=K_STEPS)
-
+    for name, prior, graphs in (("torch", baseline, False), (path.label, fast, path.cuda_graphs)):
         with torch.no_grad():
-            cond = prior.condition(views, cams, (S, S))
-            null = prior.condition(null_views, cams, (S, S))
-        x = torch.randn(1, prior.latent_channels, h, h, device=device)
-        inp = dict(
-            x=x,
+            views, null_views = prior.encode_views(inputs), prior.null_views(inputs)
+            cond, null = prior.condition(views, cams, (S, S)), prior.condition(null_views, cams, (S, S))
+        sampler = DDIMSampler(prior, guidance=3.0, cuda_graph=graphs)
+
+        def regularize(prior=prior, sampler=sampler, views=views, null_views=null_views):
+            return prior_sample(prior, sampler, render, views, null_views, cams, t=0.98, steps=K_STEPS)
+
+        step_inputs = dict(
+            x=torch.randn(1, prior.latent_channels, h, h, device=device),
             t=torch.full((1,), 500, device=device),
             a_t=torch.full((1, 1, 1, 1), 0.5, device=device),
             a_prev=torch.full((1, 1, 1, 1), 0.6, device=device),
-            features=torch.cat([null.features, cond.features]).to(dtype),
-            tokens=torch.cat([null.tokens, cond.tokens]).to(dtype),
+            features=torch.cat([null.features, cond.features]),
+            tokens=torch.cat([null.tokens, cond.tokens]),
             guidance=torch.tensor([3.0], device=device),
         )
         eager_step = make_step_fn(prior, "cfg")
 
         @torch.no_grad()
-        def unet_step(sampler=sampler, attn=attn, graph=graph, eager_step=eager_step, inp=inp):
-            use(attn)
-            return sampler.step("cfg", **inp) if graph else eager_step(**inp)
+        def unet_step(sampler=sampler, graphs=graphs, eager_step=eager_step, inp=step_inputs):
+            return sampler.step("cfg", **inp) if graphs else eager_step(**inp)
 
+        extra = {"path": path.describe(), "reason": path.reason} if prior is fast else {"path": "float32, diffusers"}
         out += [
-            Case("prior_regularize", size + f" K={K_STEPS}", name, "sample", regularize, items=1, item_name="samples"),
-            Case("prior_unet_step", size + " cfg", name, "step", unet_step, items=1, item_name="steps"),
+            Case(
+                "prior_regularize",
+                size + f" K={K_STEPS}",
+                name,
+                "sample",
+                regularize,
+                items=1,
+                item_name="samples",
+                extra=extra,
+            ),
+            Case("prior_unet_step", size + " cfg", name, "step", unet_step, items=1, item_name="steps", extra=extra),
         ]
-    out += _condition_cases(prior, views, cams, S, size, device)
+    with torch.no_grad():
+        views = baseline.encode_views(inputs)
+    out += _condition_cases(baseline, views, cams, S, size, device)
     return out
 
 

@@ -1,14 +1,15 @@
 """One attention processor for every diffusers ``Attention`` block: xformers | SDPA | math.
 
-``backend="auto"`` uses xformers' memory-efficient attention when xformers is installed and the
-tensors are on CUDA, else PyTorch's ``scaled_dot_product_attention``. ``"math"`` is the readable
-reference (explicit softmax) the others are tested against. The choice is made per call, so one
-processor works on CPU and GPU; a requested backend that cannot run falls back to SDPA with one log
-line (per reason).
+``backend="auto"`` uses xformers' memory-efficient attention when xformers' compiled extension
+loads (:func:`xformers_status`) and the tensors are on CUDA, else PyTorch's
+``scaled_dot_product_attention``. ``"math"`` is the readable reference (explicit softmax) the others
+are tested against. The choice is made per call, so one processor works on CPU and GPU; a requested
+backend that cannot run falls back to SDPA with one log line (per reason).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 
@@ -27,12 +28,38 @@ def _log_once(msg: str) -> None:
         log.warning(msg)
 
 
-def xformers_available() -> bool:
+@functools.cache
+def xformers_status() -> tuple[bool, str]:
+    """-> (whether xformers' own attention kernels can run, why, in one line). Importing xformers is
+    not enough: when its compiled extension fails to load (e.g. wheels linking ``libcudart.so.12``
+    under a torch built for CUDA 13) it still imports and falls back to PyTorch's flash kernel, the
+    one SDPA runs, so an "xformers" figure would not be one."""
+    try:
+        import xformers
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not usable"
+        return False, f"xformers is not installed ({type(exc).__name__}: {_first_line(exc)})"
+    version = getattr(xformers, "__version__", "?")
+    if not getattr(xformers, "_has_cpp_library", False):
+        exc = getattr(getattr(xformers, "_cpp_lib", None), "_cpp_library_load_exception", None)
+        why = _first_line(exc) if exc is not None else "no compiled extension"
+        return False, (
+            f"xformers {version} imports but its compiled extension does not load ({why}); "
+            "it would fall back to PyTorch's flash kernel, the one SDPA uses"
+        )
     try:
         import xformers.ops  # noqa: F401
-    except Exception:  # noqa: BLE001 - any import failure means "not usable"
-        return False
-    return True
+    except Exception as exc:  # noqa: BLE001
+        return False, f"xformers {version}: xformers.ops fails to import ({type(exc).__name__}: {_first_line(exc)})"
+    return True, f"xformers {version} with its compiled extension"
+
+
+def _first_line(exc) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def xformers_available() -> bool:
+    """Whether xformers' own kernels can run (:func:`xformers_status`)."""
+    return xformers_status()[0]
 
 
 def resolve_attention_backend(backend: str, device: torch.device) -> str:
@@ -43,7 +70,7 @@ def resolve_attention_backend(backend: str, device: torch.device) -> str:
         if device.type == "cuda" and xformers_available():
             return "xformers"
         if backend == "xformers":
-            why = "not installed" if not xformers_available() else f"tensors are on {device.type}"
+            why = xformers_status()[1] if not xformers_available() else f"tensors are on {device.type}"
             _log_once(f"xformers attention unavailable ({why}); falling back to PyTorch SDPA")
         return "sdpa"
     return backend
@@ -153,4 +180,5 @@ __all__ = [
     "resolve_attention_backend",
     "set_attention_backend",
     "xformers_available",
+    "xformers_status",
 ]

@@ -20,6 +20,7 @@ from reconfusion.cameras import look_at
 
 from .depths import depth_bounds, focus_point  # noqa: F401 (focus_point re-exported)
 from .examples import square_resize
+from .fast_path import FastPath, prepare_prior
 from .model import Cameras, ReconFusionPrior
 from .sampler import DDIMSampler
 
@@ -100,6 +101,20 @@ def annealed_t_range(progress: float, t_max: float = 1.0) -> tuple[float, float]
 
 
 # ------------------------------------------------------------------------------- the loss
+@torch.no_grad()
+def prior_sample(
+    prior, sampler: DDIMSampler, render, views, null_views, cams: Cameras, t: float, steps: int, generator=None
+):
+    """The prior's part of one regularization step (what the sample loss runs after rendering, and
+    what ``benchmarks/bench_prior.py`` times): the PixelNeRF conditioning of the novel camera
+    ``cams`` for the branches guidance needs, then ``sampler.regularize`` of ``render``
+    ``[B, 3, S, S]`` from noise level ``t`` in ``steps`` DDIM steps -> the sample ``[B, 3, S, S]``."""
+    S = prior.cfg.image_size
+    cond = prior.condition(views, cams, (S, S)) if sampler.guidance != 0 else None
+    null = prior.condition(null_views, cams, (S, S)) if sampler.guidance != 1 else None
+    return sampler.regularize(render.detach(), cond, null, t, steps, generator)
+
+
 class SampleLoss:
     """Callable ``(ctx: reconfusion.losses.LossContext) -> loss``; see the module docstring.
 
@@ -112,6 +127,11 @@ class SampleLoss:
             differentiable callable ``f(x, y)`` on NCHW images in [-1, 1].
         lpips_weight: default ``LPIPS_WEIGHT_NDC`` = 0.25 for forward-facing (NDC) scenes, 0 otherwise.
             Without LPIPS weights the term is off: a warning says so once per process (not silently).
+        cuda_graph: replay the DDIM step from a CUDA graph where the fast path allows it.
+        fast_path: on first use on a device, put the prior on
+            :func:`~reconfusion.prior.fast_path.select_fast_path`'s path (on CUDA: half precision,
+            the fastest attention that loads, CUDA graphs; elsewhere float32 as given). False: run
+            the prior as given.
     """
 
     def __init__(
@@ -126,6 +146,7 @@ class SampleLoss:
         seed: int = 0,
         cuda_graph: bool = True,
         chunk: int = 1 << 16,
+        fast_path: bool = True,
     ):
         if not scene.train_ids:
             raise ValueError("scene has no training views: call select_views first")
@@ -134,6 +155,8 @@ class SampleLoss:
         self.steps, self.t_max, self.chunk = steps, t_max, chunk
         self.forward_facing = scene.space == "ndc"
         self.sampler = DDIMSampler(self.prior, guidance, cuda_graph=cuda_graph)
+        self.use_fast_path, self.fast_path = fast_path, None  # (device, FastPath) chosen on first use
+        self.cuda_graph = cuda_graph
         self.gen = torch.Generator().manual_seed(seed)
         self.lpips = self._lpips(lpips)
         self.lpips_weight = (LPIPS_WEIGHT_NDC if self.forward_facing else 0.0) if lpips_weight is None else lpips_weight
@@ -202,9 +225,25 @@ class SampleLoss:
                 self._views[key] = (self.prior.encode_views(imgs), self.prior.null_views(imgs))
         return self._views[key]
 
+    def _prior_on(self, device) -> ReconFusionPrior:
+        """The prior on ``device``, on the fast path chosen for it (once per device)."""
+        device = torch.device(device)
+        if not self.use_fast_path:
+            return self.prior.to(device)
+        if self.fast_path is None or self.fast_path[0] != device:
+            self.prior, path = prepare_prior(self.prior, device)
+            self.fast_path = (device, path)
+            self.sampler.cuda_graph = self.cuda_graph and path.cuda_graphs
+        return self.prior
+
+    @property
+    def path(self) -> FastPath | None:
+        """The :class:`~reconfusion.prior.fast_path.FastPath` in use (None before the first step)."""
+        return None if self.fast_path is None else self.fast_path[1]
+
     def __call__(self, ctx) -> torch.Tensor:
         device = ctx.device
-        prior = self.prior.to(device)
+        prior = self._prior_on(device)
         S = prior.cfg.image_size
         c2w, K = self.novel_camera()
         ids = nearest_views(self.train_c2w, c2w, prior.cfg.max_views)
@@ -225,11 +264,8 @@ class SampleLoss:
             far,
             mid,
         )
-        with torch.no_grad():
-            cond = prior.condition(views, cams, (S, S)) if self.sampler.guidance != 0 else None
-            null = prior.condition(null_views, cams, (S, S)) if self.sampler.guidance != 1 else None
-            gen = torch.Generator(device=device).manual_seed(int(torch.randint(1 << 30, (1,), generator=self.gen)))
-            sample = self.sampler.regularize(render.detach(), cond, null, t, self.steps, gen)
+        gen = torch.Generator(device=device).manual_seed(int(torch.randint(1 << 30, (1,), generator=self.gen)))
+        sample = prior_sample(prior, self.sampler, render, views, null_views, cams, t, self.steps, gen)
         loss = (render - sample).abs().mean()
         if self.lpips is not None and self.lpips_weight > 0:
             if isinstance(self.lpips, torch.nn.Module):
@@ -240,8 +276,9 @@ class SampleLoss:
 
 
 def prior_loss_term(prior_path: str, scene, every: int = 10, weight: float = 1.0, device="cpu", **kw):
-    """Load a saved prior and wrap its :class:`SampleLoss` as the loop's ``prior`` term
-    (a :class:`reconfusion.losses.LossTerm` evaluated every ``every`` steps)."""
+    """Load a saved prior, put it on the fast path for ``device`` (:func:`~reconfusion.prior.fast_path.prepare_prior`)
+    and wrap its :class:`SampleLoss` as the loop's ``prior`` term (a :class:`reconfusion.losses.LossTerm`
+    evaluated every ``every`` steps)."""
     from reconfusion.losses import LossTerm
 
     prior = ReconFusionPrior.load(prior_path, device=device)
@@ -255,5 +292,6 @@ __all__ = [
     "nearest_views",
     "orbit_up",
     "prior_loss_term",
+    "prior_sample",
     "sample_novel_pose",
 ]
