@@ -298,11 +298,16 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as d:
         path = a.variants or os.path.join(d, "variants.json")
+        record_rc = 0
         if not a.variants:
-            rc = triton_sm90.record(a.pytest_args or triton_sm90.default_tests(), path)
-            if rc not in (0, 5) or not os.path.exists(path):
-                print(f"FAILED: recording the Triton variants (pytest exit {rc})")
+            record_rc = triton_sm90.record(a.pytest_args or triton_sm90.default_tests(), path)
+            if not os.path.exists(path):
+                print(f"FAILED: recording the Triton variants (pytest exit {record_rc}, nothing recorded)")
                 return 1
+            if record_rc not in (0, 5):  # the variants launched before a failure are still compiled
+                print(
+                    f"FAILED: a Triton test failed while recording (pytest exit {record_rc}): variants may be missing"
+                )
         specs = json.loads(Path(path).read_text())
     trows, tfail = triton_rows(specs, [None, *a.also_triton])
     crows, cfail = cuda_rows(a.csrc.resolve(), os.environ.get("NVCC", "nvcc"))
@@ -318,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     stale = compare(rep, json.loads(a.compare.read_text())) if a.compare else []
     for line in stale:
         print(line)
-    return 1 if rep["failing_rows"] or tfail or cfail or stale else 0
+    return 1 if rep["failing_rows"] or tfail or cfail or stale or record_rc not in (0, 5) else 0
 
 
 def compare(new: dict, committed: dict) -> list[str]:

@@ -42,6 +42,7 @@ PTX = """\
 \tmembar.gl;
 \tatom.global.cas.b32 \t%r21, [%rd4], %r9, %r17;  // lock
 \tfence.acq_rel.gpu;
+\tredux.sync.add.s32 %r5, %r4, -1;  // a warp reduction, not an atomic
 \tbar.sync 0;
 }
 .func helper()

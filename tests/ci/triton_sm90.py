@@ -30,7 +30,6 @@ import tempfile
 from pathlib import Path
 
 RECORD_ENV = "RFKERNELS_TRITON_RECORD"
-LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg", "enable_fp_fusion")
 _TORCH_TYPES = {
     "float32": "fp32",
     "float16": "fp16",
@@ -75,8 +74,10 @@ def install_recorder(path: str) -> None:
     run = InterpretedFunction.run
 
     def recording_run(self, *args, grid, warmup, **kwargs):
-        options = {k: kwargs.pop(k) for k in list(kwargs) if k in LAUNCH_OPTIONS}
         sig = inspect.signature(self.fn)
+        # a keyword that is no parameter of the kernel is a compile/launch option (num_warps,
+        # enable_fp_fusion, ...): triton.compile takes the same names in ``options``
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k not in sig.parameters}
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
         signature, constexprs = {}, {}
