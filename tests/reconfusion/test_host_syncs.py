@@ -18,6 +18,7 @@ and is not counted.
 
 from __future__ import annotations
 
+import warnings
 import weakref
 
 import pytest
@@ -241,3 +242,29 @@ def test_packed_histograms_with_a_given_max_count_read_nothing(monkeypatch):
     monkeypatch.setattr(rfkernels._checks, "_validate_values", True)
     with pytest.raises(ValueError, match="`max_count` is 3 but a ray has 4"):
         rfkernels.sample_pdf(bins, weights, 5, offsets=offsets, max_count=3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_iterations_after_the_first_do_not_synchronize():
+    """On a GPU, torch's own sync detector: no synchronizing CUDA call in a non-logging iteration."""
+    scene = boxes_scene(n_views=4, size=16, n_samples=32).replace(train_ids=[0, 1, 2], test_ids=[3])
+    ends = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+
+        def watch(info):
+            ends.append(len(caught))
+            torch.cuda.set_sync_debug_mode("warn")  # from the end of the first iteration on
+
+        try:
+            reconstruct.train(
+                scene,
+                small_config(iterations=3, eval_every=0),
+                device="cuda",
+                progress_bar=False,
+                log=lambda _: None,
+                callbacks=[watch],
+            )
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert ends[1] - ends[0] == 0, [str(w.message) for w in caught[ends[0] : ends[1]]]  # iteration 1
