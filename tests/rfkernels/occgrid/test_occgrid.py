@@ -4,11 +4,12 @@ reference bit for bit, edge cases, bad input."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from rfkernels import _dispatch, ray_aabb_intersect, traverse_grids
-from rfkernels.occgrid import reference
+from rfkernels.occgrid import contract, ops
 from tests.helpers.backends import DEVICE
 from tests.helpers.occ_scenes import nested_aabbs, random_binaries, random_rays
 
@@ -176,15 +177,15 @@ def test_reference_edge_cases():
 def _cases(seed):
     """(scene, kwargs) pairs: levels, cone angle, per-ray planes, limit and mask."""
     g = _gen(seed)
-    yield _scene(seed, levels=1, res=(4, 4, 4)), dict(step_size=0.1)
+    yield _scene(seed, levels=2, res=(4, 4, 4), p=0.6), dict(step_size=0.2)
     o, d, b, a = _scene(seed + 1, levels=3, res=(5, 4, 3), p=0.5)
     d[0, 1] = 0.0
     o[1] = 0.0
-    yield (o, d, b, a), dict(step_size=0.15, cone_angle=0.1)
+    yield (o, d, b, a), dict(step_size=0.3, cone_angle=0.1)
     near = (torch.rand(8, generator=g) * 2).to(DEVICE)
     mask = (torch.rand(8, generator=g) < 0.7).to(DEVICE)
     planes = dict(near_planes=near, far_planes=near + 2)
-    yield _scene(seed + 2), dict(**planes, step_size=0.1, traverse_steps_limit=5, rays_mask=mask)
+    yield _scene(seed + 2, p=0.7), dict(**planes, step_size=0.2, traverse_steps_limit=5, rays_mask=mask)
 
 
 def test_fused_matches_reference(fused_backend):
@@ -250,4 +251,27 @@ def test_bad_input_names_the_argument(change, message):
 
 def test_registered():
     assert "occgrid" in _dispatch.families()
-    assert reference.DT_MAX == 1e10
+    assert set(_dispatch._FAMILIES["occgrid"].backends) == {"triton", "cuda"}
+
+
+# ------------------------------------------------------------------------- registered operators
+def test_registered_operators(fused_backend):
+    """Schema, autograd registration (no gradients) and fake tensors (a dynamic interval count)."""
+    o, d, binaries, aabbs = _scene(11, n_rays=4, levels=2, res=(3, 3, 3), p=0.6)
+    near, far = torch.zeros(4, device=DEVICE), torch.full((4,), 9.0, device=DEVICE)
+    mask = torch.ones(4, dtype=torch.bool, device=DEVICE)
+    checks = ("test_schema", "test_autograd_registration", "test_faketensor")
+    torch.library.opcheck(ops.intersect, (o, d, aabbs, 0.0, 5.0, -1.0, fused_backend), test_utils=checks)
+    args = (o, d, binaries, aabbs, near, far, mask, 0.3, 0.0, 0, fused_backend)
+    torch.library.opcheck(ops.traverse, args, test_utils=checks)
+
+
+def test_cuda_constants_match_the_contract():
+    from tests.helpers.cuda_host import nvcc_missing_reason
+
+    if nvcc_missing_reason():
+        pytest.skip(nvcc_missing_reason())
+    from tests.rfkernels.occgrid import cuda_host
+
+    levels, eps, dt_max = cuda_host.constants()
+    assert (levels, eps, dt_max) == (contract.MAX_LEVELS, np.float32(contract.DDA_EPS), np.float32(contract.DT_MAX))
