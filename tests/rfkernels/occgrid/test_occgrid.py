@@ -257,12 +257,12 @@ def test_registered():
 # ------------------------------------------------------------------------- registered operators
 def test_registered_operators(fused_backend):
     """Schema, autograd registration (no gradients) and fake tensors (a dynamic interval count)."""
-    o, d, binaries, aabbs = _scene(11, n_rays=4, levels=2, res=(3, 3, 3), p=0.6)
-    near, far = torch.zeros(4, device=DEVICE), torch.full((4,), 9.0, device=DEVICE)
-    mask = torch.ones(4, dtype=torch.bool, device=DEVICE)
+    o, d, binaries, aabbs = _scene(11, n_rays=3, levels=1, res=(2, 2, 2), p=0.6)
+    near, far = torch.zeros(3, device=DEVICE), torch.full((3,), 9.0, device=DEVICE)
+    mask = torch.ones(3, dtype=torch.bool, device=DEVICE)
     checks = ("test_schema", "test_autograd_registration", "test_faketensor")
     torch.library.opcheck(ops.intersect, (o, d, aabbs, 0.0, 5.0, -1.0, fused_backend), test_utils=checks)
-    args = (o, d, binaries, aabbs, near, far, mask, 0.3, 0.0, 0, fused_backend)
+    args = (o, d, binaries, aabbs, near, far, mask, 0.5, 0.0, 0, fused_backend)
     torch.library.opcheck(ops.traverse, args, test_utils=checks)
 
 
