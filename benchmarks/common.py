@@ -106,20 +106,48 @@ def outputs_and_grads(call: Callable[[], object], wrt: tuple = ()) -> tuple:
 
 
 def reference_gate(
-    name: str, call: Callable[[str], object], backend: str, wrt: tuple = (), atol: float = 1e-4, rtol: float = 1e-3
+    name: str,
+    call: Callable[..., object],
+    backend: str,
+    wrt: tuple = (),
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+    inputs: tuple = (),
+    reference_dtype: torch.dtype | None = None,
 ) -> Callable[[], float] | None:
-    """The correctness gate of one case (``Case.check``): ``call(backend)``'s outputs (and their
-    gradients w.r.t. ``wrt``) equal ``call("torch")``'s, the reference, on the same inputs; the check
-    returns the max abs error and raises :class:`OursMismatch` otherwise. None for the reference."""
+    """The correctness gate of one case (``Case.check``): ``call(backend, *inputs)``'s outputs (and
+    their gradients w.r.t. ``wrt``) equal ``call("torch", *inputs)``'s, the reference, on the same
+    inputs; the check returns the max abs error and raises :class:`OursMismatch` otherwise. With
+    ``reference_dtype`` (float64) the reference runs on copies of the floating ``inputs`` in that dtype
+    (``wrt`` must then be among ``inputs``), for ops whose float32 reference is less accurate than a
+    kernel that accumulates in float64. None for the reference itself."""
     if backend == "torch":
         return None
 
     def check() -> float:
-        expected = outputs_and_grads(lambda: call("torch"), wrt)
-        got = outputs_and_grads(lambda: call(backend), wrt)
+        ref_inputs, ref_wrt = inputs, wrt
+        if reference_dtype is not None:
+            ref_inputs = tuple(_as_dtype(x, reference_dtype) for x in inputs)
+            ref_wrt = tuple(ref_inputs[_position(inputs, w)] for w in wrt)
+        expected = outputs_and_grads(lambda: call("torch", *ref_inputs), ref_wrt)
+        got = outputs_and_grads(lambda: call(backend, *inputs), wrt)
         return _compare(f"{name} [{backend}]", expected, got, atol, rtol, OursMismatch, "the torch reference")
 
     return check
+
+
+def _as_dtype(x, dtype: torch.dtype):
+    """A floating tensor as a ``dtype`` leaf with the same ``requires_grad``; anything else as is."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
+        return x.detach().to(dtype).requires_grad_(x.requires_grad)
+    return x
+
+
+def _position(inputs: tuple, tensor) -> int:
+    for i, x in enumerate(inputs):
+        if x is tensor:
+            return i
+    raise ValueError("with reference_dtype, every tensor of `wrt` must be one of `inputs`")
 
 
 def family_cases(family: str, device: torch.device, scale: str) -> list[Case]:

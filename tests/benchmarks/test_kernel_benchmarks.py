@@ -52,6 +52,20 @@ def test_reference_gate_passes_equal_backends_and_rejects_values_or_gradients_th
         reference_gate("grad", wrong_grad, "cuda", wrt=(x,))()
 
 
+def test_reference_gate_can_run_the_reference_in_float64_on_copies_of_the_inputs():
+    x = torch.rand(10, requires_grad=True)
+
+    def cancel(be, x):  # the reference loses x in float32 rounding; the "fused" one is exact
+        return (x + 1e8) - 1e8 if be == "torch" else x * 1.0
+
+    with pytest.raises(OursMismatch):
+        reference_gate("cancel", cancel, "cuda", inputs=(x,))()
+    assert reference_gate("cancel", cancel, "cuda", wrt=(x,), inputs=(x,), reference_dtype=torch.float64)() < 1e-6
+    assert x.dtype == torch.float32 and x.grad is None  # the inputs themselves are untouched
+    with pytest.raises(ValueError, match="must be one of `inputs`"):
+        reference_gate("cancel", cancel, "cuda", wrt=(torch.rand(2),), inputs=(x,), reference_dtype=torch.float64)()
+
+
 def test_a_case_failing_its_gate_is_an_error_row_and_the_run_exits_nonzero(monkeypatch, tmp_path):
     x = torch.rand(10)
     timed = []
