@@ -17,10 +17,10 @@ from torch import Tensor
 
 import rfkernels
 
-from .._histograms import _lossfun_outer, _outer, _pdf_loss  # noqa: F401 (nerfacc's private names)
 from ..data_specs import RayIntervals
 from ..pdf import importance_sampling
 from ..volrend import render_transmittance_from_density
+from ._outer_losses import _lossfun_outer, _outer, _pdf_loss  # noqa: F401 (nerfacc's private names)
 from .base import AbstractEstimator
 
 PDF_LOSS_EPS = 1e-7  # nerfacc's `_pdf_loss` eps
