@@ -9,7 +9,7 @@ The marching rule (identical on every backend, nerfacc 0.5.3's for nested grids)
    consecutive pair is a *segment* owned by the innermost level the ray is inside, clipped to
    ``[near, far]``; empty segments are skipped.
 2. Each segment is walked cell by cell with a DDA (3D Bresenham in t, started ``DDA_EPS`` inside the
-   segment): every visited cell has an exit ``min(tdist) `` clipped to the segment end and an
+   segment): every visited cell has an exit ``min(tdist)`` clipped to the segment end and an
    occupancy bit from ``binaries[level]``. Exits are made non-decreasing by a running maximum.
 3. The ray marches ``t_0 = near``, ``t_{k+1} = t_k + dt(t_k)``, ``dt(t) = clamp(t * cone_angle,
    step_size, DT_MAX)``, with midpoint ``m_k = t_k + dt / 2``. Step ``k`` belongs to the first visited
