@@ -72,6 +72,7 @@ def set_backend(backend: str) -> None:
     """Set the process-wide default backend used when an op is called with ``backend=None``."""
     global _default_backend
     _validate_name(backend)
+    _preload(backend)
     _default_backend = backend
 
 
@@ -99,11 +100,22 @@ def use_backend(backend: str | None):
         yield
         return
     _validate_name(backend)
+    _preload(backend)
     token = _scoped_backend.set(backend)
     try:
         yield
     finally:
         _scoped_backend.reset(token)
+
+
+def _preload(backend: str) -> None:
+    """Load ``backend``'s kernels of every family now instead of on first use: ``torch.compile``
+    cannot import a module while it traces, so a model compiled inside ``use_backend("triton")`` finds
+    them loaded. A backend that cannot be imported here is left to fail on use, with its reason."""
+    for fam in _FAMILIES.values() if backend in FUSED else ():
+        if backend in fam.backends:
+            with contextlib.suppress(ImportError):
+                _adapted(fam, backend)
 
 
 def _validate_name(backend: str) -> None:

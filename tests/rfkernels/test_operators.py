@@ -10,22 +10,24 @@ import pytest
 import torch
 
 import rfkernels as rk
-from rfkernels import _operators, _packing
+from rfkernels import _dispatch, _operators, _packing
 from rfkernels.gather import ops as gather_ops
 from rfkernels.gather.adapters import pack_cameras
 from rfkernels.hashgrid import ops as hashgrid_ops
 from rfkernels.hashgrid.layout import make_layout
+from rfkernels.occgrid import ops as occgrid_ops
 from rfkernels.sampling import ops as sampling_ops
 from rfkernels.volrend import ops as volrend_ops
 from tests.helpers.backends import all_backends
 from tests.helpers.gather_scenes import random_scene
+from tests.helpers.occ_scenes import nested_aabbs, random_binaries, random_rays
 
 META = torch.device("meta")
 HG = dict(n_levels=2, n_features_per_level=2, log2_hashmap_size=8, base_resolution=4, per_level_scale=1.5)
 RAGGED = torch.tensor([0, 3, 3, 8, 9])  # 4 rays of 3, 0, 5, 1 samples
 
 
-@pytest.fixture(params=["volrend", "sampling", "hashgrid", "gather"])
+@pytest.fixture(params=["volrend", "sampling", "hashgrid", "gather", "occgrid"])
 def family_backends(request):
     """(family, its fused backends runnable here)."""
     with all_backends(request.param) as names:
@@ -107,7 +109,23 @@ def _gather_cases(backend):
         yield gather_ops.gather, (points, feats, cams, 1e-4, reduce, want_cam, det, backend)
 
 
-CASES = {"volrend": _volrend_cases, "sampling": _sampling_cases, "hashgrid": _hashgrid_cases, "gather": _gather_cases}
+def _occgrid_cases(backend):
+    g = torch.Generator().manual_seed(0)
+    for n_rays, levels in ((6, 2), (0, 1)):
+        o, d = random_rays(n_rays, g, device="cpu")
+        binaries, aabbs = random_binaries(levels, (5, 4, 3), 0.5, g, device="cpu"), nested_aabbs(levels, device="cpu")
+        yield occgrid_ops.intersect, (o, d, aabbs, 0.0, 1e10, 1e10, backend)
+        near, far, mask = torch.zeros(n_rays), torch.full((n_rays,), 1e10), torch.ones(n_rays, dtype=torch.bool)
+        yield occgrid_ops.traverse, (o, d, binaries, aabbs, near, far, mask, 0.1, 0.0, 1000, backend)
+
+
+CASES = {
+    "volrend": _volrend_cases,
+    "sampling": _sampling_cases,
+    "hashgrid": _hashgrid_cases,
+    "gather": _gather_cases,
+    "occgrid": _occgrid_cases,
+}
 
 
 QUICK_CHECKS = ("test_schema", "test_autograd_registration", "test_faketensor")
@@ -134,7 +152,7 @@ def test_opcheck_every_operator(family_backends):
 
 def test_every_fused_op_is_registered():
     registered = set(_operators.operators())
-    for family in ("volrend", "sampling", "hashgrid", "gather"):
+    for family in _dispatch.families():
         assert any(name.startswith(f"rfkernels::{family}_") for name in registered), family
     for name in registered:
         assert torch._C._dispatch_has_kernel_for_dispatch_key(name, "Meta"), name  # fake = meta kernel
