@@ -198,7 +198,10 @@ def _out_offsets(rows, level, feat, N, OUT_DIM, F: tl.constexpr, OUT_FM: tl.cons
     if OUT_FM:
         offs = col[None, :].to(tl.int64) * N + rows[:, None]
     else:
-        offs = rows[:, None] * OUT_DIM + col[None, :]
+        # a (point, level) slice starts at a multiple of F (OUT_DIM = L*F): lets the compiler store and
+        # load each point's F features as one vector, whatever it knows of OUT_DIM
+        start = tl.multiple_of(rows * OUT_DIM + level * F, F)
+        offs = start[:, None] + feat[None, :]
     return offs
 
 
