@@ -87,6 +87,27 @@ def test_half_table_feature_major_half_output(fused_backend, device, seed):
     assert_close_scaled(g_params, expected[2], rel=2e-3, name="grad_params")
 
 
+def test_double_backward_feature_major_half(fused_backend, device, seed, monkeypatch):
+    """Eikonal-style second order through a feature-major float16 output: the fused double backward
+    (no reference fallback) matches the torch backend's autograd."""
+    from rfkernels.hashgrid import ops
+
+    def no_fallback(*args):
+        raise AssertionError("the fused double backward fell back to the reference")
+
+    monkeypatch.setattr(ops, "_reference_double_vjp", no_fallback)
+    enc = make_encoding(3, 2, torch.float32, device, output_layout="feature_major", output_dtype=torch.float16)
+    x = torch.rand(64, 3, device=device).requires_grad_()
+    w = torch.randn(enc.output_dim, device=device, requires_grad=True)
+    res = {}
+    for backend in ("torch", fused_backend):
+        enc.backend = backend
+        (gx,) = torch.autograd.grad((enc(x).float() @ w).sum(), x, create_graph=True)
+        res[backend] = torch.autograd.grad(gx.pow(2).sum() + gx.sum(), [enc.params, x, w])
+    for name, got, want in zip(("params", "points", "head"), res[fused_backend], res["torch"]):
+        assert_close_scaled(got, want, rel=5e-4, name="eikonal grad_" + name)
+
+
 def test_no_points(fused_backend, device):
     """N = 0: an empty [0, L*F] result in the requested format, empty gradients."""
     enc = make_encoding(3, 2, torch.float32, device, output_layout="feature_major", output_dtype=torch.float16)
