@@ -49,7 +49,7 @@ def _cell_index(x: Tensor, res: Tensor) -> Tensor:
 
 
 def visit_cells(rays_o, rays_d, binaries, aabbs, lo, hi, level, valid):
-    """The DDA of every segment at once (lanes = ray x segment, in lock step over cells).
+    """The DDA of every walked segment at once (lanes = ray x segment, in lock step over cells).
 
     Returns ``(exits, occupied)`` ``[R, S, X+Y+Z]``: each visited cell's exit (``min`` of the next
     plane crossings, clipped to the segment end) and occupancy; ``-inf``/False past the last cell.
@@ -57,9 +57,12 @@ def visit_cells(rays_o, rays_d, binaries, aabbs, lo, hi, level, valid):
     R, S = lo.shape
     L, X, Y, Z = binaries.shape
     n_cells = X + Y + Z  # a walk moves one index by one per cell: it leaves the grid within X+Y+Z cells
-    o = rays_o[:, None, :].expand(R, S, 3).reshape(-1, 3)
-    d = rays_d[:, None, :].expand(R, S, 3).reshape(-1, 3)
-    lo, hi, lvl, alive = lo.reshape(-1), hi.reshape(-1), level.reshape(-1), valid.reshape(-1).clone()
+    exits = torch.full((R * S, n_cells), NEG_INF, device=lo.device)
+    occupied = torch.zeros((R * S, n_cells), dtype=torch.bool, device=lo.device)
+    walked = valid.reshape(-1).nonzero()[:, 0]  # only segments that are walked get lanes
+    ray = walked // S
+    o, d = rays_o[ray], rays_d[ray]
+    lo, hi, lvl = lo.reshape(-1)[walked], hi.reshape(-1)[walked], level.reshape(-1)[walked]
     amin, amax = aabbs[lvl, :3], aabbs[lvl, 3:]
     res = torch.tensor([X, Y, Z], dtype=torch.float32, device=o.device)
     ires = res.long()
@@ -74,21 +77,22 @@ def visit_cells(rays_o, rays_d, binaries, aabbs, lo, hi, level, valid):
     tdist = torch.where(d == 0, hi[:, None], ((amin + ((plane * voxel) - start)) * inv) + lo[:, None])
     delta = torch.where(d == 0, hi[:, None], (voxel * inv) * step.float())
     overflow = final + step
-    lanes = torch.arange(o.shape[0], device=o.device)
-    exits = torch.full((o.shape[0], n_cells), NEG_INF, device=o.device)
-    occupied = torch.zeros((o.shape[0], n_cells), dtype=torch.bool, device=o.device)
+    alive = torch.ones_like(lo, dtype=torch.bool)
     flat = binaries.reshape(-1)
     for j in range(n_cells):
+        if j % 8 == 0 and not bool(alive.any()):
+            break
         t_exit = torch.fmin(torch.fmin(tdist[:, 0], torch.fmin(tdist[:, 1], tdist[:, 2])), hi)
-        exits[:, j] = torch.where(alive, t_exit, NEG_INF)
+        exits[walked, j] = torch.where(alive, t_exit, NEG_INF)
         c = cur.clamp(min=0).minimum(ires - 1)
-        occupied[:, j] = alive & flat[((lvl * X + c[:, 0]) * Y + c[:, 1]) * Z + c[:, 2]]
+        occupied[walked, j] = alive & flat[((lvl * X + c[:, 0]) * Y + c[:, 1]) * Z + c[:, 2]]
         tx, ty, tz = tdist.unbind(1)
-        axis = torch.where((tx < ty) & (tx < tz), 0, torch.where(ty < tz, 1, 2))
-        cur[lanes, axis] += step[lanes, axis]
-        tdist[lanes, axis] += delta[lanes, axis]
-        moved = cur[lanes, axis]
-        alive &= (moved != overflow[lanes, axis]) & (moved >= 0) & (moved < ires[axis])
+        x_first = (tx < ty) & (tx < tz)
+        move = torch.stack([x_first, ~x_first & (ty < tz), ~x_first & ~(ty < tz)], dim=1)  # one axis per lane
+        cur = torch.where(move, cur + step, cur)
+        tdist = torch.where(move, tdist + delta, tdist)
+        out = move & ((cur == overflow) | (cur < 0) | (cur >= ires))
+        alive &= ~out.any(dim=1)
     assert not bool(alive.any()), "DDA did not leave the grid within X+Y+Z cells"
     return exits.view(R, S, n_cells), occupied.view(R, S, n_cells)
 
