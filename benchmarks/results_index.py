@@ -51,9 +51,10 @@ def _first_table(markdown: str) -> list[str]:
 
 
 def kernel_runs(results: Path) -> list[str]:
-    """One line per committed ``python -m benchmarks`` JSON (top level of results/)."""
+    """One line per committed ``python -m benchmarks`` JSON (top level of results/; other records
+    there, such as the sm_90 compiler report, are not kernel runs)."""
     out = ["## Kernel benchmarks (`python -m benchmarks`)", ""]
-    files = sorted(results.glob("*.json"))
+    files = [f for f in sorted(results.glob("*.json")) if "copy_bandwidth_gb_per_s" in json.loads(f.read_text())]
     if not files:
         out.append("None committed: `python -m benchmarks` has never run on a GPU here (see docs/gpu-checks.md).")
     for f in files:

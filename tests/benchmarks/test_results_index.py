@@ -43,6 +43,11 @@ def test_every_ablation_record_gets_one_row_with_its_rounded_metrics(tmp_path):
     assert "| a | fern | 3 | 8x6 | 0 | `x.y=false` | 2: 17.00 / 0.400; 10: 18.00 / 0.500 | 10.0 | 12 |" in text
     assert "### `tiny`: tiny as of commit abc" in text and "| b | lego | 8 | 4x4 | 1 | none |" in text
     assert "None committed" in text  # no kernel benchmark JSON in this folder
+    (tmp_path / "sm90_report.json").write_text(json.dumps({"kernels": []}))  # another record: not a run
+    assert "None committed" in render(tmp_path)
+    run = {"env": {"device": "NVIDIA H200", "date": "2026-12-04"}, "copy_bandwidth_gb_per_s": 4000.0, "results": []}
+    (tmp_path / "h200.json").write_text(json.dumps(run))
+    assert "- [`h200.json`](h200.json): NVIDIA H200, 2026-12-04" in render(tmp_path)
 
 
 def test_a_train_step_record_becomes_a_table_with_its_machine_threads_date_and_commit(tmp_path):
