@@ -91,7 +91,7 @@ def log_record(step: int, lr: float, total, rgb, target, losses: dict, ctx, acti
     if keys:
         host = torch.stack([rec[k].detach().reshape(()).double() for k in keys]).tolist()
         rec.update({k: v for k, v in zip(keys, host)})
-    rec["psnr"] = psnr_from_mse(rec["psnr"])
+    rec["loss"], rec["psnr"] = float(rec["loss"]), psnr_from_mse(rec["psnr"])  # loss: 0 without active terms
     return rec
 
 
