@@ -35,8 +35,8 @@ import rfkernels
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _reconfusion_step(device: torch.device) -> tuple[Callable, list, torch.optim.Optimizer]:
-    """(loss function of no arguments, its inputs' tensors, optimizer) for the tiny preset."""
+def _reconfusion_step(device: torch.device) -> tuple[Callable, tuple, torch.optim.Optimizer, Callable]:
+    """(loss function, its arguments, optimizer, what to run before each step) for the tiny preset."""
     from reconfusion.app.runs import DEMO_DATA, DEMO_FACTOR
     from reconfusion.config import get_preset
     from reconfusion.data import load_scene
@@ -58,10 +58,12 @@ def _reconfusion_step(device: torch.device) -> tuple[Callable, list, torch.optim
         values = [(t.weight, t.compute(ctx)) for t in terms]
         return sum(w * v for w, v in values if v is not None)
 
-    return loss, (rays, target), make_optimizer(model, model.cfg)
+    return loss, (rays, target), make_optimizer(model, model.cfg), lambda: None
 
 
-def _prop_example_step(device: torch.device, n_rays: int = 256) -> tuple[Callable, tuple, torch.optim.Optimizer]:
+def _prop_example_step(
+    device: torch.device, n_rays: int = 256
+) -> tuple[Callable, tuple, torch.optim.Optimizer, Callable]:
     sys.path.insert(0, str(ROOT / "examples"))
     example = importlib.import_module("nerfacc_prop_lego")
     from rfkernels.compat import nerfacc
@@ -101,13 +103,16 @@ def _prop_example_step(device: torch.device, n_rays: int = 256) -> tuple[Callabl
         return torch.nn.functional.mse_loss(rgb, target)
 
     params = list(field.parameters()) + list(props.parameters())
-    return loss, (origins, dirs, target), torch.optim.Adam(params, lr=1e-3, eps=1e-15)
+    # the estimator keeps each step's proposal histograms for its update (the example's
+    # update_every_n_steps): cleared before a step, as that update does, so the compiled graph is reused
+    return loss, (origins, dirs, target), torch.optim.Adam(params, lr=1e-3, eps=1e-15), estimator.prop_cache.clear
 
 
-def _time_steps(loss_fn, args, opt, warmup: int, steps: int) -> tuple[float, list[float]]:
+def _time_steps(loss_fn, args, opt, before_step, warmup: int, steps: int) -> tuple[float, list[float]]:
     """-> (first call seconds, timed step seconds)."""
 
     def step():
+        before_step()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(*args)
@@ -125,10 +130,10 @@ def _time_steps(loss_fn, args, opt, warmup: int, steps: int) -> tuple[float, lis
 def measure(name: str, build: Callable, device: torch.device, warmup: int, steps: int) -> dict:
     row = {"model": name}
     for mode in ("eager", "compiled"):
-        loss_fn, args, opt = build(device)  # a fresh model per mode: the same starting weights
+        loss_fn, args, opt, before_step = build(device)  # a fresh model per mode: the same starting weights
         if mode == "compiled":
             loss_fn = torch.compile(loss_fn, fullgraph=True)
-        first, times = _time_steps(loss_fn, args, opt, warmup, steps)
+        first, times = _time_steps(loss_fn, args, opt, before_step, warmup, steps)
         row[f"{mode}_first_s"] = round(first, 3)
         row[f"{mode}_step_ms"] = round(1e3 * statistics.median(times), 2)
     row["eager_over_compiled"] = round(row["eager_step_ms"] / row["compiled_step_ms"], 3)
@@ -140,6 +145,9 @@ def measure(name: str, build: Callable, device: torch.device, warmup: int, steps
     return row
 
 
+MODELS = {"reconfusion tiny": _reconfusion_step, "nerfacc prop example": _prop_example_step}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", default="torch", choices=[b for b in rfkernels.BACKENDS if b != "auto"])
@@ -147,14 +155,15 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {list(MODELS)}")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compile_step_cpu.json"))
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     rows = []
     with rfkernels.use_backend(a.backend):
-        for name, build in (("reconfusion tiny", _reconfusion_step), ("nerfacc prop example", _prop_example_step)):
-            rows.append(measure(name, build, device, a.warmup, a.steps))
+        for name in a.models.split(","):
+            rows.append(measure(name, MODELS[name], device, a.warmup, a.steps))
     record = {
         "benchmark": "compile_step",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
