@@ -35,7 +35,7 @@ for a in "$@"; do
     --quick) MODE=quick ;;
     --dry) DRY=1 ;;
     --with-compile) WITH_COMPILE=1 ;;
-    -h|--help) sed -n 2,32p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,29p "$0"; exit 0 ;;
     *) echo "unknown argument: $a (see --help)"; exit 2 ;;
   esac
 done
