@@ -3,7 +3,9 @@
 
 - ``Encoding``: ``HashGrid`` (or ``Grid`` with ``type: "Hash"``) via :class:`rfkernels.HashGridEncoding`
   (tcnn's flat table layout and hash, init uniform in [-1e-4, 1e-4]). Inputs ``[B, D]`` in [0, 1]
-  (points outside are clamped; tcnn extrapolates the grid). Output dtype = ``dtype``.
+  (points outside are clamped; tcnn extrapolates the grid). Output dtype = ``dtype``. Every other
+  tcnn encoding (SphericalHarmonics, Frequency, Identity, OneBlob, TriangleWave, Composite, Dense /
+  Tiled grids, ...) comes from :mod:`.tcnn_encodings`, also inside ``NetworkWithInputEncoding``.
 - ``Network``: ``FullyFusedMLP`` / ``CutlassMLP`` as plain torch matmuls on one flat ``params``
   in tcnn's layout: bias-free weight matrices ``[out, in]`` row-major, input layer, hidden layers,
   output layer; the input width padded to a multiple of 16 with ones (tcnn's encoding padding)
@@ -24,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import rfkernels
+
+from .tcnn_encodings import make_encoding
 
 ALIGNMENT = 16  # tcnn pads network input and output widths to multiples of this
 K_ACT = 10.0  # tcnn's sharpness of Softplus / Squareplus
@@ -101,6 +105,14 @@ def _check_config(name: str, config) -> dict:
 
 
 # ------------------------------------------------------------------------------------- encoding
+def _is_hash_grid(config) -> bool:
+    """A plain hash-grid config (served by :class:`rfkernels.HashGridEncoding`)."""
+    if not isinstance(config, dict):
+        return False
+    otype, gtype = str(config.get("otype", "")).lower(), str(config.get("type", "Hash")).lower()
+    return otype == "hashgrid" or (otype == "grid" and gtype == "hash")
+
+
 def _make_grid(n_input_dims: int, encoding_config: dict, dtype) -> rfkernels.HashGridEncoding:
     cfg = _check_config("encoding_config", encoding_config)
     otype = str(cfg.get("otype", "")).lower()
@@ -131,19 +143,27 @@ class Encoding(nn.Module):
         self.encoding_config = encoding_config
         self.seed = seed
         self.dtype = _dtype(dtype)
-        self.grid = _make_grid(n_input_dims, encoding_config, self.dtype)
         gen = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            self.grid.params.copy_(torch.empty_like(self.grid.params).uniform_(-1e-4, 1e-4, generator=gen))
-        self.n_output_dims = self.grid.output_dim
+        if _is_hash_grid(encoding_config):
+            self.grid, self.spec = _make_grid(n_input_dims, encoding_config, self.dtype), None
+            with torch.no_grad():
+                self.grid.params.copy_(torch.empty_like(self.grid.params).uniform_(-1e-4, 1e-4, generator=gen))
+            self.n_output_dims = self.grid.output_dim
+        else:
+            _integer(n_input_dims, "n_input_dims")
+            self.grid, self.spec = None, make_encoding(n_input_dims, encoding_config)
+            self.spec_params = nn.Parameter(self.spec.init_params(gen).to(self.dtype))
+            self.n_output_dims = self.spec.padded_output_dims
 
     @property
     def params(self) -> nn.Parameter:
-        return self.grid.params
+        return self.grid.params if self.grid is not None else self.spec_params
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.n_input_dims:
             raise ValueError(f"input must have shape [B, {self.n_input_dims}], got {list(x.shape)}")
+        if self.grid is None:
+            return self.spec(_as_input(x), self.spec_params).to(self.dtype)
         return self.grid(_as_input(x)).to(self.params.dtype)
 
     def extra_repr(self) -> str:
@@ -231,8 +251,9 @@ class Network(nn.Module):
 
 
 class NetworkWithInputEncoding(nn.Module):
-    """tcnn ``NetworkWithInputEncoding``: hash-grid ``Encoding`` then ``Network``. ``params`` is one
-    flat parameter: the network's weights, then the encoding's table (tcnn's order)."""
+    """tcnn ``NetworkWithInputEncoding``: an encoding (any of :mod:`.tcnn_encodings`, its output padded
+    to 16 the way tcnn pads it) then ``Network``. ``params`` is one flat parameter: the network's
+    weights, then the encoding's parameters (tcnn's order)."""
 
     def __init__(
         self,
@@ -247,24 +268,20 @@ class NetworkWithInputEncoding(nn.Module):
         self.n_input_dims, self.n_output_dims, self.seed = n_input_dims, n_output_dims, seed
         self.encoding_config, self.network_config = encoding_config, network_config
         self.dtype = _dtype(dtype)
-        grid = _make_grid(n_input_dims, encoding_config, self.dtype)  # parses the config; table unused
-        grid_cfg = grid.tcnn_config()
-        n_table = grid.params.numel()
-        del grid
-        self._grid_kwargs = {k: v for k, v in grid_cfg.items() if k != "otype"}
-        self._grid_kwargs["interpolation"] = self._grid_kwargs["interpolation"].lower()
-        self.mlp = _MLP(grid_cfg["n_levels"] * grid_cfg["n_features_per_level"], n_output_dims, network_config)
-        gen = torch.Generator().manual_seed(seed)  # one stream: network, then table (tcnn's order)
+        if _is_hash_grid(encoding_config):
+            _make_grid(n_input_dims, encoding_config, self.dtype)  # validates the config, names bad keys
+        _integer(n_input_dims, "n_input_dims")
+        self.encoding = make_encoding(n_input_dims, encoding_config, alignment=ALIGNMENT)
+        self.mlp = _MLP(self.encoding.padded_output_dims, n_output_dims, network_config)
+        gen = torch.Generator().manual_seed(seed)  # one stream: network, then encoding (tcnn's order)
         net = self.mlp.init_params(gen)
-        table = torch.empty(n_table).uniform_(-1e-4, 1e-4, generator=gen)
-        self.params = nn.Parameter(torch.cat([net, table]).to(self.dtype))
+        self.params = nn.Parameter(torch.cat([net, self.encoding.init_params(gen)]).to(self.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.n_input_dims:
             raise ValueError(f"input must have shape [B, {self.n_input_dims}], got {list(x.shape)}")
         n_net = self.mlp.n_params
-        feats = rfkernels.hash_grid_encode(_as_input(x), self.params[n_net:], **self._grid_kwargs)
-        return self.mlp.forward(feats, self.params[:n_net])
+        return self.mlp.forward(self.encoding(_as_input(x), self.params[n_net:]), self.params[:n_net])
 
     def extra_repr(self) -> str:
         return _extra_repr(self)
