@@ -1,4 +1,5 @@
-"""``reconfusion`` command line: reconstruct, evaluate, render-video, demo, benchmark, train-prior.
+"""``reconfusion`` command line: reconstruct, evaluate, render-video, demo, benchmark, train-prior,
+export-nerfstudio.
 
 Every user error (missing files, bad data, too few views, unknown preset) ends with one line
 ``reconfusion: error: ...`` on stderr and exit status 2, never a traceback.
@@ -11,6 +12,7 @@ import os
 import sys
 
 from ..config import BACKENDS
+from ..data import FORMATS
 from .runs import (
     DEMO_DATA,
     DEMO_FACTOR,
@@ -140,6 +142,19 @@ def cmd_render_video(a) -> int:
     with the_work():
         path = render_video(model, scene, out, n_frames=a.frames, fps=a.fps, device=device, progress_bar=not a.quiet)
     print(f"video: {path}")
+    return 0
+
+
+def cmd_export_nerfstudio(a) -> int:
+    """Any scene reconfusion reads -> a nerfstudio folder (transforms.json + images/)."""
+    from ..data import load_scene
+    from ..data.export_nerfstudio import export_nerfstudio
+
+    if a.downscale <= 0:
+        raise CLIError(f"--downscale must be > 0, got {a.downscale}")
+    scene = load_scene(a.scene, format=a.format, downscale=a.downscale)
+    path = export_nerfstudio(scene, a.out, overwrite=a.overwrite)
+    print(f"wrote {path} ({scene.images.shape[0]} frames)")
     return 0
 
 
@@ -276,6 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     # 2-core machine and slows training ~6x when the cores are shared (measured here).
     d.set_defaults(frames=30, threads=1)
     d.set_defaults(fn=cmd_demo)
+
+    x = sub.add_parser("export-nerfstudio", help="write any scene reconfusion reads as a nerfstudio transforms.json")
+    x.add_argument("scene", help="scene folder or .npz bundle (any format reconfusion reads)")
+    x.add_argument("out", help="output folder (transforms.json + images/)")
+    x.add_argument("--format", default="auto", choices=FORMATS, help="input format (default: detected)")
+    x.add_argument("--downscale", type=float, default=1.0, help="resize the images by this factor")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing transforms.json in OUT")
+    x.set_defaults(fn=cmd_export_nerfstudio)
 
     from .quality_benchmark import add_parser as benchmark_parser
 
