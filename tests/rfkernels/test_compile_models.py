@@ -136,8 +136,10 @@ def test_tcnn_network_with_input_encoding_compiles(backend):
 
 # ------------------------------------------------------------------------------------------- export
 def _round_trip(module, args):
-    """torch.export -> save -> load; the loaded program gives the eager values."""
-    program = torch.export.export(module, args)
+    """torch.export (strict: traced by dynamo) -> save -> load; the loaded program gives the eager values.
+    Non-strict export runs the Python code on fake tensors, and the hash grid's per-device constants
+    (an lru_cache of tensors) would keep fake tensors from the trace."""
+    program = torch.export.export(module, args, strict=True)
     buf = io.BytesIO()
     torch.export.save(program, buf)
     buf.seek(0)
