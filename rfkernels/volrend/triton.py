@@ -23,14 +23,16 @@ BLOCK_S = 64  # the largest block of samples per step
 MIN_BLOCK_S = 16
 
 
-def _launch_config(n_samples: int, n_rays: int) -> dict:
+def _launch_config(n_samples: int, n_rays: int, channels: int = 0) -> dict:
     """Constexpr block size and warps for rays of ``n_samples / n_rays`` samples on average: ``BLOCK_S`` is
     that mean rounded up to a power of two in [16, 64] (short rays do not load mostly masked blocks), and
     one warp per 32 samples of the block (one sample per lane; more warps would only hold copies of the
-    block and add barriers to every cumsum and sum)."""
+    block and add barriers to every cumsum and sum), more for wide colour tiles (at most 8 of the
+    ``[BLOCK_S, BLOCK_C]`` tile's entries per thread, up to 4 warps) so that their registers stay bounded."""
     mean = -(-n_samples // max(n_rays, 1))
     block = min(max(triton.next_power_of_2(max(mean, 1)), MIN_BLOCK_S), BLOCK_S)
-    return {"BLOCK_S": block, "num_warps": max(block // 32, 1)}
+    tile_warps = block * _block_c(channels) // (8 * 32) if channels else 1
+    return {"BLOCK_S": block, "num_warps": min(max(block // 32, tile_warps, 1), 4)}
 
 
 def _block_c(channels: int) -> int:
@@ -252,7 +254,7 @@ def composite_forward(sigmas, deltas, tmids, colors, offsets, eps):
             HAS_TMID=tmids is not None,
             HAS_COLOR=colors is not None,
             BLOCK_C=_block_c(C),
-            **_launch_config(sigmas.numel(), n_rays),
+            **_launch_config(sigmas.numel(), n_rays, C),
         )
     return rgb, depth, opacity, weights, trans
 
@@ -294,7 +296,7 @@ def composite_backward(
             HAS_GW=g_weights is not None,
             HAS_GT=g_trans is not None,
             BLOCK_C=_block_c(C),
-            **_launch_config(sigmas.numel(), n_rays),
+            **_launch_config(sigmas.numel(), n_rays, C),
         )
     return g_sigmas, g_deltas, g_tmids, g_colors
 
