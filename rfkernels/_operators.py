@@ -74,6 +74,19 @@ def define(op: str):
     return wrap
 
 
+def unaliased(outputs, *inputs: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """``outputs`` with a copy of each one that shares memory with an input or an earlier output
+    (a custom operator's outputs must be fresh tensors; a kernel may return views of one buffer)."""
+    seen = [t for t in inputs if t is not None]
+    out = []
+    for t in outputs:  # empty tensors may all report address 0: copying them is free
+        if any(t.untyped_storage().data_ptr() == s.untyped_storage().data_ptr() for s in seen):
+            t = t.clone()
+        out.append(t)
+        seen.append(t)
+    return tuple(out)
+
+
 def operators() -> list[str]:
     """Qualified names of every registered rfkernels operator (after ``import rfkernels``)."""
     return sorted(_DEFINED)

@@ -46,7 +46,7 @@ def traverse(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     kernels = reg.kernels("occgrid", backend)
     out = kernels.traverse(rays_o, rays_d, binaries, aabbs, near, far, rays_mask, step_size, cone_angle, max_steps)
-    return tuple(out)
+    return reg.unaliased(out, rays_o, rays_d, binaries, aabbs, near, far, rays_mask)
 
 
 @traverse.register_fake
