@@ -149,7 +149,8 @@ def _round_trip(module, args):
     return program
 
 
-@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_export_field_forward_round_trips(backend):
     """The reconfusion field (hash grid + density/colour MLPs) exported with the backend in effect;
     the fused backend shows up as the registered operator in the graph."""
