@@ -3,8 +3,9 @@
 The frames carry the scene's cameras as they are (OpenGL camera-to-world, nerfstudio's convention)
 and per-frame pinhole intrinsics of the written images (``fl_x, fl_y, cx, cy, w, h``, no
 distortion); images are 8-bit PNGs of the scene's (already composited) pixels. When the scene has
-a train/test split, ``train_filenames`` / ``test_filenames`` name it (nerfstudio's dataparser
-reads them). Loading the folder back with :func:`reconfusion.data.load_nerfstudio` gives the same
+a train/test split, ``train_filenames`` / ``val_filenames`` / ``test_filenames`` name it
+(nerfstudio's dataparser reads them; no training split means every view not held out; validation
+= test). Loading the folder back with :func:`reconfusion.data.load_nerfstudio` gives the same
 images and intrinsics, and the poses normalised the way that loader normalises any capture.
 """
 
@@ -57,10 +58,11 @@ def export_nerfstudio(scene: Scene, out_dir: str, overwrite: bool = False) -> st
         )
         names.append(name)
     meta = {"camera_model": "OPENCV", "frames": frames}
-    if scene.train_ids:
-        meta["train_filenames"] = [names[i] for i in scene.train_ids]
-    if scene.test_ids:
-        meta["test_filenames"] = [names[i] for i in scene.test_ids]
+    if scene.train_ids or scene.test_ids:  # nerfstudio wants all three lists once one is given
+        train = scene.train_ids or [i for i in range(n) if i not in set(scene.test_ids)]
+        held_out = scene.test_ids or [i for i in range(n) if i not in set(train)]
+        meta["train_filenames"] = [names[i] for i in train]
+        meta["val_filenames"] = meta["test_filenames"] = [names[i] for i in held_out]
     with open(jpath, "w") as f:
         json.dump(meta, f, indent=2)
     return jpath

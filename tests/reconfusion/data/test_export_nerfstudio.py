@@ -20,7 +20,9 @@ def test_round_trip_llff_to_nerfstudio_and_back(tmp_path):
     jpath = export_nerfstudio(src, str(tmp_path / "ns"))
     meta = json.loads(open(jpath).read())
     assert [f["file_path"] for f in meta["frames"]] == [f"images/frame_{i:05d}.png" for i in range(6)]
-    assert meta["test_filenames"] == [meta["frames"][i]["file_path"] for i in src.test_ids]
+    held_out = [meta["frames"][i]["file_path"] for i in src.test_ids]
+    assert meta["test_filenames"] == meta["val_filenames"] == held_out
+    assert sorted(meta["train_filenames"] + held_out) == sorted(f["file_path"] for f in meta["frames"])
     back = load_nerfstudio(str(tmp_path / "ns"))
     assert back.images.shape == src.images.shape
     assert_close(back.images, src.images, atol=0.5 / 255 + 1e-6, rtol=0, name="images (8-bit PNG)")
