@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 EPS = 1e-12
@@ -40,13 +38,6 @@ def contract_scale(x: torch.Tensor) -> torch.Tensor:
     return det.pow(1.0 / 3.0)
 
 
-@functools.cache
-def _ndc_extent(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """``[3]`` the NDC box's half-extents, made once per device and dtype (a host-to-device copy)."""
-    with torch.inference_mode(False):  # a normal tensor even if first made under inference mode
-        return torch.tensor([NDC_XY_EXTENT, NDC_XY_EXTENT, 1.0], dtype=dtype, device=device)
-
-
 def to_unit_cube(x: torch.Tensor, space: str, bbox: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Points ``[..., 3]`` -> (unit-cube coordinates ``[..., 3]`` clamped to [0, 1], scale ``[...]``).
 
@@ -61,7 +52,8 @@ def to_unit_cube(x: torch.Tensor, space: str, bbox: torch.Tensor | None = None) 
         u = (x - lo) / (hi - lo)
         s = (1.0 / (hi - lo).max()).expand(x.shape[:-1])  # a device scalar: no read back to the host
     elif space == "ndc":
-        u = (x / _ndc_extent(x.device, x.dtype) + 1.0) / 2.0
+        # x/y over their extent, z as is: Python scalars only (no host-built tensor, nothing cached)
+        u = (torch.cat([x[..., :2] / NDC_XY_EXTENT, x[..., 2:]], dim=-1) + 1.0) / 2.0
         s = torch.full(x.shape[:-1], 0.5 / NDC_XY_EXTENT, dtype=x.dtype, device=x.device)
     else:
         raise ValueError(f"unknown space {space!r}; use ndc, contract or box")

@@ -53,10 +53,16 @@ def _dense_bound(layout: HashGridLayout, level: int) -> int:
     return sum(layout.resolutions[level] * s for s in layout.level_strides[level])
 
 
-@functools.cache
 def _group_constants(layout: HashGridLayout, levels: tuple, device: torch.device, dtype: torch.dtype):
     """A level group's constants, made once per device (each is a host-to-device copy): level scales
-    ``[G]`` (``dtype``), primes ``[D]``, dense strides ``[G, D]``, level sizes ``[G]``, level offsets ``[G]``."""
+    ``[G]`` (``dtype``), primes ``[D]``, dense strides ``[G, D]``, level sizes ``[G]``, level offsets ``[G]``.
+    Not cached while tracing (dynamo, export, fake tensors): a traced constant must not outlive its trace."""
+    if torch.compiler.is_compiling() or torch._guards.detect_fake_mode() is not None:
+        return _make_group_constants(layout, levels, device, dtype)
+    return _cached_group_constants(layout, levels, device, dtype)
+
+
+def _make_group_constants(layout: HashGridLayout, levels: tuple, device: torch.device, dtype: torch.dtype):
     with torch.inference_mode(False):  # normal tensors even if first made under inference mode
         return (
             torch.tensor([layout.level_scales[l] for l in levels], dtype=dtype, device=device),
@@ -65,6 +71,9 @@ def _group_constants(layout: HashGridLayout, levels: tuple, device: torch.device
             torch.tensor([layout.level_size(l) for l in levels], device=device),
             torch.tensor([layout.level_offsets[l] for l in levels], device=device),
         )
+
+
+_cached_group_constants = functools.cache(_make_group_constants)
 
 
 def _group(x, table, layout: HashGridLayout, levels: list[int], hashed: bool, scales):
