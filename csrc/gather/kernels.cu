@@ -32,11 +32,16 @@ RFK_HD Projection project(const float* __restrict__ cam, float px, float py, flo
     return p;
 }
 
-// Bilinear footprint with zeros padding: corners 00, 01, 10, 11 as (y, x) offsets.
+// Bilinear footprint with zeros padding: corners 00, 01, 10, 11 as (y, x) offsets. Only the first
+// corner's offset is kept (the others are one pixel right / one row down): four 64-bit offsets alive
+// across the scatter would cost the backward 8 registers.
 struct Footprint {
-    int64_t off[4];  // (y * W + x) * C
+    int64_t off00;  // (y0 * W + x0) * C
+    int64_t row;    // W * C
+    int pixel;      // C
     bool in[4];
     float wx1, wy1;
+    RFK_HD int64_t off(int k) const { return off00 + ((k & 2) ? row : 0) + ((k & 1) ? pixel : 0); }
     RFK_HD float weight(int k) const { return ((k & 2) ? wy1 : 1.f - wy1) * ((k & 1) ? wx1 : 1.f - wx1); }
 };
 
@@ -49,13 +54,15 @@ RFK_HD Footprint footprint(float xf, float yf, int H, int W, int C) {
     for (int k = 0; k < 4; ++k) {
         const int x = x0 + (k & 1), y = y0 + (k >> 1);
         fp.in[k] = x >= 0 && x < W && y >= 0 && y < H;
-        fp.off[k] = (static_cast<int64_t>(y) * W + x) * C;
     }
+    fp.row = static_cast<int64_t>(W) * C;
+    fp.pixel = C;
+    fp.off00 = static_cast<int64_t>(y0) * fp.row + static_cast<int64_t>(x0) * C;
     return fp;
 }
 
 RFK_HD void load_corners(const float* __restrict__ f, const Footprint& fp, float v[4]) {
-    for (int k = 0; k < 4; ++k) v[k] = fp.in[k] ? f[fp.off[k]] : 0.f;
+    for (int k = 0; k < 4; ++k) v[k] = fp.in[k] ? f[fp.off(k)] : 0.f;
 }
 
 // One lane of a point's team: channels lane, lane + team, ...; lane 0 also writes mask / cam_out.
@@ -200,14 +207,15 @@ RFK_HD void gather_backward_lane(const GatherArgs& a, int64_t point, int lane, i
             } else {
                 g_s = REDUCE == kGatherMean ? g_red * inv : g_red;
             }
-            const int64_t base = (b * V + v) * plane + c;
-            for (int k = 0; k < 4; ++k)
-                if (fp.in[k]) gf.add(base + fp.off[k], fp.weight(k) * g_s);
+            // the point gradient first: the corners and the projection are dead before the scatter
             if (need_points) {
                 const float gxf = g_s * ((1.f - fp.wy1) * (f[1] - f[0]) + fp.wy1 * (f[3] - f[2]));
                 const float gyf = g_s * ((1.f - fp.wx1) * (f[2] - f[0]) + fp.wx1 * (f[3] - f[1]));
                 chain_to_point(cam, p, gxf, gyf, gp);
             }
+            const int64_t base = (b * V + v) * plane + c;
+            for (int k = 0; k < 4; ++k)
+                if (fp.in[k]) gf.add(base + fp.off(k), fp.weight(k) * g_s);
         }
     }
     if (need_points && g_cam && lane == 0)  // camera coords are an output for every view
@@ -225,11 +233,11 @@ __global__ void gather_fwd_kernel(GatherArgs a, int team, float* __restrict__ ou
 }
 
 template <int REDUCE, bool FIXED>
-__global__ void gather_bwd_kernel(GatherArgs a, int team, const float* __restrict__ g_out,
-                                  const float* __restrict__ g_cam, const float* __restrict__ out,
-                                  const uint8_t* __restrict__ mask, const int32_t* __restrict__ argmax,
-                                  float* __restrict__ g_feat, int64_t* __restrict__ g_fixed,
-                                  const float* __restrict__ fixed_scale, float* __restrict__ g_points) {
+__global__ void __launch_bounds__(kThreads, 4)
+    gather_bwd_kernel(GatherArgs a, int team, const float* __restrict__ g_out, const float* __restrict__ g_cam,
+                      const float* __restrict__ out, const uint8_t* __restrict__ mask,
+                      const int32_t* __restrict__ argmax, float* __restrict__ g_feat, int64_t* __restrict__ g_fixed,
+                      const float* __restrict__ fixed_scale, float* __restrict__ g_points) {
     const int64_t tid = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
     const int64_t point = tid / team;
     const int lane = static_cast<int>(tid % team);

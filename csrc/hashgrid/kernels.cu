@@ -384,8 +384,18 @@ RFK_HD void hashgrid_dbl_point(const HashGridArgs& a, const DoubleGrads& gr, int
     }
 }
 
+// Minimum resident blocks of 128 threads per SM the double backward is compiled for: 8 caps it at 64
+// registers (32 warps/SM, the irregular-gather occupancy target). Only the variants ptxas fits there
+// without spilling get the cap; the wider ones (D = 4, or D = 3 with F >= 4) keep their registers, as
+// spilling per-corner values to local memory would cost more than the occupancy gains.
+template <int D, int F>
+constexpr int dbl_min_blocks() {
+    return D <= 2 || (D == 3 && F <= 2) ? 8 : 1;
+}
+
 template <int D, int F, typename T>
-__global__ void __launch_bounds__(kGridThreads) hashgrid_dbl_kernel(const HashGridArgs a, const DoubleGrads gr) {
+__global__ void __launch_bounds__(kGridThreads, dbl_min_blocks<D, F>())
+    hashgrid_dbl_kernel(const HashGridArgs a, const DoubleGrads gr) {
     const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
     if (i < a.n_points) hashgrid_dbl_point<D, F, T>(a, gr, i, blockIdx.y);
 }
