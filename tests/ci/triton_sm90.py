@@ -4,7 +4,8 @@ The interpreter (``TRITON_INTERPRET=1``, how CI runs the Triton tests) does not 
 dtypes or masks; the real compiler does. So:
 
 1. record: run the Triton tests in the interpreter with a hook on the interpreter's launch that
-   notes each launch's kernel, argument types, constexpr values and launch options (deduplicated);
+   notes each launch's kernel, argument types, constexpr values, launch options and which arguments
+   a real launch specializes as divisible by 16 (aligned pointers, integers; deduplicated);
 2. compile: in a fresh process (``TRITON_INTERPRET`` unset, so the kernels are real ``JITFunction``s)
    compile each variant with ``triton.compile`` for sm_90 and assemble its PTX with ``ptxas -v``
    for the register / spill report.
@@ -66,6 +67,19 @@ def _is_constexpr(param: inspect.Parameter) -> bool:
     return "constexpr" in str(param.annotation)
 
 
+def _divisible_by_16(value) -> bool:
+    """Whether a real launch specializes this argument as 16-divisible (a pointer 16-byte aligned, an
+    integer a multiple of 16), by triton's own rule: the compiler then vectorizes and folds index math,
+    so a compile without it reports other registers than the launch runs with."""
+    from triton.backends.compiler import BaseBackend
+
+    if hasattr(value, "data_ptr") and hasattr(value, "dtype"):
+        return BaseBackend.get_tensor_specialization(value, align=True) == "D"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return BaseBackend.get_int_specialization(value, align=True) == "D"
+    return False
+
+
 def install_recorder(path: str) -> None:
     """Hook the interpreter's launch; write the distinct variants to ``path`` at exit."""
     from triton.runtime.interpreter import InterpretedFunction
@@ -80,7 +94,7 @@ def install_recorder(path: str) -> None:
         options = {k: kwargs.pop(k) for k in list(kwargs) if k not in sig.parameters}
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
-        signature, constexprs = {}, {}
+        signature, constexprs, divisible = {}, {}, []
         for name, value in bound.arguments.items():
             if _is_constexpr(sig.parameters[name]):
                 signature[name], constexprs[name] = "constexpr", value
@@ -88,11 +102,14 @@ def install_recorder(path: str) -> None:
                 signature[name], const = _arg_type(value)
                 if signature[name] == "constexpr":
                     constexprs[name] = const
+                elif _divisible_by_16(value):
+                    divisible.append(name)
         spec = {
             "module": self.fn.__module__,
             "kernel": self.fn.__name__,
             "signature": signature,
             "constexprs": constexprs,
+            "divisible": divisible,
             "options": options,
         }
         seen.setdefault(json.dumps(spec, sort_keys=True, default=repr), spec)
@@ -158,7 +175,10 @@ def compile_spec(spec: dict, ptxas: str | None) -> dict:
     from tests.ci.sm90_parse import parse_ptx, parse_ptxas, summarize_atomics
 
     kernel = getattr(importlib.import_module(spec["module"]), spec["kernel"])
-    src = ASTSource(kernel, spec["signature"], constexprs=spec["constexprs"])
+    divisible = spec.get("divisible", [])
+    # the launch's specialization, as the JIT passes it: tt.divisibility 16 on each such argument
+    attrs = {(kernel.arg_names.index(n),): [["tt.divisibility", 16]] for n in divisible}
+    src = ASTSource(kernel, spec["signature"], constexprs=spec["constexprs"], attrs=attrs)
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=spec["options"])
     ptx = compiled.asm["ptx"]
     func = parse_ptx(ptx).get(compiled.metadata.name)
@@ -169,7 +189,10 @@ def compile_spec(spec: dict, ptxas: str | None) -> dict:
         "source": spec["module"].replace(".", "/") + ".py",
         "kernel": spec["kernel"],
         "variant": variant_name(spec),
-        "signature": ",".join(t for t in spec["signature"].values() if t != "constexpr"),
+        # triton's notation: ``*fp32:16`` is a 16-byte aligned pointer, ``i32:16`` a multiple of 16
+        "signature": ",".join(
+            t + (":16" if n in divisible else "") for n, t in spec["signature"].items() if t != "constexpr"
+        ),
         "threads": compiled.metadata.num_warps * 32,
         "smem": compiled.metadata.shared,
         "atomics": summarize_atomics(func.atomics) if func else {},
