@@ -347,8 +347,8 @@ def tiny() -> Config:
     )
 
 
-# The weight `--sparse-depth on` gives a preset that has the term off (DS-NeRF's 0.1 scaled down:
-# our cross-entropy sums the NeRF and proposal levels and the tiny data loss is an MSE).
+# The weight `--sparse-depth on` gives a preset that has the term off: on 3-view horns 0.01 beat 0.1
+# (benchmarks/results/fewview_horns/notes.md); the presets keep it off until it helps more.
 SPARSE_DEPTH_WEIGHT = 0.01
 
 PRESETS = {"tiny": tiny, "base": base}
