@@ -40,16 +40,17 @@ rfk::CompositeArgs make_args(const torch::Tensor& sigmas, const torch::Tensor& d
 
 std::vector<torch::Tensor> composite_forward(torch::Tensor sigmas, torch::Tensor deltas, torch::Tensor tmids,
                                              torch::Tensor colors, torch::Tensor offsets, int64_t channels, double eps,
-                                             double tau_max) {
+                                             double tau_max, bool want_trans) {
     const DeviceGuard guard(sigmas.device());
     const auto a = make_args(sigmas, deltas, tmids, colors, offsets, channels, eps, tau_max);
     auto rgb = torch::empty({a.n_rays, channels}, sigmas.options());
     auto depth = torch::empty({a.n_rays}, sigmas.options());
     auto opacity = torch::empty({a.n_rays}, sigmas.options());
     auto weights = torch::empty_like(sigmas);
-    auto trans = torch::empty_like(sigmas);
+    // Not wanted: an empty trans and a null pointer, so the kernel skips the per-sample store.
+    auto trans = empty_if(want_trans, {a.n_samples}, sigmas.options());
     check_cuda(rfk::composite_forward(a, rgb.data_ptr<float>(), depth.data_ptr<float>(), opacity.data_ptr<float>(),
-                                      weights.data_ptr<float>(), trans.data_ptr<float>(), stream()),
+                                      weights.data_ptr<float>(), opt_mut_ptr(trans), stream()),
                "volrend composite_forward");
     return {rgb, depth, opacity, weights, trans};
 }

@@ -30,14 +30,16 @@ class Reference:
     :func:`rfkernels._checks.compute_dtype` of the inputs (float32, or float64 if all are);
     outputs in the first input's dtype (as the fused backends)."""
 
-    def composite(self, sigmas, deltas, tmids, colors, layout: Layout, eps):
-        """-> rgb [R, C], depth [R], opacity [R], weights, trans (the input layout)."""
+    def composite(self, sigmas, deltas, tmids, colors, layout: Layout, eps, want_trans: bool):
+        """-> rgb [R, C], depth [R], opacity [R], weights, trans (the input layout; None unless
+        ``want_trans``)."""
         out = sigmas.dtype
         cd = _checks.compute_dtype(sigmas, deltas, tmids, colors)
         sigmas, deltas = sigmas.to(cd), deltas.to(cd)
         tmids = None if tmids is None else tmids.to(cd)
         colors = None if colors is None else colors.to(cd)
-        return tuple(x.to(out) for x in self._composite(sigmas, deltas, tmids, colors, layout, eps))
+        *outputs, trans = (x.to(out) for x in self._composite(sigmas, deltas, tmids, colors, layout, eps))
+        return (*outputs, trans if want_trans else None)
 
     def _composite(self, sigmas, deltas, tmids, colors, layout: Layout, eps):
         if layout.padded:
@@ -71,7 +73,8 @@ class Fused:
     def __init__(self, kernels: VolrendKernels, name: str):
         self.kernels, self.name = kernels, name
 
-    def composite(self, sigmas, deltas, tmids, colors, layout: Layout, eps):
+    def composite(self, sigmas, deltas, tmids, colors, layout: Layout, eps, want_trans: bool):
+        """As :meth:`Reference.composite`; without ``want_trans`` the kernel neither allocates nor writes trans."""
         dtype = sigmas.dtype
         rgb, depth, opacity, w, tr = ops.composite(
             _flat(sigmas, layout),
@@ -80,6 +83,7 @@ class Fused:
             _flat(colors, layout, channels=True),
             _offsets(layout, sigmas.device),
             float(eps),
+            want_trans,
             self.name,
         )
         return (
@@ -87,7 +91,7 @@ class Fused:
             depth.to(dtype),
             opacity.to(dtype),
             w.view(layout.shape).to(dtype),
-            tr.view(layout.shape).to(dtype),
+            tr.view(layout.shape).to(dtype) if want_trans else None,
         )
 
     def distortion(self, weights, tmids, deltas, layout: Layout):

@@ -145,7 +145,7 @@ def render_weights(
     early_stop_eps = _check_densities(sigmas, early_stop_eps)
     deltas, _ = _intervals(t_starts, t_ends, deltas, layout, sigmas.device)
     impl = _dispatch.implementation("volrend", backend, sigmas)
-    _, _, _, weights, trans = impl.composite(sigmas, deltas, None, None, layout, early_stop_eps)
+    _, _, _, weights, trans = impl.composite(sigmas, deltas, None, None, layout, early_stop_eps, want_trans=True)
     cd = _checks.compute_dtype(sigmas, deltas)
     alphas = (-torch.expm1(-reference.optical_depth(sigmas.to(cd), deltas.to(cd)))).to(sigmas.dtype)
     return weights, trans, alphas
@@ -193,7 +193,9 @@ def volume_render(
     elif background is not None and not isinstance(background, (int, float)):
         raise ValueError(f"`background` must be a float, a tensor or None, got {type(background).__name__}")
     impl = _dispatch.implementation("volrend", backend, sigmas)
-    rgb, depth, opacity, weights, _ = impl.composite(sigmas, deltas, tmids, colors, layout, early_stop_eps)
+    rgb, depth, opacity, weights, _ = impl.composite(
+        sigmas, deltas, tmids, colors, layout, early_stop_eps, want_trans=False
+    )
     if background is not None:  # in float32 (or float64), output in the sigmas dtype like the rest
         cd = _checks.compute_dtype(rgb, background if isinstance(background, torch.Tensor) else None)
         bg = background.to(cd) if isinstance(background, torch.Tensor) else background

@@ -27,9 +27,17 @@ class VolrendKernels(Protocol):
     tensors may be None; outputs are float32."""
 
     def composite_forward(
-        self, sigmas: Tensor, deltas: Tensor, tmids: Tensor | None, colors: Tensor | None, offsets: Tensor, eps: float
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """-> rgb [R, C], depth [R], opacity [R], weights [N], transmittance [N]."""
+        self,
+        sigmas: Tensor,
+        deltas: Tensor,
+        tmids: Tensor | None,
+        colors: Tensor | None,
+        offsets: Tensor,
+        eps: float,
+        want_trans: bool,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """-> rgb [R, C], depth [R], opacity [R], weights [N], transmittance [N] (None, neither allocated
+        nor written, unless ``want_trans``)."""
 
     def composite_backward(
         self,

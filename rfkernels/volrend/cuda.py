@@ -16,13 +16,15 @@ def _opt(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
     return t if t is not None else like.new_empty(0)
 
 
-def composite_forward(sigmas, deltas, tmids, colors, offsets, eps):
-    """:meth:`VolrendKernels.composite_forward` via the extension's ``volrend`` binding."""
+def composite_forward(sigmas, deltas, tmids, colors, offsets, eps, want_trans):
+    """:meth:`VolrendKernels.composite_forward` via the extension's ``volrend`` binding (without
+    ``want_trans`` the binding passes a null trans pointer and returns an empty trans)."""
     C = colors.shape[1] if colors is not None else 0
     colors = colors if colors is not None else sigmas.new_empty(0, 0)
-    return tuple(
-        module().volrend_composite_forward(sigmas, deltas, _opt(tmids, sigmas), colors, offsets, C, float(eps), TAU_MAX)
+    rgb, depth, opacity, weights, trans = module().volrend_composite_forward(
+        sigmas, deltas, _opt(tmids, sigmas), colors, offsets, C, float(eps), TAU_MAX, bool(want_trans)
     )
+    return rgb, depth, opacity, weights, (trans if want_trans else None)
 
 
 def composite_backward(

@@ -2,8 +2,9 @@
 packed float32 tensors and a backend name in, tensors out; the backward is hand-written and
 recomputes transmittance from the saved outputs instead of keeping per-sample intermediates.
 
-- ``rfkernels::volrend_composite`` (sigmas, deltas, tmids?, colors?, offsets, eps, backend)
-  -> (rgb [R, C], depth [R], opacity [R], weights [N], trans [N]); C = 0 without colors.
+- ``rfkernels::volrend_composite`` (sigmas, deltas, tmids?, colors?, offsets, eps, want_trans, backend)
+  -> (rgb [R, C], depth [R], opacity [R], weights [N], trans [N]); C = 0 without colors; trans is
+  absent (empty [0], neither allocated nor written by the kernel) unless ``want_trans``.
 - ``rfkernels::volrend_distortion`` (weights, tmids, deltas, offsets, backend) -> loss [R].
 """
 
@@ -25,20 +26,25 @@ def composite(
     colors: Tensor | None,
     offsets: Tensor,
     eps: float,
+    want_trans: bool,
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    return tuple(reg.kernels("volrend", backend).composite_forward(sigmas, deltas, tmids, colors, offsets, eps))
+    kernels = reg.kernels("volrend", backend)
+    rgb, depth, opacity, weights, trans = kernels.composite_forward(
+        sigmas, deltas, tmids, colors, offsets, eps, want_trans
+    )
+    return rgb, depth, opacity, weights, reg.or_absent(trans, sigmas)
 
 
 @composite.register_fake
-def _(sigmas, deltas, tmids, colors, offsets, eps, backend):
+def _(sigmas, deltas, tmids, colors, offsets, eps, want_trans, backend):
     R, C = offsets.shape[0] - 1, 0 if colors is None else colors.shape[1]
     return (
         sigmas.new_empty(R, C),
         sigmas.new_empty(R),
         sigmas.new_empty(R),
         torch.empty_like(sigmas),
-        torch.empty_like(sigmas),
+        torch.empty_like(sigmas) if want_trans else reg.absent(sigmas),
     )
 
 
@@ -48,7 +54,7 @@ def composite_backward(
     g_depth: Tensor,
     g_opacity: Tensor,
     g_weights: Tensor,
-    g_trans: Tensor,
+    g_trans: Tensor | None,
     sigmas: Tensor,
     deltas: Tensor,
     tmids: Tensor | None,
@@ -60,7 +66,8 @@ def composite_backward(
     eps: float,
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """-> (d sigmas, d deltas, d tmids | absent, d colors | absent)."""
+    """-> (d sigmas, d deltas, d tmids | absent, d colors | absent); ``g_trans`` None: no trans gradient
+    (the forward did not return trans)."""
     grads = reg.kernels("volrend", backend).composite_backward(
         g_rgb, g_depth, g_opacity, g_weights, g_trans, sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity, eps
     )
@@ -92,10 +99,10 @@ def _(
 
 
 def _composite_setup(ctx, inputs, output):
-    sigmas, deltas, tmids, colors, offsets, eps, backend = inputs
+    sigmas, deltas, tmids, colors, offsets, eps, want_trans, backend = inputs
     rgb, depth, opacity, _, _ = output
     ctx.save_for_backward(sigmas, deltas, tmids, colors, offsets, rgb, depth, opacity)
-    ctx.eps, ctx.backend = eps, backend
+    ctx.eps, ctx.want_trans, ctx.backend = eps, want_trans, backend
 
 
 def _composite_grad(ctx, g_rgb, g_depth, g_opacity, g_weights, g_trans):
@@ -105,7 +112,7 @@ def _composite_grad(ctx, g_rgb, g_depth, g_opacity, g_weights, g_trans):
         g_depth.contiguous(),
         g_opacity.contiguous(),
         g_weights.contiguous(),
-        g_trans.contiguous(),
+        g_trans.contiguous() if ctx.want_trans else None,  # an absent trans has no gradient
         sigmas,
         deltas,
         tmids,
@@ -119,7 +126,7 @@ def _composite_grad(ctx, g_rgb, g_depth, g_opacity, g_weights, g_trans):
     )
     g_tmids = None if tmids is None else g_tmids
     g_colors = None if colors is None else g_colors
-    return g_sigmas, g_deltas, g_tmids, g_colors, None, None, None
+    return g_sigmas, g_deltas, g_tmids, g_colors, None, None, None, None
 
 
 composite.register_autograd(_composite_grad, setup_context=_composite_setup)

@@ -91,6 +91,7 @@ def _composite_fwd_kernel(
     tau_max,
     HAS_TMID: tl.constexpr,
     HAS_COLOR: tl.constexpr,
+    WANT_TRANS: tl.constexpr,  # False: trans_ptr is never written (the caller did not ask for it)
     BLOCK_S: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
@@ -111,7 +112,8 @@ def _composite_fwd_kernel(
         w = trans * _alpha(tau)
         w = tl.where(m & ~(trans < eps), w, 0.0)  # NaN transmittance keeps its NaN weight
         tl.store(weight_ptr + idx, w, mask=m)
-        tl.store(trans_ptr + idx, trans, mask=m)
+        if WANT_TRANS:
+            tl.store(trans_ptr + idx, trans, mask=m)
         opacity += tl.sum(w, 0)
         if HAS_TMID:
             depth += tl.sum(_mul0(w, tl.load(tmid_ptr + idx, mask=m, other=0.0)), 0)
@@ -225,9 +227,9 @@ def _composite_bwd_kernel(
         carry += tl.sum(tau, 0)
 
 
-def composite_forward(sigmas, deltas, tmids, colors, offsets, eps):
+def composite_forward(sigmas, deltas, tmids, colors, offsets, eps, want_trans):
     """Packed float32 inputs ([N], [N], [N]|None, [N, C]|None, offsets [R+1]) ->
-    rgb [R, C], depth [R], opacity [R], weights [N], transmittance [N]."""
+    rgb [R, C], depth [R], opacity [R], weights [N], transmittance [N] (None unless ``want_trans``)."""
     n_rays = offsets.numel() - 1
     C = colors.shape[1] if colors is not None else 0
     dev = sigmas.device
@@ -235,7 +237,7 @@ def composite_forward(sigmas, deltas, tmids, colors, offsets, eps):
     depth = torch.zeros(n_rays, device=dev)
     opacity = torch.zeros(n_rays, device=dev)
     weights = torch.empty_like(sigmas)
-    trans = torch.empty_like(sigmas)
+    trans = torch.empty_like(sigmas) if want_trans else None
     if n_rays:
         _composite_fwd_kernel[(n_rays,)](
             sigmas,
@@ -247,12 +249,13 @@ def composite_forward(sigmas, deltas, tmids, colors, offsets, eps):
             depth,
             opacity,
             weights,
-            trans,
+            trans if want_trans else weights,  # not written without WANT_TRANS
             C,
             eps,
             TAU_MAX,
             HAS_TMID=tmids is not None,
             HAS_COLOR=colors is not None,
+            WANT_TRANS=want_trans,
             BLOCK_C=_block_c(C),
             **_launch_config(sigmas.numel(), n_rays, C),
         )

@@ -52,10 +52,10 @@ def _volrend_cases(backend):
     padded = torch.arange(4) * 5  # 3 rays of 5
     for offsets in (padded, RAGGED, torch.zeros(3, dtype=torch.long)):  # last: 2 rays, no samples
         sig, dlt, tm, col = _rays(offsets)
-        yield volrend_ops.composite, (sig, dlt, tm, col, offsets, 0.0, backend)
+        yield volrend_ops.composite, (sig, dlt, tm, col, offsets, 0.0, False, backend)  # volume_render's call
         yield volrend_ops.distortion, (sig, tm, dlt, offsets, backend)
     sig, dlt, _, _ = _rays(RAGGED)
-    yield volrend_ops.composite, (sig, dlt, None, None, RAGGED, 1e-2, backend)  # render_weights' call
+    yield volrend_ops.composite, (sig, dlt, None, None, RAGGED, 1e-2, True, backend)  # render_weights' call
 
 
 def _sampling_cases(backend):

@@ -13,11 +13,11 @@ from tests.helpers.cuda_host import load, ptr
 f32 = ctypes.c_float
 
 
-def composite_forward(sigmas, deltas, tmids, colors, offsets, eps, team=None):
+def composite_forward(sigmas, deltas, tmids, colors, offsets, eps, want_trans=True, team=None):
     lib = load("volrend")
     R, C = offsets.numel() - 1, (colors.shape[1] if colors is not None else 0)
     rgb, depth, opacity = torch.empty(R, C), torch.empty(R), torch.empty(R)
-    weights, trans = torch.empty_like(sigmas), torch.empty_like(sigmas)
+    weights, trans = torch.empty_like(sigmas), (torch.empty_like(sigmas) if want_trans else None)
     lib.host_composite_forward(
         ctypes.c_int(team or 0),
         ptr(sigmas),

@@ -6,6 +6,7 @@ import torch
 
 import rfkernels
 from rfkernels import _packing
+from rfkernels.volrend import ops as volrend_ops
 from rfkernels.volrend import reference
 from tests.helpers.numerics import assert_close, assert_close_scaled
 
@@ -106,6 +107,28 @@ def test_render_weights_and_transmittance(fused_backend, device, seed):
     for name, a, b in zip(["weights", "trans", "alphas"], res[fused_backend][0], res["torch"][0]):
         assert_close(a, b, name=name)
     for name, a, b in zip(["sigmas", "t_starts", "t_ends"], res[fused_backend][1], res["torch"][1]):
+        assert_close_scaled(a, b, name="grad_" + name)
+
+
+def test_volume_render_skips_transmittance(fused_backend, device, seed, monkeypatch):
+    """volume_render asks the operator for no per-sample transmittance: its trans output is empty (the
+    Triton kernel gets the weights buffer as its unused trans pointer, so a stray store would show in the
+    weights), and values and gradients still match the reference."""
+    sigmas, colors, t0, t1 = random_rays(6, 70, 3, device)
+    inputs = [x.requires_grad_() for x in (sigmas, colors, t0, t1)]
+    real, seen = volrend_ops.composite, []
+    monkeypatch.setattr(volrend_ops, "composite", lambda *args: seen.append((args[6], real(*args))) or seen[-1][1])
+    fus = rfkernels.volume_render(*inputs, early_stop_eps=1e-3, backend=fused_backend)
+    [(want_trans, op_out)] = seen
+    assert want_trans is False and op_out[4].shape == (0,)
+    ref = rfkernels.volume_render(*inputs, early_stop_eps=1e-3, backend="torch")
+    gen = torch.Generator(device=device).manual_seed(0)
+    seeds = [torch.randn(o.shape, generator=gen, device=device) for o in ref]
+    for name, a, b in zip(ref._fields, fus, ref):
+        assert_close(a, b, name=name, atol=1e-5)
+    for name, a, b in zip(
+        ["sigmas", "colors", "t_starts", "t_ends"], _grads(fus, inputs, seeds), _grads(ref, inputs, seeds)
+    ):
         assert_close_scaled(a, b, name="grad_" + name)
 
 
