@@ -386,11 +386,12 @@ RFK_HD void hashgrid_dbl_point(const HashGridArgs& a, const DoubleGrads& gr, int
 
 // Minimum resident blocks of 128 threads per SM the double backward is compiled for: 8 caps it at 64
 // registers (32 warps/SM, the irregular-gather occupancy target). Only the variants ptxas fits there
-// without spilling get the cap; the wider ones (D = 4, or D = 3 with F >= 4) keep their registers, as
-// spilling per-corner values to local memory would cost more than the occupancy gains.
+// without spilling get the cap; the wider ones (D = 4, or D = 3 with F >= 4) get 0, no minimum (ptxas'
+// own choice; 1 would let it take more), as spilling per-corner values to local memory would cost more
+// than the occupancy gains.
 template <int D, int F>
 constexpr int dbl_min_blocks() {
-    return D <= 2 || (D == 3 && F <= 2) ? 8 : 1;
+    return D <= 2 || (D == 3 && F <= 2) ? 8 : 0;
 }
 
 template <int D, int F, typename T>
