@@ -1,10 +1,11 @@
 """Slow: nerfstudio 1.1.5 on rfkernels, as a user runs it. The packages of requirements-nerfstudio.txt
 are installed with --no-deps into a temporary folder (wheels cached in ~/.cache/rfkernels-ci/wheels;
 the installed torch is never touched), fern is exported with ``reconfusion export-nerfstudio``, and
-``python -m rfkernels.compat $(which ns-train) <method> --machine.device-type cpu`` trains a few
-iterations. Two things nerfstudio needs are missing offline with a CPU torch, and a sitecustomize in
-the test's PYTHONPATH supplies them: torchvision's compiled ops (a CUDA build: its meta registrations
-are skipped) and LPIPS's AlexNet weights (an evaluation metric, replaced by a zero metric)."""
+``python -m rfkernels.compat $(which ns-train) <method> --machine.device-type cpu`` trains 5
+iterations of nerfacto and of instant-ngp (our OccGridEstimator: real nerfacc has no CPU path).
+Two things nerfstudio needs are missing offline with a CPU torch, and a sitecustomize in the test's
+PYTHONPATH supplies them: torchvision's compiled ops (a CUDA build: its meta registrations are
+skipped) and LPIPS's AlexNet weights (an evaluation metric, replaced by a zero metric)."""
 
 import os
 import subprocess
@@ -66,15 +67,21 @@ def nerfstudio_env(tmp_path_factory):
     return os.pathsep.join([str(shim), str(target), str(ROOT)]), target / "bin" / "ns-train", scene
 
 
-@pytest.mark.parametrize("method", ["nerfacto"])
-def test_ns_train_runs_on_rfkernels(nerfstudio_env, method, tmp_path):
+# instant-ngp's defaults (a 4-level 128^3 occupancy grid, steps of 1/1000 of the box diagonal to a far
+# plane at 1000) put thousands of samples on each ray: minutes per iteration on one CPU thread
+NGP_ON_A_CPU = ["--pipeline.model.grid-resolution", "32", "--pipeline.model.grid-levels", "1"]
+NGP_ON_A_CPU += ["--pipeline.model.render-step-size", "0.05", "--pipeline.model.far-plane", "8"]
+
+
+@pytest.mark.parametrize("method,options", [("nerfacto", []), ("instant-ngp", NGP_ON_A_CPU)])
+def test_ns_train_runs_on_rfkernels(nerfstudio_env, method, options, tmp_path):
     pythonpath, ns_train, scene = nerfstudio_env
     env = {**os.environ, "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1"}
     env.pop("RFKERNELS_COMPAT", None)
     steps = ["--steps-per-eval-image", "1000", "--steps-per-eval-batch", "1000"]
     steps += ["--steps-per-eval-all-images", "100000", "--steps-per-save", "100000"]
     cmd = [sys.executable, "-m", "rfkernels.compat", str(ns_train), method, "--machine.device-type", "cpu"]
-    cmd += ["--vis", "tensorboard", "--max-num-iterations", "5", *steps]
+    cmd += ["--vis", "tensorboard", "--max-num-iterations", "5", *steps, *options]
     cmd += ["--pipeline.datamanager.train-num-rays-per-batch", "256", "--output-dir", str(tmp_path / "out")]
     cmd += ["nerfstudio-data", "--data", str(scene)]
     run = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
