@@ -10,7 +10,9 @@ Rules (each row of the report is one compiled kernel variant, ``tests/ci/sm90_re
   thread's memory traffic; none of these kernels publishes data to another block), ``fence.proxy``
   (async copies) excepted;
 - **occupancy target**: the kernel's registers and shared memory must leave at least its class's
-  resident warps per SM (below) at its block size.
+  resident warps per SM (below) at its block size, or, for a kernel listed in ``BELOW_CLASS_TARGET``
+  with the reason it cannot meet its class yet, at least the floor stated there (today's value: a
+  ratchet, so registers cannot grow; the debt is printed in the report).
 
 sm_90 limits (H100 and H200, CUDA occupancy calculator, compute capability 9.0): 65536 32-bit
 registers, 64 resident warps (2048 threads) and 32 resident blocks per SM; registers are allocated per
@@ -87,6 +89,70 @@ CLASSES = (
 )
 
 
+@dataclass(frozen=True)
+class StatedFloor:
+    """A kernel that misses its class's target today, the resident warps it must keep, and why."""
+
+    backend: str
+    kernel: str
+    min_warps: int
+    why: str
+
+
+# Each floor is the kernel's lowest resident warps over its compiled variants when it was stated: a
+# variant that needs more registers fails the gate. Remove an entry when its kernel meets its class.
+BELOW_CLASS_TARGET = (
+    StatedFloor(
+        "cuda",
+        "rfk::hashgrid_bwd_kernel",
+        24,
+        "D >= 3 with F = 8 keeps 2^D corner weights and an 8-wide gradient row live across the corner loop; "
+        "a 64-register cap (__launch_bounds__) spills 68-104 B per thread in the scatter loop (ptxas)",
+    ),
+    StatedFloor(
+        "cuda",
+        "rfk::hashgrid_dbl_kernel",
+        16,
+        "the double backward (second-order losses only, not the training step) carries D x F derivative "
+        "terms per corner; a 64-register cap spills 24-360 B at D = 3 with F >= 4 and at D = 4 (ptxas)",
+    ),
+    StatedFloor(
+        "triton",
+        "_hashgrid_dbl_kernel",
+        16,
+        "as the CUDA double backward: D x F derivative terms per corner, second-order losses only",
+    ),
+    StatedFloor(
+        "triton",
+        "_hashgrid_kernel",
+        24,
+        "triton 3.6 allocates 68 registers to the D = 3, F = 8 backward (3.9: 64, within the target)",
+    ),
+    StatedFloor(
+        "triton",
+        "_gather_bwd_kernel",
+        16,
+        "channel counts not divisible by 16 and the deterministic fixed-point variants need 96-128 registers "
+        "even at one element per thread; meeting 32 warps needs a restructured backward (32-bit offsets from "
+        "a per-view base, fewer scatter tiles live at once)",
+    ),
+)
+
+
+def stated_floor(backend: str, kernel: str) -> StatedFloor | None:
+    """The stated floor of ``kernel`` (None: it must meet its class's target)."""
+    return next((f for f in BELOW_CLASS_TARGET if (f.backend, f.kernel) == (backend, kernel)), None)
+
+
+def target_warps(row: dict) -> int | None:
+    """The resident warps per SM ``row``'s kernel must allow: its stated floor, else its class's target."""
+    floor = stated_floor(row.get("backend", ""), row.get("kernel", ""))
+    if floor is not None:
+        return floor.min_warps
+    cls = kernel_class(row["family"])
+    return cls.min_warps if cls else None
+
+
 def kernel_class(family: str) -> KernelClass | None:
     """The class of ``family``'s kernels; None when none is stated (a violation of its own)."""
     return next((c for c in CLASSES if family in c.families), None)
@@ -108,13 +174,15 @@ def violations(row: dict) -> list[str]:
         out.append("memory fences: " + ", ".join(f"{n} x {k}" for k, n in fences.items()))
     cls = kernel_class(row["family"])
     warps = resident_warps(row["registers"], row["threads"], row["smem"])
+    target = target_warps(row)
     if cls is None:
         out.append(f"no occupancy class states a target for family {row['family']!r} (tests/ci/sm90_gate.py CLASSES)")
-    elif warps < cls.min_warps:
-        cap = register_cap(row["threads"], cls.min_warps, row["smem"])
+    elif warps < target:
+        cap = register_cap(row["threads"], target, row["smem"])
+        what = f"the {cls.name} target" if target == cls.min_warps else "its stated floor (BELOW_CLASS_TARGET)"
         out.append(
             f"{row['registers']} registers at {row['threads']} threads/block leave {warps} warps/SM, "
-            f"below the {cls.name} target of {cls.min_warps} (at most {cap} registers)"
+            f"below {what} of {target} (at most {cap} registers)"
         )
     return out
 

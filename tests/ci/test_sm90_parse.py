@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.ci.sm90_gate import kernel_class, register_cap, resident_warps, violations
+from tests.ci.sm90_gate import BELOW_CLASS_TARGET, kernel_class, register_cap, resident_warps, violations
 from tests.ci.sm90_parse import (
     IMPLICIT_RELAXED,
     parse_atomic,
@@ -187,3 +187,24 @@ def test_every_op_family_has_a_stated_class():
     for family in _dispatch.families():
         assert kernel_class(family) is not None, f"{family}: no occupancy class stated in tests/ci/sm90_gate.py"
     assert "no occupancy class states a target for family 'newfamily'" in violations(_row(family="newfamily"))[0]
+
+
+def test_a_stated_floor_is_a_ratchet():
+    """A kernel listed below its class's target passes at its floor and fails one register step past it."""
+    floor = BELOW_CLASS_TARGET[0]
+    fam = {"cuda": "hashgrid", "triton": "hashgrid"}[floor.backend]
+    at_floor = _row(family=fam, backend=floor.backend, kernel=floor.kernel, threads=128)
+    at_floor["registers"] = register_cap(128, floor.min_warps)
+    assert violations(at_floor) == []
+    grown = {**at_floor, "registers": at_floor["registers"] + 8}
+    assert "below its stated floor (BELOW_CLASS_TARGET) of" in violations(grown)[0]
+    # an unlisted kernel of the same family with the same registers is held to its class's target
+    assert "irregular gather target" in violations({**at_floor, "kernel": "unlisted"})[0]
+
+
+def test_stated_floors_are_below_their_class_and_explained():
+    """A floor at or above its class's target is stale (remove it); every floor names its reason."""
+    for f in BELOW_CLASS_TARGET:
+        family = "gather" if "gather" in f.kernel else "hashgrid"
+        assert f.min_warps < kernel_class(family).min_warps, f
+        assert len(f.why) > 40, f

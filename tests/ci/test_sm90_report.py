@@ -30,6 +30,16 @@ def test_committed_report_passes_the_gate(report):
     assert not failing, "\n".join(failing)
 
 
+def test_stated_floors_are_tight(report):
+    """Each stated floor names a kernel of the report and equals its lowest resident warps: a floor
+    below today's value would let registers grow unnoticed, one for a kernel now at its class target
+    should be removed."""
+    for f in sm90_gate.BELOW_CLASS_TARGET:
+        rows = [r for r in report["rows"] if (r["backend"], r["kernel"]) == (f.backend, f.kernel)]
+        assert rows, f"stated floor for {f.kernel} ({f.backend}): no such kernel in the report"
+        assert min(r["warps_per_sm"] for r in rows) == f.min_warps, f
+
+
 def test_committed_report_lists_every_kernel_of_the_tree(report):
     """Every launched ``@triton.jit`` kernel (``name[grid](...)``) under rfkernels/<family>/ and every
     ``__global__`` kernel under csrc/<family>/, for each registered family, has rows (a kernel added
