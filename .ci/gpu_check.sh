@@ -16,6 +16,8 @@
 #            validation off (RFKERNELS_VALIDATE=0): it/s and peak memory -> recon.json      cap  55
 #   tests    the kernel families' tests on the GPU, pytest -n 8 -x (after the numbers: a cold
 #            compile of every Triton variant cannot eat their time)                          cap  55
+#   graphs   (--with-compile only) one reconfusion base training step, eager vs
+#            torch.compile(fullgraph, mode="reduce-overhead": CUDA graphs) -> compile_step.json cap 90
 #   compile  (--with-compile only, last) the torch.compile hash-grid peer at 2^20 points
 #            -> bench_compile.json; six compilations, so it only runs on what budget is left  cap  60
 #
@@ -26,7 +28,7 @@
 #            iterations on 4x smaller images, tests collected only, nerfacc imported, not built),
 #            caps x RFK_GPU_CAP_SCALE (default 3 in dry runs); nvidia-smi is still called
 # Outputs ($OUT, default ./gpu_out): summary.json log.txt info.json bench_ops.json bench_prior.json
-# recon.json (+ bench_compile.json with --with-compile): at most 7 files, within the device tool's 8.
+# recon.json (+ compile_step.json, bench_compile.json with --with-compile): at most 8 files, the device tool's limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODE=full DRY=0 WITH_COMPILE=0
@@ -58,10 +60,12 @@ fi
 # The one place the two modes differ: the device and the sizes. Every stage below runs in both.
 if [ "$DRY" = 1 ]; then
   DEVICE=cpu SCALE=tiny REPS="--reps 1" RECON="--preset tiny --iterations 2 --downscale 4" TESTS_RUN="--collect-only -q"
+  GRAPHS="--models 'reconfusion tiny' --variants eager --warmup 1 --steps 1"  # compiling: minutes on a CPU
   NERFACC_PROBE="import nerfacc"  # the package only: its CUDA build needs a CUDA torch
   EXPECT_CUDA="no CUDA GPU is visible"
 else
   DEVICE=cuda SCALE=one REPS="" RECON="--preset base --iterations 150" TESTS_RUN=""
+  GRAPHS="--models 'reconfusion base' --variants eager,compiled --warmup 3 --steps 10"
   NERFACC_PROBE="from nerfacc.cuda import _backend; assert _backend._C is not None, 'nerfacc CUDA extension did not build'"
   EXPECT_CUDA="available"
 fi
@@ -187,6 +191,7 @@ if [ "$MODE" = full ]; then
 fi
 stage tests 55 "RFK_BENCH_NO_NERFACC=1 $PY -m pytest -n 8 -x -v --tb=short -rfE -p no:cacheprovider $TIMEOUT_OPT $TESTS_RUN $KERNEL_TESTS"
 if [ "$WITH_COMPILE" = 1 ]; then
+  stage graphs 90 "$PY -m benchmarks.compile_step --device $DEVICE --backend auto --mode reduce-overhead $GRAPHS --out '$O/compile_step.json'" "base step: eager vs torch.compile(mode=reduce-overhead)"
   stage compile 60 "RFK_BENCH_COMPILE=1 $BENCH --only ${OPS_ORDER%%,*} --out '$O/bench_compile.json'" "torch.compile peer"
 fi
 nerfacc_done

@@ -2,23 +2,27 @@
 of the loss computation (forward, every active loss term; the backward is the compiled graph's too)
 against the same code run eagerly, for
 
-* ``reconfusion tiny``: one training step of the ``tiny`` preset on the embedded fern demo scene
-  (``cfg.batch_rays`` rays, deterministic sampling so both runs do the same work);
+* ``reconfusion tiny`` / ``reconfusion base``: one training step of that preset on the embedded fern
+  demo scene (``cfg.batch_rays`` rays, deterministic sampling so both runs do the same work);
 * ``nerfacc prop example``: examples/nerfacc_prop_lego.py's step through ``rfkernels.compat``
   (two proposal fields, the radiance field, ``PropNetEstimator.sampling``, ``rendering``, MSE) on
   random rays through the scene's box.
 
 A step = loss, backward, optimizer step. Each variant runs ``--warmup`` untimed steps (the compiled
 one compiles there), then ``--steps`` timed steps; the median is reported with the eager / compiled
-ratio and the first compiled call's time (the compile cost).
+ratio and the first compiled call's time (the compile cost). ``--mode reduce-overhead`` compiles with
+CUDA graphs on a GPU (static shapes: every step here has them); ``--variants eager`` times eager only
+(the GPU check's dry run on a CPU, where compiling would take minutes).
 
     python -m benchmarks.compile_step [--backend torch] [--steps 10] [--out benchmarks/results/compile_step_cpu.json]
+    python -m benchmarks.compile_step --device cuda --backend auto --models "reconfusion base" --mode reduce-overhead
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import importlib
 import json
 import platform
@@ -35,8 +39,10 @@ import rfkernels
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _reconfusion_step(device: torch.device) -> tuple[Callable, tuple, torch.optim.Optimizer, Callable]:
-    """(loss function, its arguments, optimizer, what to run before each step) for the tiny preset."""
+def _reconfusion_step(
+    device: torch.device, preset: str = "tiny"
+) -> tuple[Callable, tuple, torch.optim.Optimizer, Callable]:
+    """(loss function, its arguments, optimizer, what to run before each step) for ``preset``."""
     from reconfusion.app.runs import DEMO_DATA, DEMO_FACTOR
     from reconfusion.config import get_preset
     from reconfusion.data import load_scene
@@ -44,7 +50,7 @@ def _reconfusion_step(device: torch.device) -> tuple[Callable, tuple, torch.opti
     from reconfusion.reconstruct import build_model, make_optimizer
 
     scene = load_scene(DEMO_DATA, factor=DEMO_FACTOR)  # the embedded fern (126x94 images)
-    cfg = get_preset("tiny").replace(depth_smoothness_weight=0.0)  # unseen-view patches: a second render
+    cfg = get_preset(preset).replace(depth_smoothness_weight=0.0)  # unseen-view patches: a second render
     model = build_model(cfg, scene).to(device)
     terms = [t for t in config_terms(model.cfg, scene, None, lambda _m: None) if t.active(0)]
     g = torch.Generator().manual_seed(0)
@@ -127,43 +133,63 @@ def _time_steps(loss_fn, args, opt, before_step, warmup: int, steps: int) -> tup
     return first, [step() for _ in range(steps)]
 
 
-def measure(name: str, build: Callable, device: torch.device, warmup: int, steps: int) -> dict:
-    row = {"model": name}
-    for mode in ("eager", "compiled"):
-        loss_fn, args, opt, before_step = build(device)  # a fresh model per mode: the same starting weights
-        if mode == "compiled":
-            loss_fn = torch.compile(loss_fn, fullgraph=True)
+def measure(
+    name: str,
+    build: Callable,
+    device: torch.device,
+    warmup: int,
+    steps: int,
+    mode: str = "default",
+    variants: tuple[str, ...] = ("eager", "compiled"),
+) -> dict:
+    """One model's row: per variant the first call's seconds and the median step; the ratio when both ran.
+    ``mode`` is torch.compile's (``default``, ``reduce-overhead`` = CUDA graphs, ``max-autotune``)."""
+    row = {"model": name, "mode": mode}
+    for variant in variants:
+        loss_fn, args, opt, before_step = build(device)  # a fresh model per variant: the same starting weights
+        if variant == "compiled":
+            loss_fn = torch.compile(loss_fn, fullgraph=True, mode=None if mode == "default" else mode)
         first, times = _time_steps(loss_fn, args, opt, before_step, warmup, steps)
-        row[f"{mode}_first_s"] = round(first, 3)
-        row[f"{mode}_step_ms"] = round(1e3 * statistics.median(times), 2)
-    row["eager_over_compiled"] = round(row["eager_step_ms"] / row["compiled_step_ms"], 3)
-    print(
-        f"{name:22s} eager {row['eager_step_ms']:9.1f} ms  compiled {row['compiled_step_ms']:9.1f} ms  "
-        f"ratio {row['eager_over_compiled']:.2f}  (compile + first step {row['compiled_first_s']:.1f} s)",
-        flush=True,
-    )
+        row[f"{variant}_first_s"] = round(first, 3)
+        row[f"{variant}_step_ms"] = round(1e3 * statistics.median(times), 2)
+    line = " ".join(f"{v} {row[f'{v}_step_ms']:9.1f} ms" for v in variants)
+    if len(variants) == 2:
+        row["eager_over_compiled"] = round(row["eager_step_ms"] / row["compiled_step_ms"], 3)
+        line += f"  ratio {row['eager_over_compiled']:.2f}  (compile + first step {row['compiled_first_s']:.1f} s)"
+    print(f"{name:22s} {line}", flush=True)
     return row
 
 
-MODELS = {"reconfusion tiny": _reconfusion_step, "nerfacc prop example": _prop_example_step}
+MODELS = {
+    "reconfusion tiny": _reconfusion_step,
+    "reconfusion base": functools.partial(_reconfusion_step, preset="base"),
+    "nerfacc prop example": _prop_example_step,
+}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--backend", default="torch", choices=[b for b in rfkernels.BACKENDS if b != "auto"])
+    p.add_argument("--backend", default="torch", choices=list(rfkernels.BACKENDS))
     p.add_argument("--device", default="cpu")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {list(MODELS)}")
+    p.add_argument(
+        "--models", default="reconfusion tiny,nerfacc prop example", help=f"comma-separated, of {list(MODELS)}"
+    )
+    p.add_argument("--mode", default="default", choices=["default", "reduce-overhead", "max-autotune"])
+    p.add_argument("--variants", default="eager,compiled", choices=["eager,compiled", "eager", "compiled"])
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compile_step_cpu.json"))
     a = p.parse_args(argv)
+    unknown = [m for m in a.models.split(",") if m not in MODELS]
+    if unknown:
+        p.error(f"--models: unknown {unknown}; choose from {list(MODELS)}")
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     rows = []
     with rfkernels.use_backend(a.backend):
         for name in a.models.split(","):
-            rows.append(measure(name, MODELS[name], device, a.warmup, a.steps))
+            rows.append(measure(name, MODELS[name], device, a.warmup, a.steps, a.mode, tuple(a.variants.split(","))))
     record = {
         "benchmark": "compile_step",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -175,8 +201,11 @@ def main(argv=None) -> int:
         "steps": a.steps,
         "rows": rows,
     }
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(record, indent=1) + "\n")
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")  # replaced atomically: a killed run leaves the previous record
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(out)
     print(f"wrote {a.out}")
     return 0
 

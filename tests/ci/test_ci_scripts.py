@@ -196,7 +196,7 @@ def test_gpu_check_dry_runs_end_to_end(tmp_path):
     assert envd["torch"] and envd["date"] and envd["device"] == "cpu" and envd["torch_cuda_arch_list"] == "9.0"
     assert envd["nvidia_smi"] == "NVIDIA H200, 143771 MiB, 580.159.03"
     names = [s["name"] for s in summary["stages"]]
-    assert [n for n in names if n != "nerfacc"] == ["build", "ops", "prior", "recon", "tests", "compile"]
+    assert [n for n in names if n != "nerfacc"] == ["build", "ops", "prior", "recon", "tests", "graphs", "compile"]
     assert names.count("nerfacc") == 1  # the background build's result, recorded once it finished
     assert all(s["status"] == "ok" for s in summary["stages"]), summary["stages"]
     ops = json.loads((out / "bench_ops.json").read_text())
@@ -205,6 +205,7 @@ def test_gpu_check_dry_runs_end_to_end(tmp_path):
     assert timed[0] == "hash_grid_encode"  # the headline op first
     assert json.loads((out / "recon.json").read_text())["iterations"] == 2
     assert (out / "bench_compile.json").is_file() and (out / "bench_prior.json").is_file()
+    assert json.loads((out / "compile_step.json").read_text())["rows"][0]["model"] == "reconfusion tiny"
     files = sorted(p.name for p in out.iterdir())
     assert len(files) <= 8 and not [f for f in files if f.endswith(".tmp") or f.startswith(".")], files
 
