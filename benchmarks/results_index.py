@@ -34,6 +34,11 @@ benchmark JSON from `python -m benchmarks` on a GPU is committed.
 """
 
 
+def _fmt_opt(value, spec: str) -> str:
+    """A rate or duration, or "-" for a run stopped before it ended (a partial record has neither)."""
+    return "-" if value is None else format(value, spec)
+
+
 def _fmt_metric(m: dict) -> str:
     """``{"psnr": .., "ssim": ..}`` -> ``"PSNR / SSIM"`` rounded as the tables print them."""
     return f"{m['psnr']:.2f} / {m['ssim']:.3f}"
@@ -164,7 +169,7 @@ def ablation_records(results: Path) -> list[str]:
             w, h = rec["resolution"]
             out.append(
                 f"| {rec['tag']} | {rec['scene']} | {rec['views']} | {w}x{h} | {rec['seed']} | {overrides} | "
-                f"{at} | {rec['it_per_s']:.1f} | {rec['train_seconds']:.0f} |"
+                f"{at} | {_fmt_opt(rec.get('it_per_s'), '.1f')} | {_fmt_opt(rec.get('train_seconds'), '.0f')} |"
             )
         out.append("")
     return out
