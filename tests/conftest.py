@@ -84,3 +84,15 @@ def seed():
     s = int.from_bytes(os.urandom(4), "little")
     torch.manual_seed(s)
     return s
+
+
+@pytest.fixture(autouse=True)
+def _validation_restored():
+    """Value validation is process-wide state: the benchmarks' entry points turn it off for timing and
+    some tests do on purpose; every test starts with it on and leaves it as it found it."""
+    from rfkernels import _checks
+
+    before = _checks.validation_enabled()
+    _checks.set_validation(True)
+    yield
+    _checks.set_validation(before)
