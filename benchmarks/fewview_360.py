@@ -93,7 +93,7 @@ def run(
         "n_views": n_views,
         "train_ids": scene.train_ids,
         "test_ids": scene.test_ids,
-        "split": "mip-NeRF 360 (ReconFusion): every 8th image held out, farthest-point training views over the rest",
+        "split": "mip-NeRF 360 (ReconFusion): every 8th image held out, training views spread around the orbit",
         "factor": factor,
         "resolution": [scene.width, scene.height],
         "preset": preset,

@@ -11,8 +11,8 @@ times, the settings and versions, and, for LLFF scenes, the published LLFF 3-vie
 Splits: forward-facing LLFF scenes follow RegNeRF / FreeNeRF / ReconFusion (8x images, test = every
 8th image, N training views evenly spaced over the rest); captures in the LLFF layout that are not
 forward-facing (the loader's space decision) follow ReconFusion's mip-NeRF 360 protocol (4x images or
-the nearest there are, test = every 8th image, N training views farthest-point spread over the rest,
-:func:`reconfusion.data.scene.fewview_protocol_ids`). Blender scenes with the full 100-view train split
+the nearest there are, test = every 8th image, N training views of the rest spread evenly around the
+orbit, :func:`reconfusion.data.scene.fewview_protocol_ids`). Blender scenes with the full 100-view train split
 use DietNeRF's 8-view training ids (the first N of them); test views are the official test split
 when loaded, else every 8th train-split image not among those 8 ids. Other scenes: every 8th image
 held out, N training views by farthest-point sampling of the camera centres.

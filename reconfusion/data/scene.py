@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .. import rays as rays_mod
-from ..cameras import camera_centers
+from ..cameras import camera_centers, focus_point
 from .camera_check import check_cameras  # the one camera check of every loader
 from .errors import DataError
 
@@ -154,12 +154,12 @@ def llff_protocol_ids(n_images: int, n_views: int, test_every: int = 8) -> tuple
 def mipnerf360_protocol_ids(c2w: torch.Tensor, n_views: int, test_every: int = 8) -> tuple[list[int], list[int]]:
     """ReconFusion's few-view split of a capture all around a scene (mip-NeRF 360): test = every
     ``test_every``-th image, as mip-NeRF 360 holds out; train = ``n_views`` of the rest spread around
-    the scene by :func:`farthest_point_ids` on camera centres ``c2w`` ``[N, 4, 4]`` (an image list's
-    order need not follow the camera path, so evenly spaced indices need not be spread out)."""
+    the orbit by :func:`orbit_spread_ids` on cameras ``c2w`` ``[N, 4, 4]`` (an image list's order need
+    not follow the camera path, so evenly spaced indices need not be spread out)."""
     n_images = c2w.shape[0]
     test = list(range(0, n_images, test_every))
     rest = [i for i in range(n_images) if i not in test]
-    return farthest_point_ids(camera_centers(c2w), rest, n_views), test
+    return orbit_spread_ids(c2w, rest, n_views), test
 
 
 def fewview_protocol_ids(scene: Scene, n_views: int, test_every: int = 8) -> tuple[list[int], list[int], str]:
@@ -169,7 +169,7 @@ def fewview_protocol_ids(scene: Scene, n_views: int, test_every: int = 8) -> tup
         train, test = llff_protocol_ids(scene.n_images, n_views, test_every)
         return train, test, "llff: test every 8th image, N views evenly spaced over the rest"
     train, test = mipnerf360_protocol_ids(scene.c2w, n_views, test_every)
-    return train, test, "mip-NeRF 360: test every 8th image, N views farthest-point spread over the rest"
+    return train, test, "mip-NeRF 360: test every 8th image, N views spread around the orbit over the rest"
 
 
 def farthest_point_ids(centers: torch.Tensor, candidates: list[int], n_views: int) -> list[int]:
@@ -184,6 +184,59 @@ def farthest_point_ids(centers: torch.Tensor, candidates: list[int], n_views: in
         chosen.append(nxt)
         dist = torch.minimum(dist, (pts - pts[nxt]).norm(dim=-1))
     return sorted(candidates[i] for i in chosen)
+
+
+def orbit_azimuths(c2w: torch.Tensor) -> np.ndarray:
+    """``[N, 4, 4]`` OpenGL cameras -> ``[N]`` azimuth (radians) of each camera centre around the
+    cameras' :func:`~reconfusion.cameras.focus_point`, in the plane orthogonal to their mean up vector
+    (the orbit's plane); azimuth 0 is the mean direction of the projected centres (or camera 0's)."""
+    c2w = c2w.double()
+    up = c2w[:, :3, 1].mean(0)
+    up = up / up.norm().clamp_min(1e-12)
+    r = c2w[:, :3, 3] - focus_point(c2w)
+    flat = r - (r @ up)[:, None] * up
+    flat = flat / flat.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    e1 = flat.mean(0) if float(flat.mean(0).norm()) > 1e-6 else flat[0]
+    e1 = e1 / e1.norm().clamp_min(1e-12)
+    e2 = torch.linalg.cross(up, e1)
+    return torch.atan2(flat @ e2, flat @ e1).numpy()
+
+
+def orbit_spread_ids(c2w: torch.Tensor, candidates: list[int], n_views: int) -> list[int]:
+    """The ``n_views`` of ``candidates`` spread most evenly around the orbit of cameras ``c2w``
+    ``[N, 4, 4]``: the subset whose :func:`orbit_azimuths`, taken around the circle, leave the smallest
+    sum of squared gaps between neighbours (evenly spaced views on a full ring; both ends and even
+    spacing between them on a partial arc). Elevation and distance are ignored: farthest-point sampling
+    of camera centres picks the highest, lowest and farthest cameras first, which may sit side by side
+    on the orbit. Exact (dynamic programming over the azimuth order) and deterministic (ties go to the
+    lower azimuth order, then to the lower id)."""
+    _check_n_views(n_views, len(candidates))
+    az = orbit_azimuths(c2w)[candidates]
+    order = np.lexsort((np.asarray(candidates), az))  # by azimuth, then by id
+    a = az[order]
+    m = len(a)
+    gap2 = (a[None, :] - a[:, None]) ** 2  # [i, j]: squared gap from i to j (j after i)
+    gap2[np.tril_indices(m)] = np.inf
+    best, best_ids = np.inf, None
+    for first in range(m - n_views + 1):  # the chosen view earliest in azimuth order
+        cost = np.where(np.arange(m) > first, gap2[first], np.inf) if n_views > 1 else None
+        back = []
+        for _ in range(n_views - 2):
+            total = cost[:, None] + gap2
+            back.append(total.argmin(0))
+            cost = total.min(0)
+        if n_views == 1:
+            score, chain = (2 * math.pi) ** 2, [first]
+        else:
+            closing = cost + (a[first] + 2 * math.pi - a) ** 2
+            last = int(closing.argmin())
+            score, chain = float(closing[last]), [last]
+            for prev in reversed(back):
+                chain.append(int(prev[chain[-1]]))
+            chain.append(first)
+        if score < best - 1e-12:
+            best, best_ids = score, chain
+    return sorted(candidates[order[i]] for i in best_ids)
 
 
 def _check_n_views(n_views: int, available: int) -> None:
@@ -205,7 +258,8 @@ def select_views(
 
     - explicit ``train_ids`` (and optionally ``test_ids``) are used as given;
     - else ``strategy="even"`` (the LLFF protocol, :func:`llff_protocol_ids`) or ``"farthest"``
-      (farthest-point on camera centres over the non-test views); ``"auto"`` is ``even`` for
+      (farthest-point on camera centres over the non-test views) or ``"orbit"``
+      (:func:`orbit_spread_ids`: evenly around an object's orbit); ``"auto"`` is ``even`` for
       forward-facing (NDC) scenes and ``farthest`` otherwise. Test views default to the scene's
       own (e.g. an official test split), else every ``test_every``-th image.
     """
@@ -233,8 +287,10 @@ def select_views(
         train = [rest[i] for i in idx]
     elif strategy == "farthest":
         train = farthest_point_ids(camera_centers(scene.c2w), rest, n_views)
+    elif strategy == "orbit":
+        train = orbit_spread_ids(scene.c2w, rest, n_views)
     else:
-        raise DataError(f"unknown view selection strategy {strategy!r}; use even, farthest or auto")
+        raise DataError(f"unknown view selection strategy {strategy!r}; use even, farthest, orbit or auto")
     return scene.replace(train_ids=train, test_ids=test_ids)
 
 

@@ -11,7 +11,13 @@ import torch
 from reconfusion.cameras import camera_centers, focus_point, look_at, normalize_poses
 from reconfusion.data import DataError, load_llff, load_scene
 from reconfusion.data.llff import protocol_factor
-from reconfusion.data.scene import fewview_protocol_ids, llff_protocol_ids, mipnerf360_protocol_ids, select_views
+from reconfusion.data.scene import (
+    fewview_protocol_ids,
+    llff_protocol_ids,
+    mipnerf360_protocol_ids,
+    orbit_spread_ids,
+    select_views,
+)
 from reconfusion.data.space import (
     UNBOUNDED_FAR,
     UNBOUNDED_NEAR,
@@ -186,6 +192,51 @@ def test_mipnerf360_protocol_split():
     assert float(gaps[gaps > 0].min()) > 30.0
     with pytest.raises(DataError, match="too few views"):
         mipnerf360_protocol_ids(c2w, 40)
+
+
+def uneven_ring(n: int, degrees: float = 360.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` cameras around the origin at evenly spaced azimuths (over ``degrees``) but with random
+    distances (3-6) and heights (-2.5..2.5), listed in a shuffled order (as a capture's file names may
+    be) -> (c2w ``[n, 4, 4]``, azimuth in degrees ``[n]``)."""
+    g = torch.Generator().manual_seed(seed)
+    az = torch.linspace(0, degrees, n + (degrees >= 360), dtype=torch.float64)[:n][torch.randperm(n, generator=g)]
+    dist = 3.0 + 3.0 * torch.rand(n, generator=g, dtype=torch.float64)
+    height = 5.0 * torch.rand(n, generator=g, dtype=torch.float64) - 2.5
+    out = []
+    for a, d, h in zip(torch.deg2rad(az).tolist(), dist.tolist(), height.tolist()):
+        c = torch.tensor([d * math.sin(a), h, d * math.cos(a)])
+        out.append(look_at(-c, UP, c))
+    return torch.stack(out), az
+
+
+def circular_gaps(az: torch.Tensor) -> torch.Tensor:
+    a = az.sort().values
+    return torch.cat([a[1:] - a[:-1], a[:1] + 360.0 - a[-1:]])
+
+
+@pytest.mark.parametrize("n_views", [3, 6, 9])
+def test_training_views_spread_around_an_uneven_orbit(n_views):
+    """Farthest-point sampling of camera centres picks the highest, lowest and farthest cameras
+    first, which may sit side by side on the orbit; the split spreads the views evenly in azimuth:
+    on 43 cameras 8.4 degrees apart, every gap between neighbouring training views is within one
+    camera spacing of 360 / N, whatever their heights and distances."""
+    c2w, az = uneven_ring(43)
+    train, test = mipnerf360_protocol_ids(c2w, n_views)
+    assert mipnerf360_protocol_ids(c2w, n_views) == (train, test)  # deterministic
+    assert len(train) == n_views and not set(train) & set(test)
+    spacing = 360.0 / 43
+    gaps = circular_gaps(az[train])
+    assert float((gaps - 360.0 / n_views).abs().max()) <= 2 * spacing + 1e-6, gaps.tolist()
+
+
+def test_training_views_span_a_half_orbit_end_to_end():
+    """On a half orbit the two end cameras are chosen and the others spread evenly between them."""
+    c2w, az = uneven_ring(20, degrees=180.0, seed=1)
+    train = orbit_spread_ids(c2w, list(range(20)), 5)
+    chosen = az[train].sort().values
+    assert float(chosen[0]) == 0.0 and float(chosen[-1]) == 180.0
+    assert float((chosen[1:] - chosen[:-1] - 45.0).abs().max()) <= 180.0 / 19 + 1e-6, chosen.tolist()
+    assert orbit_spread_ids(c2w, list(range(20)), 1) == orbit_spread_ids(c2w, list(range(20)), 1)
 
 
 def test_fewview_protocol_follows_the_space(tmp_path):
