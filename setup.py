@@ -70,7 +70,11 @@ setup(
         "xformers": ["xformers>=0.0.35"],
         "video": ["imageio-ffmpeg"],
     },
-    entry_points={"console_scripts": ["reconfusion=reconfusion.app.cli:main"]},
+    entry_points={
+        "console_scripts": ["reconfusion=reconfusion.app.cli:main"],
+        # ns-train reconfusion-fewview (imported only by nerfstudio, only when installed)
+        "nerfstudio.method_configs": ["reconfusion-fewview=reconfusion.nerfstudio.method:reconfusion_fewview"],
+    },
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

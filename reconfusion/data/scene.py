@@ -100,6 +100,12 @@ class Scene:
     def rays(self, c2w: torch.Tensor, intr: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> rays_mod.RayBundle:
         """Rays through pixel coordinates ``x, y`` ``[R]`` of cameras ``c2w`` ``[R, 4, 4]``, ``intr`` ``[R, 4]``."""
         o, d = rays_mod.generate_rays(c2w, intr, x, y)
+        return self.rays_from(o, d, intr)
+
+    def rays_from(self, o: torch.Tensor, d: torch.Tensor, intr: torch.Tensor) -> rays_mod.RayBundle:
+        """This scene's rays (NDC or metric, with radii and bounds) from world-space origins ``o`` and
+        unit-depth directions ``d`` ``[R, 3]`` (as :func:`~reconfusion.rays.generate_rays` makes them)
+        of cameras ``intr`` ``[R, 4]``: for rays another library generated (the nerfstudio plugin)."""
         dnorm = d.norm(dim=-1)
         viewdirs = d / dnorm[:, None]
         focal = torch.sqrt(intr[:, 0] * intr[:, 1])
