@@ -64,6 +64,7 @@ def run(
     renders: str | None,
     overrides: dict | None = None,
     tag: str = "",
+    background: str | None = None,
 ) -> dict:
     import torch
 
@@ -73,6 +74,8 @@ def run(
     from reconfusion.reconstruct import train
 
     scene, decided = load_split_scene(path, n_views, space, factor)
+    if background:
+        scene = scene.replace(background=background)
     cfg = with_overrides(get_preset(preset).replace(iterations=iterations), overrides or {})
     name = f"{space}_{n_views}views" + (f"_{tag}" if tag else "")
     print(
@@ -98,6 +101,7 @@ def run(
         "resolution": [scene.width, scene.height],
         "preset": preset,
         "iterations": iterations,
+        "background": scene.background,
         "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in (overrides or {}).items()},
         "mean": {k: res["mean"][k] for k in METRIC_KEYS},
         "per_view": [{"view": v["view"], **{k: v[k] for k in METRIC_KEYS}} for v in res["per_view"]],
@@ -144,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=5000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", action="append", default=[], help="config override key=value (repeatable)")
+    p.add_argument("--background", default=None, choices=("white", "black", "learned"), help="override the scene's")
     p.add_argument("--tag", default="", help="suffix of the record's file name (runs with overrides)")
     p.add_argument("--out", default="benchmarks/results/fewview_milk")
     p.add_argument("--renders", default=None, help="folder for the test renders (outside the repository)")
@@ -161,7 +166,19 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(a.threads)
     factor = a.factor if a.factor is not None else protocol_factor(a.scene, "contract")
-    run(a.scene, a.views, a.space, factor, a.preset, a.iterations, a.out, a.renders, parse_overrides(a.set), a.tag)
+    run(
+        a.scene,
+        a.views,
+        a.space,
+        factor,
+        a.preset,
+        a.iterations,
+        a.out,
+        a.renders,
+        parse_overrides(a.set),
+        a.tag,
+        a.background,
+    )
     return 0
 
 

@@ -23,7 +23,7 @@ import torch
 from ..cameras import camera_centers, llff_to_opengl, recenter_poses, rescale_poses
 from .camera_check import check_cameras
 from .scene import DataError, Scene, downscale_size, read_image, resize_image, stack_images
-from .space import SpaceChoice, check_space, choose_space, unbounded_frame
+from .space import SpaceChoice, backdrop_background, check_space, choose_space, unbounded_frame
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
@@ -135,6 +135,7 @@ def load_llff(
         choice = SpaceChoice(space, f"space={space} given")
     if choice.space != "ndc":
         frame = unbounded_frame(c2w, choice.space, bounds[:, 0])
+        background, _ = backdrop_background(images)
         return Scene(
             images=images,
             c2w=frame.c2w,
@@ -142,7 +143,7 @@ def load_llff(
             near=frame.near,
             far=frame.far,
             space=choice.space,
-            background="learned",
+            background=background,
             test_ids=test_ids,
             bbox=frame.bbox,
             focus_depth=float(camera_centers(frame.c2w).norm(dim=-1).mean()),

@@ -37,6 +37,10 @@ UNBOUNDED_NEAR, UNBOUNDED_FAR = 0.05, 1000.0
 # acts right in front of the nearest content as it does in NDC.
 NEAR_BOUND_FRACTION = 0.75
 BOX_FAR = 4.0  # a ray from inside the radius-1 ball crosses the [-1, 1]^3 box within 1 + sqrt(3)
+# A capture whose background was removed (an object on a uniform white or black backdrop) shows that
+# colour all along every image's border; a real surrounding scene (mip-NeRF 360's) does not.
+BACKDROP_LEVEL = 0.02  # distance of a channel from 1 (white) or 0 (black)
+BACKDROP_BORDER_FRACTION = 0.98  # of the border pixels of all images
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,25 @@ def choose_space(
     )
 
 
+def backdrop_background(images: torch.Tensor) -> tuple[str, str]:
+    """``[N, H, W, C]`` images in [0, 1] -> (``"white"``, ``"black"`` or ``"learned"``, a one-line reason).
+
+    A removed background leaves a uniform backdrop around the object: when at least
+    :data:`BACKDROP_BORDER_FRACTION` of the border pixels of all images are within
+    :data:`BACKDROP_LEVEL` of white (or black) in every channel, rays are composited onto that colour,
+    so that the backdrop needs no density: with a learned colour, few views are as well explained by
+    backdrop-coloured fog in front of the object as by empty space, and the fog hides it from other
+    viewpoints. Otherwise the background colour is learned."""
+    rgb = images[..., :3]
+    border = torch.cat([rgb[:, 0], rgb[:, -1], rgb[:, :, 0], rgb[:, :, -1]], dim=1).float()
+    white = float((border.min(-1).values >= 1.0 - BACKDROP_LEVEL).float().mean())
+    black = float((border.max(-1).values <= BACKDROP_LEVEL).float().mean())
+    for name, share in (("white", white), ("black", black)):
+        if share >= BACKDROP_BORDER_FRACTION:
+            return name, f"{100 * share:.1f}% of the image borders are {name}: a {name} backdrop"
+    return "learned", f"image borders not a uniform backdrop ({100 * max(white, black):.1f}% white or black)"
+
+
 def check_space(space: str) -> None:
     if space not in SPACE_CHOICES:
         raise DataError(f"space must be one of {SPACE_CHOICES}, got {space!r}")
@@ -132,6 +155,8 @@ def unbounded_frame(c2w: torch.Tensor, space: str, near_bounds: torch.Tensor | N
 
 
 __all__ = [
+    "BACKDROP_BORDER_FRACTION",
+    "BACKDROP_LEVEL",
     "BOX_FAR",
     "NEAR_BOUND_FRACTION",
     "SPACE_CHOICES",
@@ -139,6 +164,7 @@ __all__ = [
     "UNBOUNDED_FAR",
     "UNBOUNDED_NEAR",
     "UnboundedFrame",
+    "backdrop_background",
     "check_space",
     "choose_space",
     "content_in_front",

@@ -21,6 +21,7 @@ from reconfusion.data.scene import (
 from reconfusion.data.space import (
     UNBOUNDED_FAR,
     UNBOUNDED_NEAR,
+    backdrop_background,
     choose_space,
     forward_cone_deg,
     unbounded_frame,
@@ -178,6 +179,7 @@ def test_real_captures_are_detected(name, factor, space):
         pytest.skip(f"{name} absent")
     scene = load_llff(str(SHARED_DATA / name), factor=factor)
     assert scene.space == space, scene.space_reason
+    assert scene.background == ("white" if name == "milk" else "learned")  # milk: background removed
 
 
 # ------------------------------------------------------------------------------ protocols
@@ -246,6 +248,20 @@ def test_fewview_protocol_follows_the_space(tmp_path):
     orbit = load_llff(write_rig(str(tmp_path / "orbit"), arc_rig(16, 360.0)), factor=2)
     train, test, name = fewview_protocol_ids(orbit, 3)
     assert (train, test) == mipnerf360_protocol_ids(orbit.c2w, 3) and name.startswith("mip-NeRF 360")
+
+
+def test_backdrop_colour_from_the_image_borders():
+    """An object on a removed (uniform) background is composited onto that colour; a surrounding
+    scene, or a backdrop that is not uniform along the borders, keeps the learned colour."""
+    g = torch.Generator().manual_seed(0)
+    scene = torch.rand(4, 24, 32, 3, generator=g)
+    on_white = torch.ones(4, 24, 32, 3)
+    on_white[:, 6:18, 8:24] = scene[:, 6:18, 8:24]  # the object fills the middle, the border stays white
+    assert backdrop_background(on_white)[0] == "white"
+    assert backdrop_background(1.0 - on_white)[0] == "black"
+    assert backdrop_background(scene)[0] == "learned"
+    on_white[:, :, :2] = scene[:, :, :2]  # the object crosses the left border in every image
+    assert backdrop_background(on_white)[0] == "learned"
 
 
 def test_protocol_factor(tmp_path):
