@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--views", type=int, default=None, help="number of training views")
     r.add_argument("--train-ids", default=None, help="explicit training view ids, e.g. 1,10,19")
     r.add_argument("--test-ids", default=None, help="explicit held-out view ids")
-    r.add_argument("--strategy", default="auto", help="view selection: auto | even | farthest")
+    r.add_argument("--strategy", default="auto", help="view selection: auto | even | farthest | orbit")
     r.add_argument(
         "--space",
         default="auto",
