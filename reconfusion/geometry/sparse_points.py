@@ -52,13 +52,16 @@ def distance_sigma(distance: np.ndarray, focal: np.ndarray, reproj_px: np.ndarra
     return distance * sigma_px / (focal * np.sin(np.radians(np.maximum(angle_deg, 1e-3))))
 
 
-def triangulate_views(scene, rules: RejectionRules, ratio: float = 0.75, max_features: int = 4000) -> SparsePoints:
-    """Match every pair of ``scene.train_ids``, triangulate, filter -> :class:`SparsePoints`."""
+def triangulate_views(
+    scene, rules: RejectionRules, ratio: float = 0.75, max_features: int = 0, upsample: int = 1
+) -> SparsePoints:
+    """Match every pair of ``scene.train_ids`` (keypoints: :func:`.matching.detect` with ``max_features``
+    and ``upsample``), triangulate, filter -> :class:`SparsePoints`."""
     ids = list(scene.train_ids)
     images = scene.images.numpy()
     c2w = scene.c2w.double().numpy()
     intr = scene.intrinsics.double().numpy()
-    feats = {i: matching.detect(images[i], max_features) for i in ids}
+    feats = {i: matching.detect(images[i], max_features, upsample) for i in ids}
     Ps = {i: projection_matrix(c2w[i], intr[i]) for i in ids}
     stats = {"features": {str(i): len(feats[i][0]) for i in ids}, "matches": 0, "rejected": {}, "kept_points": 0}
     views, pixels, distance, sigma, reproj_kept, angle_kept = [], [], [], [], [], []
@@ -98,29 +101,35 @@ def triangulate_views(scene, rules: RejectionRules, ratio: float = 0.75, max_fea
     )
 
 
-def cache_key(scene, rules: RejectionRules, ratio: float, max_features: int) -> str:
+def cache_key(scene, rules: RejectionRules, ratio: float, max_features: int, upsample: int = 1) -> str:
     """A digest of what the points depend on: the training views' pixels and cameras and the settings."""
     h = hashlib.sha256()
     ids = torch.tensor(list(scene.train_ids), dtype=torch.long)
     for t in (ids, scene.images[ids], scene.c2w[ids], scene.intrinsics[ids]):
         h.update(t.contiguous().numpy().tobytes())
-    h.update(json.dumps([dataclasses.asdict(rules), ratio, max_features], sort_keys=True).encode())
+    h.update(json.dumps([dataclasses.asdict(rules), ratio, max_features, upsample], sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
 def load_or_triangulate(
-    scene, run_dir: str | None, rules: RejectionRules, ratio: float = 0.75, max_features: int = 4000, log=print
+    scene,
+    run_dir: str | None,
+    rules: RejectionRules,
+    ratio: float = 0.75,
+    max_features: int = 0,
+    upsample: int = 1,
+    log=print,
 ) -> SparsePoints:
     """:func:`triangulate_views`, cached as ``run_dir/sparse_depth/points_<key>.safetensors`` + ``.json``
     (``key``: :func:`cache_key`); ``run_dir`` None: no cache."""
-    key = cache_key(scene, rules, ratio, max_features)
+    key = cache_key(scene, rules, ratio, max_features, upsample)
     base = os.path.join(run_dir, CACHE_DIR, f"points_{key}") if run_dir else None
     if base and os.path.isfile(base + ".safetensors") and os.path.isfile(base + ".json"):
         tensors, _ = load_safetensors(base + ".safetensors")
         info = read_json(base + ".json")
         log(f"sparse depth: {len(tensors['view'])} observations from {base}.safetensors")
         return SparsePoints(tensors["view"], tensors["pixels"], tensors["distance"], tensors["sigma"], info["stats"])
-    pts = triangulate_views(scene, rules, ratio, max_features)
+    pts = triangulate_views(scene, rules, ratio, max_features, upsample)
     log(
         f"sparse depth: {pts.stats['kept_points']} points from {pts.stats['matches']} matches "
         f"(rejected: {pts.stats['rejected']}) -> {len(pts)} observations"
@@ -131,7 +140,12 @@ def load_or_triangulate(
             base + ".safetensors",
             {"view": pts.view, "pixels": pts.pixels, "distance": pts.distance, "sigma": pts.sigma},
         )
-        settings = {"rules": dataclasses.asdict(rules), "ratio": ratio, "max_features": max_features}
+        settings = {
+            "rules": dataclasses.asdict(rules),
+            "ratio": ratio,
+            "max_features": max_features,
+            "upsample": upsample,
+        }
         write_json(base + ".json", {"train_ids": list(scene.train_ids), "settings": settings, "stats": pts.stats})
     return pts
 

@@ -37,6 +37,19 @@ def _num_warps(F: int) -> int:
     return 8 if F >= 4 else 4
 
 
+def _layout_constexprs(layout: HashGridLayout, scales) -> dict:
+    """The compile-time layout arguments both kernels share (dimensions, feature count and its
+    even-padded width, interpolation, anti-aliasing scales present or not)."""
+    F = layout.n_features_per_level
+    return dict(
+        D=layout.n_input_dims,
+        F=F,
+        FP=max(F, 2),
+        SMOOTH=layout.interpolation == "smoothstep",
+        HAS_S=scales is not None,
+    )
+
+
 @triton.jit
 def _axis(x_ptr, rows, m, scale, d: tl.constexpr, D: tl.constexpr, SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
     """Axis d of the points: (cell uint32, upper-corner weight w1, dw1/dx, d2w1/dx2); dims >= D give
@@ -478,11 +491,7 @@ def _launch(
         INV_SQRT8,
         AA_Z_MAX,
         TWO_OVER_SQRT_PI,
-        D=layout.n_input_dims,
-        F=F,
-        FP=max(F, 2),
-        SMOOTH=layout.interpolation == "smoothstep",
-        HAS_S=scales is not None,
+        **_layout_constexprs(layout, scales),
         BACKWARD=backward,
         NEED_TABLE=g_table is not None or emit_rows is not None,
         NEED_X=g_x is not None,
@@ -622,11 +631,7 @@ def double_backward(
             INV_SQRT8,
             AA_Z_MAX,
             TWO_OVER_SQRT_PI,
-            D=layout.n_input_dims,
-            F=F,
-            FP=max(F, 2),
-            SMOOTH=layout.interpolation == "smoothstep",
-            HAS_S=scales is not None,
+            **_layout_constexprs(layout, scales),
             NEED_GOUT=need_g_out,
             NEED_TABLE=need_params,
             NEED_X=need_points,
