@@ -222,7 +222,9 @@ def summarize(results: list[dict], views: list[int], sett: dict) -> dict:
                 for k in METRICS + ("train_seconds", "render_seconds")
             }
             mean[str(n)]["n_scenes"] = len(sel)
-    llff = bool(rows) and all(row["format"] == "llff" for row in rows)
+    # The published averages are for forward-facing LLFF scenes; an LLFF-layout capture all around an
+    # object follows the mip-NeRF 360 split and is not comparable with them.
+    llff = bool(rows) and all(row["format"] == "llff" and row["split"].startswith("llff") for row in rows)
     published = (
         {
             "llff_3view_psnr": PUBLISHED_LLFF_3VIEW_PSNR,

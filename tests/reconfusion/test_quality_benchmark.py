@@ -172,3 +172,6 @@ def test_table_layout():
     assert "LPIPS: n/a" in md
     mixed = bm.summarize([_pair("fern", 3, 19.0), _pair("lego", 3, 20.0, "blender")], [3], sett)
     assert mixed["published"] is None and "Zip-NeRF" not in bm.markdown(mixed)
+    orbit = _pair("milk", 3, 18.0)
+    orbit["benchmark"]["split"] = "mip-NeRF 360: test every 8th image, N views spread around the orbit"
+    assert bm.summarize([_pair("fern", 3, 19.0), orbit], [3], sett)["published"] is None  # not forward-facing
