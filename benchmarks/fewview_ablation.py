@@ -21,6 +21,15 @@ import time
 import torch
 
 
+def _summary(m: dict) -> dict:
+    """Mean PSNR / SSIM of an evaluation and each test view's PSNR (which views fail)."""
+    return {
+        "psnr": m["mean"]["psnr"],
+        "ssim": m["mean"]["ssim"],
+        "psnr_per_view": {str(v["view"]): round(v["psnr"], 3) for v in m["per_view"]},
+    }
+
+
 def main(argv=None) -> int:
     from reconfusion.app.quality_benchmark import load_pair, resolve_scene
     from reconfusion.config import get_preset, parse_overrides, with_overrides
@@ -53,7 +62,7 @@ def main(argv=None) -> int:
         if done in eval_at and done < a.iterations:
             t = time.time()
             m = evaluate(step.model, scene, None, chunk=cfg.eval_chunk, log=lambda s: None, progress_bar=False)
-            metrics[done] = {"psnr": m["mean"]["psnr"], "ssim": m["mean"]["ssim"]}
+            metrics[done] = _summary(m)
             print(json.dumps({"tag": a.tag, "iteration": done, **metrics[done]}), flush=True)  # a long run's progress
             step.model.train()
             eval_seconds[0] += time.time() - t
@@ -63,7 +72,7 @@ def main(argv=None) -> int:
     train_seconds = time.time() - t0 - eval_seconds[0]
     if a.iterations in eval_at:
         m = evaluate(res.model, scene, None, chunk=cfg.eval_chunk, log=lambda s: None, progress_bar=False)
-        metrics[a.iterations] = {"psnr": m["mean"]["psnr"], "ssim": m["mean"]["ssim"]}
+        metrics[a.iterations] = _summary(m)
     rec = {
         "tag": a.tag,
         "scene": scene.name,
