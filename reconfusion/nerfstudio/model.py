@@ -37,6 +37,20 @@ from .dataparser import INTRINSICS
 PARAM_GROUP = "fields"  # the one optimizer of the recipe (all parameters, as reconstruct's Adam)
 
 
+def scene_rays(scene, ray_bundle: NerfstudioRays):
+    """nerfstudio's rays ``[..., 3]`` -> ``scene``'s :class:`reconfusion.rays.RayBundle` ``[R]``: the
+    origin and unit-depth direction reconfusion would generate, then NDC and radii by the scene.
+    Cameras without the dataparser's intrinsics (the viewer's) get a focal length of
+    ``1 / sqrt(pixel_area)``, exact at the image centre (it sets the anti-aliasing radius only)."""
+    o = ray_bundle.origins.reshape(-1, 3)
+    d = ray_bundle.directions.reshape(-1, 3) * ray_bundle.metadata["directions_norm"].reshape(-1, 1)
+    intr = ray_bundle.metadata.get(INTRINSICS)
+    if intr is None:
+        f = ray_bundle.pixel_area.reshape(-1).rsqrt()
+        intr = torch.stack([f, f, torch.zeros_like(f), torch.zeros_like(f)], -1)
+    return scene.rays_from(o, d, intr.reshape(-1, 4))
+
+
 @dataclass
 class FewViewModelConfig(ModelConfig):
     """reconfusion's few-view recipe: a preset, ``--set``-style overrides, and an optional diffusion prior."""
@@ -106,19 +120,6 @@ class FewViewModel(Model):
         self.validating = None  # rfkernels' value-check setting before training, restored after it
 
     # ------------------------------------------------------------------------------ rays
-    def scene_rays(self, ray_bundle: NerfstudioRays):
-        """nerfstudio's rays ``[..., 3]`` -> the scene's :class:`reconfusion.rays.RayBundle` ``[R]``
-        (origin and unit-depth direction, as reconfusion generates them, then NDC and radii by the scene).
-        Cameras without the dataparser's intrinsics (the viewer's) get a focal length of
-        ``1 / sqrt(pixel_area)``, exact at the image centre (it sets the anti-aliasing radius only)."""
-        o = ray_bundle.origins.reshape(-1, 3)
-        d = ray_bundle.directions.reshape(-1, 3) * ray_bundle.metadata["directions_norm"].reshape(-1, 1)
-        intr = (ray_bundle.metadata or {}).get(INTRINSICS)
-        if intr is None:
-            f = ray_bundle.pixel_area.reshape(-1).rsqrt()
-            intr = torch.stack([f, f, torch.zeros_like(f), torch.zeros_like(f)], -1)
-        return self.scene.rays_from(o, d, intr.reshape(-1, 4))
-
     def unseen_rays(self, n_patches: int, patch: int):
         """The depth-smoothness term's patches from viewpoints between the training cameras."""
         rays = unseen_patches(self.scene, self.train_c2w, self.train_intrinsics, n_patches, patch, self.unseen_gen)
@@ -135,7 +136,7 @@ class FewViewModel(Model):
     def get_outputs(self, ray_bundle: NerfstudioRays) -> dict:
         """``rgb [R, 3]`` (clamped to [0, 1] in evaluation), ``accumulation``, ``depth`` (normalized
         distance s) ``[R, 1]``; ``render``: the recipe's RenderOutput, for the loss."""
-        rays = self.scene_rays(ray_bundle)
+        rays = scene_rays(self.scene, ray_bundle)
         with rfkernels.use_backend(self.cfg.backend):
             out = self.recipe(rays, progress=self.progress if self.training else None)
         rgb = out.rgb if self.training else out.rgb.float().clamp(0, 1)
@@ -215,4 +216,4 @@ class FewViewModel(Model):
             rfkernels.set_validation(self.validating)
 
 
-__all__ = ["FewViewModel", "FewViewModelConfig"]
+__all__ = ["FewViewModel", "FewViewModelConfig", "scene_rays"]
