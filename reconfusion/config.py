@@ -98,6 +98,7 @@ class Config:
     sparse_depth_max_reprojection_px: float = 1.5  # triangulation: rejection rules
     sparse_depth_min_angle_deg: float = 1.0
     sparse_depth_upsample: int = 2  # SIFT on images enlarged by this factor: ~6x the points on 504x378 LLFF
+    sparse_depth_epipolar_px: float = 1.0  # matches only within this many px of the cameras' epipolar lines; 0 = off
     # optimization
     iterations: int = 25000
     batch_rays: int = 16384  # departs: Zip-NeRF uses 65536 rays per step (on 8 accelerators)
@@ -171,7 +172,12 @@ class Config:
         need(self.data_loss in ("charbonnier", "mse"), "data_loss", "'charbonnier' or 'mse'")
         need(self.sparse_depth_loss in ("kl", "l2"), "sparse_depth_loss", "'kl' or 'l2'")
         need(isinstance(self.sparse_depth_proposals, bool), "sparse_depth_proposals", "a bool")
-        for name in ("sparse_depth_weight", "sparse_depth_max_reprojection_px", "sparse_depth_min_angle_deg"):
+        for name in (
+            "sparse_depth_weight",
+            "sparse_depth_max_reprojection_px",
+            "sparse_depth_min_angle_deg",
+            "sparse_depth_epipolar_px",
+        ):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, name, "a finite number >= 0")
         need(

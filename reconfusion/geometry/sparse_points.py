@@ -21,7 +21,7 @@ import torch
 
 from ..safe_io import load_safetensors, read_json, write_json, write_safetensors
 from . import matching
-from .triangulate import RejectionRules, projection_matrix, triangulate_checked
+from .triangulate import RejectionRules, fundamental_matrix, projection_matrix, triangulate_checked
 
 CACHE_DIR = "sparse_depth"  # below the run folder
 MIN_PIXEL_SIGMA = 0.5  # px: a keypoint's position is no better than half a pixel, whatever its fit
@@ -53,10 +53,16 @@ def distance_sigma(distance: np.ndarray, focal: np.ndarray, reproj_px: np.ndarra
 
 
 def triangulate_views(
-    scene, rules: RejectionRules, ratio: float = 0.75, max_features: int = 0, upsample: int = 1
+    scene,
+    rules: RejectionRules,
+    ratio: float = 0.75,
+    max_features: int = 0,
+    upsample: int = 1,
+    epipolar_px: float = 0.0,
 ) -> SparsePoints:
     """Match every pair of ``scene.train_ids`` (keypoints: :func:`.matching.detect` with ``max_features``
-    and ``upsample``), triangulate, filter -> :class:`SparsePoints`."""
+    and ``upsample``; with ``epipolar_px`` > 0 only candidates within that distance of each other's
+    epipolar lines of the known cameras compete in the ratio test), triangulate, filter -> :class:`SparsePoints`."""
     ids = list(scene.train_ids)
     images = scene.images.numpy()
     c2w = scene.c2w.double().numpy()
@@ -66,7 +72,11 @@ def triangulate_views(
     stats = {"features": {str(i): len(feats[i][0]) for i in ids}, "matches": 0, "rejected": {}, "kept_points": 0}
     views, pixels, distance, sigma, reproj_kept, angle_kept = [], [], [], [], [], []
     for a, b in combinations(ids, 2):
-        m = matching.match(feats[a][1], feats[b][1], ratio)
+        band = None
+        if epipolar_px > 0:
+            F = fundamental_matrix(Ps[a], Ps[b], c2w[a, :3, 3])
+            band = matching.epipolar_band(feats[a][0], feats[b][0], F, epipolar_px)
+        m = matching.match(feats[a][1], feats[b][1], ratio, allowed=band)
         stats["matches"] += len(m)
         if len(m) == 0:
             continue
@@ -101,13 +111,16 @@ def triangulate_views(
     )
 
 
-def cache_key(scene, rules: RejectionRules, ratio: float, max_features: int, upsample: int = 1) -> str:
+def cache_key(
+    scene, rules: RejectionRules, ratio: float, max_features: int, upsample: int = 1, epipolar_px: float = 0.0
+) -> str:
     """A digest of what the points depend on: the training views' pixels and cameras and the settings."""
     h = hashlib.sha256()
     ids = torch.tensor(list(scene.train_ids), dtype=torch.long)
     for t in (ids, scene.images[ids], scene.c2w[ids], scene.intrinsics[ids]):
         h.update(t.contiguous().numpy().tobytes())
-    h.update(json.dumps([dataclasses.asdict(rules), ratio, max_features, upsample], sort_keys=True).encode())
+    settings = [dataclasses.asdict(rules), ratio, max_features, upsample, epipolar_px]
+    h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -118,18 +131,19 @@ def load_or_triangulate(
     ratio: float = 0.75,
     max_features: int = 0,
     upsample: int = 1,
+    epipolar_px: float = 0.0,
     log=print,
 ) -> SparsePoints:
     """:func:`triangulate_views`, cached as ``run_dir/sparse_depth/points_<key>.safetensors`` + ``.json``
     (``key``: :func:`cache_key`); ``run_dir`` None: no cache."""
-    key = cache_key(scene, rules, ratio, max_features, upsample)
+    key = cache_key(scene, rules, ratio, max_features, upsample, epipolar_px)
     base = os.path.join(run_dir, CACHE_DIR, f"points_{key}") if run_dir else None
     if base and os.path.isfile(base + ".safetensors") and os.path.isfile(base + ".json"):
         tensors, _ = load_safetensors(base + ".safetensors")
         info = read_json(base + ".json")
         log(f"sparse depth: {len(tensors['view'])} observations from {base}.safetensors")
         return SparsePoints(tensors["view"], tensors["pixels"], tensors["distance"], tensors["sigma"], info["stats"])
-    pts = triangulate_views(scene, rules, ratio, max_features, upsample)
+    pts = triangulate_views(scene, rules, ratio, max_features, upsample, epipolar_px)
     log(
         f"sparse depth: {pts.stats['kept_points']} points from {pts.stats['matches']} matches "
         f"(rejected: {pts.stats['rejected']}) -> {len(pts)} observations"
@@ -145,6 +159,7 @@ def load_or_triangulate(
             "ratio": ratio,
             "max_features": max_features,
             "upsample": upsample,
+            "epipolar_px": epipolar_px,
         }
         write_json(base + ".json", {"train_ids": list(scene.train_ids), "settings": settings, "stats": pts.stats})
     return pts

@@ -24,6 +24,14 @@ def projection_matrix(c2w: np.ndarray, intr: np.ndarray) -> np.ndarray:
     return K @ np.concatenate([w2c_rot, w2c_t[:, None]], axis=1)
 
 
+def fundamental_matrix(P_a: np.ndarray, P_b: np.ndarray, center_a: np.ndarray) -> np.ndarray:
+    """``F`` ``[3, 3]`` with ``x_b^T F x_a = 0`` for the pixels (homogeneous) of one world point in
+    cameras ``P_a`` and ``P_b`` (:func:`projection_matrix`); ``center_a``: camera a's centre ``[3]``."""
+    e_b = P_b @ np.append(np.asarray(center_a, dtype=np.float64), 1.0)  # a's centre seen by b: the epipole
+    cross = np.array([[0.0, -e_b[2], e_b[1]], [e_b[2], 0.0, -e_b[0]], [-e_b[1], e_b[0], 0.0]])
+    return cross @ P_b @ np.linalg.pinv(P_a)
+
+
 def project(P: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Points ``[N, 3]`` through ``P`` ``[3, 4]`` -> (pixels ``[N, 2]``, depth along the optical axis ``[N]``;
     positive in front of the camera)."""
@@ -119,6 +127,7 @@ def triangulate_checked(
 __all__ = [
     "RejectionRules",
     "Triangulation",
+    "fundamental_matrix",
     "project",
     "projection_matrix",
     "ray_angles_deg",

@@ -112,7 +112,9 @@ def sparse_depth_term(cfg, scene, run_dir: str | None = None, log: Callable[[str
     from . import sparse_depth as SD
 
     rules = RejectionRules(cfg.sparse_depth_max_reprojection_px, cfg.sparse_depth_min_angle_deg)
-    points = load_or_triangulate(scene, run_dir, rules, upsample=cfg.sparse_depth_upsample, log=log)
+    points = load_or_triangulate(
+        scene, run_dir, rules, upsample=cfg.sparse_depth_upsample, epipolar_px=cfg.sparse_depth_epipolar_px, log=log
+    )
     targets = SD.depth_targets(scene, points, cfg.spacing, cfg.sparse_depth_min_sigma)
     n_points = points.stats.get("kept_points", 0)
     fade = SD.fade_factor(n_points, cfg.sparse_depth_full_points)

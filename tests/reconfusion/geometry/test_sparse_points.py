@@ -42,10 +42,33 @@ def test_keypoints_sit_on_blob_centres(upsample):
         assert np.abs(nearest - [cx, cy]).max() < 0.05, (nearest, (cx, cy))
 
 
-@pytest.mark.parametrize("upsample", [1, 2])
-def test_points_on_a_textured_plane_have_its_depth(upsample):
+def test_chunked_matching_equals_one_pass_and_brute_force():
+    """Row chunks give the one-pass answer, which is the brute-force mutual ratio test; an ``allowed``
+    mask that forbids every pair leaves no match."""
+    from reconfusion.geometry.matching import match
+
+    rng = np.random.default_rng()
+    a = rng.normal(size=(60, 16)).astype(np.float32)
+    b = np.concatenate([a[:40] + 0.05 * rng.normal(size=(40, 16)), rng.normal(size=(30, 16))]).astype(np.float32)
+    one, chunked = match(a, b, 0.8), match(a, b, 0.8, chunk=7)
+    assert np.array_equal(one, chunked) and len(one) >= 30
+    d = np.linalg.norm(a[:, None] - b[None], axis=-1)
+    two_a, two_b = np.sort(d, 1)[:, :2], np.sort(d, 0)[:2].T
+    expected = [
+        (i, int(d[i].argmin()))
+        for i in range(len(a))
+        if two_a[i, 0] < 0.8 * two_a[i, 1]
+        and d[:, d[i].argmin()].argmin() == i
+        and two_b[d[i].argmin(), 0] < 0.8 * two_b[d[i].argmin(), 1]
+    ]
+    assert one.tolist() == [list(e) for e in expected]
+    assert len(match(a, b, 0.8, allowed=lambda rows: np.zeros((len(rows), len(b)), dtype=bool))) == 0
+
+
+@pytest.mark.parametrize("upsample, epipolar_px", [(1, 0.0), (2, 0.0), (2, 1.0)])
+def test_points_on_a_textured_plane_have_its_depth(upsample, epipolar_px):
     scene = plane_scene(n_views=3)
-    pts = triangulate_views(scene, RejectionRules(), upsample=upsample)
+    pts = triangulate_views(scene, RejectionRules(), upsample=upsample, epipolar_px=epipolar_px)
     assert pts.stats["kept_points"] >= 30 and len(pts) == 2 * pts.stats["kept_points"]
     c2w, intr = scene.c2w[pts.view], scene.intrinsics[pts.view]
     # the point's depth along the optical axis, from its distance along the unit pixel ray

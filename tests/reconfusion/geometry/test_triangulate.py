@@ -8,6 +8,7 @@ import torch
 from reconfusion.cameras import look_at
 from reconfusion.geometry.triangulate import (
     RejectionRules,
+    fundamental_matrix,
     project,
     projection_matrix,
     triangulate_checked,
@@ -101,3 +102,18 @@ def test_angle_rule_rejects_a_narrow_baseline():
         _, px = observe(c2ws, X)
         tri = check(c2ws, X, px, RejectionRules(min_angle_deg=1.0))
         assert tri.rejected["angle"].all() == rejected and tri.rejected["angle"].any() == rejected
+
+
+def test_fundamental_matrix_relates_the_two_views_of_each_point():
+    """``x_b^T F x_a = 0`` for every point's two pixels: each lies on the other's epipolar line
+    (distance in pixels below 1e-6 of the image size)."""
+    c2w = cameras(2, spread=1.5)
+    Pa, Pb = projection_matrix(c2w[0], INTR), projection_matrix(c2w[1], INTR)
+    (xa, _), (xb, _) = project(Pa, points()), project(Pb, points())
+    F = fundamental_matrix(Pa, Pb, c2w[0][:3, 3])
+    homog = lambda x: np.concatenate([x, np.ones((len(x), 1))], 1)  # noqa: E731
+    lines = homog(xa) @ F.T
+    dist = np.abs((lines * homog(xb)).sum(1)) / np.linalg.norm(lines[:, :2], axis=1)
+    assert dist.max() < 1e-6 * 320
+    moved = homog(xb + np.array([0.0, 3.0]))  # off the line: a pixel-sized residual
+    assert (np.abs((lines * moved).sum(1)) / np.linalg.norm(lines[:, :2], axis=1) > 0.01).all()
