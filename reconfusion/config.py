@@ -87,6 +87,9 @@ class Config:
     sample_anneal_steps: int = 0  # RegNeRF: the sampled s-range grows from around sample_anneal_mid to [0, 1]
     sample_anneal_mid: float = 1.0  # over this many steps (RegNeRF LLFF: 256 steps, from the far plane)
     grid_decay_weight: float = 0.1  # Zip-NeRF's hash decay (0.1): sum over grid levels of the mean squared entry
+    # Captures on a removed background (scene background "white"/"black" decided from the images):
+    # mean opacity of the batch's rays whose target pixel shows the backdrop (they are empty space).
+    backdrop_opacity_weight: float = 0.0
     # sparse depth from the training views' triangulated features (reconfusion.losses.sparse_depth)
     sparse_depth_weight: float = 0.0  # 0 = off (no matching); x min(1, points / sparse_depth_full_points)
     sparse_depth_loss: str = "kl"  # "kl": cross-entropy of the rendered weights; "l2": expected depth
@@ -172,6 +175,9 @@ class Config:
         need(self.data_loss in ("charbonnier", "mse"), "data_loss", "'charbonnier' or 'mse'")
         need(self.sparse_depth_loss in ("kl", "l2"), "sparse_depth_loss", "'kl' or 'l2'")
         need(isinstance(self.sparse_depth_proposals, bool), "sparse_depth_proposals", "a bool")
+        v = self.backdrop_opacity_weight
+        ok = isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+        need(ok, "backdrop_opacity_weight", "a finite number >= 0")
         for name in (
             "sparse_depth_weight",
             "sparse_depth_max_reprojection_px",

@@ -95,6 +95,18 @@ def _occlusion(ctx):
     return F.occlusion_loss(ctx.out.sigmas, s_mid, ctx.config.occlusion_s)
 
 
+def _backdrop_opacity(ctx):
+    """Opacity of the rays whose target shows the scene's uniform backdrop, summed over them and
+    divided by the batch's rays (None for a scene without a white or black backdrop)."""
+    from ..data.space import BACKDROP_LEVEL
+
+    level = {"white": 1.0, "black": 0.0}.get(getattr(ctx.scene, "background", None))
+    if level is None:
+        return None
+    on = (ctx.target[..., :3] - level).abs().amax(-1) <= BACKDROP_LEVEL
+    return ctx.out.opacity[on].sum() / max(ctx.out.opacity.shape[0], 1)
+
+
 def _depth_smoothness(ctx):
     cfg, scene = ctx.config, ctx.scene
     p = min(cfg.depth_smoothness_patch_size, scene.height, scene.width)  # capped for tiny images
@@ -150,6 +162,8 @@ def config_terms(cfg, scene=None, run_dir: str | None = None, log: Callable[[str
         terms.append(LossTerm("occlusion", _occlusion, cfg.occlusion_weight))
     if cfg.depth_smoothness_weight > 0:
         terms.append(LossTerm("depth_smoothness", _depth_smoothness, cfg.depth_smoothness_weight))
+    if cfg.backdrop_opacity_weight > 0:
+        terms.append(LossTerm("backdrop_opacity", _backdrop_opacity, cfg.backdrop_opacity_weight))
     if cfg.grid_decay_weight > 0:  # its gradient added in place: one pass over the tables, no autograd graph
         terms.append(
             LossTerm(

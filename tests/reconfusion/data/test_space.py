@@ -264,6 +264,23 @@ def test_backdrop_colour_from_the_image_borders():
     assert backdrop_background(on_white)[0] == "learned"
 
 
+def test_backdrop_opacity_term_counts_only_backdrop_rays():
+    """Opacity of the rays whose target is the backdrop colour, over the batch; off without a backdrop."""
+    import types
+
+    from reconfusion.config import tiny
+    from reconfusion.losses.terms import config_terms
+
+    (term,) = [t for t in config_terms(tiny().replace(backdrop_opacity_weight=0.1)) if t.name == "backdrop_opacity"]
+    target = torch.tensor([[1.0, 1.0, 1.0], [0.99, 1.0, 0.995], [1.0, 0.5, 1.0]])
+    out = types.SimpleNamespace(opacity=torch.tensor([0.5, 0.2, 0.9]))
+    ctx = types.SimpleNamespace(scene=types.SimpleNamespace(background="white"), target=target, out=out)
+    assert term.weight == 0.1 and float(term.compute(ctx)) == pytest.approx(0.7 / 3)
+    ctx.scene.background = "learned"
+    assert term.compute(ctx) is None
+    assert not [t for t in config_terms(tiny()) if t.name == "backdrop_opacity"]  # off by default
+
+
 def test_protocol_factor(tmp_path):
     root = write_rig(str(tmp_path / "s"), forward_rig())
     assert protocol_factor(root, "contract") == 2  # only images_2/: the nearest to 4
