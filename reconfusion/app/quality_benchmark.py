@@ -146,7 +146,16 @@ def settings(cfg, device: str, threads: int) -> dict:
 
 
 def _same_settings(a: dict, b: dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in ("preset", "iterations", "batch_rays", "seed", "config"))
+    """Whether two pairs' settings give the same result: the configs are compared as
+    :class:`~reconfusion.config.Config` objects, so a field added since (at its default) changes nothing."""
+    from ..config import Config, ConfigError
+
+    if any(a.get(k) != b.get(k) for k in ("preset", "iterations", "batch_rays", "seed")):
+        return False
+    try:
+        return Config.from_dict(a["config"]) == Config.from_dict(b["config"])
+    except (KeyError, TypeError, ConfigError):  # missing, or keys this version does not know
+        return False
 
 
 def run_pair(path: str, n_views: int, cfg, out_dir: str, device, lpips: str | None, quiet: bool, sett: dict) -> dict:

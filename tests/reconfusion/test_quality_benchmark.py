@@ -175,3 +175,18 @@ def test_table_layout():
     orbit = _pair("milk", 3, 18.0)
     orbit["benchmark"]["split"] = "mip-NeRF 360: test every 8th image, N views spread around the orbit"
     assert bm.summarize([_pair("fern", 3, 19.0), orbit], [3], sett)["published"] is None  # not forward-facing
+
+
+def test_settings_compare_configs_not_their_json():
+    """A result written before a config field existed (the field at its default) is still reused."""
+    import json
+
+    from reconfusion.config import tiny
+
+    cfg = json.loads(tiny().to_json())
+    sett = {"preset": "tiny", "iterations": 10, "batch_rays": 64, "seed": 0, "config": cfg}
+    older = {**sett, "config": {k: v for k, v in cfg.items() if k != "backdrop_opacity_weight"}}
+    assert bm._same_settings(older, sett)
+    assert not bm._same_settings({**sett, "config": {**cfg, "backdrop_opacity_weight": 0.1}}, sett)
+    assert not bm._same_settings({**sett, "config": {**cfg, "no_such_key": 1}}, sett)
+    assert not bm._same_settings({**sett, "seed": 1}, sett)
