@@ -47,6 +47,15 @@ print(json.dumps({"train": scene.train_ids, "test": scene.test_ids, "held_out": 
 """
 
 
+READ_PRIOR_LOSS = """
+import json, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0})
+acc.Reload()
+print(json.dumps([[e.step, e.value] for e in acc.Scalars("Train Loss Dict/prior")]))
+"""
+
+
 @pytest.fixture(scope="module")
 def nerfstudio_env(tmp_path_factory):
     if not FERN.is_dir():
@@ -86,6 +95,28 @@ def test_ns_train_reconfusion_fewview_trains_and_evaluates(nerfstudio_env, tmp_p
     _run([*ns.command("ns-eval"), "--load-config", str(config), "--output-path", "eval.json"], ns, tmp_path)
     results = json.loads((tmp_path / "eval.json").read_text())["results"]
     assert results["psnr"] > mean_colour_psnr(4.0) + 1.0  # it learned more than the mean colour
+
+
+def test_ns_train_reconfusion_fewview_with_a_diffusion_prior(nerfstudio_env, tmp_path):
+    """--pipeline.model.prior DIR turns reconfusion's sample loss on (an untrained tiny prior: the term runs)."""
+    import torch
+
+    from reconfusion.prior.model import ReconFusionPrior
+
+    torch.manual_seed(0)
+    ReconFusionPrior.tiny().save(str(tmp_path / "prior"))
+    ns = nerfstudio_env
+    cmd = [*ns.command("ns-train"), "reconfusion-fewview", "--data", str(FERN), "--machine.device-type", "cpu"]
+    cmd += ["--vis", "tensorboard", "--max-num-iterations", "6", "--logging.steps-per-log", "5"]
+    cmd += ["--steps-per-eval-image", "1000", "--steps-per-eval-batch", "1000", "--steps-per-save", "100000"]
+    cmd += ["--output-dir", str(tmp_path / "out"), "--timestamp", "run"]
+    cmd += ["--pipeline.datamanager.dataparser.downscale", "4"]
+    cmd += ["--pipeline.model.prior", str(tmp_path / "prior"), "--pipeline.model.prior-every", "5"]
+    _run(cmd, ns, tmp_path)
+    events = tmp_path / "out" / "fern" / "reconfusion-fewview" / "run"
+    logged = json.loads(_run([sys.executable, "-c", READ_PRIOR_LOSS, str(events)], ns, tmp_path).stdout)
+    assert [step for step, _ in logged] == [0, 5]  # every 5 steps, as asked
+    assert all(value > 0 for _, value in logged)
 
 
 def mean_colour_psnr(downscale: float) -> float:
