@@ -1,11 +1,13 @@
 """How good the few-view triangulated points are: their depth against a dense-view model's rendered depth.
 
+Settings compared: SIFT image enlargement and the epipolar band of :func:`reconfusion.geometry.triangulate_views`.
+
 The points of a few-view split (:func:`reconfusion.geometry.triangulate_views`) are compared with the
 expected depth that a model trained on every non-test view renders along the same pixel rays, in
 the renderer's ``s`` units and as a relative error of the metric depth (NDC: ``z = near / (1 - s)``
 for the linear spacing). One JSON record per run::
 
-    python -m benchmarks.sparse_points_check fern --views 3 --dense-iterations 1500 \\
+    python -m benchmarks.sparse_points_check fern --views 3 --dense-iterations 1500 --settings 1:0,2:0,2:1 \\
         --out benchmarks/results/fewview_horns/points_vs_dense_fern.json
 """
 
@@ -50,7 +52,9 @@ def main(argv=None) -> int:
     p.add_argument("scene")
     p.add_argument("--views", type=int, default=3)
     p.add_argument("--dense-iterations", type=int, default=1500)
-    p.add_argument("--upsample", default="1,2", help="SIFT image enlargements to compare")
+    p.add_argument(
+        "--settings", default="1:0,2:0,2:1", help="matching settings to compare: upsample:epipolar_px, comma-separated"
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
@@ -65,10 +69,17 @@ def main(argv=None) -> int:
     rcfg = resolve(cfg, few.space)
     rules = RejectionRules(rcfg.sparse_depth_max_reprojection_px, rcfg.sparse_depth_min_angle_deg)
     per_setting = {}
-    for up in (int(u) for u in a.upsample.split(",")):
-        points = triangulate_views(few, rules, upsample=up)
+    for item in a.settings.split(","):
+        up, epipolar_px = int(item.split(":")[0]), float(item.split(":")[1])
+        t = time.time()
+        points = triangulate_views(few, rules, upsample=up, epipolar_px=epipolar_px)
+        seconds_points = time.time() - t
         errors = _depth_errors(few, model, points, rcfg)
-        per_setting[f"upsample_{up}"] = {"points": points.stats["kept_points"], **errors}
+        per_setting[f"upsample_{up}_epipolar_{epipolar_px:g}px"] = {
+            "points": points.stats["kept_points"],
+            "seconds": seconds_points,
+            **errors,
+        }
     record = {
         "scene": few.name,
         "views": a.views,
