@@ -26,19 +26,29 @@ def _depth_errors(scene, model, points, cfg) -> dict:
     from reconfusion.render import render_rays
 
     targets = depth_targets(scene, points, cfg.spacing, cfg.sparse_depth_min_sigma)
-    rendered = render_rays(model, targets.rays, outputs=("depth",))["depth"].double()
+    out = render_rays(model, targets.rays, outputs=("depth", "opacity"))
+    # the expected s of the ray's termination given that it terminates (the renderer's depth is not
+    # divided by the opacity: light that reaches the learned background counts as s = 0 there)
+    opacity = out["opacity"].double()
+    rendered = out["depth"].double() / opacity.clamp_min(1e-6)
     s = targets.s.double()
     ds = (rendered - s).abs()
-    out = {"targets": len(targets), "abs_s_median": float(ds.median()), "abs_s_p90": float(ds.quantile(0.9))}
+    stats = {
+        "targets": len(targets),
+        "opacity_median": float(opacity.median()),
+        "abs_s_median": float(ds.median()),
+        "abs_s_p90": float(ds.quantile(0.9)),
+        "s_bias_median": float((rendered - s).median()),
+    }
     if scene.space == "ndc" and cfg.spacing == "linear":
         z_pred, z_pt = 1.0 / (1.0 - rendered).clamp_min(1e-6), 1.0 / (1.0 - s)
         rel = ((z_pred - z_pt) / z_pt).abs()
-        out.update(
+        stats.update(
             rel_depth_median=float(rel.median()),
             rel_depth_p90=float(rel.quantile(0.9)),
             within_5pct=float((rel < 0.05).double().mean()),
         )
-    return out
+    return stats
 
 
 def main(argv=None) -> int:
