@@ -81,4 +81,17 @@ def install_nerfstudio(root: Path) -> NerfstudioEnv | str:
     return NerfstudioEnv(":".join(str(p) for p in paths), target / "bin")
 
 
-__all__ = ["NerfstudioEnv", "SITECUSTOMIZE", "install_nerfstudio"]
+def nerfstudio_or_skip(root: Path, scene: Path) -> NerfstudioEnv:
+    """:func:`install_nerfstudio` under ``root`` for a test on the shared ``scene``; skips the test (with
+    the reason) when the scene or nerfstudio's wheels are not to be had."""
+    import pytest
+
+    if not scene.is_dir():
+        pytest.skip(f"shared scene not found at {scene}")
+    env = install_nerfstudio(root)
+    if isinstance(env, str):
+        pytest.skip(env)
+    return env
+
+
+__all__ = ["NerfstudioEnv", "SITECUSTOMIZE", "install_nerfstudio", "nerfstudio_or_skip"]

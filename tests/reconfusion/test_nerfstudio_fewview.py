@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.helpers.nerfstudio_env import install_nerfstudio
+from tests.helpers.nerfstudio_env import nerfstudio_or_skip
 from tests.helpers.paths import SHARED_DATA
 
 pytestmark = pytest.mark.slow
@@ -58,12 +58,7 @@ print(json.dumps([[e.step, e.value] for e in acc.Scalars("Train Loss Dict/prior"
 
 @pytest.fixture(scope="module")
 def nerfstudio_env(tmp_path_factory):
-    if not FERN.is_dir():
-        pytest.skip(f"shared fern scene not found at {FERN}")
-    env = install_nerfstudio(tmp_path_factory.mktemp("nerfstudio"))
-    if isinstance(env, str):
-        pytest.skip(env)
-    return env
+    return nerfstudio_or_skip(tmp_path_factory.mktemp("nerfstudio"), FERN)
 
 
 def _run(cmd, ns, cwd):

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.helpers.nerfstudio_env import install_nerfstudio
+from tests.helpers.nerfstudio_env import nerfstudio_or_skip
 from tests.helpers.paths import SHARED_DATA
 
 pytestmark = pytest.mark.slow
@@ -21,11 +21,7 @@ FERN = SHARED_DATA / "fern"
 @pytest.fixture(scope="module")
 def nerfstudio_env(tmp_path_factory):
     """(nerfstudio environment, exported fern)."""
-    if not FERN.is_dir():
-        pytest.skip(f"shared fern scene not found at {FERN}")
-    env = install_nerfstudio(tmp_path_factory.mktemp("nerfstudio"))
-    if isinstance(env, str):
-        pytest.skip(env)
+    env = nerfstudio_or_skip(tmp_path_factory.mktemp("nerfstudio"), FERN)
     scene = tmp_path_factory.mktemp("fern_ns") / "fern"
     from reconfusion.app.cli import main
 

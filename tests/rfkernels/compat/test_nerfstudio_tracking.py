@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from tests.helpers.nerfstudio_env import WHEELS, install_nerfstudio
+from tests.helpers.nerfstudio_env import WHEELS, nerfstudio_or_skip
 from tests.helpers.paths import SHARED_DATA
 
 pytestmark = pytest.mark.slow
@@ -41,12 +41,8 @@ print(json.dumps([e.value for e in acc.Scalars("Train Loss Dict/rgb_loss")]))
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """``{name: [rgb_loss per step]}`` for torch (seeds 42 and 43) and rfkernels (seed 42)."""
-    if not FERN.is_dir():
-        pytest.skip(f"shared fern scene not found at {FERN}")
     root = tmp_path_factory.mktemp("nerfstudio")
-    ns = install_nerfstudio(root)
-    if isinstance(ns, str):
-        pytest.skip(ns)
+    ns = nerfstudio_or_skip(root, FERN)
     nerfacc = root / "nerfacc052"
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(nerfacc)]
     got = subprocess.run([*pip, "--no-index", "--find-links", str(WHEELS), "nerfacc==0.5.2"], capture_output=True)
