@@ -71,7 +71,7 @@ def _intersect_kernel(o_ptr, d_ptr, box_ptr, tmin_ptr, tmax_ptr, hit_ptr, n, L, 
 def _cell_index(x, res):
     """Unit-cube position * resolution -> cell index (truncated, clamped into [0, res - 1]; NaN -> 0)."""
     x = tl.where(x != x, 0.0, x)
-    x = tl.minimum(tl.maximum(x, -1.0), res.to(tl.float32))
+    x = tl.minimum(tl.maximum(x, -1.0), tl.zeros_like(x) + res)  # res may be the JIT's constant 1
     return tl.minimum(tl.maximum(x.to(tl.int32), 0), res - 1)
 
 
@@ -80,7 +80,7 @@ def _fmin(a, b):
     return tl.where(a != a, b, tl.where(b != b, a, tl.minimum(a, b)))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["X", "Y", "Z"])  # grid sizes are data: one compiled kernel for all of them
 def _dda_kernel(
     o_ptr, d_ptr, box_ptr, bin_ptr, lo_ptr, hi_ptr, lvl_ptr, valid_ptr, exit_ptr, occ_ptr,
     n, S, X, Y, Z, n_cells, BLOCK: tl.constexpr,
@@ -124,7 +124,7 @@ def _axis_setup(o_ptr, d_ptr, box_ptr, r, lvl, ax: tl.constexpr, res, lo, hi, t_
     d = tl.load(d_ptr + r * 3 + ax, m, 1.0)
     bmin = tl.load(box_ptr + lvl * 6 + ax, m, 0.0)
     bmax = tl.load(box_ptr + lvl * 6 + 3 + ax, m, 1.0)
-    resf = res.to(tl.float32)
+    resf = tl.zeros_like(lo) + res  # float32; res may be the JIT's constant 1 (a grid one cell wide)
     voxel = tl.math.div_rn(bmax - bmin, resf)
     inv = tl.math.div_rn(1.0, d)
     start = o + d * t_in

@@ -95,9 +95,13 @@ def install_recorder(path: str) -> None:
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
         signature, constexprs, divisible = {}, {}, []
+        # triton.jit(do_not_specialize=[...]): neither the 1-constant nor the 16-divisibility specialization
+        plain = set(self.kwargs.get("do_not_specialize") or ())
         for name, value in bound.arguments.items():
             if _is_constexpr(sig.parameters[name]):
                 signature[name], constexprs[name] = "constexpr", value
+            elif name in plain and isinstance(value, int) and not isinstance(value, bool):
+                signature[name] = "i32" if -(2**31) <= value < 2**31 else "i64"
             else:
                 signature[name], const = _arg_type(value)
                 if signature[name] == "constexpr":

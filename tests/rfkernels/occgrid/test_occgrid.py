@@ -196,6 +196,20 @@ def test_fused_matches_reference(fused_backend):
             assert torch.equal(a.cpu(), b.cpu()), name
 
 
+@pytest.mark.parametrize("levels, res", [(1, (1, 4, 3)), (2, (4, 1, 3)), (1, (3, 4, 1)), (2, (1, 1, 1))])
+def test_fused_one_cell_wide_grids(fused_backend, levels, res):
+    """Grids one cell wide along an axis (a real Triton launch would specialize a size of 1 as a
+    constant: the kernel takes the sizes unspecialized)."""
+    g = _gen(7)
+    o, d = random_rays(16, g, device=DEVICE)
+    binaries = random_binaries(levels, res, 0.6, g, device=DEVICE)
+    aabbs = nested_aabbs(levels, device=DEVICE)
+    want = traverse_grids(o, d, binaries, aabbs, step_size=0.1, backend="torch")
+    got = traverse_grids(o, d, binaries, aabbs, step_size=0.1, backend=fused_backend)
+    for name, a, b in zip(want._fields, got, want):
+        assert torch.equal(a.cpu(), b.cpu()), name
+
+
 def test_fused_fuzz(fused_backend, seed):
     """Fresh random scenes each run (the seed is printed on failure)."""
     g = _gen(seed)
