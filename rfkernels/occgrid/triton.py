@@ -41,7 +41,7 @@ def _slab(o, inv, lo_box, hi_box):
     return tl.where(forward, a, b), tl.where(forward, b, a)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n"])  # ray counts are data: no variant per count
 def _intersect_kernel(o_ptr, d_ptr, box_ptr, tmin_ptr, tmax_ptr, hit_ptr, n, L, near, far, miss, BLOCK: tl.constexpr):
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = i < n
@@ -80,7 +80,7 @@ def _fmin(a, b):
     return tl.where(a != a, b, tl.where(b != b, a, tl.minimum(a, b)))
 
 
-@triton.jit(do_not_specialize=["X", "Y", "Z"])  # grid sizes are data: one compiled kernel for all of them
+@triton.jit(do_not_specialize=["n", "X", "Y", "Z", "n_cells"])  # sizes are data: one kernel for all of them
 def _dda_kernel(
     o_ptr, d_ptr, box_ptr, bin_ptr, lo_ptr, hi_ptr, lvl_ptr, valid_ptr, exit_ptr, occ_ptr,
     n, S, X, Y, Z, n_cells, BLOCK: tl.constexpr,
@@ -138,7 +138,7 @@ def _axis_setup(o_ptr, d_ptr, box_ptr, r, lvl, ax: tl.constexpr, res, lo, hi, t_
     return cur, tdist, delta, step, final + step
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R", "n_table"])  # ray and table sizes are data: no variant per size
 def _march_kernel(
     near_ptr, stop_ptr, mask_ptr, exit_ptr, occ_ptr, seglo_ptr, count_ptr, term_ptr, off_ptr, ts_ptr, te_ptr,
     R, n_table, step_size, cone_angle, max_steps, FILL: tl.constexpr, BLOCK: tl.constexpr,
