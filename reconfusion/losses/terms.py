@@ -104,7 +104,7 @@ def _backdrop_opacity(ctx):
     if level is None:
         return None
     on = (ctx.target[..., :3] - level).abs().amax(-1) <= BACKDROP_LEVEL
-    return ctx.out.opacity[on].sum() / max(ctx.out.opacity.shape[0], 1)
+    return (ctx.out.opacity * on).sum() / max(ctx.out.opacity.shape[0], 1)  # a mask product: no host sync
 
 
 def _depth_smoothness(ctx):
