@@ -90,6 +90,11 @@ class Config:
     # Captures on a removed background (scene background "white"/"black" decided from the images):
     # mean opacity of the batch's rays whose target pixel shows the backdrop (they are empty space).
     backdrop_opacity_weight: float = 0.0
+    # rendered weight on samples inside fewer than covisibility_min_views training frusta
+    # (reconfusion.losses.covisibility): views far apart must not each explain their image in front of
+    # their own camera
+    covisibility_weight: float = 0.0
+    covisibility_min_views: int = 2
     # sparse depth from the training views' triangulated features (reconfusion.losses.sparse_depth)
     sparse_depth_weight: float = 0.0  # 0 = off (no matching); x min(1, points / sparse_depth_full_points)
     sparse_depth_loss: str = "kl"  # "kl": cross-entropy of the rendered weights; "l2": expected depth
@@ -175,9 +180,11 @@ class Config:
         need(self.data_loss in ("charbonnier", "mse"), "data_loss", "'charbonnier' or 'mse'")
         need(self.sparse_depth_loss in ("kl", "l2"), "sparse_depth_loss", "'kl' or 'l2'")
         need(isinstance(self.sparse_depth_proposals, bool), "sparse_depth_proposals", "a bool")
-        v = self.backdrop_opacity_weight
-        ok = isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
-        need(ok, "backdrop_opacity_weight", "a finite number >= 0")
+        for name in ("backdrop_opacity_weight", "covisibility_weight"):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, name, "a finite number >= 0")
+        v = self.covisibility_min_views
+        need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, "covisibility_min_views", "an integer >= 1")
         for name in (
             "sparse_depth_weight",
             "sparse_depth_max_reprojection_px",

@@ -271,7 +271,16 @@ def _train(
         rays, target = pool.sample(cfg.batch_rays, gen)
         out = model(rays, progress=progress)
         ctx = LossContext(
-            model, scene, step, cfg, device, progress, out, target, unseen_rays=lambda n, p: pool.unseen(n, p, gen)
+            model,
+            scene,
+            step,
+            cfg,
+            device,
+            progress,
+            out,
+            target,
+            unseen_rays=lambda n, p: pool.unseen(n, p, gen),
+            rays=rays,
         )
         active = [t for t in terms if t.active(step)]
         losses = {}

@@ -37,6 +37,7 @@ class LossContext:
     target: torch.Tensor | None = None  # the main batch's pixel colours [R, 3]
     unseen_rays: Callable | None = None  # (n_patches, patch) -> RayBundle of patches from unseen views
     extras: dict = field(default_factory=dict)
+    rays: object = None  # the main batch's RayBundle (on the device)
 
     def render(self, rays):
         """Differentiable render of ``rays`` (moved to the model's device), training-mode sampling."""
@@ -145,10 +146,30 @@ def sparse_depth_term(cfg, scene, run_dir: str | None = None, log: Callable[[str
     return LossTerm("sparse_depth", value, cfg.sparse_depth_weight * fade, stop=stop)
 
 
+def covisibility_term(cfg, scene) -> LossTerm:
+    """The covisibility term of ``cfg`` (resolved) for ``scene``'s training cameras, on the main
+    batch's rays (:mod:`.covisibility`)."""
+    from . import covisibility as C
+
+    frusta = {}  # built on the first step's device
+
+    def value(ctx):
+        if ctx.rays is None:
+            raise ValueError("the covisibility term needs the main batch's rays: LossContext(..., rays=...)")
+        if ctx.device not in frusta:
+            frusta[ctx.device] = C.TrainingFrusta(scene, ctx.device)
+        return C.covisibility_value(
+            ctx.out, ctx.rays, scene, frusta[ctx.device], cfg.spacing, cfg.covisibility_min_views
+        )
+
+    return LossTerm("covisibility", value, cfg.covisibility_weight)
+
+
 def config_terms(cfg, scene=None, run_dir: str | None = None, log: Callable[[str], None] = print) -> list[LossTerm]:
     """The terms ``cfg`` turns on, in the loop's fixed order (which is also the order of their random
-    draws): data, interlevel, distortion, entropy, occlusion, depth smoothness, grid decay, sparse
-    depth (needs the ``scene``; its points are cached in ``run_dir``)."""
+    draws): data, interlevel, distortion, entropy, occlusion, depth smoothness, backdrop opacity,
+    covisibility (needs the ``scene``), grid decay, sparse depth (needs the ``scene``; its points
+    are cached in ``run_dir``)."""
     terms = [LossTerm("data", _data)]
     if cfg.interlevel_weight > 0:
         terms.append(LossTerm("interlevel", _interlevel, cfg.interlevel_weight))
@@ -164,6 +185,10 @@ def config_terms(cfg, scene=None, run_dir: str | None = None, log: Callable[[str
         terms.append(LossTerm("depth_smoothness", _depth_smoothness, cfg.depth_smoothness_weight))
     if cfg.backdrop_opacity_weight > 0:
         terms.append(LossTerm("backdrop_opacity", _backdrop_opacity, cfg.backdrop_opacity_weight))
+    if cfg.covisibility_weight > 0:
+        if scene is None:
+            raise ValueError("config `covisibility_weight` > 0 needs the scene: config_terms(cfg, scene)")
+        terms.append(covisibility_term(cfg, scene))
     if cfg.grid_decay_weight > 0:  # its gradient added in place: one pass over the tables, no autograd graph
         terms.append(
             LossTerm(

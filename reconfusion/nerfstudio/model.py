@@ -135,12 +135,18 @@ class FewViewModel(Model):
 
     def get_outputs(self, ray_bundle: NerfstudioRays) -> dict:
         """``rgb [R, 3]`` (clamped to [0, 1] in evaluation), ``accumulation``, ``depth`` (normalized
-        distance s) ``[R, 1]``; ``render``: the recipe's RenderOutput, for the loss."""
+        distance s) ``[R, 1]``; ``render``: the recipe's RenderOutput and ``rays`` its RayBundle, for the loss."""
         rays = scene_rays(self.scene, ray_bundle)
         with rfkernels.use_backend(self.cfg.backend):
             out = self.recipe(rays, progress=self.progress if self.training else None)
         rgb = out.rgb if self.training else out.rgb.float().clamp(0, 1)
-        return {"rgb": rgb, "accumulation": out.opacity[:, None], "depth": out.depth[:, None], "render": out}
+        return {
+            "rgb": rgb,
+            "accumulation": out.opacity[:, None],
+            "depth": out.depth[:, None],
+            "render": out,
+            "rays": rays,
+        }
 
     def get_metrics_dict(self, outputs, batch) -> dict[str, torch.Tensor]:
         mse = (outputs["rgb"].detach().float() - batch["image"][..., :3].to(self.device)).square().mean()
@@ -152,7 +158,7 @@ class FewViewModel(Model):
         target = batch["image"][..., :3].to(self.device)
         ctx = LossContext(
             self.recipe, self.scene, self.step, self.cfg, self.device, self.progress, outputs["render"], target,
-            unseen_rays=self.unseen_rays,
+            unseen_rays=self.unseen_rays, rays=outputs.get("rays"),
         )  # fmt: skip
         active = [t for t in self.terms if t.active(self.step)] if self.training else self.terms[:1]
         losses = {}
