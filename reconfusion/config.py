@@ -98,7 +98,7 @@ class Config:
     # sparse depth from the training views' triangulated features (reconfusion.losses.sparse_depth)
     sparse_depth_weight: float = 0.0  # 0 = off (no matching); x min(1, points / sparse_depth_full_points)
     sparse_depth_loss: str = "kl"  # "kl": cross-entropy of the rendered weights; "l2": expected depth
-    sparse_depth_rays: int = 128  # target rays rendered per step (extra rays: the term's cost)
+    sparse_depth_rays: int = 128  # target rays per step, in place of random ones (at most half of batch_rays)
     sparse_depth_min_sigma: float = 0.02  # floor of a target's standard deviation, in s units (0.005: worse on horns)
     sparse_depth_full_points: int = 100  # fewer triangulated points fade the weight out linearly
     sparse_depth_proposals: bool = True  # "kl" also on the proposal histograms

@@ -43,6 +43,11 @@ class RayBundle:
     def to(self, device) -> RayBundle:
         return RayBundle(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
+    @staticmethod
+    def cat(bundles: list[RayBundle]) -> RayBundle:
+        """The rays of ``bundles`` one after the other."""
+        return RayBundle(**{f.name: torch.cat([getattr(b, f.name) for b in bundles]) for f in fields(RayBundle)})
+
 
 def pixel_centers(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x, y)`` ``[H, W]`` pixel-centre coordinates."""

@@ -149,6 +149,24 @@ class _RayPool:
         rays = self.scene.rays(self.c2w[view], self.intr[view], x, y)
         return self._upload_rays(rays), self._upload(self.colors[idx])
 
+    def batch(self, n: int, gen: torch.Generator, terms) -> tuple[RayBundle, torch.Tensor, dict]:
+        """A step's ``n`` rays and colours: the pixels the active ``terms`` ask for (``rays_fn``) after
+        ``n`` minus their count random ones; ``{term name: slice of its rows}``."""
+        wanted = [(t.name, t.rays_fn()) for t in terms if t.rays_fn is not None]
+        extra = sum(len(r) for _, (r, _) in wanted)
+        if extra >= n:
+            raise ValueError(f"config `batch_rays` ({n}) must exceed the {extra} rays the loss terms add per step")
+        rays, colors = self.sample(n - extra, gen)
+        rows, bundles, targets, start = {}, [rays], [colors], n - extra
+        for name, (r, c) in wanted:
+            rows[name] = slice(start, start + len(r))
+            bundles.append(self._upload_rays(r))
+            targets.append(self._upload(c))
+            start += len(r)
+        if not wanted:
+            return rays, colors, rows
+        return RayBundle.cat(bundles), torch.cat(targets), rows
+
     def unseen(self, n_patches: int, patch: int, gen: torch.Generator) -> RayBundle:
         """Rays of ``n_patches`` patches from viewpoints between the training cameras."""
         return self._upload_rays(unseen_patches(self.scene, self.c2w, self.intr, n_patches, patch, gen))
@@ -268,7 +286,8 @@ def _train(
         for g in opt.param_groups:
             g["lr"] = lr
         progress = step / max(cfg.iterations, 1)
-        rays, target = pool.sample(cfg.batch_rays, gen)
+        active = [t for t in terms if t.active(step)]
+        rays, target, rows = pool.batch(cfg.batch_rays, gen, active)
         out = model(rays, progress=progress)
         ctx = LossContext(
             model,
@@ -280,9 +299,9 @@ def _train(
             out,
             target,
             unseen_rays=lambda n, p: pool.unseen(n, p, gen),
+            extras={"rows": rows},
             rays=rays,
         )
-        active = [t for t in terms if t.active(step)]
         losses = {}
         for term in active:
             value = term.compute(ctx)

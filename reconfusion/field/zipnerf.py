@@ -67,6 +67,11 @@ class RenderOutput:
     sigmas: torch.Tensor  # [R, S]
     proposals: list = field(default_factory=list)  # the sampler's histograms [(s_edges [R, n+1], weights [R, n])]
 
+    def rows(self, idx) -> RenderOutput:
+        """The render of the rays ``idx`` (a slice or index tensor) only."""
+        per_ray = {k: getattr(self, k)[idx] for k in ("rgb", "depth", "opacity", "weights", "s_edges", "sigmas")}
+        return RenderOutput(**per_ray, proposals=[(e[idx], w[idx]) for e, w in self.proposals])
+
 
 class ZipNeRF(nn.Module):
     """The full model. ``space``/``bbox``/``background`` come from the :class:`~reconfusion.data.Scene`;

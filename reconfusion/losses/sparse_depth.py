@@ -46,11 +46,13 @@ def depth_l2(depth_s: torch.Tensor, s_target: torch.Tensor, s_sigma: torch.Tenso
 @dataclass
 class DepthTargets:
     """Rays ``[M]`` through observed pixels (a :class:`~reconfusion.rays.RayBundle`), their target
-    ``s`` and its standard deviation."""
+    ``s`` and its standard deviation, and the training image's colour there ``[M, 3]`` (so the rays
+    can stand in for part of a step's data batch)."""
 
     rays: object
     s: torch.Tensor
     sigma: torch.Tensor
+    colors: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.s.shape[0])
@@ -66,6 +68,21 @@ def _ray_parameter(scene, rays, world_rays, distance: torch.Tensor) -> torch.Ten
     o, d = world_rays
     z_ndc = 1.0 + 2.0 * scene.near / (o[:, 2] + distance * d[:, 2])
     return (z_ndc - rays.origins[:, 2].double()) / rays.directions[:, 2].double()
+
+
+def pixel_colors(images: torch.Tensor, view: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """Bilinear colours ``[M, 3]`` of ``images`` ``[N, H, W, 3]`` at sub-pixel ``pixels`` ``[M, 2]``
+    (x, y; a pixel's centre at ``+0.5``, as rays are generated) of images ``view`` ``[M]``."""
+    H, W = images.shape[1:3]
+    grid = pixels.float() / pixels.new_tensor([W, H]).float() * 2.0 - 1.0  # [M, 2]
+    out = torch.empty(len(view), 3)
+    for v in view.unique().tolist():
+        sel = view == v
+        img = images[v].permute(2, 0, 1)[None]  # [1, 3, H, W]
+        g = grid[sel][None, :, None, :]  # [1, m, 1, 2]
+        sampled = torch.nn.functional.grid_sample(img, g, mode="bilinear", padding_mode="border", align_corners=False)
+        out[sel] = sampled[0, :, :, 0].T
+    return out
 
 
 def depth_targets(scene, points, spacing: str, min_sigma: float) -> DepthTargets:
@@ -86,7 +103,8 @@ def depth_targets(scene, points, spacing: str, min_sigma: float) -> DepthTargets
     s, s_lo, s_hi = (smap.t_to_s(_ray_parameter(scene, rays, world, v)) for v in (dist, near_d, dist + sig))
     sigma = (0.5 * (s_hi - s_lo).abs()).nan_to_num(1.0).clamp_min(min_sigma)
     keep = torch.isfinite(s) & (s > 0) & (s < 1)
-    return DepthTargets(rays[keep], s[keep].float(), sigma[keep].float())
+    colors = pixel_colors(scene.images, points.view, points.pixels)
+    return DepthTargets(rays[keep], s[keep].float(), sigma[keep].float(), colors[keep])
 
 
 def fade_factor(n_points: int, full_points: int) -> float:
@@ -116,5 +134,6 @@ __all__ = [
     "depth_targets",
     "fade_factor",
     "gaussian_bin_mass",
+    "pixel_colors",
     "sparse_depth_value",
 ]

@@ -48,8 +48,9 @@ class LossContext:
 class LossTerm:
     """``name``; ``fn(ctx) -> Tensor | None`` the unweighted value; ``weight``; active at steps
     ``start <= step < stop`` (``stop`` None: to the end) with ``step % every == 0``; optional
-    ``grad_fn(ctx, weight)`` adding its gradient in place after backward, and ``log_fn(ctx) -> float | Tensor``
-    the value logged for a gradient-only term (unweighted; the loop multiplies by ``weight``)."""
+    ``grad_fn(ctx, weight)`` adding its gradient in place after backward, ``log_fn(ctx) -> float | Tensor``
+    the value logged for a gradient-only term (unweighted; the loop multiplies by ``weight``), and
+    ``rays_fn`` the pixels it adds to the step's main batch."""
 
     name: str
     fn: Callable[[LossContext], torch.Tensor | None] | None = None
@@ -59,6 +60,10 @@ class LossTerm:
     stop: int | None = None
     grad_fn: Callable[[LossContext, float], None] | None = None
     log_fn: Callable[[LossContext], float | torch.Tensor] | None = None  # a 0-dim tensor: read with the record
+    # () -> (RayBundle [M], colours [M, 3]): training pixels this term wants in the step's main batch, in
+    # place of M random ones; the loop renders them with the batch and names their rows in
+    # ctx.extras["rows"][name]. A loop that does not (the nerfstudio plugin) leaves the rows out.
+    rays_fn: Callable[[], tuple] | None = None
 
     def active(self, step: int) -> bool:
         return (
@@ -117,10 +122,13 @@ def _depth_smoothness(ctx):
 
 def sparse_depth_term(cfg, scene, run_dir: str | None = None, log: Callable[[str], None] = print) -> LossTerm | None:
     """The sparse-depth term of ``cfg`` (resolved) for ``scene``: its training views matched and
-    triangulated (cached in ``run_dir``), ``cfg.sparse_depth_rays`` target rays rendered per step
-    (drawn by a generator of their own, so the other terms' draws are unchanged), weight
-    ``cfg.sparse_depth_weight`` faded by ``min(1, points / cfg.sparse_depth_full_points)``;
-    ``None`` when no target is left."""
+    triangulated (cached in ``run_dir``), ``cfg.sparse_depth_rays`` target rays per step (at most
+    half of ``cfg.batch_rays``; drawn by a generator of their own) in place of as many random pixels
+    of the main batch (they are training pixels too, so the data loss covers them and no extra
+    render is needed); weight
+    ``cfg.sparse_depth_weight`` faded by ``min(1, points / cfg.sparse_depth_full_points)``; ``None``
+    when no target is left. A loop that does not merge the rays into its batch gets them rendered
+    separately."""
     from ..geometry import RejectionRules, load_or_triangulate
     from . import sparse_depth as SD
 
@@ -135,15 +143,26 @@ def sparse_depth_term(cfg, scene, run_dir: str | None = None, log: Callable[[str
     if len(targets) == 0 or fade == 0.0:
         return None
     gen = torch.Generator().manual_seed(cfg.seed + 1)
+    drawn = []  # the rows drawn for this step's batch
+
+    def draw():
+        n = min(cfg.sparse_depth_rays, len(targets), cfg.batch_rays // 2)
+        idx = torch.randint(len(targets), (n,), generator=gen)
+        drawn[:] = [idx]
+        return targets.rays[idx], targets.colors[idx]
 
     def value(ctx):
-        idx = torch.randint(len(targets), (min(cfg.sparse_depth_rays, len(targets)),), generator=gen)
-        out = ctx.render(targets.rays[idx])
+        rows = ctx.extras.get("rows", {}).get("sparse_depth")
+        if rows is None:  # not merged into the main batch: render the target rays here
+            out = ctx.render(draw()[0])
+        else:
+            out = ctx.out.rows(rows)
+        idx = drawn[0]
         s, sigma = targets.s[idx].to(ctx.device), targets.sigma[idx].to(ctx.device)
         return SD.sparse_depth_value(out, s, sigma, cfg.sparse_depth_loss, cfg.sparse_depth_proposals)
 
     stop = None if cfg.sparse_depth_stop >= 1.0 else int(cfg.sparse_depth_stop * cfg.iterations)
-    return LossTerm("sparse_depth", value, cfg.sparse_depth_weight * fade, stop=stop)
+    return LossTerm("sparse_depth", value, cfg.sparse_depth_weight * fade, stop=stop, rays_fn=draw)
 
 
 def covisibility_term(cfg, scene) -> LossTerm:

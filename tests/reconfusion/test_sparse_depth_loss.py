@@ -109,3 +109,38 @@ def test_term_is_built_from_the_scene_and_faded():
         config_terms(cfg)
     with pytest.raises(ConfigError, match="sparse_depth_loss"):
         tiny().replace(sparse_depth_loss="l1")
+
+
+def test_pixel_colors_are_bilinear_at_ray_coordinates():
+    from reconfusion.losses.sparse_depth import pixel_colors
+
+    images = torch.rand(2, 5, 7, 3)
+    view = torch.tensor([0, 1, 1])
+    pixels = torch.tensor([[2.5, 3.5], [0.5, 0.5], [4.0, 1.5]])  # centres of (3, 2) and (0, 0); between columns 3, 4
+    got = pixel_colors(images, view, pixels)
+    torch.testing.assert_close(got[0], images[0, 3, 2])
+    torch.testing.assert_close(got[1], images[1, 0, 0])
+    torch.testing.assert_close(got[2], 0.5 * (images[1, 1, 3] + images[1, 1, 4]))
+
+
+def test_term_rays_take_the_place_of_random_ones_in_the_batch():
+    pytest.importorskip("cv2")
+    from reconfusion.config import resolve
+    from reconfusion.field.zipnerf import ZipNeRF
+    from reconfusion.losses import LossContext
+    from reconfusion.reconstruct import _RayPool
+
+    scene = plane_scene(n_views=3)
+    cfg = tiny().replace(sparse_depth_weight=0.1, sparse_depth_rays=16, batch_rays=64, spacing="linear")
+    (term,) = [t for t in config_terms(cfg, scene, log=lambda s: None) if t.name == "sparse_depth"]
+    rays, colors, rows = _RayPool(scene, torch.device("cpu")).batch(64, torch.Generator().manual_seed(0), [term])
+    assert len(rays) == 64 and colors.shape == (64, 3) and rows == {"sparse_depth": slice(48, 64)}
+    # the value reads its rows of the step's render: the same as rendering those rays alone
+    model = ZipNeRF(resolve(cfg, scene.space), scene.space)
+    cpu = torch.device("cpu")
+    merged = LossContext(model, scene, 0, cfg, cpu, 0.5, model(rays), colors, extras={"rows": rows})
+    alone = model(rays[rows["sparse_depth"]])
+    separate = LossContext(
+        model, scene, 0, cfg, cpu, 0.5, alone, colors, extras={"rows": {"sparse_depth": slice(0, 16)}}
+    )
+    torch.testing.assert_close(term.compute(merged), term.compute(separate), rtol=1e-4, atol=1e-5)
