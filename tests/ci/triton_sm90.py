@@ -88,39 +88,46 @@ def install_recorder(path: str) -> None:
     run = InterpretedFunction.run
 
     def recording_run(self, *args, grid, warmup, **kwargs):
-        sig = inspect.signature(self.fn)
-        # a keyword that is no parameter of the kernel is a compile/launch option (num_warps,
-        # enable_fp_fusion, ...): triton.compile takes the same names in ``options``
-        options = {k: kwargs.pop(k) for k in list(kwargs) if k not in sig.parameters}
-        bound = sig.bind(*args, **kwargs)
-        bound.apply_defaults()
-        signature, constexprs, divisible = {}, {}, []
-        # triton.jit(do_not_specialize=[...]): neither the 1-constant nor the 16-divisibility specialization
-        plain = set(self.kwargs.get("do_not_specialize") or ())
-        for name, value in bound.arguments.items():
-            if _is_constexpr(sig.parameters[name]):
-                signature[name], constexprs[name] = "constexpr", value
-            elif name in plain and isinstance(value, int) and not isinstance(value, bool):
-                signature[name] = "i32" if -(2**31) <= value < 2**31 else "i64"
-            else:
-                signature[name], const = _arg_type(value)
-                if signature[name] == "constexpr":
-                    constexprs[name] = const
-                elif _divisible_by_16(value):
-                    divisible.append(name)
-        spec = {
-            "module": self.fn.__module__,
-            "kernel": self.fn.__name__,
-            "signature": signature,
-            "constexprs": constexprs,
-            "divisible": divisible,
-            "options": options,
-        }
+        spec, options = launch_variant(self, args, kwargs)
         seen.setdefault(json.dumps(spec, sort_keys=True, default=repr), spec)
         return run(self, *args, grid=grid, warmup=warmup, **kwargs, **options)
 
     InterpretedFunction.run = recording_run
     atexit.register(lambda: Path(path).write_text(json.dumps(list(seen.values()), indent=1, default=repr)))
+
+
+def launch_variant(kernel, args: tuple, kwargs: dict) -> tuple[dict, dict]:
+    """The compiled variant one launch of ``kernel`` (an interpreted ``triton.jit`` function) selects:
+    ``(spec, options)``; ``kwargs`` loses the compile/launch options, returned as ``options``."""
+    sig = inspect.signature(kernel.fn)
+    # a keyword that is no parameter of the kernel is a compile/launch option (num_warps,
+    # enable_fp_fusion, ...): triton.compile takes the same names in ``options``
+    options = {k: kwargs.pop(k) for k in list(kwargs) if k not in sig.parameters}
+    bound = sig.bind(*args, **kwargs)
+    bound.apply_defaults()
+    signature, constexprs, divisible = {}, {}, []
+    # triton.jit(do_not_specialize=[...]): neither the 1-constant nor the 16-divisibility specialization
+    plain = set(kernel.kwargs.get("do_not_specialize") or ())
+    for name, value in bound.arguments.items():
+        if _is_constexpr(sig.parameters[name]):
+            signature[name], constexprs[name] = "constexpr", value
+        elif name in plain and isinstance(value, int) and not isinstance(value, bool):
+            signature[name] = "i32" if -(2**31) <= value < 2**31 else "i64"
+        else:
+            signature[name], const = _arg_type(value)
+            if signature[name] == "constexpr":
+                constexprs[name] = const
+            elif _divisible_by_16(value):
+                divisible.append(name)
+    spec = {
+        "module": kernel.fn.__module__,
+        "kernel": kernel.fn.__name__,
+        "signature": signature,
+        "constexprs": constexprs,
+        "divisible": divisible,
+        "options": options,
+    }
+    return spec, options
 
 
 if os.environ.get(RECORD_ENV):  # loaded as a pytest plugin (-p tests.ci.triton_sm90) by record()
