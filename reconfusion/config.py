@@ -103,6 +103,8 @@ class Config:
     sparse_depth_full_points: int = 100  # fewer triangulated points fade the weight out linearly
     sparse_depth_proposals: bool = True  # "kl" also on the proposal histograms
     sparse_depth_stop: float = 1.0  # fraction of the run after which the term is off
+    # drop targets within this many pixels of a white/black backdrop (silhouette keypoints); 0 = keep all
+    sparse_depth_backdrop_margin_px: int = 0
     sparse_depth_max_reprojection_px: float = 1.5  # triangulation: rejection rules
     sparse_depth_min_angle_deg: float = 1.0
     sparse_depth_upsample: int = 2  # SIFT on images enlarged by this factor: ~6x the points on 504x378 LLFF
@@ -151,6 +153,7 @@ class Config:
             "seed",
             "sample_anneal_steps",
             "sparse_depth_full_points",
+            "sparse_depth_backdrop_margin_px",
         ):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, name, "an integer >= 0")

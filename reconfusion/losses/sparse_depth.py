@@ -85,11 +85,29 @@ def pixel_colors(images: torch.Tensor, view: torch.Tensor, pixels: torch.Tensor)
     return out
 
 
-def depth_targets(scene, points, spacing: str, min_sigma: float) -> DepthTargets:
+def near_backdrop(images: torch.Tensor, background: str, view: torch.Tensor, pixels: torch.Tensor, margin: int):
+    """``[M]`` bool: a backdrop-coloured pixel (white or black ``background``; none for another) lies
+    within ``margin`` pixels of each observation: keypoints on a silhouette against the backdrop are
+    occluding contours, different surface points in different views, so their triangulated depth is wrong."""
+    from ..data.space import BACKDROP_LEVEL
+
+    level = {"white": 1.0, "black": 0.0}.get(background)
+    if level is None or margin <= 0:
+        return torch.zeros(len(view), dtype=torch.bool)
+    mask = ((images - level).abs().amax(-1) <= BACKDROP_LEVEL).float()[:, None]  # [N, 1, H, W]
+    grown = torch.nn.functional.max_pool2d(mask, 2 * margin + 1, stride=1, padding=margin)[:, 0] > 0
+    H, W = images.shape[1:3]
+    col = pixels[:, 0].long().clamp(0, W - 1)
+    row = pixels[:, 1].long().clamp(0, H - 1)
+    return grown[view.long(), row, col]
+
+
+def depth_targets(scene, points, spacing: str, min_sigma: float, backdrop_margin: int = 0) -> DepthTargets:
     """Targets in ``s`` space for ``points`` (:class:`~reconfusion.geometry.SparsePoints`) of ``scene``
     under the run's resolved ``spacing``; ``sigma_s`` is the central difference of ``s`` at
     ``distance -+ sigma``, at least ``min_sigma``; targets outside ``(0, 1)`` (before the near or
-    beyond the far plane) are dropped."""
+    beyond the far plane) are dropped, and with ``backdrop_margin`` those near the backdrop
+    (:func:`near_backdrop`)."""
     from ..rays import generate_rays
 
     c2w, intr = scene.c2w[points.view], scene.intrinsics[points.view]
@@ -103,6 +121,7 @@ def depth_targets(scene, points, spacing: str, min_sigma: float) -> DepthTargets
     s, s_lo, s_hi = (smap.t_to_s(_ray_parameter(scene, rays, world, v)) for v in (dist, near_d, dist + sig))
     sigma = (0.5 * (s_hi - s_lo).abs()).nan_to_num(1.0).clamp_min(min_sigma)
     keep = torch.isfinite(s) & (s > 0) & (s < 1)
+    keep &= ~near_backdrop(scene.images, scene.background, points.view, points.pixels, backdrop_margin)
     colors = pixel_colors(scene.images, points.view, points.pixels)
     return DepthTargets(rays[keep], s[keep].float(), sigma[keep].float(), colors[keep])
 
@@ -134,6 +153,7 @@ __all__ = [
     "depth_targets",
     "fade_factor",
     "gaussian_bin_mass",
+    "near_backdrop",
     "pixel_colors",
     "sparse_depth_value",
 ]

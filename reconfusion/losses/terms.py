@@ -136,7 +136,9 @@ def sparse_depth_term(cfg, scene, run_dir: str | None = None, log: Callable[[str
     points = load_or_triangulate(
         scene, run_dir, rules, upsample=cfg.sparse_depth_upsample, epipolar_px=cfg.sparse_depth_epipolar_px, log=log
     )
-    targets = SD.depth_targets(scene, points, cfg.spacing, cfg.sparse_depth_min_sigma)
+    targets = SD.depth_targets(
+        scene, points, cfg.spacing, cfg.sparse_depth_min_sigma, cfg.sparse_depth_backdrop_margin_px
+    )
     n_points = points.stats.get("kept_points", 0)
     fade = SD.fade_factor(n_points, cfg.sparse_depth_full_points)
     log(f"sparse depth: {len(targets)} target rays, {n_points} points, weight x {fade:.2f}")

@@ -144,3 +144,16 @@ def test_term_rays_take_the_place_of_random_ones_in_the_batch():
         model, scene, 0, cfg, cpu, 0.5, alone, colors, extras={"rows": {"sparse_depth": slice(0, 16)}}
     )
     torch.testing.assert_close(term.compute(merged), term.compute(separate), rtol=1e-4, atol=1e-5)
+
+
+def test_targets_near_the_backdrop_are_dropped():
+    from reconfusion.losses.sparse_depth import near_backdrop
+
+    images = torch.full((1, 10, 10, 3), 0.5)
+    images[0, :, :3] = 1.0  # a white band at the left: columns 0-2
+    view = torch.zeros(3, dtype=torch.long)
+    pixels = torch.tensor([[4.5, 5.5], [6.5, 5.5], [1.5, 5.5]])  # 1 column, 3 columns away, on the backdrop
+    assert near_backdrop(images, "white", view, pixels, 2).tolist() == [True, False, True]
+    assert not near_backdrop(images, "black", view, pixels, 2).any()
+    assert not near_backdrop(images, "learned", view, pixels, 2).any()
+    assert not near_backdrop(images, "white", view, pixels, 0).any()
