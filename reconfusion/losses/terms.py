@@ -125,10 +125,9 @@ def sparse_depth_term(cfg, scene, run_dir: str | None = None, log: Callable[[str
     triangulated (cached in ``run_dir``), ``cfg.sparse_depth_rays`` target rays per step (at most
     half of ``cfg.batch_rays``; drawn by a generator of their own) in place of as many random pixels
     of the main batch (they are training pixels too, so the data loss covers them and no extra
-    render is needed); weight
-    ``cfg.sparse_depth_weight`` faded by ``min(1, points / cfg.sparse_depth_full_points)``; ``None``
-    when no target is left. A loop that does not merge the rays into its batch gets them rendered
-    separately."""
+    render is needed); weight ``cfg.sparse_depth_weight`` faded by ``min(1, points /
+    cfg.sparse_depth_full_points)``; ``None`` when no target is left. A loop that does not merge
+    the rays into its batch gets them rendered separately."""
     from ..geometry import RejectionRules, load_or_triangulate
     from . import sparse_depth as SD
 
