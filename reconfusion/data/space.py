@@ -105,6 +105,15 @@ def choose_space(
     )
 
 
+def backdrop_pixels(colors: torch.Tensor, background: str | None) -> torch.Tensor | None:
+    """``[..., 3]`` colours -> ``[...]`` bool: within :data:`BACKDROP_LEVEL` of the scene's white or
+    black ``background`` in every channel; ``None`` for a background that is no uniform backdrop."""
+    level = {"white": 1.0, "black": 0.0}.get(background)
+    if level is None:
+        return None
+    return (colors[..., :3] - level).abs().amax(-1) <= BACKDROP_LEVEL
+
+
 def backdrop_background(images: torch.Tensor) -> tuple[str, str]:
     """``[N, H, W, C]`` images in [0, 1] -> (``"white"``, ``"black"`` or ``"learned"``, a one-line reason).
 
@@ -157,6 +166,7 @@ def unbounded_frame(c2w: torch.Tensor, space: str, near_bounds: torch.Tensor | N
 __all__ = [
     "BACKDROP_BORDER_FRACTION",
     "BACKDROP_LEVEL",
+    "backdrop_pixels",
     "BOX_FAR",
     "NEAR_BOUND_FRACTION",
     "SPACE_CHOICES",

@@ -89,17 +89,20 @@ def near_backdrop(images: torch.Tensor, background: str, view: torch.Tensor, pix
     """``[M]`` bool: a backdrop-coloured pixel (white or black ``background``; none for another) lies
     within ``margin`` pixels of each observation: keypoints on a silhouette against the backdrop are
     occluding contours, different surface points in different views, so their triangulated depth is wrong."""
-    from ..data.space import BACKDROP_LEVEL
+    from ..data.space import backdrop_pixels
 
-    level = {"white": 1.0, "black": 0.0}.get(background)
-    if level is None or margin <= 0:
-        return torch.zeros(len(view), dtype=torch.bool)
-    mask = ((images - level).abs().amax(-1) <= BACKDROP_LEVEL).float()[:, None]  # [N, 1, H, W]
-    grown = torch.nn.functional.max_pool2d(mask, 2 * margin + 1, stride=1, padding=margin)[:, 0] > 0
+    none = torch.zeros(len(view), dtype=torch.bool)
+    if margin <= 0:
+        return none
+    views, slot = view.long().unique(return_inverse=True)  # only the observed images, not every test view
+    mask = backdrop_pixels(images[views], background)
+    if mask is None:
+        return none
+    grown = torch.nn.functional.max_pool2d(mask.float()[:, None], 2 * margin + 1, stride=1, padding=margin)[:, 0] > 0
     H, W = images.shape[1:3]
     col = pixels[:, 0].long().clamp(0, W - 1)
     row = pixels[:, 1].long().clamp(0, H - 1)
-    return grown[view.long(), row, col]
+    return grown[slot, row, col]
 
 
 def depth_targets(scene, points, spacing: str, min_sigma: float, backdrop_margin: int = 0) -> DepthTargets:

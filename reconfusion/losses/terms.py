@@ -104,12 +104,11 @@ def _occlusion(ctx):
 def _backdrop_opacity(ctx):
     """Opacity of the rays whose target shows the scene's uniform backdrop, summed over them and
     divided by the batch's rays (None for a scene without a white or black backdrop)."""
-    from ..data.space import BACKDROP_LEVEL
+    from ..data.space import backdrop_pixels
 
-    level = {"white": 1.0, "black": 0.0}.get(getattr(ctx.scene, "background", None))
-    if level is None:
+    on = backdrop_pixels(ctx.target, getattr(ctx.scene, "background", None))
+    if on is None:
         return None
-    on = (ctx.target[..., :3] - level).abs().amax(-1) <= BACKDROP_LEVEL
     return (ctx.out.opacity * on).sum() / max(ctx.out.opacity.shape[0], 1)  # a mask product: no host sync
 
 
